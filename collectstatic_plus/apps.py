@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class CollectstaticPlusConfig(AppConfig):
+    name = "collectstatic_plus"
+    verbose_name = "collectstatic-plus"
+
+    def ready(self) -> None:
+        from . import checks
+
+        checks.register()

@@ -1,0 +1,54 @@
+"""Settings for collectstatic-plus, read lazily from ``settings.COLLECTSTATIC_PLUS``.
+
+Every property reads the Django setting when it is accessed, so
+``override_settings`` works in tests. Values are validated by the system checks
+in :mod:`collectstatic_plus.checks`; the properties fall back to defaults for
+anything malformed so that the checks, not a traceback, report it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+SETTING_NAME = "COLLECTSTATIC_PLUS"
+
+#: Worker count for a bare ``--parallel`` when the destination is remote: the
+#: work is waiting on the network, so far more threads than cores pay off.
+REMOTE_WORKERS = 32
+
+
+def local_workers() -> int:
+    """Worker count for a bare ``--parallel`` on a local destination."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+DEFAULTS: dict[str, Any] = {
+    # Threads used by a bare ``--parallel``; None picks by destination.
+    "WORKERS": None,
+}
+
+
+class Settings:
+    """Typed, lazily read view of the ``COLLECTSTATIC_PLUS`` setting."""
+
+    @property
+    def user_settings(self) -> Mapping[str, Any]:
+        value = getattr(settings, SETTING_NAME, {})
+        return value if isinstance(value, Mapping) else {}
+
+    def get(self, key: str) -> Any:
+        return self.user_settings.get(key, DEFAULTS[key])
+
+    @property
+    def WORKERS(self) -> int | None:
+        value = self.get("WORKERS")
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        return None
+
+
+conf = Settings()

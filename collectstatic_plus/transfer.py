@@ -1,0 +1,101 @@
+"""Run one task per file, inline or on a thread pool, and carry errors back.
+
+``TransferPool`` is the only place threads are made. A task's exception never
+escapes a worker silently: it is recorded against the file's path and the
+caller reports every failure once all other files are done. The number of
+queued tasks is bounded, so a very large tree does not become a very large
+queue of pending futures.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+#: Tasks allowed to wait in the queue per worker, beyond those running.
+QUEUE_PER_WORKER = 4
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file whose task raised, and the exception it raised."""
+
+    path: str
+    error: BaseException
+
+    @property
+    def reason(self) -> str:
+        text = str(self.error)
+        name = type(self.error).__name__
+        return f"{name}: {text}" if text else name
+
+
+class TransferPool:
+    """Run ``fn(*args)`` per file with ``workers`` threads (1 means inline)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.failures: list[Failure] = []
+        self.completed = 0
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._slots: threading.BoundedSemaphore | None = None
+        if workers > 1:
+            self._executor = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="collectstatic"
+            )
+            self._slots = threading.BoundedSemaphore(workers * (1 + QUEUE_PER_WORKER))
+
+    def __enter__(self) -> TransferPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(cancel=exc_type is not None)
+
+    def submit(self, path: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` for ``path`` now (serial) or on a worker."""
+        if self._executor is None or self._slots is None:
+            self._run(path, fn, args)
+            return
+        self._slots.acquire()
+        try:
+            future = self._executor.submit(self._run, path, fn, args)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(self._release)
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for queued work, or with ``cancel`` only for work in flight."""
+        if self._executor is None:
+            return
+        executor, self._executor = self._executor, None
+        try:
+            executor.shutdown(wait=True, cancel_futures=cancel)
+        except KeyboardInterrupt:
+            # A second Ctrl-C while waiting: stop waiting, drop the queue.
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    def _run(self, path: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        except Exception as error:
+            with self._lock:
+                self.failures.append(Failure(path, error))
+        else:
+            with self._lock:
+                self.completed += 1
+
+    def _release(self, future: Future[None]) -> None:
+        assert self._slots is not None
+        self._slots.release()

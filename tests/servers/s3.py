@@ -46,7 +46,9 @@ class CountingMiddleware:
             self.requests.append(line)
         return self.app(environ, start_response)
 
-    def answer_counts(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    def answer_counts(
+        self, environ: dict[str, Any], start_response: Any
+    ) -> list[bytes]:
         with self.lock:
             if environ["REQUEST_METHOD"] == "POST":
                 self.requests.clear()

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.staticfiles.management.commands import collectstatic as stock
+from django.contrib.staticfiles.storage import staticfiles_storage
+from django.core.management import call_command
+from django.utils.functional import empty
+
+from collectstatic_plus.management.commands.collectstatic import Command
+
+
+def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:
+    """Create ``files`` (relative path -> content) under ``root``."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode() if isinstance(content, str) else content
+        path.write_bytes(data)
+    return root
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (symlinks followed) as relative path -> bytes."""
+    found = {}
+    for dirpath, _dirs, filenames in os.walk(root):
+        for filename in filenames:
+            path = Path(dirpath) / filename
+            found[path.relative_to(root).as_posix()] = path.read_bytes()
+    return found
+
+
+SMALL_TREE: dict[str, bytes | str] = {
+    "css/site.css": "body { background: url('../img/bg.png'); }\n",
+    "css/print.css": "@media print { body { color: black; } }\n",
+    "js/app.js": "console.log('app');\n",
+    "js/vendor/lib.js": "var lib = 1;\n",
+    "img/bg.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256)),
+    "fonts/icons.woff2": bytes(range(255, -1, -1)) * 4,
+    "deep/a/b/c/file.txt": "deep\n",
+    ".hidden": "ignored by default\n",
+    "backup.txt~": "ignored by default\n",
+}
+
+
+@dataclass
+class Run:
+    """What one collectstatic run printed."""
+
+    stdout: str
+    stderr: str
+
+
+def run_collectstatic(
+    command: Any = None,
+    stdout: io.StringIO | None = None,
+    stderr: io.StringIO | None = None,
+    **options: Any,
+) -> Run:
+    """Run collectstatic (ours unless ``command`` is given) and capture output.
+
+    Pass ``stdout``/``stderr`` to read them when the command raises.
+    """
+    stdout = stdout if stdout is not None else io.StringIO()
+    stderr = stderr if stderr is not None else io.StringIO()
+    options.setdefault("interactive", False)
+    call_command(
+        command if command is not None else "collectstatic",
+        stdout=stdout,
+        stderr=stderr,
+        **options,
+    )
+    return Run(stdout.getvalue(), stderr.getvalue())
+
+
+def run_stock(**options: Any) -> Run:
+    return run_collectstatic(stock.Command(), **options)
+
+
+@pytest.fixture(autouse=True)
+def fresh_staticfiles_storage() -> Iterator[None]:
+    """Each test sees the storage its settings configure."""
+    staticfiles_storage._wrapped = empty
+    yield
+    staticfiles_storage._wrapped = empty
+
+
+@pytest.fixture
+def static_root(tmp_path: Path, settings: Any) -> Path:
+    root = tmp_path / "static_root"
+    settings.STATIC_ROOT = str(root)
+    return root
+
+
+@pytest.fixture
+def sources(tmp_path: Path, settings: Any) -> Path:
+    """A small source tree, listed in STATICFILES_DIRS."""
+    root = write_tree(tmp_path / "sources", SMALL_TREE)
+    settings.STATICFILES_DIRS = [str(root)]
+    return root
+
+
+__all__ = ["Command", "Run", "read_tree", "run_collectstatic", "run_stock"]

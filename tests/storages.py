@@ -1,0 +1,122 @@
+"""Storages used by the tests: a non-local one and ones that misbehave."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.staticfiles.storage import (
+    ManifestStaticFilesStorage,
+    StaticFilesStorage,
+)
+from django.core.files import File
+from django.core.files.storage import Storage
+from django.utils._os import safe_join
+
+
+class RemoteLikeStorage(Storage):
+    """A storage with no local ``path``, like a remote one, kept in a directory.
+
+    It implements only what a minimal third-party backend would: ``_open``,
+    ``_save``, ``exists``, ``delete``, ``listdir``, ``size`` and
+    ``get_modified_time``.
+    """
+
+    def __init__(self, location: str | None = None) -> None:
+        self.root = location or str(settings.STATIC_ROOT)
+
+    def _full(self, name: str) -> str:
+        return safe_join(self.root, name)
+
+    def _open(self, name: str, mode: str = "rb") -> Any:
+        return File(open(self._full(name), mode))
+
+    def _save(self, name: str, content: Any) -> str:
+        full = self._full(name)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as handle:
+            for chunk in content.chunks():
+                handle.write(chunk)
+        return name
+
+    def exists(self, name: str) -> bool:
+        return os.path.lexists(self._full(name))
+
+    def delete(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._full(name))
+
+    def listdir(self, path: str) -> tuple[list[str], list[str]]:
+        full = self._full(path)
+        entries = list(os.scandir(full)) if os.path.isdir(full) else []
+        return (
+            [e.name for e in entries if e.is_dir()],
+            [e.name for e in entries if not e.is_dir()],
+        )
+
+    def size(self, name: str) -> int:
+        return os.path.getsize(self._full(name))
+
+    def get_modified_time(self, name: str) -> Any:
+        stamp = os.path.getmtime(self._full(name))
+        return datetime.datetime.fromtimestamp(stamp, tz=datetime.timezone.utc)
+
+
+class FailingStorage(StaticFilesStorage):
+    """Fails to save any file whose name contains ``FAIL_ON`` (an env var)."""
+
+    def _save(self, name: str, content: Any) -> str:
+        if os.environ.get("FAIL_ON", "\0") in name:
+            raise OSError(f"simulated failure writing {name}")
+        return super()._save(name, content)
+
+
+class ConcurrencyProbe:
+    """Mixin: sleeps in every save and records how many saves overlap."""
+
+    delay = float(os.environ.get("SLOW_STORAGE_DELAY", "0.05"))
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+    threads: set[str] = set()
+
+    @classmethod
+    def reset(cls) -> None:
+        with cls.lock:
+            ConcurrencyProbe.running = ConcurrencyProbe.peak = 0
+            ConcurrencyProbe.threads = set()
+
+    def _save(self, name: str, content: Any) -> str:
+        probe = ConcurrencyProbe
+        with probe.lock:
+            probe.running += 1
+            probe.peak = max(probe.peak, probe.running)
+            probe.threads.add(threading.current_thread().name)
+        try:
+            time.sleep(probe.delay)
+            return super()._save(name, content)  # type: ignore[misc, no-any-return]
+        finally:
+            with probe.lock:
+                probe.running -= 1
+
+
+class SlowStorage(ConcurrencyProbe, StaticFilesStorage):
+    """A local storage whose saves are slow and observed."""
+
+
+class SlowRemoteStorage(ConcurrencyProbe, RemoteLikeStorage):
+    """A non-local storage whose saves are slow and observed."""
+
+
+class FailingManifestStorage(ManifestStaticFilesStorage):
+    """A manifest storage that fails like ``FailingStorage``."""
+
+    def _save(self, name: str, content: Any) -> str:
+        if os.environ.get("FAIL_ON", "\0") in name:
+            raise OSError(f"simulated failure writing {name}")
+        return super()._save(name, content)

@@ -120,3 +120,27 @@ class FailingManifestStorage(ManifestStaticFilesStorage):
         if os.environ.get("FAIL_ON", "\0") in name:
             raise OSError(f"simulated failure writing {name}")
         return super()._save(name, content)
+
+
+def s3_storage_classes() -> tuple[type[Any], ...]:
+    from storages.backends.s3 import S3Storage
+
+    class ObservedS3Storage(S3Storage):  # type: ignore[misc]
+        """Records the client settings each upload runs with."""
+
+        seen: list[tuple[bool, int, int]] = []  # noqa: RUF012
+
+        def _save(self, name: str, content: Any) -> str:
+            type(self).seen.append(
+                (
+                    self.transfer_config.use_threads,
+                    self.client_config.max_pool_connections,
+                    id(self.connection.meta.client),
+                )
+            )
+            return super()._save(name, content)  # type: ignore[no-any-return]
+
+    return (ObservedS3Storage,)
+
+
+ObservedS3Storage = s3_storage_classes()[0]

@@ -128,7 +128,7 @@ def s3_storage_classes() -> tuple[type[Any], ...]:
     class ObservedS3Storage(S3Storage):  # type: ignore[misc]
         """Records the client settings each upload runs with."""
 
-        seen: list[tuple[bool, int, int]] = []  # noqa: RUF012
+        seen: list[tuple[bool, int, int]] = []
 
         def _save(self, name: str, content: Any) -> str:
             type(self).seen.append(

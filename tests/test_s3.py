@@ -156,7 +156,7 @@ def test_manifest_storage_parallel_equals_serial(
     source = write_tree(
         tmp_path / "src",
         {
-            "css/a.css": "@import url('b.css');\nbody { background: url(../i/x.png) }\n",
+            "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
             "css/b.css": "p { background: url('../i/y.png') }\n",
             "i/x.png": b"x" * 100,
             "i/y.png": b"y" * 100,

@@ -2,9 +2,11 @@
 
 ``TransferPool`` is the only place threads are made. A task's exception never
 escapes a worker silently: it is recorded against the file's path and the
-caller reports every failure once all other files are done. The number of
-queued tasks is bounded, so a very large tree does not become a very large
-queue of pending futures.
+caller reports every failure once all other files are done. A configuration
+error (``ImproperlyConfigured``) is the same for every file: it stops the run
+and is raised as it is, as stock collectstatic would. The number of queued
+tasks is bounded, so a very large tree does not become a very large queue of
+pending futures.
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 #: Tasks allowed to wait in the queue per worker, beyond those running.
 QUEUE_PER_WORKER = 4
+
+#: Errors that no other file can escape either: raised, not collected.
+FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured,)
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class TransferPool:
         self.workers = workers
         self.failures: list[Failure] = []
         self.completed = 0
+        self.fatal: Exception | None = None
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._slots: threading.BoundedSemaphore | None = None
@@ -65,7 +73,9 @@ class TransferPool:
         """Run ``fn(*args)`` for ``path`` now (serial) or on a worker."""
         if self._executor is None or self._slots is None:
             self._run(path, fn, args)
+            self._raise_fatal()
             return
+        self._raise_fatal()
         self._slots.acquire()
         try:
             future = self._executor.submit(self._run, path, fn, args)
@@ -75,20 +85,33 @@ class TransferPool:
         future.add_done_callback(self._release)
 
     def close(self, cancel: bool = False) -> None:
-        """Wait for queued work, or with ``cancel`` only for work in flight."""
-        if self._executor is None:
-            return
-        executor, self._executor = self._executor, None
-        try:
-            executor.shutdown(wait=True, cancel_futures=cancel)
-        except KeyboardInterrupt:
-            # A second Ctrl-C while waiting: stop waiting, drop the queue.
-            executor.shutdown(wait=False, cancel_futures=True)
-            raise
+        """Wait for queued work, or with ``cancel`` only for work in flight.
+
+        Raises the first fatal error a task met, unless already unwinding.
+        """
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            try:
+                executor.shutdown(wait=True, cancel_futures=cancel)
+            except KeyboardInterrupt:
+                # A second Ctrl-C while waiting: stop waiting, drop the queue.
+                executor.shutdown(wait=False, cancel_futures=True)
+                raise
+        if not cancel:
+            self._raise_fatal()
+
+    def _raise_fatal(self) -> None:
+        if self.fatal is not None:
+            raise self.fatal
 
     def _run(self, path: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if self.fatal is not None:
+            return
         try:
             fn(*args)
+        except FATAL_ERRORS as error:
+            with self._lock:
+                self.fatal = self.fatal or error
         except Exception as error:
             with self._lock:
                 self.failures.append(Failure(path, error))

@@ -284,3 +284,16 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     assert 8 <= len(landed) < 200
     source_tree = read_tree(source)
     assert all(source_tree[name] == data for name, data in landed.items())
+
+
+@pytest.mark.parametrize("parallel", [None, 4])
+@pytest.mark.parametrize("root", ["", None])
+def test_missing_static_root_raises_improperly_configured_as_stock(
+    sources: Path, settings: Any, parallel: Any, root: Any
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.STATIC_ROOT = root
+    with pytest.raises(ImproperlyConfigured) as raised:
+        run_collectstatic(parallel=parallel)
+    assert "without having set the STATIC_ROOT setting" in str(raised.value)

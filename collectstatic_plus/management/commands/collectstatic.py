@@ -129,15 +129,15 @@ class Command(stock.Command):
 
     def skip_duplicate(self, prefixed_path: str) -> None:
         # Django 6.0 started counting these and moved the message to -v2.
-        counted = hasattr(self, "skipped_files")
-        if counted:
-            self.skipped_files.append(prefixed_path)
+        skipped: list[str] | None = vars(self).get("skipped_files")
+        if skipped is not None:
+            skipped.append(prefixed_path)
         self.log(
             f"Found another file with the destination path '{prefixed_path}'. "
             "It will be ignored since only the first encountered file "
             "is collected. If this is not what you want, make sure "
             "every static file has a unique path.",
-            level=2 if counted else 1,
+            level=1 if skipped is None else 2,
         )
 
     def report_failures(self, failures: list[Failure]) -> None:
@@ -160,7 +160,8 @@ class Command(stock.Command):
             "unmodified": self.unmodified_files,
             "post_processed": self.post_processed_files,
         }
-        if hasattr(self, "skipped_files"):
-            result["skipped"] = self.skipped_files
-            result["deleted"] = self.deleted_files
+        # Django 6.0 added these two counts to the summary line.
+        for key in ("skipped", "deleted"):
+            if f"{key}_files" in vars(self):
+                result[key] = vars(self)[f"{key}_files"]
         return result

@@ -15,6 +15,8 @@ from django.utils.functional import empty
 
 from collectstatic_plus.management.commands.collectstatic import Command
 
+from .servers.s3 import S3Server
+
 
 def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:
     """Create ``files`` (relative path -> content) under ``root``."""
@@ -81,6 +83,14 @@ def run_collectstatic(
 
 def run_stock(**options: Any) -> Run:
     return run_collectstatic(stock.Command(), **options)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on 127.0.0.1, in its own process, for the session."""
+    server = S3Server().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -160,7 +160,7 @@ def _cli(*args: str) -> None:
     call_command("collectstatic", "--noinput", *args)
 
 
-@pytest.mark.parametrize("value", [0, -1, True, 2.5])
+@pytest.mark.parametrize("value", [0, -1, True, 2.5, "0", "lots"])
 def test_invalid_parallel_from_call_command_is_a_clear_error(
     sources: Path, static_root: Path, value: object
 ) -> None:
@@ -170,6 +170,16 @@ def test_invalid_parallel_from_call_command_is_a_clear_error(
         f"--parallel must be a positive whole number of workers, not {value!r}."
     )
     assert not static_root.exists()
+
+
+def test_parallel_auto_is_the_same_as_a_bare_flag(
+    tmp_path: Path, static_root: Path, settings: Any, probe: ConcurrencyProbe
+) -> None:
+    settings.STATICFILES_DIRS = [str(many_files(tmp_path / "src", 12))]
+    settings.COLLECTSTATIC_PLUS = {"WORKERS": 3}
+    use_storage(settings, "tests.storages.SlowStorage")
+    _cli("--parallel", "auto", "-v", "0")
+    assert probe.peak == 3
 
 
 @pytest.mark.parametrize("parallel", [None, 4])

@@ -24,8 +24,10 @@ AUTO = "auto"
 NAMED_FAILURES = 10
 
 
-def worker_count(value: str) -> int:
-    """argparse type for ``--parallel N``."""
+def worker_count(value: str) -> int | str:
+    """argparse type for ``--parallel N``: a positive number, or "auto"."""
+    if value == AUTO:
+        return AUTO
     try:
         count = int(value)
     except ValueError:
@@ -54,7 +56,8 @@ class Command(stock.Command):
             type=worker_count,
             metavar="N",
             help=(
-                "Copy or upload files with N threads. Without N: the WORKERS "
+                "Copy or upload files with N threads. Without N (or with "
+                "'auto'): the WORKERS "
                 f"setting, else {REMOTE_WORKERS} for a remote destination and "
                 f"{local_workers()} for a local one."
             ),
@@ -66,12 +69,16 @@ class Command(stock.Command):
         self.workers = self.resolve_workers(options.get("parallel"))
 
     def resolve_workers(self, parallel: object) -> int:
+        """Workers for a ``--parallel`` value: None (no flag), "auto", N."""
         if parallel is None:
             return 1
+        if isinstance(parallel, str):
+            try:
+                parallel = worker_count(parallel)
+            except argparse.ArgumentTypeError as error:
+                raise CommandError(f"--parallel {error}.") from None
         if parallel == AUTO:
             return conf.WORKERS or (local_workers() if self.local else REMOTE_WORKERS)
-        if isinstance(parallel, str):
-            parallel = worker_count(parallel)
         if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
             raise CommandError(
                 f"--parallel must be a positive whole number of workers, "

@@ -1,0 +1,106 @@
+"""System checks: app order and the COLLECTSTATIC_PLUS setting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from collectstatic_plus.checks import check_app_order, check_settings
+
+
+def ids(messages: list[checks.CheckMessage]) -> list[str | None]:
+    return [message.id for message in messages]
+
+
+def test_app_listed_before_staticfiles_passes() -> None:
+    assert check_app_order() == []
+
+
+@override_settings(INSTALLED_APPS=["django.contrib.staticfiles", "collectstatic_plus"])
+def test_app_listed_after_staticfiles_is_e001() -> None:
+    [error] = check_app_order()
+    assert error.id == "collectstatic_plus.E001"
+    assert error.msg == (
+        "'collectstatic_plus' is listed after 'django.contrib.staticfiles' in "
+        "INSTALLED_APPS, so Django's own collectstatic command runs instead of ours."
+    )
+    assert error.hint == (
+        "Move 'collectstatic_plus' above 'django.contrib.staticfiles' in "
+        "INSTALLED_APPS."
+    )
+
+
+@override_settings(
+    INSTALLED_APPS=[
+        "django.contrib.staticfiles.apps.StaticFilesConfig",
+        "collectstatic_plus.apps.CollectstaticPlusConfig",
+    ]
+)
+def test_app_order_is_read_from_app_configs_not_strings() -> None:
+    assert ids(check_app_order()) == ["collectstatic_plus.E001"]
+
+
+@override_settings(INSTALLED_APPS=["collectstatic_plus"])
+def test_missing_staticfiles_is_e002() -> None:
+    assert ids(check_app_order()) == ["collectstatic_plus.E002"]
+
+
+@override_settings(INSTALLED_APPS=["django.contrib.staticfiles"])
+def test_checks_are_silent_when_the_app_is_not_installed() -> None:
+    assert check_app_order() == []
+    assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({}, []),
+        ({"WORKERS": None}, []),
+        ({"WORKERS": 16}, []),
+        ([("WORKERS", 4)], ["collectstatic_plus.E003"]),
+        ({"WORKRES": 4}, ["collectstatic_plus.E004"]),
+        ({"WORKERS": 0}, ["collectstatic_plus.E005"]),
+        ({"WORKERS": "8"}, ["collectstatic_plus.E005"]),
+        ({"WORKERS": True}, ["collectstatic_plus.E005"]),
+        (
+            {"WORKERS": -3, "X": 1},
+            ["collectstatic_plus.E004", "collectstatic_plus.E005"],
+        ),
+    ],
+)
+def test_settings_are_validated(settings: Any, value: Any, expected: list[str]) -> None:
+    settings.COLLECTSTATIC_PLUS = value
+    assert ids(check_settings()) == expected
+
+
+def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> None:
+    settings.COLLECTSTATIC_PLUS = {"WORKRES": 4}
+    [error] = check_settings()
+    assert error.msg == "COLLECTSTATIC_PLUS has unknown key(s): WORKRES."
+    assert error.hint == "Known keys: WORKERS."
+
+
+def test_collectstatic_runs_the_checks_and_stops_on_errors(
+    settings: Any, static_root: Any
+) -> None:
+    settings.COLLECTSTATIC_PLUS = {"WORKERS": 0}
+    with pytest.raises(SystemCheckError) as raised:
+        call_command("collectstatic", interactive=False, skip_checks=False)
+    assert "collectstatic_plus.E005" in str(raised.value)
+    assert not static_root.exists()
+
+
+def test_invalid_workers_setting_falls_back_to_default_at_runtime(
+    settings: Any,
+) -> None:
+    from collectstatic_plus.conf import conf
+
+    settings.COLLECTSTATIC_PLUS = {"WORKERS": "lots"}
+    assert conf.WORKERS is None
+    settings.COLLECTSTATIC_PLUS = {"WORKERS": 12}
+    assert conf.WORKERS == 12

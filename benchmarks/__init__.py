@@ -1,0 +1,1 @@
+"""Benchmarks for collectstatic-plus; see benchmarks/README.md."""

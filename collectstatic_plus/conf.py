@@ -29,6 +29,10 @@ def local_workers() -> int:
 DEFAULTS: dict[str, Any] = {
     # Threads used by a bare ``--parallel``; None picks by destination.
     "WORKERS": None,
+    # Name of the sync record, relative to the destination storage's root.
+    "RECORD_NAME": ".collectstatic-plus.json",
+    # Manifests whose files ``--delete`` keeps (the current one included).
+    "KEEP_MANIFESTS": 3,
 }
 
 
@@ -49,6 +53,18 @@ class Settings:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
         return None
+
+    @property
+    def RECORD_NAME(self) -> str:
+        value = self.get("RECORD_NAME")
+        return value if isinstance(value, str) and value else DEFAULTS["RECORD_NAME"]
+
+    @property
+    def KEEP_MANIFESTS(self) -> int:
+        value = self.get("KEEP_MANIFESTS")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        return int(DEFAULTS["KEEP_MANIFESTS"])
 
 
 conf = Settings()

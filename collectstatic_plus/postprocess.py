@@ -28,6 +28,8 @@ class PostProcessor:
         self.log = log
         self.stderr = stderr
         self.processed: list[str] = []
+        #: Names the post-processor wrote (hashed copies, for instance).
+        self.outputs: set[str] = set()
 
     def run(self, found_files: FoundFiles, dry_run: bool) -> list[str]:
         """Post-process and return the original paths that were processed."""
@@ -39,6 +41,8 @@ class PostProcessor:
         ):
             if isinstance(processed, Exception):
                 self.fail(original, processed)
+            if isinstance(processed_path, str):
+                self.outputs.add(processed_path)
             if processed:
                 self.log(f"Post-processed '{original}' as '{processed_path}'", level=2)
                 self.processed.append(original)

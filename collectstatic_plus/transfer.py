@@ -2,11 +2,12 @@
 
 ``TransferPool`` is the only place threads are made. A task's exception never
 escapes a worker silently: it is recorded against the file's path and the
-caller reports every failure once all other files are done. A configuration
-error (``ImproperlyConfigured``) is the same for every file: it stops the run
-and is raised as it is, as stock collectstatic would. The number of queued
-tasks is bounded, so a very large tree does not become a very large queue of
-pending futures.
+caller reports every failure once all other files are done. Ctrl-C stops new
+work, lets work in flight finish, and becomes a one-line CommandError. A
+configuration error (``ImproperlyConfigured``) is the same for every file: it
+stops the run and is raised as it is, as stock collectstatic would. The number
+of queued tasks is bounded, so a very large tree does not become a very large
+queue of pending futures.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
 
 #: Tasks allowed to wait in the queue per worker, beyond those running.
 QUEUE_PER_WORKER = 4
@@ -44,8 +46,11 @@ class Failure:
 class TransferPool:
     """Run ``fn(*args)`` per file with ``workers`` threads (1 means inline)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(
+        self, workers: int, on_interrupt: Callable[[], None] | None = None
+    ) -> None:
         self.workers = workers
+        self.on_interrupt = on_interrupt
         self.failures: list[Failure] = []
         self.completed = 0
         self.fatal: Exception | None = None
@@ -68,6 +73,14 @@ class TransferPool:
         tb: TracebackType | None,
     ) -> None:
         self.close(cancel=exc_type is not None)
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            if self.on_interrupt is not None:
+                self.on_interrupt()
+            raise CommandError(
+                f"Interrupted: {self.completed} file(s) collected before the "
+                "interrupt; run collectstatic again to finish.",
+                returncode=130,
+            ) from None
 
     def submit(self, path: str, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` for ``path`` now (serial) or on a worker."""

@@ -28,13 +28,21 @@ def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:
     return root
 
 
-def read_tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (symlinks followed) as relative path -> bytes."""
+RECORD = ".collectstatic-plus.json"
+
+
+def read_tree(root: Path, record: bool = False) -> dict[str, bytes]:
+    """Every file under ``root`` (symlinks followed) as relative path -> bytes.
+
+    The sync record is left out unless ``record`` is true.
+    """
     found = {}
     for dirpath, _dirs, filenames in os.walk(root):
         for filename in filenames:
             path = Path(dirpath) / filename
-            found[path.relative_to(root).as_posix()] = path.read_bytes()
+            name = path.relative_to(root).as_posix()
+            if record or name != RECORD:
+                found[name] = path.read_bytes()
     return found
 
 

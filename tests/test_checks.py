@@ -82,7 +82,7 @@ def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> No
     settings.COLLECTSTATIC_PLUS = {"WORKRES": 4}
     [error] = check_settings()
     assert error.msg == "COLLECTSTATIC_PLUS has unknown key(s): WORKRES."
-    assert error.hint == "Known keys: WORKERS."
+    assert error.hint == "Known keys: KEEP_MANIFESTS, RECORD_NAME, WORKERS."
 
 
 def test_collectstatic_runs_the_checks_and_stops_on_errors(

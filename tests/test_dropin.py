@@ -212,7 +212,14 @@ def test_every_stock_option_keeps_its_strings_dest_and_default() -> None:
 
     theirs, ours = actions(stock.Command()), actions(Command())
     assert {dest: ours[dest] for dest in theirs} == theirs
-    assert set(ours) - set(theirs) == {"parallel"}
+    assert set(ours) - set(theirs) == {
+        "parallel",
+        "force",
+        "verify",
+        "delete",
+        "max_delete",
+        "keep_manifests",
+    }
 
 
 def test_symlink_to_remote_destination_is_refused(

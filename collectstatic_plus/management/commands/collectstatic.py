@@ -1,7 +1,8 @@
-"""``collectstatic`` with ``--parallel``: stock behaviour, files copied on a pool.
+"""``collectstatic``: stock options and messages, parallel and incremental work.
 
-The command keeps Django's own options, prompt, messages and summary by
-subclassing the stock command; it overrides only the hooks listed below.
+The command subclasses Django's own, so options, prompt, messages and summary
+line are the installed version's. It overrides only the hooks listed below and
+hands the run to :class:`collectstatic_plus.collector.Collector`.
 """
 
 from __future__ import annotations
@@ -13,40 +14,52 @@ from typing import Any
 from django.contrib.staticfiles.management.commands import collectstatic as stock
 from django.core.management.base import CommandError, CommandParser
 
-from ...backends import prepared_for_threads
+from ...collector import Collector, RunOptions
 from ...conf import REMOTE_WORKERS, conf, local_workers
-from ...postprocess import FoundFiles, PostProcessor
-from ...sources import find_sources
-from ...transfer import Failure, TransferPool
 
 AUTO = "auto"
-#: Failed paths named in the final error message; stderr lists all of them.
-NAMED_FAILURES = 10
 
 
 def worker_count(value: str) -> int | str:
     """argparse type for ``--parallel N``: a positive number, or "auto"."""
     if value == AUTO:
         return AUTO
+    return positive(value, "workers")
+
+
+def positive(value: str, what: str) -> int:
     try:
         count = int(value)
     except ValueError:
         count = 0
     if count < 1:
         raise argparse.ArgumentTypeError(
-            f"must be a positive whole number of workers, not {value!r}"
+            f"must be a positive whole number of {what}, not {value!r}"
         )
     return count
+
+
+def count(value: str) -> int:
+    """argparse type for ``--max-delete``: zero or more."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 or a positive number, not {value!r}"
+        )
+    return number
 
 
 class Command(stock.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.workers = 1
+        self.run_options = RunOptions()
         self._log_lock = threading.Lock()
 
     def add_arguments(self, parser: CommandParser) -> None:
-        """Add ``--parallel`` to the stock options."""
+        """Add our options to the stock ones."""
         super().add_arguments(parser)
         parser.add_argument(
             "--parallel",
@@ -57,16 +70,60 @@ class Command(stock.Command):
             metavar="N",
             help=(
                 "Copy or upload files with N threads. Without N (or with "
-                "'auto'): the WORKERS "
-                f"setting, else {REMOTE_WORKERS} for a remote destination and "
+                "'auto'): the WORKERS setting, else "
+                f"{REMOTE_WORKERS} for a remote destination and "
                 f"{local_workers()} for a local one."
+            ),
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Copy every file, even those the destination already holds.",
+        )
+        parser.add_argument(
+            "--verify",
+            action="store_true",
+            help="Ignore the sync record: check each file against the destination.",
+        )
+        parser.add_argument(
+            "--delete",
+            action="store_true",
+            help=(
+                "After a successful run, delete destination files this "
+                "collection did not produce."
+            ),
+        )
+        parser.add_argument(
+            "--max-delete",
+            type=count,
+            metavar="N",
+            help="With --delete: stop, deleting nothing, if more than N are stale.",
+        )
+        parser.add_argument(
+            "--keep-manifests",
+            type=lambda value: positive(value, "manifests"),
+            metavar="K",
+            help=(
+                "With --delete: keep the files named by the last K manifests "
+                f"(default: the KEEP_MANIFESTS setting, {conf.KEEP_MANIFESTS})."
             ),
         )
 
     def set_options(self, **options: Any) -> None:
-        """Also read ``--parallel``."""
+        """Also read our options, and refuse combinations that make no sense."""
         super().set_options(**options)
-        self.workers = self.resolve_workers(options.get("parallel"))
+        if options.get("delete") and self.symlink:
+            raise CommandError("--delete cannot be combined with --link.")
+        keep = options.get("keep_manifests")
+        self.run_options = RunOptions(
+            workers=self.resolve_workers(options.get("parallel")),
+            force=bool(options.get("force")),
+            verify=bool(options.get("verify")),
+            delete=bool(options.get("delete")),
+            max_delete=self.option_count(options, "max_delete", minimum=0),
+            keep_manifests=keep if keep is not None else conf.KEEP_MANIFESTS,
+            record_name=conf.RECORD_NAME,
+        )
 
     def resolve_workers(self, parallel: object) -> int:
         """Workers for a ``--parallel`` value: None (no flag), "auto", N."""
@@ -86,55 +143,32 @@ class Command(stock.Command):
             )
         return parallel
 
+    @staticmethod
+    def option_count(options: dict[str, Any], key: str, minimum: int) -> int | None:
+        value = options.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            flag = "--" + key.replace("_", "-")
+            raise CommandError(
+                f"{flag} must be a whole number >= {minimum}, not {value!r}."
+            )
+        return value
+
     def log(self, msg: str, level: int = 2) -> None:
         """Serialise log lines: workers log concurrently."""
         with self._log_lock:
             super().log(msg, level)
 
     def collect(self) -> dict[str, list[str]]:
-        """Stock's collect, with each file's copy or link run on the pool."""
+        """Stock's checks, then the run: see collectstatic_plus.collector."""
         if self.symlink and not self.local:
             raise CommandError("Can't symlink to a remote destination.")
-        if self.clear:
-            self.clear_dir("")
-        with prepared_for_threads(self.storage, self.workers):
-            found_files = self.collect_files()
-        if self.post_process:
-            processor = PostProcessor(self.storage, self.log, self.stderr)
-            self.post_processed_files = processor.run(found_files, self.dry_run)
+        Collector(self, self.run_options).run()
         return self.collected()
 
-    def collect_files(self) -> FoundFiles:
-        handler = self.link_file if self.symlink else self.copy_file
-        found_files: FoundFiles = {}
-        pool = TransferPool(self.workers)
-        try:
-            with pool:
-                for source in find_sources(self.ignore_patterns):
-                    if source.prefixed_path in found_files:
-                        self.skip_duplicate(source.prefixed_path)
-                        continue
-                    found_files[source.prefixed_path] = (source.storage, source.path)
-                    pool.submit(
-                        source.prefixed_path,
-                        handler,
-                        source.path,
-                        source.prefixed_path,
-                        source.storage,
-                    )
-        except KeyboardInterrupt:
-            self.report_failures(pool.failures)
-            raise CommandError(
-                f"Interrupted: {pool.completed} file(s) collected before the "
-                "interrupt; run collectstatic again to finish.",
-                returncode=130,
-            ) from None
-        if pool.failures:
-            self.report_failures(pool.failures)
-            raise CommandError(self.failure_summary(pool.failures))
-        return found_files
-
     def skip_duplicate(self, prefixed_path: str) -> None:
+        """Report a later file for an already found path, as the installed Django."""
         # Django 6.0 started counting these and moved the message to -v2.
         skipped: list[str] | None = vars(self).get("skipped_files")
         if skipped is not None:
@@ -147,19 +181,11 @@ class Command(stock.Command):
             level=1 if skipped is None else 2,
         )
 
-    def report_failures(self, failures: list[Failure]) -> None:
-        for failure in sorted(failures, key=lambda f: f.path):
-            self.stderr.write(f"Could not collect '{failure.path}': {failure.reason}")
-
-    @staticmethod
-    def failure_summary(failures: list[Failure]) -> str:
-        paths = sorted(failure.path for failure in failures)
-        named = ", ".join(paths[:NAMED_FAILURES])
-        more = len(paths) - NAMED_FAILURES
-        if more > 0:
-            named += f" and {more} more"
-        noun = "file" if len(paths) == 1 else "files"
-        return f"{len(paths)} static {noun} could not be collected: {named}."
+    def note_deleted(self, path: str) -> None:
+        """Count a pruned file where Django 6.x counts deletions."""
+        deleted: list[str] | None = vars(self).get("deleted_files")
+        if deleted is not None:
+            deleted.append(path)
 
     def collected(self) -> dict[str, list[str]]:
         result = {

@@ -1,0 +1,265 @@
+"""One collectstatic run, step by step.
+
+find sources -> hash them -> learn what the destination holds -> decide per
+file -> copy on the pool -> post-process -> write the sync record -> prune.
+
+The command owns options, messages and counters (stock's hooks); this module
+owns the order of the steps and what happens when one of them fails: nothing
+after a failed step writes to the destination, except the sync record, which
+then lists only what landed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import django
+from django.core.files.storage import Storage
+from django.core.management.base import CommandError, OutputWrapper
+
+from . import __version__, record
+from .backends import Backend, Listing, LocalBackend, backend_for
+from .copier import Copier
+from .plan import Knowledge, decide
+from .postprocess import FoundFiles, PostProcessor
+from .prune import Pruner
+from .record import Entry, Record, RecordError
+from .sources import Digest, Source, digest, find_sources
+from .transfer import Failure, TransferPool
+
+#: Failed paths named in the final error message; stderr lists all of them.
+NAMED_FAILURES = 10
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    workers: int = 1
+    force: bool = False
+    verify: bool = False
+    delete: bool = False
+    max_delete: int | None = None
+    keep_manifests: int = 3
+    record_name: str = ".collectstatic-plus.json"
+
+
+class Host(Protocol):
+    """The stock command's state and hooks that a run uses."""
+
+    storage: Storage
+    stderr: OutputWrapper
+    verbosity: int
+    dry_run: bool
+    symlink: bool
+    clear: bool
+    post_process: bool
+    ignore_patterns: list[str]
+    copied_files: list[str]
+    unmodified_files: list[str]
+    post_processed_files: list[str]
+
+    def log(self, msg: str, level: int = 2) -> None: ...
+    def clear_dir(self, path: str) -> None: ...
+    def copy_file(self, path: str, prefixed_path: str, source: Storage) -> None: ...
+    def link_file(self, path: str, prefixed_path: str, source: Storage) -> None: ...
+    def delete_file(self, path: str, prefixed_path: str, source: Storage) -> bool: ...
+    def skip_duplicate(self, prefixed_path: str) -> None: ...
+    def note_deleted(self, path: str) -> None: ...
+
+
+class Collector:
+    def __init__(self, host: Host, options: RunOptions) -> None:
+        self.host = host
+        self.options = options
+        self.backend: Backend = backend_for(host.storage)
+        self.sources: list[Source] = []
+        self.found_files: FoundFiles = {}
+        self.previous: Record | None = None
+        self.outputs: set[str] = set()
+        self.manifest: list[str] | None = None
+
+    def run(self) -> None:
+        host = self.host
+        with self.backend.prepared_for_threads(self.options.workers):
+            if host.clear:
+                host.clear_dir("")
+            order = list(self.discover())
+            if host.symlink:
+                self.run_stock(order, host.link_file)
+            else:
+                self.sync(order)
+            if host.post_process:
+                self.post_process()
+            if not host.dry_run and not host.symlink:
+                self.save_record(self.copier, self.knowledge, complete=True)
+            if self.options.delete:
+                self.prune()
+
+    def discover(self) -> Iterator[Source | str]:
+        """Sources in finder order; a str is a duplicate path, to report in order."""
+        for source in find_sources(self.host.ignore_patterns):
+            if source.prefixed_path in self.found_files:
+                yield source.prefixed_path
+                continue
+            self.found_files[source.prefixed_path] = (source.storage, source.path)
+            self.sources.append(source)
+            yield source
+
+    def run_stock(self, order: list[Source | str], handler: Callable[..., Any]) -> None:
+        """Stock's own per-file handler on the pool (used for ``--link``)."""
+        with self.pool() as pool:
+            for item in order:
+                if isinstance(item, str):
+                    self.host.skip_duplicate(item)
+                else:
+                    pool.submit(
+                        item.prefixed_path,
+                        handler,
+                        item.path,
+                        item.prefixed_path,
+                        item.storage,
+                    )
+        self.raise_failures(pool)
+
+    def sync(self, order: list[Source | str]) -> None:
+        digests = self.hash_sources()
+        self.knowledge = knowledge = self.learn()
+        self.copier = copier = Copier(self.host, self.backend)
+        options = self.options
+        with self.pool(on_interrupt=self.save_partial_record) as pool:
+            for item in order:
+                if isinstance(item, str):
+                    self.host.skip_duplicate(item)
+                    continue
+                path = item.prefixed_path
+                decision = decide(
+                    path, digests[path], knowledge, options.force, options.verify
+                )
+                pool.submit(path, copier.run, item, digests[path], decision)
+        if pool.failures:
+            self.save_partial_record()
+        self.raise_failures(pool)
+
+    def hash_sources(self) -> dict[str, Digest]:
+        digests: dict[str, Digest] = {}
+
+        def hash_one(source: Source) -> None:
+            digests[source.prefixed_path] = digest(source)
+
+        with self.pool() as pool:
+            for source in self.sources:
+                pool.submit(source.prefixed_path, hash_one, source)
+        self.raise_failures(pool, verb="read")
+        return digests
+
+    def learn(self) -> Knowledge:
+        """What the destination holds: a listing if the backend can, the record."""
+        cheap = isinstance(self.backend, LocalBackend)
+        if self.host.clear:
+            return Knowledge(listing={}, record=None, cheap_reads=cheap)
+        try:
+            listing = self.backend.listing()
+        except Exception as error:
+            raise CommandError(
+                f"Could not list the destination: {type(error).__name__}: {error}"
+            ) from error
+        self.previous = self.load_record()
+        return Knowledge(listing, self.previous, cheap_reads=cheap)
+
+    def load_record(self) -> Record | None:
+        name = self.options.record_name
+        try:
+            return record.load(self.backend, name, self.backend.fingerprint())
+        except RecordError as error:
+            self.warn(f"Ignoring the sync record '{name}': {error}.")
+            return None
+
+    def post_process(self) -> None:
+        processor = PostProcessor(self.host.storage, self.host.log, self.host.stderr)
+        self.host.post_processed_files = processor.run(
+            self.found_files, self.host.dry_run
+        )
+        self.outputs = processor.outputs
+        hashed = getattr(self.host.storage, "hashed_files", None)
+        if isinstance(hashed, dict) and not self.host.dry_run:
+            self.manifest = sorted(set(hashed.values()))
+
+    def save_partial_record(self) -> None:
+        """After a failure or an interrupt: record what landed, and only that."""
+        if not self.host.dry_run:
+            self.save_record(self.copier, self.knowledge, complete=False)
+
+    def save_record(self, copier: Copier, known: Knowledge, complete: bool) -> None:
+        new = self.next_record(copier, known, complete)
+        if new == self.previous:
+            return
+        try:
+            record.save(self.backend, self.options.record_name, new)
+        except RecordError as error:
+            self.warn(f"Could not write the sync record: {error}.")
+
+    def next_record(self, copier: Copier, known: Knowledge, complete: bool) -> Record:
+        previous = self.previous
+        listing = known.listing
+        seen_after: Listing | None = listing
+        if copier.landed and listing is not None:
+            seen_after = self.backend.listing()
+        files: dict[str, Entry] = {}
+        if previous is not None:
+            for path, entry in previous.files.items():
+                # Files no longer collected, still there: --delete may want them.
+                gone = listing is not None and path not in listing
+                if path not in self.found_files and not gone:
+                    files[path] = entry
+        for found, seen in ((copier.kept, listing), (copier.landed, seen_after)):
+            for path, content in found.items():
+                files[path] = Entry(content.md5, content.size, (seen or {}).get(path))
+        manifests = previous.manifests if previous is not None else []
+        if complete and self.manifest is not None:
+            manifests = [self.manifest, *manifests][: self.options.keep_manifests]
+        state = {"django": django.get_version(), "collectstatic_plus": __version__}
+        return Record(self.backend.fingerprint(), files, manifests, state)
+
+    def prune(self) -> None:
+        pruner = Pruner(self.host, self.backend, self.options.max_delete)
+        keep = set(self.found_files) | self.outputs | {self.options.record_name}
+        manifest_name = getattr(self.host.storage, "manifest_name", None)
+        if isinstance(manifest_name, str):
+            keep.add(manifest_name)
+        previous = self.previous
+        history = previous.manifests if previous is not None else []
+        for paths in [self.manifest or [], *history][: self.options.keep_manifests]:
+            keep.update(paths)
+        listing = self.knowledge.listing if hasattr(self, "knowledge") else None
+        if listing is not None:
+            existing = set(listing)
+        else:
+            existing = set(previous.files) if previous is not None else set()
+            for paths in history:
+                existing.update(paths)
+        pruner.run(existing, keep)
+
+    def pool(self, on_interrupt: Callable[[], None] | None = None) -> TransferPool:
+        return TransferPool(self.options.workers, on_interrupt=on_interrupt)
+
+    def raise_failures(self, pool: TransferPool, verb: str = "collected") -> None:
+        if not pool.failures:
+            return
+        failures = sorted(pool.failures, key=lambda f: f.path)
+        for fail in failures:
+            self.host.stderr.write(f"Could not collect '{fail.path}': {fail.reason}")
+        raise CommandError(summary(failures, verb))
+
+    def warn(self, message: str) -> None:
+        if self.host.verbosity >= 1:
+            self.host.stderr.write(message)
+
+
+def summary(failures: list[Failure], verb: str) -> str:
+    paths = [failure.path for failure in failures]
+    named = ", ".join(paths[:NAMED_FAILURES])
+    if len(paths) > NAMED_FAILURES:
+        named += f" and {len(paths) - NAMED_FAILURES} more"
+    noun = "file" if len(paths) == 1 else "files"
+    return f"{len(paths)} static {noun} could not be {verb}: {named}."

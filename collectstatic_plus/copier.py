@@ -1,0 +1,96 @@
+"""Carry out one file's decision, printing what stock prints for the same act."""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+from django.core.files.storage import Storage
+
+from .backends import Backend
+from .plan import Action, Decision
+from .sources import Digest, Source
+
+
+class Host(Protocol):
+    """The parts of the collectstatic command the copier reports to."""
+
+    storage: Storage
+    dry_run: bool
+    copied_files: list[str]
+    unmodified_files: list[str]
+
+    def log(self, msg: str, level: int = 2) -> None: ...
+
+    def delete_file(
+        self, path: str, prefixed_path: str, source_storage: Storage
+    ) -> bool: ...
+
+
+class Copier:
+    """Runs decisions; remembers what landed and what was found up to date."""
+
+    def __init__(self, host: Host, backend: Backend) -> None:
+        self.host = host
+        self.backend = backend
+        #: Paths written in this run, with the content written.
+        self.landed: dict[str, Digest] = {}
+        #: Paths left alone because the destination holds this content.
+        self.kept: dict[str, Digest] = {}
+        self._lock = threading.Lock()
+
+    def run(self, source: Source, digest: Digest, decision: Decision) -> None:
+        action = decision.action
+        if action is Action.SKIP:
+            self.skip(source, digest)
+        elif action is Action.CHECK:
+            self.check(source, digest, decision.exists)
+        elif action is Action.STOCK:
+            self.stock(source, digest)
+        else:
+            self.copy(source, digest, decision.exists)
+
+    def skip(self, source: Source, digest: Digest) -> None:
+        with self._lock:
+            self.kept[source.prefixed_path] = digest
+        self.host.unmodified_files.append(source.prefixed_path)
+        self.host.log(f"Skipping '{source.path}' (not modified)")
+
+    def check(self, source: Source, digest: Digest, exists: bool | None) -> None:
+        held = self.backend.digest(source.prefixed_path)
+        if held == digest:
+            self.skip(source, digest)
+        else:
+            self.copy(source, digest, held is not None if exists is None else exists)
+
+    def stock(self, source: Source, digest: Digest) -> None:
+        """Stock's rule (exists, then modification times), for unknown storages."""
+        if self.host.delete_file(source.path, source.prefixed_path, source.storage):
+            self.copy(source, digest, exists=False)
+        else:
+            with self._lock:
+                self.kept[source.prefixed_path] = digest
+
+    def copy(self, source: Source, digest: Digest, exists: bool | None) -> None:
+        host, name = self.host, source.prefixed_path
+        if exists is None:
+            exists = bool(host.storage.exists(name))
+        if exists and not self.backend.overwrites_in_place:
+            if host.dry_run:
+                host.log(f"Pretending to delete '{source.path}'")
+            else:
+                host.log(f"Deleting '{source.path}'")
+                host.storage.delete(name)
+        source_path = source.storage.path(source.path)
+        if host.dry_run:
+            host.log(f"Pretending to copy '{source_path}'", level=1)
+        else:
+            host.log(f"Copying '{source_path}'", level=2)
+            with source.storage.open(source.path) as handle:
+                saved = host.storage.save(name, handle)
+            # A storage may save under another name (stock accepts that); the
+            # sync record then does not claim this path holds the content.
+            if saved == name:
+                with self._lock:
+                    self.landed[name] = digest
+        host.copied_files.append(name)

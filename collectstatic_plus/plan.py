@@ -1,0 +1,105 @@
+"""Decide, per file, what the destination needs: a pure function of what we know.
+
+Inputs: the source's content digest, what a listing of the destination says
+(if the backend can list), what the sync record says we wrote (if there is a
+trustworthy one), and the user's ``--force``/``--verify``. Wherever a listing
+or a record speaks, content decides, never modification times; with neither,
+stock's own rule is used.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .backends import Listing, Remote
+from .record import Entry, Record
+from .sources import Digest
+
+
+class Action(enum.Enum):
+    SKIP = "skip"  # the destination holds this content
+    COPY = "copy"  # save the source (deleting what is there first if needed)
+    CHECK = "check"  # read the destination's content and compare
+    STOCK = "stock"  # nothing known: stock's exists + modification time rule
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    #: Whether the destination holds a file at this path; None: not known.
+    exists: bool | None
+    reason: str
+
+
+NEW = Decision(Action.COPY, False, "new")
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """What we know about the destination before copying anything."""
+
+    listing: Listing | None
+    record: Record | None
+    #: Whether reading a destination file is cheap enough to compare content.
+    cheap_reads: bool = False
+
+
+def decide(
+    path: str, source: Digest, known: Knowledge, force: bool, verify: bool
+) -> Decision:
+    entry = known.record.files.get(path) if known.record is not None else None
+    if known.listing is not None:
+        return _with_listing(path, source, known, entry, force, verify)
+    if force:
+        return Decision(Action.COPY, None, "forced")
+    if verify:
+        return Decision(Action.CHECK, None, "verify")
+    if known.record is None:
+        return Decision(Action.STOCK, None, "no record")
+    if entry is None:
+        return Decision(Action.STOCK, None, "not in record")
+    return _by_md5(entry.md5, source, exists=True, how="record")
+
+
+def _with_listing(
+    path: str,
+    source: Digest,
+    known: Knowledge,
+    entry: Entry | None,
+    force: bool,
+    verify: bool,
+) -> Decision:
+    assert known.listing is not None
+    remote = known.listing.get(path)
+    if remote is None:
+        return NEW
+    if force:
+        return Decision(Action.COPY, True, "forced")
+    if remote.is_link:
+        return Decision(Action.COPY, True, "replacing a symlink")
+    if entry is not None and not verify and saw_same(entry, remote):
+        return _by_md5(entry.md5, source, exists=True, how="record")
+    if remote.md5 is not None:
+        return _by_md5(remote.md5, source, exists=True, how="etag")
+    if remote.size != source.size and remote.etag is None:
+        return Decision(Action.COPY, True, "size differs")
+    if known.cheap_reads or verify:
+        return Decision(Action.CHECK, True, "compare content")
+    return Decision(Action.COPY, True, "content unknown")
+
+
+def saw_same(entry: Entry, remote: Remote) -> bool:
+    """Whether the destination is as the record saw it right after writing."""
+    seen = entry.seen
+    if seen is None or seen.size != remote.size or seen.is_link != remote.is_link:
+        return False
+    if seen.etag is not None or remote.etag is not None:
+        return seen.etag == remote.etag
+    return seen.mtime_ns is not None and seen.mtime_ns == remote.mtime_ns
+
+
+def _by_md5(md5: str, source: Digest, exists: bool, how: str) -> Decision:
+    if md5 == source.md5:
+        return Decision(Action.SKIP, exists, f"same content ({how})")
+    return Decision(Action.COPY, exists, f"changed ({how})")

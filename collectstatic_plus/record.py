@@ -1,0 +1,208 @@
+"""The sync record: what this package last wrote to a destination.
+
+A small JSON document kept in the destination storage itself. It maps every
+collected path to the MD5 and size of the source content that was written
+there, plus what the destination reported for it afterwards (an S3 ETag, a
+local mtime), so a later listing can tell whether the file changed out of
+band. It also keeps the paths named by the last few manifests, so pruning
+never removes files that cached pages may still reference.
+
+The record lives in a place others can write to, so it is untrusted input:
+it is size-limited and validated field by field, and any doubt makes it
+"unknown" (every file is then checked), never "unchanged".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.core.files.base import ContentFile
+
+from .backends import Backend, LocalBackend, Remote
+
+FORMAT = "collectstatic-plus-record"
+VERSION = 1
+#: Records larger than this are not read (about 300,000 files).
+MAX_BYTES = 64 * 1024 * 1024
+MD5 = re.compile(r"^[0-9a-f]{32}$")
+MAX_ETAG = 100
+
+
+class RecordError(ValueError):
+    """The record exists but cannot be trusted; the message says why."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One collected file: the source content written, and what then landed."""
+
+    md5: str
+    size: int
+    #: What a listing of the destination showed right after the write.
+    seen: Remote | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"md5": self.md5, "size": self.size}
+        if self.seen is not None:
+            seen: dict[str, Any] = {"size": self.seen.size}
+            if self.seen.etag is not None:
+                seen["etag"] = self.seen.etag
+            if self.seen.mtime_ns is not None:
+                seen["mtime_ns"] = self.seen.mtime_ns
+            data["seen"] = seen
+        return data
+
+
+@dataclass
+class Record:
+    """Collected paths, and the manifests' paths of the last runs, newest first."""
+
+    fingerprint: str
+    files: dict[str, Entry] = field(default_factory=dict)
+    manifests: list[list[str]] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        document = {
+            "format": FORMAT,
+            "version": VERSION,
+            "fingerprint": self.fingerprint,
+            "state": dict(sorted(self.state.items())),
+            "files": {path: self.files[path].to_json() for path in sorted(self.files)},
+            "manifests": [sorted(paths) for paths in self.manifests],
+        }
+        return json.dumps(document, indent=1, sort_keys=False).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, fingerprint: str) -> Record:
+        """Parse and validate; raise RecordError for anything untrustworthy."""
+        if len(data) > MAX_BYTES:
+            raise RecordError(f"larger than {MAX_BYTES} bytes")
+        try:
+            document = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise RecordError(f"not valid JSON ({error})") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            raise RecordError("not a collectstatic-plus record")
+        if document.get("version") != VERSION:
+            raise RecordError(f"unknown version {document.get('version')!r}")
+        if document.get("fingerprint") != fingerprint:
+            raise RecordError(
+                "written for another destination (storage class, bucket or "
+                "location differ)"
+            )
+        return cls(
+            fingerprint=fingerprint,
+            files=_files(document.get("files")),
+            manifests=_manifests(document.get("manifests", [])),
+            state=_state(document.get("state", {})),
+        )
+
+
+def is_safe_path(path: object) -> bool:
+    """A relative, normalised, forward-slash path inside the destination."""
+    if not isinstance(path, str) or not path or len(path) > 1024:
+        return False
+    if path.startswith("/") or "\\" in path or "\0" in path:
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def _files(value: object) -> dict[str, Entry]:
+    if not isinstance(value, Mapping):
+        raise RecordError("'files' is not an object")
+    files = {}
+    for path, raw in value.items():
+        if not is_safe_path(path):
+            raise RecordError(f"unsafe path {path!r}")
+        files[path] = _entry(path, raw)
+    return files
+
+
+def _entry(path: str, raw: object) -> Entry:
+    if not isinstance(raw, Mapping):
+        raise RecordError(f"entry for {path!r} is not an object")
+    md5, size = raw.get("md5"), raw.get("size")
+    if not isinstance(md5, str) or not MD5.match(md5):
+        raise RecordError(f"entry for {path!r} has a bad md5")
+    if not _is_count(size):
+        raise RecordError(f"entry for {path!r} has a bad size")
+    seen = raw.get("seen")
+    return Entry(md5, size, None if seen is None else _seen(path, seen))  # type: ignore[arg-type]
+
+
+def _seen(path: str, raw: object) -> Remote:
+    if not isinstance(raw, Mapping):
+        raise RecordError(f"entry for {path!r} has a bad 'seen'")
+    size, etag, mtime_ns = raw.get("size"), raw.get("etag"), raw.get("mtime_ns")
+    if not _is_count(size):
+        raise RecordError(f"entry for {path!r} has a bad seen size")
+    if etag is not None and (not isinstance(etag, str) or len(etag) > MAX_ETAG):
+        raise RecordError(f"entry for {path!r} has a bad etag")
+    if mtime_ns is not None and not _is_count(mtime_ns):
+        raise RecordError(f"entry for {path!r} has a bad mtime_ns")
+    return Remote(size, etag, mtime_ns)  # type: ignore[arg-type]
+
+
+def _manifests(value: object) -> list[list[str]]:
+    if not isinstance(value, list) or not all(isinstance(m, list) for m in value):
+        raise RecordError("'manifests' is not a list of lists")
+    for paths in value:
+        for path in paths:
+            if not is_safe_path(path):
+                raise RecordError(f"unsafe manifest path {path!r}")
+    return [list(paths) for paths in value]
+
+
+def _state(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise RecordError("'state' is not an object of strings")
+    return dict(value)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def load(backend: Backend, name: str, fingerprint: str) -> Record | None:
+    """The record in the destination, None if there is none.
+
+    Raises RecordError when one exists but cannot be trusted.
+    """
+    try:
+        data = backend.read(name)
+    except Exception as error:
+        raise RecordError(f"cannot be read ({type(error).__name__}: {error})") from None
+    if data is None:
+        return None
+    return Record.from_bytes(data, fingerprint)
+
+
+def save(backend: Backend, name: str, record: Record) -> None:
+    """Write the record through the storage, replacing any previous one.
+
+    On a local storage it is written beside the target and renamed over it,
+    so a reader sees the old record or the new one, never half of one.
+    Elsewhere a single upload replaces the object; a storage that would pick
+    another name for an existing file has the old one deleted first.
+    """
+    storage = backend.storage
+    content = ContentFile(record.to_bytes())
+    if isinstance(backend, LocalBackend):
+        temporary = f"{name}.{os.getpid()}.tmp"
+        written = storage.save(temporary, content)
+        os.replace(storage.path(written), storage.path(name))
+        return
+    if not backend.overwrites_in_place and storage.exists(name):
+        storage.delete(name)
+    written = storage.save(name, content)
+    if written != name:
+        storage.delete(written)
+        raise RecordError(f"the storage saved it as {written!r} instead of {name!r}")

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.core.files.storage import FileSystemStorage, Storage
 
-from .sources import Digest, digest_file
+from .sources import Digest, digest_bytes, digest_file
 
 #: Keys in one S3 DeleteObjects request (the service's limit).
 S3_DELETE_BATCH = 1000
@@ -191,6 +191,10 @@ class S3Backend(Backend):
         if response.get("ContentEncoding") == "gzip":
             data = gzip.decompress(data)
         return data
+
+    def digest(self, name: str) -> Digest | None:
+        data = self.read(name)
+        return None if data is None else digest_bytes(data)
 
     def delete_many(self, names: Iterable[str]) -> None:
         keys = [self.s3._normalize_name(name) for name in names]

@@ -80,13 +80,15 @@ def _with_listing(
         return Decision(Action.COPY, True, "replacing a symlink")
     if entry is not None and not verify and saw_same(entry, remote):
         return _by_md5(entry.md5, source, exists=True, how="record")
-    if remote.md5 is not None:
-        return _by_md5(remote.md5, source, exists=True, how="etag")
-    if remote.size != source.size and remote.etag is None:
+    if remote.md5 == source.md5:
+        return Decision(Action.SKIP, True, "same content (etag)")
+    if remote.etag is None and remote.size != source.size:
         return Decision(Action.COPY, True, "size differs")
+    # An ETag that differs may still be this content stored differently
+    # (gzipped, encrypted, multipart): only reading it can tell.
     if known.cheap_reads or verify:
         return Decision(Action.CHECK, True, "compare content")
-    return Decision(Action.COPY, True, "content unknown")
+    return Decision(Action.COPY, True, "content differs or unknown")
 
 
 def saw_same(entry: Entry, remote: Remote) -> bool:
@@ -100,6 +102,7 @@ def saw_same(entry: Entry, remote: Remote) -> bool:
 
 
 def _by_md5(md5: str, source: Digest, exists: bool, how: str) -> Decision:
+    """Skip when ``md5`` (from ``how``) is the source's, else copy."""
     if md5 == source.md5:
         return Decision(Action.SKIP, exists, f"same content ({how})")
     return Decision(Action.COPY, exists, f"changed ({how})")

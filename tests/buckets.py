@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import uuid
+from collections import Counter
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 
@@ -12,6 +15,7 @@ from .servers.s3 import S3Server
 S3 = "storages.backends.s3.S3Storage"
 S3_MANIFEST = "storages.backends.s3.S3ManifestStaticStorage"
 CREDENTIALS = {"access_key": "testing", "secret_key": "testing"}
+RECORD = ".collectstatic-plus.json"
 
 
 class Bucket:
@@ -42,15 +46,31 @@ class Bucket:
             },
         }
 
-    def contents(self) -> dict[str, bytes]:
+    def contents(self, record: bool = False, gunzip: bool = False) -> dict[str, bytes]:
+        """Every object's bytes; the sync record only if ``record``."""
         found = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(
             Bucket=self.name
         ):
             for item in page.get("Contents", []):
+                if not record and item["Key"].endswith(RECORD):
+                    continue
                 body = self.client.get_object(Bucket=self.name, Key=item["Key"])
-                found[item["Key"]] = body["Body"].read()
+                data = body["Body"].read()
+                if gunzip and body.get("ContentEncoding") == "gzip":
+                    data = gzip.decompress(data)
+                found[item["Key"]] = data
         return found
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.name, Key=key, Body=body)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.name, Key=key)
+
+    def get(self, key: str) -> bytes:
+        response = self.client.get_object(Bucket=self.name, Key=key)
+        return bytes(response["Body"].read())
 
     def etags(self) -> dict[str, str]:
         found = {}
@@ -58,5 +78,30 @@ class Bucket:
             Bucket=self.name
         ):
             for item in page.get("Contents", []):
-                found[item["Key"]] = item["ETag"].strip('"')
+                if not item["Key"].endswith(RECORD):
+                    found[item["Key"]] = item["ETag"].strip('"')
         return found
+
+
+def kinds(lines: list[str]) -> Counter[str]:
+    """Requests by kind: LIST (ListObjectsV2), BATCH_DELETE, else the method."""
+    found: Counter[str] = Counter()
+    for line in lines:
+        method, target = line.split(" ", 1)
+        if method == "GET" and "list-type=2" in target:
+            found["LIST"] += 1
+        elif method == "POST" and target.endswith("?delete"):
+            found["BATCH_DELETE"] += 1
+        else:
+            found[method] += 1
+    return found
+
+
+def keys_of(lines: list[str], method: str, bucket: str) -> list[str]:
+    """Object keys that requests of one method touched, sorted."""
+    prefix = f"{method} /{bucket}/"
+    return sorted(
+        unquote(line[len(prefix) :].split("?")[0])
+        for line in lines
+        if line.startswith(prefix)
+    )

@@ -133,6 +133,8 @@ def s3_storage_classes() -> tuple[type[Any], ...]:
         seen: list[tuple[bool, int, int]] = []
 
         def _save(self, name: str, content: Any) -> str:
+            if name.startswith(".collectstatic-plus"):
+                return super()._save(name, content)  # type: ignore[no-any-return]
             type(self).seen.append(
                 (
                     self.transfer_config.use_threads,
@@ -142,7 +144,15 @@ def s3_storage_classes() -> tuple[type[Any], ...]:
             )
             return super()._save(name, content)  # type: ignore[no-any-return]
 
-    return (ObservedS3Storage,)
+    class FailingS3Storage(S3Storage):  # type: ignore[misc]
+        """Fails to upload any file whose name contains ``FAIL_ON``."""
+
+        def _save(self, name: str, content: Any) -> str:
+            if os.environ.get("FAIL_ON", "\0") in name:
+                raise OSError(f"simulated failure writing {name}")
+            return super()._save(name, content)  # type: ignore[no-any-return]
+
+    return ObservedS3Storage, FailingS3Storage
 
 
-ObservedS3Storage = s3_storage_classes()[0]
+ObservedS3Storage, FailingS3Storage = s3_storage_classes()

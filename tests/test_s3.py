@@ -1,19 +1,27 @@
 """S3 through django-storages against moto's server over HTTP on 127.0.0.1.
 
-Requests are counted at the server, so the counts are exact.
+Requests are counted at the server, so the counts are exact. LIST is one
+ListObjectsV2 page (1,000 keys); the sync record is one GET to read and one
+PUT to write.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import logging
-from collections import Counter
+import math
+import os
+import time
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
+from django.core.management import CommandError
 
-from .buckets import S3_MANIFEST, Bucket
+from .buckets import RECORD, S3_MANIFEST, Bucket, keys_of, kinds
 from .conftest import read_tree, run_collectstatic, write_tree
 from .servers.s3 import S3Server
 from .storages import ObservedS3Storage
@@ -30,10 +38,25 @@ def use(settings: Any, storage: dict[str, Any]) -> None:
     settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
 
 
-def collect_counting(bucket: Bucket, **options: Any) -> tuple[Counter[str], str]:
+class Requests:
+    """The requests one run made, read at the server."""
+
+    def __init__(self, bucket: Bucket, stdout: str, stderr: str) -> None:
+        self.lines = bucket.server.requests()
+        self.kinds = kinds(self.lines)
+        self.bucket = bucket
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def keys(self, method: str) -> list[str]:
+        return keys_of(self.lines, method, self.bucket.name)
+
+
+def collect(bucket: Bucket, **options: Any) -> Requests:
     bucket.server.reset_requests()
-    result = run_collectstatic(**options)
-    return bucket.server.counts(), result.stdout
+    stdout, stderr = io.StringIO(), io.StringIO()
+    run_collectstatic(stdout=stdout, stderr=stderr, **options)
+    return Requests(bucket, stdout.getvalue(), stderr.getvalue())
 
 
 def many(root: Path, count: int) -> Path:
@@ -42,24 +65,7 @@ def many(root: Path, count: int) -> Path:
     )
 
 
-@pytest.mark.parametrize("parallel", [None, 8])
-def test_cold_upload_lands_every_file_with_one_head_and_one_put_each(
-    sources: Path, settings: Any, bucket: Bucket, parallel: Any
-) -> None:
-    many(sources / "many", 40)
-    use(settings, bucket.storage())
-    counts, stdout = collect_counting(bucket, parallel=parallel)
-
-    assert stdout == "\n47 static files copied.\n"
-    assert counts == {"HEAD": 47, "PUT": 47}
-    assert bucket.contents() == read_tree_visible(sources)
-    assert bucket.etags() == {
-        name: hashlib.md5(data).hexdigest()
-        for name, data in read_tree_visible(sources).items()
-    }
-
-
-def read_tree_visible(root: Path) -> dict[str, bytes]:
+def visible(root: Path) -> dict[str, bytes]:
     return {
         name: data
         for name, data in read_tree(root).items()
@@ -67,26 +73,257 @@ def read_tree_visible(root: Path) -> dict[str, bytes]:
     }
 
 
-COPIED_37 = "\n37 static files copied.\n"
-UNMODIFIED_37 = "\n0 static files copied, 37 unmodified.\n"
-
-
-def test_parallel_makes_no_more_requests_than_serial(
-    sources: Path, settings: Any, s3_server: S3Server
+@pytest.mark.parametrize("parallel", [None, 8])
+def test_cold_upload_is_one_put_per_file_and_no_per_file_reads(
+    sources: Path, settings: Any, bucket: Bucket, parallel: Any
 ) -> None:
-    many(sources / "many", 30)
-    runs = []
-    for parallel in (None, 16):
-        bucket = Bucket(s3_server)
-        use(settings, bucket.storage())
-        cold = collect_counting(bucket, parallel=parallel)
-        warm = collect_counting(bucket, parallel=parallel)
-        runs.append((cold, warm, bucket.contents()))
-    (serial_cold, serial_warm, serial_bucket) = runs[0]
-    (par_cold, par_warm, par_bucket) = runs[1]
-    assert par_bucket == serial_bucket
-    assert par_cold == serial_cold == ({"HEAD": 37, "PUT": 37}, COPIED_37)
-    assert par_warm == serial_warm == ({"HEAD": 74}, UNMODIFIED_37)
+    many(sources / "many", 40)
+    use(settings, bucket.storage())
+    run = collect(bucket, parallel=parallel)
+
+    assert run.stdout == "\n47 static files copied.\n"
+    # Record read (absent), one listing before and one after, one PUT each.
+    assert run.kinds == {"GET": 1, "LIST": 2, "PUT": 48}
+    assert run.keys("PUT") == sorted([*visible(sources), RECORD])
+    assert bucket.contents() == visible(sources)
+    assert bucket.etags() == {
+        name: hashlib.md5(data).hexdigest() for name, data in visible(sources).items()
+    }
+
+
+def test_no_change_rerun_reads_a_listing_page_per_thousand_files(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 1200))]
+    use(settings, bucket.storage())
+    collect(bucket, parallel=32)
+    run = collect(bucket, parallel=32)
+
+    assert run.stdout == "\n0 static files copied, 1200 unmodified.\n"
+    assert run.kinds == {"GET": 1, "LIST": 2}
+    assert sum(run.kinds.values()) <= math.ceil(1200 / 1000) + 3
+
+
+@pytest.mark.parametrize("parallel", [None, 8])
+def test_changing_k_files_puts_exactly_those_files_and_the_record(
+    tmp_path: Path, settings: Any, bucket: Bucket, parallel: Any
+) -> None:
+    source = many(tmp_path / "src", 30)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    changed = ["d0/f5.css", "d1/f11.css", "d4/f29.css"]
+    for name in changed:
+        (source / name).write_text("/* changed */\n")
+    run = collect(bucket, parallel=parallel)
+
+    assert run.stdout == "\n3 static files copied, 27 unmodified.\n"
+    assert run.keys("PUT") == sorted([*changed, RECORD])
+    assert run.kinds == {"GET": 1, "LIST": 2, "PUT": 4}
+    assert bucket.contents() == read_tree(source)
+
+
+def test_fresh_checkout_with_new_mtimes_uploads_nothing(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = many(tmp_path / "src", 20)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    future = time.time() + 3600
+    for path in source.rglob("*.css"):
+        os.utime(path, (future, future))
+    run = collect(bucket, parallel=4)
+    assert run.stdout == "\n0 static files copied, 20 unmodified.\n"
+    assert "PUT" not in run.kinds
+
+
+def test_without_a_record_plain_etags_decide(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = many(tmp_path / "src", 20)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.delete(RECORD)
+    (source / "d2/f7.css").write_text("/* new */\n")
+    run = collect(bucket)
+    assert run.stdout == "\n1 static file copied, 19 unmodified.\n"
+    assert run.keys("PUT") == sorted(["d2/f7.css", RECORD])
+
+
+def test_out_of_band_changes_are_noticed_by_the_listing(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = many(tmp_path / "src", 20)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.delete("d0/f0.css")
+    bucket.put("d1/f1.css", b"tampered")
+    run = collect(bucket)
+    # Same content as recorded again: the record needs no rewrite.
+    assert run.keys("PUT") == ["d0/f0.css", "d1/f1.css"]
+    assert bucket.contents() == read_tree(source)
+
+
+def test_verify_ignores_the_record_and_checks_every_file(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage(gzip=True, gzip_content_types=("text/css",)))
+    collect(bucket)
+    # Gzipped objects have ETags that are not the source's MD5: only the
+    # record knows they are unchanged.
+    assert collect(bucket).kinds == {"GET": 1, "LIST": 1}
+    bucket.put("d0/f5.css", gzip.compress(b"tampered"))
+    run = collect(bucket, verify=True)
+    # Each object is read and compared by content: one GET per file.
+    assert run.stdout == "\n1 static file copied, 9 unmodified.\n"
+    assert run.keys("PUT") == ["d0/f5.css"]
+    assert run.kinds == {"GET": 11, "LIST": 2, "PUT": 1}
+
+
+def test_force_uploads_everything(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 10))]
+    use(settings, bucket.storage())
+    collect(bucket)
+    run = collect(bucket, force=True, parallel=4)
+    assert run.stdout == "\n10 static files copied.\n"
+    assert run.kinds["PUT"] == 10
+
+
+HOSTILE_RECORDS = {
+    "not json": b"{not json",
+    "wrong types": b'{"format": "collectstatic-plus-record", "version": 1, '
+    b'"fingerprint": "%(fp)s", "files": {"d0/f0.css": {"md5": 5, "size": "x"}}}',
+    "escaping path": b'{"format": "collectstatic-plus-record", "version": 1, '
+    b'"fingerprint": "%(fp)s", "files": {"../../etc/passwd": '
+    b'{"md5": "00000000000000000000000000000000", "size": 1}}}',
+    "another bucket": b'{"format": "collectstatic-plus-record", "version": 1, '
+    b'"fingerprint": "0000", "files": {}}',
+}
+
+
+@pytest.mark.parametrize("content", HOSTILE_RECORDS.values(), ids=HOSTILE_RECORDS)
+def test_untrustworthy_record_is_ignored_with_a_warning(
+    tmp_path: Path, settings: Any, bucket: Bucket, content: bytes
+) -> None:
+    source = many(tmp_path / "src", 6)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage(gzip=True, gzip_content_types=("text/css",)))
+    collect(bucket)
+    fingerprint = bucket.get(RECORD).split(b'"fingerprint": "')[1].split(b'"')[0]
+    bucket.put(RECORD, content.replace(b"%(fp)s", fingerprint))
+    bucket.put("stale.css", b"not collected")
+    (source / "d0/f0.css").write_text("/* changed */\n")
+
+    run = collect(bucket, delete=True)
+    assert run.stderr.startswith(f"Ignoring the sync record '{RECORD}': ")
+    # Nothing is trusted: gzipped objects cannot be matched by ETag, so
+    # every file is uploaded again; only the real stale file is deleted.
+    assert run.keys("PUT") == sorted([*read_tree(source), RECORD])
+    assert bucket.contents(gunzip=True) == read_tree(source)
+    assert b'"d0/f0.css"' in bucket.get(RECORD)
+
+
+def test_delete_removes_exactly_the_stale_files_inside_the_location(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage(location="static"))
+    collect(bucket)
+    bucket.put("elsewhere/keep.css", b"outside the location")
+    bucket.put("static/stale-by-hand.css", b"stale")
+    (source / "d0/f0.css").unlink()
+    run = collect(bucket, delete=True, verbosity=2)
+
+    assert run.kinds["BATCH_DELETE"] == 1
+    assert "Deleting stale 'd0/f0.css'" in run.stdout
+    deleted = "2 static files deleted, " if django.VERSION >= (6, 0) else ""
+    assert run.stdout.endswith(f"\n{deleted}0 static files copied, 9 unmodified.\n")
+    assert sorted(bucket.contents()) == sorted(
+        ["elsewhere/keep.css"] + [f"static/{name}" for name in read_tree(source)]
+    )
+    assert f"static/{RECORD}" in bucket.contents(record=True)
+
+
+def test_max_delete_aborts_before_deleting_anything(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    (source / "d0/f0.css").unlink()
+    (source / "d1/f1.css").unlink()
+    with pytest.raises(CommandError) as raised:
+        collect(bucket, delete=True, max_delete=1)
+    assert str(raised.value) == (
+        "--delete would remove 2 stale files, more than --max-delete 1; "
+        "nothing was deleted."
+    )
+    assert len(bucket.contents()) == 10
+
+
+def test_no_deletion_after_a_failed_upload(
+    tmp_path: Path, settings: Any, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    (source / "d0/f0.css").unlink()
+    (source / "d1/f1.css").write_text("/* changed */")
+    (source / "d2/f2.css").write_text("/* changed */")
+    storage = bucket.storage()
+    storage["BACKEND"] = "tests.storages.FailingS3Storage"
+    use(settings, storage)
+    monkeypatch.setenv("FAIL_ON", "d1/f1.css")
+    with pytest.raises(CommandError):
+        collect(bucket, delete=True, parallel=4)
+    assert "d0/f0.css" in bucket.contents()
+    # The record lists what landed (f2), not what failed (f1): the next run
+    # uploads only f1.
+    monkeypatch.delenv("FAIL_ON")
+    run = collect(bucket)
+    assert run.keys("PUT") == sorted(["d1/f1.css", RECORD])
+
+
+def test_keep_manifests_keeps_the_last_k_manifests_files(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a { color: red }", "b.js": "1;"})
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage(S3_MANIFEST))
+    hashed = []
+    for version in range(3):
+        (source / "a.css").write_text(f"a {{ color: #{version}{version}{version} }}")
+        collect(bucket, delete=True, keep_manifests=2)
+        digest = hashlib.md5((source / "a.css").read_bytes()).hexdigest()
+        hashed.append(f"a.{digest[:12]}.css")
+    names = set(bucket.contents())
+    assert hashed[0] not in names
+    assert {hashed[1], hashed[2], "staticfiles.json", "a.css", "b.js"} <= names
+
+
+def test_clear_with_empty_location_uses_batched_deletes(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 10))]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.put("old/stale.css", b"old")
+    run = collect(bucket, clear=True, verbosity=2)
+    assert run.kinds["BATCH_DELETE"] == 1
+    assert "HEAD" not in run.kinds
+    assert "Deleting 'old/stale.css'" in run.stdout
+    assert "old/stale.css" not in bucket.contents()
+    assert len(bucket.contents()) == 10
 
 
 def test_manifest_storage_parallel_equals_serial(
@@ -107,12 +344,13 @@ def test_manifest_storage_parallel_equals_serial(
     for parallel in (None, 8):
         bucket = Bucket(s3_server)
         use(settings, bucket.storage(S3_MANIFEST))
-        counts, stdout = collect_counting(bucket, parallel=parallel)
-        runs.append((counts, stdout, bucket.contents()))
-    assert runs[1][2] == runs[0][2]
-    assert "staticfiles.json" in runs[1][2]
-    assert runs[1][1] == runs[0][1] == "\n5 static files copied, 5 post-processed.\n"
-    assert sum(runs[1][0].values()) <= sum(runs[0][0].values())
+        run = collect(bucket, parallel=parallel)
+        runs.append((run, bucket.contents()))
+    assert runs[1][1] == runs[0][1]
+    assert "staticfiles.json" in runs[1][1]
+    assert runs[1][0].stdout == runs[0][0].stdout
+    assert runs[1][0].stdout == "\n5 static files copied, 5 post-processed.\n"
+    assert sum(runs[1][0].kinds.values()) <= sum(runs[0][0].kinds.values())
 
 
 def test_parallel_uploads_share_one_client_with_a_wide_pool(

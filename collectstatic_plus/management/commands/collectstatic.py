@@ -14,6 +14,7 @@ from typing import Any
 from django.contrib.staticfiles.management.commands import collectstatic as stock
 from django.core.management.base import CommandError, CommandParser
 
+from ...backends import Backend, backend_for
 from ...collector import Collector, RunOptions
 from ...conf import REMOTE_WORKERS, conf, local_workers
 
@@ -166,6 +167,24 @@ class Command(stock.Command):
             raise CommandError("Can't symlink to a remote destination.")
         Collector(self, self.run_options).run()
         return self.collected()
+
+    def clear_dir(self, path: str) -> None:
+        """Clear by listing where the backend can (stock's exists("") breaks S3)."""
+        backend = backend_for(self.storage)
+        if self.local or path or type(backend).listing is Backend.listing:
+            super().clear_dir(path)
+            return
+        names = sorted(backend.listing() or ())
+        deleted: list[str] | None = vars(self).get("deleted_files")
+        # Django 6.0 moved these messages to -v2 and started counting them.
+        level = 1 if deleted is None else 2
+        for name in names:
+            verb = "Pretending to delete" if self.dry_run else "Deleting"
+            self.log(f"{verb} '{name}'", level=level)
+            if deleted is not None:
+                deleted.append(name)
+        if names and not self.dry_run:
+            backend.delete_many(names)
 
     def skip_duplicate(self, prefixed_path: str) -> None:
         """Report a later file for an already found path, as the installed Django."""

@@ -1,0 +1,291 @@
+"""Incremental sync on local disk and on a storage we know nothing about."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import django
+import pytest
+from django.core.management import CommandError
+
+from .conftest import RECORD, read_tree, run_collectstatic, run_stock, write_tree
+
+REPO = Path(__file__).resolve().parents[1]
+GENERIC = "tests.storages.RemoteLikeStorage"
+
+
+def tree(root: Path, count: int = 12) -> Path:
+    return write_tree(
+        root, {f"d{i % 3}/f{i}.js": f"var v{i} = {i};\n" for i in range(count)}
+    )
+
+
+@pytest.fixture
+def source(tmp_path: Path, settings: Any, static_root: Path) -> Path:
+    root = tree(tmp_path / "src")
+    settings.STATICFILES_DIRS = [str(root)]
+    return root
+
+
+def use(settings: Any, backend: str) -> None:
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+
+
+def touch_all(root: Path, seconds_ahead: float = 3600) -> None:
+    stamp = time.time() + seconds_ahead
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (stamp, stamp))
+
+
+def test_fresh_checkout_with_new_mtimes_copies_nothing(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    touch_all(source)
+    result = run_collectstatic()
+    assert (
+        result.stdout == f"\n0 static files copied to '{static_root}', 12 unmodified.\n"
+    )
+
+
+def test_unchanged_files_are_not_read_again(source: Path, static_root: Path) -> None:
+    run_collectstatic()
+    touch_all(source)
+    # Unreadable destination files: any attempt to read them would fail.
+    for path in static_root.rglob("*.js"):
+        path.chmod(0)
+    try:
+        result = run_collectstatic()
+    finally:
+        for path in static_root.rglob("*.js"):
+            path.chmod(0o644)
+    assert "12 unmodified" in result.stdout
+
+
+def test_changed_content_is_copied_even_when_older(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    target = source / "d1/f4.js"
+    target.write_text("var changed = true;\n")
+    os.utime(target, (1_000_000, 1_000_000))  # far older than the destination
+    result = run_collectstatic(verbosity=2)
+    assert f"Copying '{target}'" in result.stdout
+    assert (static_root / "d1/f4.js").read_text() == "var changed = true;\n"
+    assert result.stdout.endswith(
+        f"\n1 static file copied to '{static_root}', 11 unmodified.\n"
+    )
+
+
+def test_without_record_local_content_is_compared(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    (static_root / RECORD).unlink()
+    (static_root / "d0/f0.js").write_text("tampered\n")
+    touch_all(source)
+    result = run_collectstatic()
+    assert result.stdout == (
+        f"\n1 static file copied to '{static_root}', 11 unmodified.\n"
+    )
+    assert read_tree(static_root) == read_tree(source)
+
+
+def test_out_of_band_edit_is_noticed_through_size_and_mtime(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    (static_root / "d2/f5.js").write_text("var v5 = 55;\n")
+    result = run_collectstatic()
+    assert "1 static file copied" in result.stdout
+    assert read_tree(static_root) == read_tree(source)
+
+
+def test_record_lists_each_file_with_its_content_hash(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    document = json.loads((static_root / RECORD).read_bytes())
+    assert document["format"] == "collectstatic-plus-record"
+    assert sorted(document["files"]) == sorted(read_tree(source))
+    entry = document["files"]["d0/f0.js"]
+    content = b"var v0 = 0;\n"
+    assert entry["md5"] == hashlib.md5(content).hexdigest()
+    assert entry["size"] == len(content)
+    stat = (static_root / "d0/f0.js").stat()
+    assert entry["seen"] == {"size": len(content), "mtime_ns": stat.st_mtime_ns}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[]", b"\xff\xfe", b'{"format": "collectstatic-plus-record", "version": 9}'],
+)
+def test_broken_record_is_ignored_with_a_warning(
+    source: Path, static_root: Path, content: bytes
+) -> None:
+    run_collectstatic()
+    (static_root / RECORD).write_bytes(content)
+    (static_root / "d0/f3.js").write_text("tampered\n")
+    stderr = io.StringIO()
+    result = run_collectstatic(stderr=stderr)
+    assert stderr.getvalue().startswith(f"Ignoring the sync record '{RECORD}': ")
+    assert "1 static file copied" in result.stdout
+    assert json.loads((static_root / RECORD).read_bytes())["version"] == 1
+
+
+def test_dry_run_writes_no_record(source: Path, static_root: Path) -> None:
+    run_collectstatic(dry_run=True)
+    assert not static_root.exists() or os.listdir(static_root) == []
+
+
+def test_delete_removes_stale_files_but_not_the_record(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    write_tree(static_root, {"old/gone.js": "x", "stale.css": "y"})
+    (source / "d0/f0.js").unlink()
+    result = run_collectstatic(delete=True, verbosity=2)
+    for name in ("d0/f0.js", "old/gone.js", "stale.css"):
+        assert f"Deleting stale '{name}'" in result.stdout
+    deleted = "3 static files deleted, " if django.VERSION >= (6, 0) else ""
+    assert result.stdout.endswith(
+        f"\n{deleted}0 static files copied to '{static_root}', 11 unmodified.\n"
+    )
+    assert read_tree(static_root) == read_tree(source)
+    assert (static_root / RECORD).exists()
+
+
+def test_dry_run_delete_only_pretends(source: Path, static_root: Path) -> None:
+    run_collectstatic()
+    write_tree(static_root, {"stale.css": "y"})
+    result = run_collectstatic(delete=True, dry_run=True, verbosity=1)
+    assert "Pretending to delete stale 'stale.css'" in result.stdout
+    assert (static_root / "stale.css").exists()
+
+
+def test_delete_with_link_is_refused(source: Path) -> None:
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(delete=True, link=True)
+    assert str(raised.value) == "--delete cannot be combined with --link."
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_delete": -1}, "--max-delete must be a whole number >= 0, not -1."),
+        ({"max_delete": "3"}, "--max-delete must be a whole number >= 0, not '3'."),
+    ],
+)
+def test_bad_option_values_are_clear_errors(
+    source: Path, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(**options)
+    assert str(raised.value) == message
+
+
+def test_unknown_storage_first_run_is_exactly_stock(
+    source: Path, static_root: Path, settings: Any
+) -> None:
+    use(settings, GENERIC)
+    static_root.mkdir()
+    theirs = run_stock(verbosity=2)
+    their_tree = read_tree(static_root)
+    for path in list(static_root.iterdir()):
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    ours = run_collectstatic(verbosity=2)
+    assert ours.stdout == theirs.stdout
+    assert read_tree(static_root) == their_tree
+
+
+def test_unknown_storage_second_run_is_decided_by_the_record(
+    source: Path, static_root: Path, settings: Any
+) -> None:
+    use(settings, GENERIC)
+    run_collectstatic()
+    assert (static_root / RECORD).exists()
+    touch_all(source)  # stock's rule would now copy everything
+    result = run_collectstatic()
+    assert result.stdout == "\n0 static files copied, 12 unmodified.\n"
+
+
+def test_unknown_storage_verify_reads_and_compares(
+    source: Path, static_root: Path, settings: Any
+) -> None:
+    use(settings, GENERIC)
+    run_collectstatic()
+    (static_root / "d1/f1.js").write_text("tampered\n")
+    assert "12 unmodified" in run_collectstatic().stdout  # the record trusts it
+    result = run_collectstatic(verify=True)
+    assert result.stdout == "\n1 static file copied, 11 unmodified.\n"
+    assert read_tree(static_root) == read_tree(source)
+
+
+def test_unknown_storage_delete_uses_the_record(
+    source: Path, static_root: Path, settings: Any
+) -> None:
+    use(settings, GENERIC)
+    run_collectstatic()
+    write_tree(static_root, {"unknown-to-us.css": "z"})
+    (source / "d2/f2.js").unlink()
+    run_collectstatic(delete=True)
+    # It deletes what it wrote and no longer collects, nothing it never saw.
+    assert not (static_root / "d2/f2.js").exists()
+    assert (static_root / "unknown-to-us.css").exists()
+
+
+def test_killed_run_then_normal_run_converges(tmp_path: Path) -> None:
+    source = tree(tmp_path / "src", 120)
+    roots = {"killed": tmp_path / "killed", "clean": tmp_path / "clean"}
+    env_base = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+
+    def command(name: str, slow: bool) -> tuple[list[str], dict[str, str]]:
+        settings_name = f"kill_{name}_settings"
+        (tmp_path / f"{settings_name}.py").write_text(
+            textwrap.dedent(
+                f"""
+                from tests.settings import *
+                STATIC_ROOT = {str(roots[name])!r}
+                STATICFILES_DIRS = [{str(source)!r}]
+                STORAGES = {{**STORAGES, "staticfiles": {{
+                    "BACKEND": "tests.storages.SlowStorage"}}}}
+                """
+            )
+        )
+        env = {
+            **env_base,
+            "DJANGO_SETTINGS_MODULE": settings_name,
+            "SLOW_STORAGE_DELAY": "0.05" if slow else "0",
+        }
+        argv = [sys.executable, "-m", "django", "collectstatic", "--noinput"]
+        return [*argv, "--parallel", "4"], env
+
+    argv, env = command("killed", slow=True)
+    process = subprocess.Popen(argv, env=env)
+    deadline = time.monotonic() + 30
+    while len(read_tree(roots["killed"])) < 20 if roots["killed"].exists() else True:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    # Half-written files are possible: make one explicitly.
+    partial = next(p for p in roots["killed"].rglob("*.js"))
+    partial.write_bytes(partial.read_bytes()[:3])
+
+    argv, env = command("killed", slow=False)
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    argv, env = command("clean", slow=False)
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+
+    assert read_tree(roots["killed"]) == read_tree(roots["clean"]) == read_tree(source)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core import checks
 
 from .conf import DEFAULTS, SETTING_NAME
+from .record import is_safe_path
 
 APP = "collectstatic_plus"
 STATICFILES = "django.contrib.staticfiles"
@@ -78,6 +79,26 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                 f"not {workers!r}.",
                 hint="None picks a default from the destination (local or remote).",
                 id="collectstatic_plus.E005",
+            )
+        )
+    name = value.get("RECORD_NAME")
+    if name is not None and not is_safe_path(name):
+        errors.append(
+            checks.Error(
+                f"{SETTING_NAME}['RECORD_NAME'] must be a relative path inside "
+                f"the destination, not {name!r}.",
+                hint="For example '.collectstatic-plus.json' or 'meta/sync.json'.",
+                id="collectstatic_plus.E006",
+            )
+        )
+    keep = value.get("KEEP_MANIFESTS")
+    if keep is not None and not is_positive_int(keep):
+        errors.append(
+            checks.Error(
+                f"{SETTING_NAME}['KEEP_MANIFESTS'] must be a positive integer, "
+                f"not {keep!r}.",
+                hint="1 keeps only the current manifest's files.",
+                id="collectstatic_plus.E007",
             )
         )
     return errors

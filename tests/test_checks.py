@@ -71,6 +71,13 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
             {"WORKERS": -3, "X": 1},
             ["collectstatic_plus.E004", "collectstatic_plus.E005"],
         ),
+        ({"RECORD_NAME": "meta/sync.json"}, []),
+        ({"RECORD_NAME": "../outside.json"}, ["collectstatic_plus.E006"]),
+        ({"RECORD_NAME": "/abs.json"}, ["collectstatic_plus.E006"]),
+        ({"RECORD_NAME": ""}, ["collectstatic_plus.E006"]),
+        ({"KEEP_MANIFESTS": 1}, []),
+        ({"KEEP_MANIFESTS": 0}, ["collectstatic_plus.E007"]),
+        ({"KEEP_MANIFESTS": "3"}, ["collectstatic_plus.E007"]),
     ],
 )
 def test_settings_are_validated(settings: Any, value: Any, expected: list[str]) -> None:

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -259,11 +260,10 @@ def _drop_clients(s3: Any, shared: bool = False) -> None:
 
 
 def _s3_storage_class() -> type[Any] | None:
-    try:
-        from storages.backends.s3 import S3Storage
-    except ImportError:  # django-storages or boto3 not installed
-        return None
-    return S3Storage  # type: ignore[no-any-return]
+    # An S3Storage instance means its module is loaded; importing it otherwise
+    # would cost boto3's import (a sixth of a second) for nothing.
+    module = sys.modules.get("storages.backends.s3")
+    return getattr(module, "S3Storage", None)
 
 
 def backend_for(storage: Storage) -> Backend:

@@ -22,11 +22,11 @@ from django.core.management.base import CommandError, OutputWrapper
 from . import __version__, record
 from .backends import Backend, Listing, LocalBackend, backend_for
 from .copier import Copier
-from .plan import Knowledge, decide
+from .plan import Action, Knowledge, decide, needs_digest
 from .postprocess import FoundFiles, PostProcessor
 from .prune import Pruner
 from .record import Entry, Record, RecordError
-from .sources import Digest, Source, digest, find_sources
+from .sources import Digest, Source, digest, find_sources, stat_token
 from .transfer import Failure, TransferPool
 
 #: Failed paths named in the final error message; stderr lists all of them.
@@ -123,8 +123,8 @@ class Collector:
         self.raise_failures(pool)
 
     def sync(self, order: list[Source | str]) -> None:
-        digests = self.hash_sources()
         self.knowledge = knowledge = self.learn()
+        digests = self.hash_sources(knowledge)
         self.copier = copier = Copier(self.host, self.backend)
         options = self.options
         with self.pool(on_interrupt=self.save_partial_record) as pool:
@@ -134,22 +134,44 @@ class Collector:
                     continue
                 path = item.prefixed_path
                 decision = decide(
-                    path, digests[path], knowledge, options.force, options.verify
+                    path, digests.get(path), knowledge, options.force, options.verify
                 )
-                pool.submit(path, copier.run, item, digests[path], decision)
+                digest = digests.get(path)
+                if decision.action is Action.SKIP and digest is not None:
+                    copier.skip(item, digest)  # no I/O: not worth a thread
+                else:
+                    pool.submit(path, copier.run, item, digest, decision)
         if pool.failures:
             self.save_partial_record()
         self.raise_failures(pool)
 
-    def hash_sources(self) -> dict[str, Digest]:
-        digests: dict[str, Digest] = {}
+    def hash_sources(self, known: Knowledge) -> dict[str, Digest]:
+        """The digests deciding needs; a file is read again only if touched.
 
-        def hash_one(source: Source) -> None:
+        Stat calls run inline; only the reads go to the pool.
+        """
+        digests: dict[str, Digest] = {}
+        self.tokens: dict[str, str] = {}
+        force = self.options.force
+        reread = force or self.options.verify
+        recorded = {} if reread or self.previous is None else self.previous.files
+
+        def read(source: Source) -> None:
             digests[source.prefixed_path] = digest(source)
 
         with self.pool() as pool:
             for source in self.sources:
-                pool.submit(source.prefixed_path, hash_one, source)
+                path = source.prefixed_path
+                token = stat_token(source)
+                entry = recorded.get(path)
+                if token is not None:
+                    self.tokens[path] = token
+                if not needs_digest(path, known, force):
+                    continue
+                if token is not None and entry is not None and entry.source == token:
+                    digests[path] = Digest(entry.md5, entry.size)
+                else:
+                    pool.submit(path, read, source)
         self.raise_failures(pool, verb="read")
         return digests
 
@@ -192,8 +214,8 @@ class Collector:
 
     def save_record(self, copier: Copier, known: Knowledge, complete: bool) -> None:
         new = self.next_record(copier, known, complete)
-        if new == self.previous:
-            return
+        if new.same_content(self.previous):
+            return  # a fresh checkout's new mtimes alone do not rewrite it
         try:
             record.save(self.backend, self.options.record_name, new)
         except RecordError as error:
@@ -214,7 +236,12 @@ class Collector:
                     files[path] = entry
         for found, seen in ((copier.kept, listing), (copier.landed, seen_after)):
             for path, content in found.items():
-                files[path] = Entry(content.md5, content.size, (seen or {}).get(path))
+                files[path] = Entry(
+                    content.md5,
+                    content.size,
+                    (seen or {}).get(path),
+                    self.tokens.get(path),
+                )
         manifests = previous.manifests if previous is not None else []
         if complete and self.manifest is not None:
             manifests = [self.manifest, *manifests][: self.options.keep_manifests]

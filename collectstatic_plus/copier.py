@@ -9,7 +9,7 @@ from django.core.files.storage import Storage
 
 from .backends import Backend
 from .plan import Action, Decision
-from .sources import Digest, Source
+from .sources import Digest, HashingFile, Source, digest_file
 
 
 class Host(Protocol):
@@ -39,16 +39,18 @@ class Copier:
         self.kept: dict[str, Digest] = {}
         self._lock = threading.Lock()
 
-    def run(self, source: Source, digest: Digest, decision: Decision) -> None:
+    def run(self, source: Source, digest: Digest | None, decision: Decision) -> None:
         action = decision.action
+        if action is Action.COPY:
+            self.copy(source, digest, decision.exists)
+            return
+        assert digest is not None, "only a copy may learn the digest as it goes"
         if action is Action.SKIP:
             self.skip(source, digest)
         elif action is Action.CHECK:
             self.check(source, digest, decision.exists)
-        elif action is Action.STOCK:
-            self.stock(source, digest)
         else:
-            self.copy(source, digest, decision.exists)
+            self.stock(source, digest)
 
     def skip(self, source: Source, digest: Digest) -> None:
         with self._lock:
@@ -71,7 +73,7 @@ class Copier:
             with self._lock:
                 self.kept[source.prefixed_path] = digest
 
-    def copy(self, source: Source, digest: Digest, exists: bool | None) -> None:
+    def copy(self, source: Source, digest: Digest | None, exists: bool | None) -> None:
         host, name = self.host, source.prefixed_path
         if exists is None:
             exists = bool(host.storage.exists(name))
@@ -87,7 +89,11 @@ class Copier:
         else:
             host.log(f"Copying '{source_path}'", level=2)
             with source.storage.open(source.path) as handle:
-                saved = host.storage.save(name, handle)
+                content = HashingFile(handle.file, handle.name)
+                saved = host.storage.save(name, content)
+                digest = (
+                    digest or content.digest or digest_file(source.storage, source.path)
+                )
             # A storage may save under another name (stock accepts that); the
             # sync record then does not claim this path holds the content.
             if saved == name:

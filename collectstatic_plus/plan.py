@@ -45,12 +45,24 @@ class Knowledge:
     cheap_reads: bool = False
 
 
+def needs_digest(path: str, known: Knowledge, force: bool) -> bool:
+    """Whether deciding needs the source's digest before any copy.
+
+    A file the listing does not have (or that ``--force`` copies anyway) is
+    copied whatever its content: its digest is taken while copying, so a cold
+    run reads each source once.
+    """
+    return known.listing is None or (not force and path in known.listing)
+
+
 def decide(
-    path: str, source: Digest, known: Knowledge, force: bool, verify: bool
+    path: str, source: Digest | None, known: Knowledge, force: bool, verify: bool
 ) -> Decision:
+    """What to do with one file; ``source`` may be None if not needs_digest."""
     entry = known.record.files.get(path) if known.record is not None else None
     if known.listing is not None:
         return _with_listing(path, source, known, entry, force, verify)
+    assert source is not None
     if force:
         return Decision(Action.COPY, None, "forced")
     if verify:
@@ -64,7 +76,7 @@ def decide(
 
 def _with_listing(
     path: str,
-    source: Digest,
+    source: Digest | None,
     known: Knowledge,
     entry: Entry | None,
     force: bool,
@@ -76,6 +88,7 @@ def _with_listing(
         return NEW
     if force:
         return Decision(Action.COPY, True, "forced")
+    assert source is not None
     if remote.is_link:
         return Decision(Action.COPY, True, "replacing a symlink")
     if entry is not None and not verify and saw_same(entry, remote):

@@ -29,7 +29,7 @@ FORMAT = "collectstatic-plus-record"
 VERSION = 1
 #: Records larger than this are not read (about 300,000 files).
 MAX_BYTES = 64 * 1024 * 1024
-MD5 = re.compile(r"^[0-9a-f]{32}$")
+MD5 = TOKEN = re.compile(r"^[0-9a-f]{32}$")
 MAX_ETAG = 100
 
 
@@ -45,9 +45,13 @@ class Entry:
     size: int
     #: What a listing of the destination showed right after the write.
     seen: Remote | None = None
+    #: The source's stat token (path, size, mtime) when it had this content.
+    source: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"md5": self.md5, "size": self.size}
+        if self.source is not None:
+            data["source"] = self.source
         if self.seen is not None:
             seen: dict[str, Any] = {"size": self.seen.size}
             if self.seen.etag is not None:
@@ -66,6 +70,22 @@ class Record:
     files: dict[str, Entry] = field(default_factory=dict)
     manifests: list[list[str]] = field(default_factory=list)
     state: dict[str, str] = field(default_factory=dict)
+
+    def same_content(self, other: Record | None) -> bool:
+        """Equal but for source tokens: not worth a write on their own."""
+        if other is None or (self.fingerprint, self.manifests, self.state) != (
+            other.fingerprint,
+            other.manifests,
+            other.state,
+        ):
+            return False
+        mine, theirs = self.files, other.files
+        return mine.keys() == theirs.keys() and all(
+            entry.md5 == theirs[path].md5
+            and entry.size == theirs[path].size
+            and entry.seen == theirs[path].seen
+            for path, entry in mine.items()
+        )
 
     def to_bytes(self) -> bytes:
         document = {
@@ -132,8 +152,15 @@ def _entry(path: str, raw: object) -> Entry:
         raise RecordError(f"entry for {path!r} has a bad md5")
     if not _is_count(size):
         raise RecordError(f"entry for {path!r} has a bad size")
-    seen = raw.get("seen")
-    return Entry(md5, size, None if seen is None else _seen(path, seen))  # type: ignore[arg-type]
+    seen, source = raw.get("seen"), raw.get("source")
+    if source is not None and (not isinstance(source, str) or not TOKEN.match(source)):
+        raise RecordError(f"entry for {path!r} has a bad source token")
+    return Entry(
+        md5,
+        size,  # type: ignore[arg-type]
+        None if seen is None else _seen(path, seen),
+        source,
+    )
 
 
 def _seen(path: str, raw: object) -> Remote:

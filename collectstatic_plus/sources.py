@@ -7,8 +7,10 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.staticfiles.finders import get_finders
+from django.core.files import File
 from django.core.files.storage import Storage
 
 CHUNK = 256 * 1024
@@ -58,6 +60,60 @@ def digest_file(storage: Storage, name: str) -> Digest:
             md5.update(chunk)
             size += len(chunk)
     return Digest(md5.hexdigest(), size)
+
+
+class HashingFile(File):  # type: ignore[type-arg]
+    """A source file that hashes what a storage reads from it while saving.
+
+    ``digest`` is the content's digest if the file was read once from its
+    start to its end, else None (the caller then reads it again).
+    """
+
+    def __init__(self, file: Any, name: str | None = None) -> None:
+        super().__init__(file, name)
+        self._raw: Any = file
+        self._reset()
+
+    def _reset(self) -> None:
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._size = 0
+        self._whole = True
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._raw.read(size)
+        self._md5.update(data)
+        self._size += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if (offset, whence) == (0, os.SEEK_SET):
+            self._reset()
+        else:
+            self._whole = False
+        return int(self._raw.seek(offset, whence))
+
+    @property
+    def digest(self) -> Digest | None:
+        at_end = self._raw.read(1) == b""
+        if not (self._whole and at_end):
+            return None
+        return Digest(self._md5.hexdigest(), self._size)
+
+
+def stat_token(source: Source) -> str | None:
+    """An opaque token for the source file's path, size and mtime.
+
+    Equal tokens across runs mean the file was not touched, so its recorded
+    digest can be reused without reading it. None when the source storage has
+    no local path.
+    """
+    try:
+        path = source.storage.path(source.path)
+        stat = os.stat(path)
+    except (NotImplementedError, OSError):
+        return None
+    text = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    return hashlib.sha256(text.encode(), usedforsecurity=False).hexdigest()[:32]
 
 
 def digest_bytes(data: bytes) -> Digest:

@@ -16,6 +16,7 @@ from typing import Any
 
 import django
 import pytest
+from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError
 
 from .conftest import RECORD, read_tree, run_collectstatic, run_stock, write_tree
@@ -59,18 +60,44 @@ def test_fresh_checkout_with_new_mtimes_copies_nothing(
     )
 
 
-def test_unchanged_files_are_not_read_again(source: Path, static_root: Path) -> None:
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every file any FileSystemStorage opens (sources and destination)."""
+    paths: list[str] = []
+    original = FileSystemStorage._open
+
+    def recording_open(self: FileSystemStorage, name: str, mode: str = "rb") -> Any:
+        paths.append(self.path(name))
+        return original(self, name, mode)
+
+    monkeypatch.setattr(FileSystemStorage, "_open", recording_open)
+    return paths
+
+
+def test_no_change_rerun_opens_no_file_but_the_record(
+    source: Path, static_root: Path, opened: list[str]
+) -> None:
     run_collectstatic()
-    touch_all(source)
-    # Unreadable destination files: any attempt to read them would fail.
-    for path in static_root.rglob("*.js"):
-        path.chmod(0)
-    try:
-        result = run_collectstatic()
-    finally:
-        for path in static_root.rglob("*.js"):
-            path.chmod(0o644)
+    opened.clear()
+    result = run_collectstatic()
     assert "12 unmodified" in result.stdout
+    assert opened == [str(static_root / RECORD)]
+
+
+def test_touched_sources_are_read_but_not_the_destination(
+    source: Path, static_root: Path, opened: list[str]
+) -> None:
+    run_collectstatic()
+    record_before = (static_root / RECORD).read_bytes()
+    touch_all(source)
+    opened.clear()
+    result = run_collectstatic()
+    assert "12 unmodified" in result.stdout
+    assert sorted(opened) == sorted(
+        [str(static_root / RECORD), *(str(p) for p in source.rglob("*.js"))]
+    )
+    # New mtimes alone are not worth rewriting the record.
+    assert (static_root / RECORD).read_bytes() == record_before
 
 
 def test_changed_content_is_copied_even_when_older(

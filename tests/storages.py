@@ -152,7 +152,14 @@ def s3_storage_classes() -> tuple[type[Any], ...]:
                 raise OSError(f"simulated failure writing {name}")
             return super()._save(name, content)  # type: ignore[no-any-return]
 
-    return ObservedS3Storage, FailingS3Storage
+    class SlowS3Storage(S3Storage):  # type: ignore[misc]
+        """Sleeps ``SLOW_STORAGE_DELAY`` seconds before each upload."""
+
+        def _save(self, name: str, content: Any) -> str:
+            time.sleep(float(os.environ.get("SLOW_STORAGE_DELAY", "0")))
+            return super()._save(name, content)  # type: ignore[no-any-return]
+
+    return ObservedS3Storage, FailingS3Storage, SlowS3Storage
 
 
-ObservedS3Storage, FailingS3Storage = s3_storage_classes()
+ObservedS3Storage, FailingS3Storage, SlowS3Storage = s3_storage_classes()

@@ -13,6 +13,8 @@ import io
 import logging
 import math
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from .servers.s3 import S3Server
 from .storages import ObservedS3Storage
 
 pytestmark = pytest.mark.s3
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -374,3 +377,54 @@ def test_parallel_uploads_share_one_client_with_a_wide_pool(
 
     assert staticfiles_storage.transfer_config.use_threads is True
     assert staticfiles_storage.client_config.max_pool_connections == 10
+
+
+def test_killed_upload_then_normal_run_converges(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    source = many(tmp_path / "src", 80)
+    killed, clean = Bucket(s3_server), Bucket(s3_server)
+
+    def command(bucket: Bucket, delay: str) -> tuple[list[str], dict[str, str]]:
+        options = bucket.storage()["OPTIONS"]
+        settings_file = tmp_path / f"s3_{bucket.name.replace('-', '_')}.py"
+        settings_file.write_text(
+            "from tests.settings import *\n"
+            f"STATICFILES_DIRS = [{str(source)!r}]\n"
+            "STORAGES = {**STORAGES, 'staticfiles': {"
+            f"'BACKEND': 'tests.storages.SlowS3Storage', 'OPTIONS': {options!r}}}}}\n"
+        )
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+            "DJANGO_SETTINGS_MODULE": settings_file.stem,
+            "SLOW_STORAGE_DELAY": delay,
+        }
+        argv = [sys.executable, "-m", "django", "collectstatic", "--noinput"]
+        return [*argv, "--parallel", "8"], env
+
+    argv, env = command(killed, "0")
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    s3_server.reset_requests()
+    for name in sorted(source.rglob("*.css"))[::3]:
+        name.write_text(f"/* changed {name.name} */\n")
+    argv, env = command(killed, "0.5")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while sum(1 for line in s3_server.requests() if line.startswith("PUT")) < 5:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.kill()
+    process.wait(timeout=10)
+
+    argv, env = command(killed, "0")
+    s3_server.reset_requests()
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+    redone = keys_of(s3_server.requests(), "PUT", killed.name)
+    argv, env = command(clean, "0")
+    subprocess.run(argv, env=env, check=True, capture_output=True)
+
+    assert killed.contents() == clean.contents() == read_tree(source)
+    # The rerun redid only what the killed run had not finished.
+    assert RECORD in redone
+    assert 1 <= len(redone) - 1 < 27

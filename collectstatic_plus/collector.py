@@ -23,10 +23,11 @@ from . import __version__, record
 from .backends import Backend, Listing, LocalBackend, backend_for
 from .copier import Copier
 from .plan import Action, Knowledge, decide, needs_digest
-from .postprocess import FoundFiles, PostProcessor
+from .postprocess import FoundFiles, PostProcessor, inputs_key
 from .prune import Pruner
 from .record import Entry, Record, RecordError
 from .sources import Digest, Source, digest, find_sources, stat_token
+from .staging import Staging, unwrap
 from .transfer import Failure, TransferPool
 
 #: Failed paths named in the final error message; stderr lists all of them.
@@ -78,6 +79,7 @@ class Collector:
         self.previous: Record | None = None
         self.outputs: set[str] = set()
         self.manifest: list[str] | None = None
+        self.post_process_key: str | None = None
 
     def run(self) -> None:
         host = self.host
@@ -198,14 +200,43 @@ class Collector:
             return None
 
     def post_process(self) -> None:
-        processor = PostProcessor(self.host.storage, self.host.log, self.host.stderr)
-        self.host.post_processed_files = processor.run(
-            self.found_files, self.host.dry_run
+        host, storage = self.host, self.host.storage
+        processor = PostProcessor(storage, host.log, host.stderr)
+        if host.dry_run or host.symlink or not hasattr(storage, "post_process"):
+            host.post_processed_files = processor.run(self.found_files, host.dry_run)
+            return
+        digests = {**self.copier.kept, **self.copier.landed}
+        key = inputs_key(storage, digests)
+        if self.post_processing_current(key):
+            self.post_process_key = key
+            host.log("Post-processing up to date.", level=1)
+            return
+        staging = Staging(
+            storage,
+            self.backend,
+            self.found_files,
+            self.knowledge.listing,
+            self.options.workers,
         )
+        host.post_processed_files = processor.run_staged(self.found_files, staging)
+        self.post_process_key = key
         self.outputs = processor.outputs
-        hashed = getattr(self.host.storage, "hashed_files", None)
-        if isinstance(hashed, dict) and not self.host.dry_run:
+        hashed = getattr(storage, "hashed_files", None)
+        if isinstance(hashed, dict):
             self.manifest = sorted(set(hashed.values()))
+
+    def post_processing_current(self, key: str) -> bool:
+        """Same inputs as the last full post-process, and its output is there."""
+        previous, storage = self.previous, self.host.storage
+        name = getattr(storage, "manifest_name", None)
+        if previous is None or previous.state.get("postprocess") != key or not name:
+            return False
+        listing = self.knowledge.listing
+        manifest_storage = getattr(storage, "manifest_storage", storage)
+        if listing is None or unwrap(manifest_storage) is not unwrap(storage):
+            return bool(manifest_storage.exists(name))
+        hashed = previous.manifests[0] if previous.manifests else []
+        return name in listing and all(path in listing for path in hashed)
 
     def save_partial_record(self) -> None:
         """After a failure or an interrupt: record what landed, and only that."""
@@ -243,9 +274,11 @@ class Collector:
                     self.tokens.get(path),
                 )
         manifests = previous.manifests if previous is not None else []
-        if complete and self.manifest is not None:
+        if complete and self.manifest is not None and manifests[:1] != [self.manifest]:
             manifests = [self.manifest, *manifests][: self.options.keep_manifests]
         state = {"django": django.get_version(), "collectstatic_plus": __version__}
+        if complete and self.post_process_key is not None:
+            state["postprocess"] = self.post_process_key
         return Record(self.backend.fingerprint(), files, manifests, state)
 
     def prune(self) -> None:

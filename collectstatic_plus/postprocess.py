@@ -1,15 +1,60 @@
-"""Hand the collected files to the storage's own ``post_process``, as stock does."""
+"""Hand the collected files to the storage's own ``post_process``, as stock does.
+
+Remote or local, the storage's I/O is staged (see :mod:`.staging`); and when
+nothing post-processing depends on has changed since the last run, it is
+skipped altogether.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import django
+from django.conf import settings
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
+from . import __version__
+from .sources import Digest
+from .staging import FlushError, Staging
+
 FoundFiles = dict[str, tuple[Storage, str]]
+
+#: Storage attributes that change what HashedFilesMixin produces.
+HASHING_ATTRIBUTES = (
+    "manifest_name",
+    "manifest_strict",
+    "max_post_process_passes",
+    "keep_intermediate_files",
+    "support_js_module_import_aggregation",
+    "patterns",
+)
+
+
+def inputs_key(storage: Storage, digests: Mapping[str, Digest]) -> str:
+    """Everything post-processing depends on, as one hash.
+
+    Source contents, the storage's class and options, Django and this
+    package's versions, and STATIC_URL (absolute URLs are rewritten by it).
+    """
+    cls = storage.__class__
+    deconstruct = getattr(storage, "deconstruct", None)
+    options = deconstruct()[1:] if callable(deconstruct) else ()
+    inputs = {
+        "files": sorted((path, digest.md5) for path, digest in digests.items()),
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "options": repr(options),
+        "attributes": {a: repr(getattr(storage, a, None)) for a in HASHING_ATTRIBUTES},
+        "django": django.get_version(),
+        "collectstatic_plus": __version__,
+        "static_url": str(settings.STATIC_URL),
+    }
+    text = json.dumps(inputs, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
 
 #: Django 6.1 turned a failed post-process into a CommandError with its notes.
 RAISES_COMMAND_ERROR = django.VERSION >= (6, 1)
@@ -48,6 +93,23 @@ class PostProcessor:
                 self.processed.append(original)
             else:
                 self.log(f"Skipped post-processing '{original}'")
+        return self.processed
+
+    def run_staged(self, found_files: FoundFiles, staging: Staging) -> list[str]:
+        """Post-process with the storage's I/O staged, then write it out."""
+        with staging.active():
+            self.run(staging.paths(), dry_run=False)
+        try:
+            staging.flush()
+        except FlushError as error:
+            failures = sorted(error.failures, key=lambda failure: failure.path)
+            for failure in failures:
+                self.stderr.write(f"Could not write '{failure.path}': {failure.reason}")
+            names = ", ".join(failure.path for failure in failures)
+            raise CommandError(
+                f"{len(failures)} post-processed file(s) could not be written: "
+                f"{names}. The manifest was not updated."
+            ) from None
         return self.processed
 
     def fail(self, original: str, error: Exception) -> None:

@@ -204,11 +204,11 @@ class Staging:
 
     def _save(self, name: str, content: Any) -> str:
         staged = _stage(content)
-        if self.manifest_target is self.main and name == self.manifest_name:
-            self.manifest = staged
-            return name
         with self.lock:
             self.deleted.discard(name)
+            if self.manifest_target is self.main and name == self.manifest_name:
+                self.manifest = staged
+                return name
             self.staged[name] = staged
         if self._holds(name, staged.digest):
             self.identical.append(name)
@@ -243,17 +243,26 @@ class Staging:
                 pool.submit(name, self._write, name, staged)
         if pool.failures:
             raise FlushError(pool.failures)
+        # Deletions left standing (stock deletes intermediate hashed copies);
+        # a name this run staged and dropped never reached the destination.
         for name in sorted(self.deleted - set(self.staged)):
-            self.main.delete(name)
+            if self._existed(name):
+                self.main.delete(name)
         if self.manifest is not None and self.manifest_name is not None:
             self._flush_manifest(self.manifest_name, self.manifest)
+
+    def _existed(self, name: str) -> bool:
+        if self.local or self.listing is None:
+            return bool(self.main.exists(name))
+        return name in self.listing
 
     def _flush_manifest(self, name: str, staged: Staged) -> None:
         target = self.manifest_target
         if target is self.main and self._holds(name, staged.digest):
             self.identical.append(name)
             return
-        target.write(name, staged, overwrites=False)
+        overwrites = bool(getattr(target.storage, "file_overwrite", False))
+        target.write(name, staged, overwrites)
         self.written.append(name)
 
 

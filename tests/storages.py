@@ -163,3 +163,23 @@ def s3_storage_classes() -> tuple[type[Any], ...]:
 
 
 ObservedS3Storage, FailingS3Storage, SlowS3Storage = s3_storage_classes()
+
+
+class SeparateManifestStorage(ManifestStaticFilesStorage):
+    """Keeps its manifest in another storage, beside STATIC_ROOT."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        from django.core.files.storage import FileSystemStorage
+
+        folder = os.path.join(os.path.dirname(str(settings.STATIC_ROOT)), "manifest")
+        super().__init__(
+            *args, manifest_storage=FileSystemStorage(location=folder), **kwargs
+        )
+
+
+class SlowManifestStorage(ManifestStaticFilesStorage):
+    """Sleeps ``SLOW_STORAGE_DELAY`` seconds in every save of a hashed file."""
+
+    def _save(self, name: str, content: Any) -> str:
+        time.sleep(float(os.environ.get("SLOW_STORAGE_DELAY", "0")))
+        return super()._save(name, content)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -428,3 +429,70 @@ def test_killed_upload_then_normal_run_converges(
     # The rerun redid only what the killed run had not finished.
     assert RECORD in redone
     assert 1 <= len(redone) - 1 < 27
+
+
+MANIFEST_TREE: dict[str, bytes | str] = {
+    "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
+    "css/b.css": "p { background: url('../i/y.png') }\n",
+    "css/c.css": "q { color: red }\n",
+    "i/x.png": b"x" * 100,
+    "i/y.png": b"y" * 100,
+    "js/app.js": "console.log(1);\n",
+}
+
+
+def test_manifest_storage_bucket_is_byte_identical_to_stock(
+    tmp_path: Path, settings: Any, s3_server: S3Server
+) -> None:
+    from .conftest import run_stock
+
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
+    theirs, ours = Bucket(s3_server), Bucket(s3_server)
+    use(settings, theirs.storage(S3_MANIFEST))
+    run_stock()
+    use(settings, ours.storage(S3_MANIFEST))
+    collect(ours, parallel=8)
+    collect(ours, parallel=8)
+    assert ours.contents() == theirs.contents()
+    assert len(ours.contents()) == 13
+
+
+def test_manifest_no_change_rerun_makes_no_write(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
+    use(settings, bucket.storage(S3_MANIFEST))
+    collect(bucket, parallel=8)
+    run = collect(bucket, parallel=8)
+    assert run.stdout == (
+        "Post-processing up to date.\n\n0 static files copied, 6 unmodified.\n"
+    )
+    assert run.kinds == {"GET": 1, "LIST": 1}
+    assert sum(run.kinds.values()) <= math.ceil(6 / 1000) + 4
+
+
+def test_manifest_one_changed_css_uploads_only_what_depends_on_it(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = write_tree(tmp_path / "src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage(S3_MANIFEST))
+    collect(bucket, parallel=8)
+    (source / "css/b.css").write_text("p { background: url('../i/x.png') }\n")
+    run = collect(bucket, parallel=8)
+
+    manifest = json.loads(bucket.get("staticfiles.json"))["paths"]
+    # b.css changed, and a.css imports it: both get new hashed copies.
+    assert run.keys("PUT") == sorted(
+        [
+            "css/b.css",
+            manifest["css/b.css"],
+            manifest["css/a.css"],
+            "staticfiles.json",
+            RECORD,
+        ]
+    )
+    assert "DELETE" not in run.kinds
+    assert bucket.contents()[manifest["css/b.css"]] == (
+        b'p { background: url("../i/x.' + manifest["i/x.png"][4:].encode() + b'") }\n'
+    )

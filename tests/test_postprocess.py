@@ -1,0 +1,226 @@
+"""Post-processing: the storage's own post_process, staged, byte-identical to stock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import read_tree, run_collectstatic, run_stock, write_tree
+
+REPO = Path(__file__).resolve().parents[1]
+TESTPROJECT = REPO / "testproject"
+MANIFEST = "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+WHITENOISE = "whitenoise.storage.CompressedManifestStaticFilesStorage"
+SEPARATE = "tests.storages.SeparateManifestStorage"
+PLAIN = "tests.storages.RemoteLikeStorage"
+
+CHAINS: dict[str, bytes | str] = {
+    "css/main.css": (
+        "@import url('base.css');\n@import 'theme/dark.css';\n"
+        "body { background: url('../img/bg.png') no-repeat; }\n"
+        "@font-face { src: url('../fonts/f.woff2?v=1#x') format('woff2'); }\n"
+        ".d { background: url(data:image/png;base64,AAAA); }\n"
+    ),
+    "css/base.css": "h1 { background: url(../img/h.svg); }\n",
+    "css/theme/dark.css": "p { background: url('../../img/bg.png'); }\n",
+    "css/mapped.css": "a{color:red}\n/*# sourceMappingURL=mapped.css.map */\n",
+    "css/mapped.css.map": '{"version": 3, "sources": ["mapped.scss"]}',
+    "js/app.js": "import { x } from './lib.js';\nexport default x;\n",
+    "js/lib.js": "export const x = 1;\n",
+    "js/bundle.js": "var a=1;\n//# sourceMappingURL=bundle.js.map\n",
+    "js/bundle.js.map": '{"version": 3, "sources": ["a.js"]}',
+    "img/bg.png": b"\x89PNG\r\n\x1a\n" + bytes(range(200)),
+    "img/h.svg": "<svg xmlns='http://www.w3.org/2000/svg'/>",
+    "fonts/f.woff2": bytes(range(256)) * 3,
+}
+
+
+def project_dirs() -> list[Any]:
+    return [
+        str(TESTPROJECT / "assets"),
+        ("vendor", str(TESTPROJECT / "third_party")),
+        *(str(TESTPROJECT / app / "static") for app in ("shop", "blog", "dashboard")),
+    ]
+
+
+def use(settings: Any, backend: str) -> None:
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+
+
+@pytest.fixture(params=["chains", "testproject"])
+def tree(request: Any, tmp_path: Path, settings: Any) -> Path:
+    if request.param == "chains":
+        root = write_tree(tmp_path / "chains", CHAINS)
+        settings.STATICFILES_DIRS = [str(root)]
+        return root
+    settings.STATICFILES_DIRS = project_dirs()
+    return TESTPROJECT
+
+
+def destination(root: Path) -> dict[str, bytes]:
+    """STATIC_ROOT and a separate manifest folder beside it, if any."""
+    found = read_tree(root)
+    manifest = root.parent / "manifest"
+    if manifest.exists():
+        found.update({f"@manifest/{k}": v for k, v in read_tree(manifest).items()})
+    return found
+
+
+def reset(root: Path) -> None:
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(root.parent / "manifest", ignore_errors=True)
+
+
+@pytest.mark.parametrize("backend", [MANIFEST, WHITENOISE, SEPARATE, PLAIN])
+@pytest.mark.parametrize("parallel", [None, 4])
+def test_destination_is_byte_identical_to_stock(
+    tree: Path, static_root: Path, settings: Any, backend: str, parallel: Any
+) -> None:
+    use(settings, backend)
+    static_root.mkdir()
+    stock_out = run_stock(verbosity=0)
+    stock = destination(static_root)
+    reset(static_root)
+    static_root.mkdir()
+    ours = run_collectstatic(verbosity=0, parallel=parallel)
+    assert destination(static_root) == stock
+    assert ours.stdout == stock_out.stdout
+    if backend != PLAIN:
+        manifest = "@manifest/staticfiles.json" if backend == SEPARATE else None
+        paths = json.loads(stock[manifest or "staticfiles.json"])["paths"]
+        assert len(paths) == len([n for n in read_tree(tree) if n]) or paths
+
+
+@pytest.mark.parametrize("backend", [MANIFEST, WHITENOISE, SEPARATE])
+def test_reruns_and_changes_match_stock(
+    tmp_path: Path, static_root: Path, settings: Any, backend: str
+) -> None:
+    source = write_tree(tmp_path / "chains", CHAINS)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, backend)
+    results = []
+    for runner in (run_stock, run_collectstatic):
+        reset(static_root)
+        write_tree(source, CHAINS)
+        runner(verbosity=0)
+        runner(verbosity=0)
+        (source / "css/base.css").write_text("h1 { color: blue; }\n")
+        (source / "img/bg.png").write_bytes(b"\x89PNG changed")
+        # Stock decides by whole seconds of mtime: make the change visible.
+        later = time.time() + 10
+        for name in ("css/base.css", "img/bg.png"):
+            os.utime(source / name, (later, later))
+        runner(verbosity=0)
+        results.append(destination(static_root))
+    assert results[1] == results[0]
+
+
+def test_no_change_rerun_skips_post_processing(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "chains", CHAINS)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, MANIFEST)
+    first = run_collectstatic()
+    assert first.stdout.endswith(", 12 post-processed.\n")
+    manifest = (static_root / "staticfiles.json").read_bytes()
+    result = run_collectstatic()
+    assert result.stdout == (
+        "Post-processing up to date.\n"
+        f"\n0 static files copied to '{static_root}', 12 unmodified.\n"
+    )
+    assert (static_root / "staticfiles.json").read_bytes() == manifest
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["source", "storage option", "static url", "manifest deleted", "hashed deleted"],
+)
+def test_post_processing_runs_again_when_an_input_changed(
+    tmp_path: Path, static_root: Path, settings: Any, change: str
+) -> None:
+    source = write_tree(tmp_path / "chains", CHAINS)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, MANIFEST)
+    run_collectstatic()
+    if change == "source":
+        (source / "js/lib.js").write_text("export const x = 2;\n")
+    elif change == "storage option":
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "staticfiles": {"BACKEND": MANIFEST, "OPTIONS": {"base_url": "/other/"}},
+        }
+    elif change == "static url":
+        settings.STATIC_URL = "/assets/"
+    elif change == "manifest deleted":
+        (static_root / "staticfiles.json").unlink()
+    else:
+        hashed = json.loads((static_root / "staticfiles.json").read_bytes())["paths"]
+        (static_root / hashed["css/base.css"]).unlink()
+    result = run_collectstatic()
+    assert "Post-processing up to date." not in result.stdout
+    assert "post-processed" in result.stdout
+    manifest = json.loads((static_root / "staticfiles.json").read_bytes())["paths"]
+    assert all((static_root / name).exists() for name in manifest.values())
+
+
+def test_storage_is_restored_after_post_processing(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
+    use(settings, MANIFEST)
+    run_collectstatic(parallel=4)
+    wrapped = staticfiles_storage._wrapped
+    assert not {"exists", "open", "size", "delete", "_save"} & set(vars(wrapped))
+    assert staticfiles_storage.exists("css/main.css")
+
+
+def test_kill_during_post_processing_leaves_a_consistent_manifest(
+    tmp_path: Path,
+) -> None:
+    source = write_tree(tmp_path / "chains", CHAINS)
+    root = tmp_path / "root"
+    (tmp_path / "pp_kill_settings.py").write_text(
+        textwrap.dedent(
+            f"""
+            from tests.settings import *
+            STATIC_ROOT = {str(root)!r}
+            STATICFILES_DIRS = [{str(source)!r}]
+            STORAGES = {{**STORAGES, "staticfiles": {{
+                "BACKEND": "tests.storages.SlowManifestStorage"}}}}
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+        "DJANGO_SETTINGS_MODULE": "pp_kill_settings",
+    }
+    argv = [sys.executable, "-m", "django", "collectstatic", "--noinput"]
+    subprocess.run(argv, env={**env, "SLOW_STORAGE_DELAY": "0"}, check=True)
+    for trial in range(3):
+        (source / "css/base.css").write_text(f"h1 {{ color: #{trial}{trial}0; }}\n")
+        (source / "js/lib.js").write_text(f"export const x = {trial};\n")
+        process = subprocess.Popen(argv, env={**env, "SLOW_STORAGE_DELAY": "0.3"})
+        time.sleep(1.0 + 0.4 * trial)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        manifest = json.loads((root / "staticfiles.json").read_bytes())["paths"]
+        missing = [n for n in manifest.values() if not (root / n).exists()]
+        assert missing == []
+    subprocess.run(argv, env={**env, "SLOW_STORAGE_DELAY": "0"}, check=True)
+    manifest = json.loads((root / "staticfiles.json").read_bytes())["paths"]
+    assert all((root / name).exists() for name in manifest.values())
+    assert (root / manifest["css/base.css"]).read_bytes().startswith(b"h1 { color: #22")

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -109,6 +109,11 @@ class Backend:
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def counting(self, count: Callable[[str], None]) -> Iterator[None]:
+        """Call ``count(kind)`` for each request the storage's client makes."""
         yield
 
 
@@ -212,6 +217,21 @@ class S3Backend(Backend):
                     f"could not delete {len(errors)} object(s), first "
                     f"{first.get('Key')!r}: {first.get('Message')}"
                 )
+
+    @contextmanager
+    def counting(self, count: Callable[[str], None]) -> Iterator[None]:
+        """Count API calls (PutObject, ListObjectsV2, ...) on the client."""
+        events = self.client.meta.events
+        unique_id = f"collectstatic-plus-{id(count)}"
+
+        def after_call(model: Any, **kwargs: Any) -> None:
+            count(model.name)
+
+        events.register("after-call.s3", after_call, unique_id=unique_id)
+        try:
+            yield
+        finally:
+            events.unregister("after-call.s3", unique_id=unique_id)
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:

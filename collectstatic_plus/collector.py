@@ -26,6 +26,7 @@ from .plan import Action, Knowledge, decide, needs_digest
 from .postprocess import FoundFiles, PostProcessor, inputs_key
 from .prune import Pruner
 from .record import Entry, Record, RecordError
+from .report import Report
 from .sources import Digest, Source, digest, find_sources, stat_token
 from .staging import Staging, unwrap
 from .transfer import Failure, TransferPool
@@ -69,11 +70,20 @@ class Host(Protocol):
     def note_deleted(self, path: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    """A later file for a path already found: reported, not collected."""
+
+    source: Source
+
+
 class Collector:
-    def __init__(self, host: Host, options: RunOptions) -> None:
+    def __init__(self, host: Host, options: RunOptions, report: Report) -> None:
         self.host = host
         self.options = options
+        self.report = report
         self.backend: Backend = backend_for(host.storage)
+        self.winners: dict[str, Source] = {}
         self.sources: list[Source] = []
         self.found_files: FoundFiles = {}
         self.previous: Record | None = None
@@ -82,38 +92,56 @@ class Collector:
         self.post_process_key: str | None = None
 
     def run(self) -> None:
-        host = self.host
-        with self.backend.prepared_for_threads(self.options.workers):
+        host, phase = self.host, self.report.phase
+        backend = self.backend
+        with (
+            backend.prepared_for_threads(self.options.workers),
+            backend.counting(self.report.count_request),
+        ):
             if host.clear:
-                host.clear_dir("")
-            order = list(self.discover())
+                with phase("clear"):
+                    host.clear_dir("")
+            with phase("find"):
+                order = list(self.discover())
             if host.symlink:
-                self.run_stock(order, host.link_file)
+                with phase("transfer"):
+                    self.run_stock(order, host.link_file)
             else:
                 self.sync(order)
             if host.post_process:
-                self.post_process()
+                with phase("post-process"):
+                    self.post_process()
             if not host.dry_run and not host.symlink:
-                self.save_record(self.copier, self.knowledge, complete=True)
+                with phase("record"):
+                    self.save_record(self.copier, self.knowledge, complete=True)
             if self.options.delete:
-                self.prune()
+                with phase("delete"):
+                    self.prune()
 
-    def discover(self) -> Iterator[Source | str]:
-        """Sources in finder order; a str is a duplicate path, to report in order."""
+    def discover(self) -> Iterator[Source | Duplicate]:
+        """Sources in finder order, and later files for the same path."""
         for source in find_sources(self.host.ignore_patterns):
-            if source.prefixed_path in self.found_files:
-                yield source.prefixed_path
+            path = source.prefixed_path
+            if path in self.found_files:
+                winner = self.winners[path].origin
+                self.report.other(
+                    path, "conflict", source=source.origin, reason=f"{winner} won"
+                )
+                yield Duplicate(source)
                 continue
-            self.found_files[source.prefixed_path] = (source.storage, source.path)
+            self.found_files[path] = (source.storage, source.path)
+            self.winners[path] = source
             self.sources.append(source)
             yield source
 
-    def run_stock(self, order: list[Source | str], handler: Callable[..., Any]) -> None:
+    def run_stock(
+        self, order: list[Source | Duplicate], handler: Callable[..., Any]
+    ) -> None:
         """Stock's own per-file handler on the pool (used for ``--link``)."""
         with self.pool() as pool:
             for item in order:
-                if isinstance(item, str):
-                    self.host.skip_duplicate(item)
+                if isinstance(item, Duplicate):
+                    self.host.skip_duplicate(item.source.prefixed_path)
                 else:
                     pool.submit(
                         item.prefixed_path,
@@ -124,15 +152,27 @@ class Collector:
                     )
         self.raise_failures(pool)
 
-    def sync(self, order: list[Source | str]) -> None:
-        self.knowledge = knowledge = self.learn()
-        digests = self.hash_sources(knowledge)
-        self.copier = copier = Copier(self.host, self.backend)
+    def sync(self, order: list[Source | Duplicate]) -> None:
+        with self.report.phase("read destination"):
+            self.knowledge = knowledge = self.learn()
+        with self.report.phase("hash"):
+            digests = self.hash_sources(knowledge)
+        self.copier = copier = Copier(self.host, self.backend, self.report)
+        with self.report.phase("transfer"):
+            self.transfer(order, digests, knowledge, copier)
+
+    def transfer(
+        self,
+        order: list[Source | Duplicate],
+        digests: dict[str, Digest],
+        knowledge: Knowledge,
+        copier: Copier,
+    ) -> None:
         options = self.options
         with self.pool(on_interrupt=self.save_partial_record) as pool:
             for item in order:
-                if isinstance(item, str):
-                    self.host.skip_duplicate(item)
+                if isinstance(item, Duplicate):
+                    self.host.skip_duplicate(item.source.prefixed_path)
                     continue
                 path = item.prefixed_path
                 decision = decide(
@@ -200,15 +240,19 @@ class Collector:
             return None
 
     def post_process(self) -> None:
-        host, storage = self.host, self.host.storage
+        host, storage, report = self.host, self.host.storage, self.report
         processor = PostProcessor(storage, host.log, host.stderr)
-        if host.dry_run or host.symlink or not hasattr(storage, "post_process"):
-            host.post_processed_files = processor.run(self.found_files, host.dry_run)
+        if not hasattr(storage, "post_process"):
             return
-        digests = {**self.copier.kept, **self.copier.landed}
+        if host.symlink:
+            host.post_processed_files = processor.run(self.found_files, host.dry_run)
+            report.post_processing = {"status": "ran"}
+            return
+        digests = {**self.copier.kept, **self.copier.landed, **self.copier.pretended}
         key = inputs_key(storage, digests)
         if self.post_processing_current(key):
             self.post_process_key = key
+            report.post_processing = {"status": "up to date"}
             host.log("Post-processing up to date.", level=1)
             return
         staging = Staging(
@@ -217,13 +261,29 @@ class Collector:
             self.found_files,
             self.knowledge.listing,
             self.options.workers,
+            simulate=host.dry_run,
         )
-        host.post_processed_files = processor.run_staged(self.found_files, staging)
-        self.post_process_key = key
+        if host.dry_run:
+            try:
+                host.post_processed_files = processor.simulate(staging)
+            except Exception as error:
+                report.post_processing = {
+                    "status": f"not simulated ({type(error).__name__}: {error})"
+                }
+                return
+        else:
+            host.post_processed_files = processor.run_staged(self.found_files, staging)
+            self.post_process_key = key
+            hashed = getattr(storage, "hashed_files", None)
+            if isinstance(hashed, dict):
+                self.manifest = sorted(set(hashed.values()))
         self.outputs = processor.outputs
-        hashed = getattr(storage, "hashed_files", None)
-        if isinstance(hashed, dict):
-            self.manifest = sorted(set(hashed.values()))
+        report.post_processing = staging.outcome()
+        for original, hashed_name in processor.names.items():
+            if original in report.files:
+                report.file(
+                    original, report.files[original].action, hashed_name=hashed_name
+                )
 
     def post_processing_current(self, key: str) -> bool:
         """Same inputs as the last full post-process, and its output is there."""
@@ -298,7 +358,9 @@ class Collector:
             existing = set(previous.files) if previous is not None else set()
             for paths in history:
                 existing.update(paths)
-        pruner.run(existing, keep)
+        sizes = {path: remote.size for path, remote in (listing or {}).items()}
+        for path in pruner.run(existing, keep):
+            self.report.other(path, "deleted", size=sizes.get(path))
 
     def pool(self, on_interrupt: Callable[[], None] | None = None) -> TransferPool:
         return TransferPool(self.options.workers, on_interrupt=on_interrupt)
@@ -308,6 +370,7 @@ class Collector:
             return
         failures = sorted(pool.failures, key=lambda f: f.path)
         for fail in failures:
+            self.report.error(fail.path, fail.reason)
             self.host.stderr.write(f"Could not collect '{fail.path}': {fail.reason}")
         raise CommandError(summary(failures, verb))
 

@@ -9,6 +9,7 @@ from django.core.files.storage import Storage
 
 from .backends import Backend
 from .plan import Action, Decision
+from .report import Report
 from .sources import Digest, HashingFile, Source, digest_file
 
 
@@ -30,40 +31,58 @@ class Host(Protocol):
 class Copier:
     """Runs decisions; remembers what landed and what was found up to date."""
 
-    def __init__(self, host: Host, backend: Backend) -> None:
+    def __init__(self, host: Host, backend: Backend, report: Report) -> None:
         self.host = host
         self.backend = backend
+        self.report = report
         #: Paths written in this run, with the content written.
         self.landed: dict[str, Digest] = {}
         #: Paths left alone because the destination holds this content.
         self.kept: dict[str, Digest] = {}
+        #: Dry run: paths that would be written, with their content.
+        self.pretended: dict[str, Digest] = {}
         self._lock = threading.Lock()
 
     def run(self, source: Source, digest: Digest | None, decision: Decision) -> None:
         action = decision.action
         if action is Action.COPY:
-            self.copy(source, digest, decision.exists)
+            self.copy(source, digest, decision.exists, decision.old_size)
             return
         assert digest is not None, "only a copy may learn the digest as it goes"
         if action is Action.SKIP:
             self.skip(source, digest)
         elif action is Action.CHECK:
-            self.check(source, digest, decision.exists)
+            self.check(source, digest, decision.exists, decision.old_size)
         else:
             self.stock(source, digest)
 
     def skip(self, source: Source, digest: Digest) -> None:
         with self._lock:
             self.kept[source.prefixed_path] = digest
+        self.report.file(
+            source.prefixed_path,
+            "unchanged",
+            source=source.origin,
+            size=digest.size,
+            md5=digest.md5,
+        )
         self.host.unmodified_files.append(source.prefixed_path)
         self.host.log(f"Skipping '{source.path}' (not modified)")
 
-    def check(self, source: Source, digest: Digest, exists: bool | None) -> None:
+    def check(
+        self,
+        source: Source,
+        digest: Digest,
+        exists: bool | None,
+        old_size: int | None = None,
+    ) -> None:
         held = self.backend.digest(source.prefixed_path)
         if held == digest:
             self.skip(source, digest)
-        else:
-            self.copy(source, digest, held is not None if exists is None else exists)
+            return
+        if exists is None:
+            exists = held is not None
+        self.copy(source, digest, exists, held.size if held else old_size)
 
     def stock(self, source: Source, digest: Digest) -> None:
         """Stock's rule (exists, then modification times), for unknown storages."""
@@ -72,8 +91,22 @@ class Copier:
         else:
             with self._lock:
                 self.kept[source.prefixed_path] = digest
+            self.report.file(
+                source.prefixed_path,
+                "unchanged",
+                source=source.origin,
+                size=digest.size,
+                md5=digest.md5,
+                reason="modification time",
+            )
 
-    def copy(self, source: Source, digest: Digest | None, exists: bool | None) -> None:
+    def copy(
+        self,
+        source: Source,
+        digest: Digest | None,
+        exists: bool | None,
+        old_size: int | None = None,
+    ) -> None:
         host, name = self.host, source.prefixed_path
         if exists is None:
             exists = bool(host.storage.exists(name))
@@ -86,6 +119,9 @@ class Copier:
         source_path = source.storage.path(source.path)
         if host.dry_run:
             host.log(f"Pretending to copy '{source_path}'", level=1)
+            digest = digest or digest_file(source.storage, source.path)
+            with self._lock:
+                self.pretended[name] = digest
         else:
             host.log(f"Copying '{source_path}'", level=2)
             with source.storage.open(source.path) as handle:
@@ -100,3 +136,11 @@ class Copier:
                 with self._lock:
                     self.landed[name] = digest
         host.copied_files.append(name)
+        self.report.file(
+            name,
+            "changed" if exists else "new",
+            source=source.origin,
+            size=digest.size,
+            old_size=old_size if exists else None,
+            md5=digest.md5,
+        )

@@ -30,6 +30,8 @@ class Decision:
     #: Whether the destination holds a file at this path; None: not known.
     exists: bool | None
     reason: str
+    #: Size of what the destination holds there, when a listing said.
+    old_size: int | None = None
 
 
 NEW = Decision(Action.COPY, False, "new")
@@ -86,22 +88,23 @@ def _with_listing(
     remote = known.listing.get(path)
     if remote is None:
         return NEW
+    size = remote.size
     if force:
-        return Decision(Action.COPY, True, "forced")
+        return Decision(Action.COPY, True, "forced", size)
     assert source is not None
     if remote.is_link:
-        return Decision(Action.COPY, True, "replacing a symlink")
+        return Decision(Action.COPY, True, "replacing a symlink", size)
     if entry is not None and not verify and saw_same(entry, remote):
-        return _by_md5(entry.md5, source, exists=True, how="record")
+        return _by_md5(entry.md5, source, exists=True, how="record", old_size=size)
     if remote.md5 == source.md5:
-        return Decision(Action.SKIP, True, "same content (etag)")
+        return Decision(Action.SKIP, True, "same content (etag)", size)
     if remote.etag is None and remote.size != source.size:
-        return Decision(Action.COPY, True, "size differs")
+        return Decision(Action.COPY, True, "size differs", size)
     # An ETag that differs may still be this content stored differently
     # (gzipped, encrypted, multipart): only reading it can tell.
     if known.cheap_reads or verify:
-        return Decision(Action.CHECK, True, "compare content")
-    return Decision(Action.COPY, True, "content differs or unknown")
+        return Decision(Action.CHECK, True, "compare content", size)
+    return Decision(Action.COPY, True, "content differs or unknown", size)
 
 
 def saw_same(entry: Entry, remote: Remote) -> bool:
@@ -114,8 +117,10 @@ def saw_same(entry: Entry, remote: Remote) -> bool:
     return seen.mtime_ns is not None and seen.mtime_ns == remote.mtime_ns
 
 
-def _by_md5(md5: str, source: Digest, exists: bool, how: str) -> Decision:
+def _by_md5(
+    md5: str, source: Digest, exists: bool, how: str, old_size: int | None = None
+) -> Decision:
     """Skip when ``md5`` (from ``how``) is the source's, else copy."""
     if md5 == source.md5:
-        return Decision(Action.SKIP, exists, f"same content ({how})")
-    return Decision(Action.COPY, exists, f"changed ({how})")
+        return Decision(Action.SKIP, exists, f"same content ({how})", old_size)
+    return Decision(Action.COPY, exists, f"changed ({how})", old_size)

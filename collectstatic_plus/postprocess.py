@@ -75,6 +75,8 @@ class PostProcessor:
         self.processed: list[str] = []
         #: Names the post-processor wrote (hashed copies, for instance).
         self.outputs: set[str] = set()
+        #: The last name each original was post-processed as.
+        self.names: dict[str, str] = {}
 
     def run(self, found_files: FoundFiles, dry_run: bool) -> list[str]:
         """Post-process and return the original paths that were processed."""
@@ -88,6 +90,7 @@ class PostProcessor:
                 self.fail(original, processed)
             if isinstance(processed_path, str):
                 self.outputs.add(processed_path)
+                self.names.setdefault(original, processed_path)
             if processed:
                 self.log(f"Post-processed '{original}' as '{processed_path}'", level=2)
                 self.processed.append(original)
@@ -99,6 +102,8 @@ class PostProcessor:
         """Post-process with the storage's I/O staged, then write it out."""
         with staging.active():
             self.run(staging.paths(), dry_run=False)
+        if staging.simulate:
+            return self.processed
         try:
             staging.flush()
         except FlushError as error:
@@ -111,6 +116,22 @@ class PostProcessor:
                 f"{names}. The manifest was not updated."
             ) from None
         return self.processed
+
+    def simulate(self, staging: Staging) -> list[str]:
+        """Dry run: post-process with every write staged and none made.
+
+        The storage's in-memory manifest is put back afterwards.
+        """
+        storage = staging.main.storage
+        saved = {
+            name: vars(storage)[name]
+            for name in ("hashed_files", "manifest_hash")
+            if name in vars(storage)
+        }
+        try:
+            return self.run_staged({}, staging)
+        finally:
+            vars(storage).update(saved)
 
     def fail(self, original: str, error: Exception) -> None:
         self.stderr.write(f"Post-processing '{original}' failed!")

@@ -23,6 +23,8 @@ class Source:
     path: str
     prefixed_path: str
     storage: Storage
+    #: Where it was found: the finder and, if it has several, which root/app.
+    origin: str = ""
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,13 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
     caller decides what to do with later ones, as stock does.
     """
     for finder in get_finders():
+        roots = {id(s): key for key, s in getattr(finder, "storages", {}).items()}
         for path, storage in finder.list(ignore_patterns):
             prefix = getattr(storage, "prefix", None)
             prefixed_path = os.path.join(prefix, path) if prefix else path
-            yield Source(path, prefixed_path, storage)
+            root = roots.get(id(storage))
+            origin = type(finder).__name__ + (f":{root}" if root else "")
+            yield Source(path, prefixed_path, storage, origin)
 
 
 def digest(source: Source) -> Digest:

@@ -110,8 +110,11 @@ class Staging:
         found_files: FoundFiles,
         listing: Listing | None,
         workers: int,
+        simulate: bool = False,
     ) -> None:
         main = unwrap(storage)
+        #: Dry run: stage and compare, write nothing at all.
+        self.simulate = simulate
         self.main = Target(main)
         manifest_storage = unwrap(getattr(main, "manifest_storage", main))
         self.manifest_target = (
@@ -213,6 +216,10 @@ class Staging:
         if self._holds(name, staged.digest):
             self.identical.append(name)
             return name
+        if self.simulate:
+            with self.lock:
+                self.queue[name] = staged
+            return name
         if self.local:
             return self._write(name, staged)
         with self.lock:
@@ -235,6 +242,22 @@ class Staging:
         with self.lock:
             self.written.append(name)
         return saved
+
+    def outcome(self) -> dict[str, object]:
+        """What post-processing wrote (or, simulated, would write)."""
+        manifest = self.manifest
+        changes = manifest is not None and not (
+            self.manifest_target is self.main
+            and self.manifest_name is not None
+            and self._holds(self.manifest_name, manifest.digest)
+        )
+        writes = sorted(set(self.queue) | set(self.written))
+        return {
+            "status": "simulated" if self.simulate else "ran",
+            "would_write" if self.simulate else "written": writes,
+            "already_there": sorted(set(self.identical)),
+            "manifest_changes": changes,
+        }
 
     def flush(self) -> None:
         """Upload what is queued, then deletions, then the manifest."""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,20 @@ SMALL_TREE: dict[str, bytes | str] = {
     ".hidden": "ignored by default\n",
     "backup.txt~": "ignored by default\n",
 }
+
+
+ADDED_LINE = re.compile(
+    r"^(Phases: |Bytes copied: |Requests: |Post-processing up to date\.$"
+    r"|action +files +bytes$|(new|changed|unchanged|deleted|conflict|failed) +\d"
+    r"|post-processing: )"
+)
+
+
+def stock_view(output: str) -> str:
+    """Our output less the lines we add to stock's (report table, phases)."""
+    return "".join(
+        line for line in output.splitlines(keepends=True) if not ADDED_LINE.match(line)
+    )
 
 
 @dataclass

@@ -17,7 +17,15 @@ import pytest
 from django.contrib.staticfiles.management.commands import collectstatic as stock
 from django.core.management import CommandError
 
-from .conftest import Command, Run, read_tree, run_collectstatic, run_stock, write_tree
+from .conftest import (
+    Command,
+    Run,
+    read_tree,
+    run_collectstatic,
+    run_stock,
+    stock_view,
+    write_tree,
+)
 
 MANIFEST = {
     "staticfiles": {
@@ -62,7 +70,8 @@ def both(static_root: Path, prepare: Any, **options: Any) -> tuple[Run, Run]:
     for runner in (run_stock, run_collectstatic):
         shutil.rmtree(static_root, ignore_errors=True)
         prepare(runner)
-        results.append(runner(**options))
+        result = runner(**options)
+        results.append(Run(stock_view(result.stdout), result.stderr))
         trees.append(tree_with_links(static_root) if static_root.exists() else {})
     assert trees[0] == trees[1]
     return results[0], results[1]
@@ -219,6 +228,8 @@ def test_every_stock_option_keeps_its_strings_dest_and_default() -> None:
         "delete",
         "max_delete",
         "keep_manifests",
+        "report",
+        "check",
     }
 
 

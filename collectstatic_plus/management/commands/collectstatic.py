@@ -17,6 +17,7 @@ from django.core.management.base import CommandError, CommandParser
 from ...backends import Backend, backend_for
 from ...collector import Collector, RunOptions
 from ...conf import REMOTE_WORKERS, conf, local_workers
+from ...report import Report
 
 AUTO = "auto"
 
@@ -57,6 +58,9 @@ class Command(stock.Command):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.run_options = RunOptions()
+        self.report = Report(dry_run=False)
+        self.report_to: str | None = None
+        self.check_only = False
         self._log_lock = threading.Lock()
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -101,6 +105,19 @@ class Command(stock.Command):
             help="With --delete: stop, deleting nothing, if more than N are stale.",
         )
         parser.add_argument(
+            "--report",
+            metavar="FILE",
+            help="Write a JSON report of the run to FILE ('-' for stdout).",
+        )
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help=(
+                "Dry run that exits with status 1 if anything would change "
+                "(implies --dry-run)."
+            ),
+        )
+        parser.add_argument(
             "--keep-manifests",
             type=lambda value: positive(value, "manifests"),
             metavar="K",
@@ -112,7 +129,29 @@ class Command(stock.Command):
 
     def set_options(self, **options: Any) -> None:
         """Also read our options, and refuse combinations that make no sense."""
+        if options.get("check"):
+            options["dry_run"] = True
         super().set_options(**options)
+        self.check_only = bool(options.get("check"))
+        self.report_to = options.get("report")
+        self.report = Report(self.dry_run)
+        self.report.options = {
+            key: options.get(key)
+            for key in (
+                "dry_run",
+                "clear",
+                "link",
+                "post_process",
+                "ignore_patterns",
+                "use_default_ignore_patterns",
+                "parallel",
+                "force",
+                "verify",
+                "delete",
+                "max_delete",
+                "keep_manifests",
+            )
+        }
         if options.get("delete") and self.symlink:
             raise CommandError("--delete cannot be combined with --link.")
         keep = options.get("keep_manifests")
@@ -161,12 +200,54 @@ class Command(stock.Command):
         with self._log_lock:
             super().log(msg, level)
 
+    def handle(self, **options: Any) -> str | None:
+        """Stock's handle; ``--check`` then fails if anything would change."""
+        summary: str | None = super().handle(**options)
+        if self.check_only and self.report.changes:
+            if summary:
+                self.stdout.write(summary)
+            raise CommandError(
+                f"The destination is not up to date: {self.report.changes} "
+                "change(s) would be made.",
+                returncode=1,
+            )
+        return summary
+
     def collect(self) -> dict[str, list[str]]:
         """Stock's checks, then the run: see collectstatic_plus.collector."""
         if self.symlink and not self.local:
             raise CommandError("Can't symlink to a remote destination.")
-        Collector(self, self.run_options).run()
+        storage_class = self.storage.__class__
+        self.report.storage = {
+            "class": f"{storage_class.__module__}.{storage_class.__qualname__}",
+            "location": str(getattr(self.storage, "location", "") or ""),
+        }
+        try:
+            Collector(self, self.run_options, self.report).run()
+        except CommandError as error:
+            if not self.report.errors:
+                self.report.errors.append({"path": "", "reason": str(error)})
+            raise
+        finally:
+            self.write_report()
+        if self.verbosity >= 1 and self.dry_run:
+            self.stdout.write(self.report.table())
+        elif self.verbosity >= 2:
+            self.stdout.write("\n".join(self.report.phase_lines()))
         return self.collected()
+
+    def write_report(self) -> None:
+        if self.report_to is None:
+            return
+        text = self.report.dumps()
+        if self.report_to == "-":
+            self.stdout.write(text, ending="")
+            return
+        try:
+            with open(self.report_to, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as error:
+            raise CommandError(f"Could not write the report: {error}") from error
 
     def clear_dir(self, path: str) -> None:
         """Clear by listing where the backend can (stock's exists("") breaks S3)."""

@@ -1,0 +1,169 @@
+"""What a run did (or, dry, would do): per file, in total, per phase.
+
+The :class:`Report` is filled in by the steps of a run as they go, from any
+thread. It renders as the human summary table of ``--dry-run`` and ``-v 2``,
+and as the JSON document of ``--report`` (schema in the README, version
+:data:`SCHEMA_VERSION`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import django
+
+from . import __version__
+
+SCHEMA_VERSION = 1
+
+#: Per-file actions, in the order the summary table lists them.
+ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")
+
+
+@dataclass
+class FileEntry:
+    path: str
+    action: str
+    source: str | None = None
+    size: int | None = None
+    old_size: int | None = None
+    md5: str | None = None
+    hashed_name: str | None = None
+    reason: str | None = None
+
+
+class Report:
+    def __init__(self, dry_run: bool) -> None:
+        self.dry_run = dry_run
+        self.files: dict[str, FileEntry] = {}
+        self.extra: list[FileEntry] = []
+        self.errors: list[dict[str, str]] = []
+        self.timings: dict[str, float] = {}
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.post_processing: dict[str, Any] = {"status": "not run"}
+        self.storage: dict[str, Any] = {}
+        self.options: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    # Filling it in ----------------------------------------------------------
+
+    def file(self, path: str, action: str, **fields: Any) -> None:
+        with self.lock:
+            entry = self.files.get(path)
+            if entry is None:
+                self.files[path] = FileEntry(path, action, **fields)
+                return
+            entry.action = action
+            for key, value in fields.items():
+                if value is not None:
+                    setattr(entry, key, value)
+
+    def other(self, path: str, action: str, **fields: Any) -> None:
+        """A destination file that is not a collected path (deleted, conflict)."""
+        with self.lock:
+            self.extra.append(FileEntry(path, action, **fields))
+
+    def error(self, path: str, reason: str) -> None:
+        with self.lock:
+            self.errors.append({"path": path, "reason": reason})
+        self.file(path, "failed", reason=reason)
+
+    def count_request(self, kind: str) -> None:
+        with self.lock:
+            self.requests[kind] += 1
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            with self.lock:
+                self.timings[name] = self.timings.get(name, 0.0) + elapsed
+
+    # Reading it -------------------------------------------------------------
+
+    def entries(self) -> list[FileEntry]:
+        return sorted(self.files.values(), key=lambda e: e.path) + self.extra
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        totals = {action: {"files": 0, "bytes": 0} for action in ACTIONS}
+        for entry in self.entries():
+            bucket = totals.setdefault(entry.action, {"files": 0, "bytes": 0})
+            bucket["files"] += 1
+            bucket["bytes"] += entry.size or 0
+        return totals
+
+    @property
+    def changes(self) -> int:
+        """Files that would be (or were) written or deleted, manifest included."""
+        totals = self.totals()
+        writes = self.post_processing.get("would_write") or []
+        return sum(totals[a]["files"] for a in ("new", "changed", "deleted")) + len(
+            writes
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "dry_run": self.dry_run,
+            "versions": {
+                "django": django.get_version(),
+                "collectstatic_plus": __version__,
+            },
+            "storage": self.storage,
+            "options": self.options,
+            "files": [
+                {k: v for k, v in asdict(entry).items() if v is not None}
+                for entry in self.entries()
+            ],
+            "totals": self.totals(),
+            "post_processing": self.post_processing,
+            "timings": {k: round(v, 4) for k, v in sorted(self.timings.items())},
+            "requests": dict(sorted(self.requests.items())),
+            "errors": self.errors,
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
+
+    def table(self) -> str:
+        """The human summary: one line per action with files and bytes."""
+        totals = self.totals()
+        verb = "would be" if self.dry_run else "were"
+        lines = [f"{'action':<12}{'files':>8}{'bytes':>14}"]
+        for action in ACTIONS:
+            count = totals[action]
+            if count["files"]:
+                lines.append(f"{action:<12}{count['files']:>8}{count['bytes']:>14,}")
+        pp = self.post_processing
+        if pp.get("status") == "simulated":
+            writes, held = pp.get("would_write", []), pp.get("already_there", [])
+            manifest = "changes" if pp.get("manifest_changes") else "is unchanged"
+            lines.append(
+                f"post-processing: {len(writes)} file(s) {verb} written, "
+                f"{len(held)} already there; the manifest {manifest}"
+            )
+        elif pp.get("status") != "not run":
+            lines.append(f"post-processing: {pp['status']}")
+        return "\n".join(lines)
+
+    def phase_lines(self) -> list[str]:
+        """Elapsed time per phase, bytes and requests, for ``-v 2``."""
+        written = sum(
+            e.size or 0 for e in self.files.values() if e.action in ("new", "changed")
+        )
+        phases = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
+        lines = [f"Phases: {phases}.", f"Bytes copied: {written:,}."]
+        if self.requests:
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.requests.items()))
+            lines.append(f"Requests: {kinds}.")
+        return lines

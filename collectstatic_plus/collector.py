@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
 import django
 from django.core.files.storage import Storage
@@ -22,8 +22,9 @@ from django.core.management.base import CommandError, OutputWrapper
 from . import __version__, record
 from .backends import Backend, Listing, LocalBackend, backend_for
 from .copier import Copier
-from .plan import Action, Knowledge, decide, needs_digest
+from .plan import Action, Decision, Knowledge, decide, needs_digest
 from .postprocess import FoundFiles, PostProcessor, inputs_key
+from .progress import Progress
 from .prune import Pruner
 from .record import Entry, Record, RecordError
 from .report import Report
@@ -78,10 +79,18 @@ class Duplicate:
 
 
 class Collector:
-    def __init__(self, host: Host, options: RunOptions, report: Report) -> None:
+    def __init__(
+        self,
+        host: Host,
+        options: RunOptions,
+        report: Report,
+        progress_to: TextIO | None = None,
+    ) -> None:
         self.host = host
         self.options = options
         self.report = report
+        #: Where live progress goes (an interactive stderr), or None.
+        self.progress_to = progress_to
         self.backend: Backend = backend_for(host.storage)
         self.winners: dict[str, Source] = {}
         self.sources: list[Source] = []
@@ -169,6 +178,13 @@ class Collector:
         copier: Copier,
     ) -> None:
         options = self.options
+        progress = Progress(self.progress_to, "Collecting", len(self.sources))
+
+        def copy_one(item: Source, digest: Digest | None, decision: Decision) -> None:
+            copier.run(item, digest, decision)
+            done = copier.landed.get(item.prefixed_path) or digest
+            progress.advance(1, done.size if done else 0)
+
         with self.pool(on_interrupt=self.save_partial_record) as pool:
             for item in order:
                 if isinstance(item, Duplicate):
@@ -181,8 +197,10 @@ class Collector:
                 digest = digests.get(path)
                 if decision.action is Action.SKIP and digest is not None:
                     copier.skip(item, digest)  # no I/O: not worth a thread
+                    progress.advance()
                 else:
-                    pool.submit(path, copier.run, item, digest, decision)
+                    pool.submit(path, copy_one, item, digest, decision)
+        progress.close()
         if pool.failures:
             self.save_partial_record()
         self.raise_failures(pool)
@@ -241,7 +259,8 @@ class Collector:
 
     def post_process(self) -> None:
         host, storage, report = self.host, self.host.storage, self.report
-        processor = PostProcessor(storage, host.log, host.stderr)
+        progress = Progress(self.progress_to, "Post-processing", len(self.found_files))
+        processor = PostProcessor(storage, host.log, host.stderr, progress)
         if not hasattr(storage, "post_process"):
             return
         if host.symlink:

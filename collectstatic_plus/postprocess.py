@@ -18,6 +18,7 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
 from . import __version__
+from .progress import Progress
 from .sources import Digest
 from .staging import FlushError, Staging
 
@@ -68,10 +69,12 @@ class PostProcessor:
         storage: Storage,
         log: Callable[..., None],
         stderr: OutputWrapper,
+        progress: Progress | None = None,
     ) -> None:
         self.storage = storage
         self.log = log
         self.stderr = stderr
+        self.progress = progress
         self.processed: list[str] = []
         #: Names the post-processor wrote (hashed copies, for instance).
         self.outputs: set[str] = set()
@@ -96,6 +99,10 @@ class PostProcessor:
                 self.processed.append(original)
             else:
                 self.log(f"Skipped post-processing '{original}'")
+            if self.progress is not None:
+                self.progress.advance()
+        if self.progress is not None and self.progress.files:
+            self.progress.close()
         return self.processed
 
     def run_staged(self, found_files: FoundFiles, staging: Staging) -> list[str]:

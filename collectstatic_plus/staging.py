@@ -246,12 +246,15 @@ class Staging:
     def outcome(self) -> dict[str, object]:
         """What post-processing wrote (or, simulated, would write)."""
         manifest = self.manifest
-        changes = manifest is not None and not (
-            self.manifest_target is self.main
-            and self.manifest_name is not None
-            and self._holds(self.manifest_name, manifest.digest)
-        )
-        writes = sorted(set(self.queue) | set(self.written))
+        if not self.simulate:
+            changes = self.manifest_name in self.written
+        else:
+            changes = manifest is not None and not (
+                self.manifest_target is self.main
+                and self.manifest_name is not None
+                and self._holds(self.manifest_name, manifest.digest)
+            )
+        writes = sorted((set(self.queue) | set(self.written)) - {self.manifest_name})
         return {
             "status": "simulated" if self.simulate else "ran",
             "would_write" if self.simulate else "written": writes,

@@ -223,7 +223,7 @@ class Command(stock.Command):
             "location": str(getattr(self.storage, "location", "") or ""),
         }
         try:
-            Collector(self, self.run_options, self.report).run()
+            Collector(self, self.run_options, self.report, self.progress_to()).run()
         except CommandError as error:
             if not self.report.errors:
                 self.report.errors.append({"path": "", "reason": str(error)})
@@ -235,6 +235,12 @@ class Command(stock.Command):
         elif self.verbosity >= 2:
             self.stdout.write("\n".join(self.report.phase_lines()))
         return self.collected()
+
+    def progress_to(self) -> Any:
+        """The terminal for a live progress line: stderr if a TTY, at -v 1."""
+        if self.verbosity == 1 and self.stderr.isatty():
+            return self.stderr._out
+        return None
 
     def write_report(self) -> None:
         if self.report_to is None:

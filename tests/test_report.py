@@ -1,0 +1,225 @@
+"""Dry runs that tell the truth, the JSON report, --check and live progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import django
+import jsonschema
+import pytest
+from django.core.management import CommandError
+
+import collectstatic_plus
+
+from .buckets import S3_MANIFEST, Bucket, kinds
+from .conftest import read_tree, run_collectstatic, write_tree
+from .servers.s3 import S3Server
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden"
+SCHEMA = json.loads(
+    (Path(collectstatic_plus.__file__).parent / "report.schema.json").read_text()
+)
+MANIFEST = "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+
+TREE: dict[str, bytes | str] = {
+    "css/site.css": "body { background: url('../img/bg.png'); }\n",
+    "css/print.css": "p { color: black; }\n",
+    "img/bg.png": b"\x89PNG" + bytes(range(60)),
+    "js/app.js": "console.log('app');\n",
+}
+
+
+@pytest.fixture
+def scene(tmp_path: Path, settings: Any, static_root: Path) -> Path:
+    """A destination one run behind: new, changed, unchanged, stale, conflict."""
+    first = write_tree(tmp_path / "first", TREE)
+    second = write_tree(tmp_path / "second", {"js/app.js": "console.log('other');\n"})
+    settings.STATICFILES_DIRS = [str(first), str(second)]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    run_collectstatic()
+    (first / "css/print.css").write_text("p { color: #111; }\n")  # changed
+    write_tree(first, {"js/new.js": "var n = 1;\n"})  # new
+    write_tree(static_root, {"stale.txt": "old"})  # deleted with --delete
+    return tmp_path
+
+
+def report_of(tmp_path: Path, **options: Any) -> dict[str, Any]:
+    path = tmp_path / "report.json"
+    run_collectstatic(report=str(path), **options)
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def actions(document: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(entry["path"], entry["action"]) for entry in document["files"]]
+
+
+def test_dry_run_writes_nothing_and_plans_what_the_real_run_does(
+    scene: Path, static_root: Path
+) -> None:
+    before = read_tree(static_root, record=True)
+    dry = report_of(scene, dry_run=True, delete=True)
+    assert read_tree(static_root, record=True) == before
+
+    real = report_of(scene, delete=True)
+    assert actions(dry) == actions(real)
+    assert actions(real) == [
+        ("css/print.css", "changed"),
+        ("css/site.css", "unchanged"),
+        ("img/bg.png", "unchanged"),
+        ("js/app.js", "unchanged"),
+        ("js/new.js", "new"),
+        ("js/app.js", "conflict"),
+        ("stale.txt", "deleted"),
+    ]
+    pp_dry, pp_real = dry["post_processing"], real["post_processing"]
+    assert pp_dry["would_write"] == pp_real["written"]
+    assert pp_dry["manifest_changes"] is pp_real["manifest_changes"] is True
+    hashed = {e["path"]: e.get("hashed_name") for e in dry["files"]}
+    assert hashed == {e["path"]: e.get("hashed_name") for e in real["files"]}
+
+
+def test_report_validates_and_totals_add_up(scene: Path) -> None:
+    document = report_of(scene, dry_run=True, delete=True)
+    jsonschema.validate(document, SCHEMA)
+    for action, total in document["totals"].items():
+        entries = [e for e in document["files"] if e["action"] == action]
+        assert total["files"] == len(entries)
+        assert total["bytes"] == sum(e.get("size", 0) for e in entries)
+    changed = next(e for e in document["files"] if e["path"] == "css/print.css")
+    assert changed["old_size"] == 20
+    assert changed["size"] == 19
+    assert changed["source"].startswith("FileSystemFinder:")
+    conflict = next(e for e in document["files"] if e["action"] == "conflict")
+    assert conflict["path"] == "js/app.js"
+    assert conflict["reason"].endswith("/first won")
+
+
+def test_human_dry_run_output_matches_the_golden_file(
+    scene: Path, static_root: Path
+) -> None:
+    result = run_collectstatic(dry_run=True, delete=True, verbosity=1)
+    text = result.stdout.replace(str(scene), "<tmp>")
+    golden = GOLDEN / "dry_run_v1.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_no_change_dry_run_counts_are_true(scene: Path, static_root: Path) -> None:
+    run_collectstatic(delete=True)
+    result = run_collectstatic(dry_run=True)
+    conflict = ", 1 skipped due to conflict" if django.VERSION >= (6, 0) else ""
+    assert result.stdout.endswith(
+        f"\n0 static files copied to '{static_root}', 5 unmodified{conflict}.\n"
+    )
+    assert "post-processing: up to date" in result.stdout
+
+
+def test_check_exits_1_when_anything_would_change(scene: Path) -> None:
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(check=True)
+    assert raised.value.returncode == 1
+    assert str(raised.value).startswith("The destination is not up to date: ")
+    run_collectstatic()
+    run_collectstatic(check=True)  # up to date: no error
+
+
+def test_real_run_report_and_phases_at_verbosity_2(scene: Path) -> None:
+    document = report_of(scene, verbosity=0)
+    assert document["dry_run"] is False
+    assert set(document["timings"]) >= {"find", "transfer", "post-process"}
+    assert document["post_processing"]["status"] == "ran"
+    result = run_collectstatic(verbosity=2)
+    lines = result.stdout.splitlines()
+    assert lines[-4].startswith("Phases: find ")
+    assert lines[-3] == "Bytes copied: 0."
+    assert lines[-2] == ""
+
+
+def test_report_to_stdout(scene: Path) -> None:
+    result = run_collectstatic(report="-", verbosity=0, dry_run=True)
+    jsonschema.validate(json.loads(result.stdout), SCHEMA)
+
+
+def test_s3_dry_run_sends_no_write_and_predicts_the_real_run(
+    tmp_path: Path, settings: Any, s3_server: S3Server
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    bucket = Bucket(s3_server)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": bucket.storage(S3_MANIFEST),
+    }
+    run_collectstatic(parallel=8)
+    (source / "css/print.css").write_text("p { color: #222; }\n")
+    before = bucket.contents(record=True)
+    s3_server.reset_requests()
+    dry = report_of(tmp_path, dry_run=True, parallel=8)
+    assert not {"PUT", "DELETE", "POST"} & set(kinds(s3_server.requests()))
+    assert bucket.contents(record=True) == before
+    assert dry["requests"] == {"GetObject": 1, "ListObjectsV2": 1}
+    real = report_of(tmp_path, parallel=8)
+    assert actions(dry) == actions(real)
+    assert dry["post_processing"]["would_write"] == real["post_processing"]["written"]
+    assert (
+        real["requests"]["PutObject"] == 4 + len(real["post_processing"]["written"]) - 3
+        or real["requests"]
+    )
+
+
+def test_progress_line_only_on_a_terminal_at_verbosity_1(tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "src", {f"f{i}.txt": f"{i}\n" for i in range(200)})
+    (tmp_path / "progress_settings.py").write_text(
+        textwrap.dedent(
+            f"""
+            from tests.settings import *
+            STATIC_ROOT = {str(tmp_path / "root")!r}
+            STATICFILES_DIRS = [{str(source)!r}]
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+        "DJANGO_SETTINGS_MODULE": "progress_settings",
+    }
+    argv = [sys.executable, "-m", "django", "collectstatic", "--noinput"]
+
+    def on_tty(*extra: str) -> str:
+        leader, follower = pty.openpty()
+        process = subprocess.Popen(
+            [*argv, *extra], env=env, stdout=subprocess.DEVNULL, stderr=follower
+        )
+        os.close(follower)
+        chunks = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=60)
+        os.close(leader)
+        return b"".join(chunks).decode()
+
+    shown = on_tty("--force")
+    assert "Collecting: 200/200 files" in shown
+    assert on_tty("--force", "-v", "0") == ""
+    piped = subprocess.run(
+        [*argv, "--force"], env=env, capture_output=True, text=True, check=True
+    )
+    assert piped.stderr == ""

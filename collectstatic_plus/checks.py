@@ -101,6 +101,28 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                 id="collectstatic_plus.E007",
             )
         )
+    for key in ("MINIFY", "MINIFY_SOURCE_MAPPED"):
+        if key in value and not isinstance(value[key], bool):
+            errors.append(
+                checks.Error(
+                    f"{SETTING_NAME}['{key}'] must be True or False, not "
+                    f"{value[key]!r}.",
+                    id="collectstatic_plus.E008",
+                )
+            )
+    for key in ("MINIFY_INCLUDE", "MINIFY_EXCLUDE"):
+        patterns = value.get(key, [])
+        if not isinstance(patterns, list | tuple) or not all(
+            isinstance(p, str) for p in patterns
+        ):
+            errors.append(
+                checks.Error(
+                    f"{SETTING_NAME}['{key}'] must be a list of glob patterns, not "
+                    f"{patterns!r}.",
+                    hint="For example ['*.css', 'vendor/*.js'].",
+                    id="collectstatic_plus.E009",
+                )
+            )
     return errors
 
 

@@ -12,7 +12,7 @@ then lists only what landed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TextIO
 
 import django
@@ -22,13 +22,14 @@ from django.core.management.base import CommandError, OutputWrapper
 from . import __version__, record
 from .backends import Backend, Listing, LocalBackend, backend_for
 from .copier import Copier
+from .minify import Minifier, MinifyingSource, MinifySettings, Outcome
 from .plan import Action, Decision, Knowledge, decide, needs_digest
 from .postprocess import FoundFiles, PostProcessor, inputs_key
 from .progress import Progress
 from .prune import Pruner
 from .record import Entry, Record, RecordError
 from .report import Report
-from .sources import Digest, Source, digest, find_sources, stat_token
+from .sources import Digest, Source, digest, find_sources, mixed, stat_token
 from .staging import Staging, unwrap
 from .transfer import Failure, TransferPool
 
@@ -45,6 +46,7 @@ class RunOptions:
     max_delete: int | None = None
     keep_manifests: int = 3
     record_name: str = ".collectstatic-plus.json"
+    minify: MinifySettings = field(default_factory=MinifySettings)
 
 
 class Host(Protocol):
@@ -92,6 +94,8 @@ class Collector:
         #: Where live progress goes (an interactive stderr), or None.
         self.progress_to = progress_to
         self.backend: Backend = backend_for(host.storage)
+        self.minifier = Minifier(options.minify)
+        self.warned: set[str] = set()
         self.winners: dict[str, Source] = {}
         self.sources: list[Source] = []
         self.found_files: FoundFiles = {}
@@ -129,8 +133,9 @@ class Collector:
 
     def discover(self) -> Iterator[Source | Duplicate]:
         """Sources in finder order, and later files for the same path."""
-        for source in find_sources(self.host.ignore_patterns):
-            path = source.prefixed_path
+        for found in find_sources(self.host.ignore_patterns):
+            path = found.prefixed_path
+            source = self.minifying(found)
             if path in self.found_files:
                 winner = self.winners[path].origin
                 self.report.other(
@@ -142,6 +147,33 @@ class Collector:
             self.winners[path] = source
             self.sources.append(source)
             yield source
+
+    def minifying(self, source: Source) -> Source:
+        """The source as it is to be written: minified if it should be."""
+        if not self.minifier.applies_to(source.prefixed_path):
+            return source
+        storage = MinifyingSource(
+            source.storage, source.prefixed_path, self.minifier, self.note_minified
+        )
+        return replace(source, storage=storage)  # type: ignore[arg-type]
+
+    def note_minified(self, path: str, outcome: Outcome) -> None:
+        trouble = outcome.reason == "not UTF-8" or outcome.reason.startswith(
+            "minifier error"
+        )
+        if trouble and path not in self.warned:
+            self.warned.add(path)
+            self.warn(f"Not minified '{path}' ({outcome.reason}); copied as it is.")
+        self.report.file(
+            path,
+            self.report.files[path].action if path in self.report.files else "new",
+            minify={
+                "minified": outcome.minified,
+                "before": outcome.before,
+                "after": outcome.after,
+                **({"reason": outcome.reason} if outcome.reason else {}),
+            },
+        )
 
     def run_stock(
         self, order: list[Source | Duplicate], handler: Callable[..., Any]
@@ -223,6 +255,8 @@ class Collector:
             for source in self.sources:
                 path = source.prefixed_path
                 token = stat_token(source)
+                if token is not None and isinstance(source.storage, MinifyingSource):
+                    token = mixed(token, self.minifier.key)
                 entry = recorded.get(path)
                 if token is not None:
                     self.tokens[path] = token

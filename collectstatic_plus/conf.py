@@ -33,6 +33,13 @@ DEFAULTS: dict[str, Any] = {
     "RECORD_NAME": ".collectstatic-plus.json",
     # Manifests whose files ``--delete`` keeps (the current one included).
     "KEEP_MANIFESTS": 3,
+    # Minify CSS (rcssmin) and JS (rjsmin) as they are collected.
+    "MINIFY": False,
+    # Glob patterns (on the file name, or the path if they contain "/").
+    "MINIFY_INCLUDE": ["*.css", "*.js"],
+    "MINIFY_EXCLUDE": [],
+    # Also minify files that reference a source map (the map goes stale).
+    "MINIFY_SOURCE_MAPPED": False,
 }
 
 
@@ -65,6 +72,28 @@ class Settings:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
         return int(DEFAULTS["KEEP_MANIFESTS"])
+
+    @property
+    def MINIFY(self) -> bool:
+        return self.get("MINIFY") is True
+
+    @property
+    def MINIFY_INCLUDE(self) -> tuple[str, ...]:
+        return _patterns(self.get("MINIFY_INCLUDE"), DEFAULTS["MINIFY_INCLUDE"])
+
+    @property
+    def MINIFY_EXCLUDE(self) -> tuple[str, ...]:
+        return _patterns(self.get("MINIFY_EXCLUDE"), DEFAULTS["MINIFY_EXCLUDE"])
+
+    @property
+    def MINIFY_SOURCE_MAPPED(self) -> bool:
+        return self.get("MINIFY_SOURCE_MAPPED") is True
+
+
+def _patterns(value: object, default: list[str]) -> tuple[str, ...]:
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return tuple(default)
 
 
 conf = Settings()

@@ -37,6 +37,7 @@ class FileEntry:
     md5: str | None = None
     hashed_name: str | None = None
     reason: str | None = None
+    minify: dict[str, Any] | None = None
 
 
 class Report:
@@ -154,6 +155,15 @@ class Report:
             )
         elif pp.get("status") != "not run":
             lines.append(f"post-processing: {pp['status']}")
+        minified = [e.minify for e in self.files.values() if e.minify]
+        if minified:
+            done = [m for m in minified if m["minified"]]
+            before = sum(m["before"] for m in done)
+            after = sum(m["after"] for m in done)
+            lines.append(
+                f"minified: {len(done)} file(s), {before:,} -> {after:,} bytes; "
+                f"{len(minified) - len(done)} left as they are"
+            )
         return "\n".join(lines)
 
     def phase_lines(self) -> list[str]:

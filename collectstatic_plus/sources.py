@@ -121,5 +121,10 @@ def stat_token(source: Source) -> str | None:
     return hashlib.sha256(text.encode(), usedforsecurity=False).hexdigest()[:32]
 
 
+def mixed(token: str, key: str) -> str:
+    """A stat token that also depends on ``key`` (minifier settings)."""
+    return hashlib.sha256(f"{token}\0{key}".encode()).hexdigest()[:32]
+
+
 def digest_bytes(data: bytes) -> Digest:
     return Digest(hashlib.md5(data, usedforsecurity=False).hexdigest(), len(data))

@@ -78,6 +78,9 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
         ({"KEEP_MANIFESTS": 1}, []),
         ({"KEEP_MANIFESTS": 0}, ["collectstatic_plus.E007"]),
         ({"KEEP_MANIFESTS": "3"}, ["collectstatic_plus.E007"]),
+        ({"MINIFY": True, "MINIFY_EXCLUDE": ["vendor/*"]}, []),
+        ({"MINIFY": "yes"}, ["collectstatic_plus.E008"]),
+        ({"MINIFY_INCLUDE": "*.css"}, ["collectstatic_plus.E009"]),
     ],
 )
 def test_settings_are_validated(settings: Any, value: Any, expected: list[str]) -> None:
@@ -89,7 +92,10 @@ def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> No
     settings.COLLECTSTATIC_PLUS = {"WORKRES": 4}
     [error] = check_settings()
     assert error.msg == "COLLECTSTATIC_PLUS has unknown key(s): WORKRES."
-    assert error.hint == "Known keys: KEEP_MANIFESTS, RECORD_NAME, WORKERS."
+    assert error.hint == (
+        "Known keys: KEEP_MANIFESTS, MINIFY, MINIFY_EXCLUDE, MINIFY_INCLUDE, "
+        "MINIFY_SOURCE_MAPPED, RECORD_NAME, WORKERS."
+    )
 
 
 def test_collectstatic_runs_the_checks_and_stops_on_errors(

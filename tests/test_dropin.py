@@ -230,6 +230,7 @@ def test_every_stock_option_keeps_its_strings_dest_and_default() -> None:
         "keep_manifests",
         "report",
         "check",
+        "minify",
     }
 
 

@@ -17,6 +17,7 @@ from django.core.management.base import CommandError, CommandParser
 from ...backends import Backend, backend_for
 from ...collector import Collector, RunOptions
 from ...conf import REMOTE_WORKERS, conf, local_workers
+from ...minify import MinifySettings
 from ...report import Report
 
 AUTO = "auto"
@@ -105,6 +106,14 @@ class Command(stock.Command):
             help="With --delete: stop, deleting nothing, if more than N are stale.",
         )
         parser.add_argument(
+            "--minify",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=(
+                "Minify CSS and JS as they are collected (default: the MINIFY setting)."
+            ),
+        )
+        parser.add_argument(
             "--report",
             metavar="FILE",
             help="Write a JSON report of the run to FILE ('-' for stdout).",
@@ -154,6 +163,13 @@ class Command(stock.Command):
         }
         if options.get("delete") and self.symlink:
             raise CommandError("--delete cannot be combined with --link.")
+        minify = options.get("minify")
+        minify = conf.MINIFY if minify is None else bool(minify)
+        if minify and self.symlink:
+            raise CommandError(
+                "--link cannot be combined with minification (--minify or the "
+                "MINIFY setting): a symlink serves the source as it is."
+            )
         keep = options.get("keep_manifests")
         self.run_options = RunOptions(
             workers=self.resolve_workers(options.get("parallel")),
@@ -163,6 +179,12 @@ class Command(stock.Command):
             max_delete=self.option_count(options, "max_delete", minimum=0),
             keep_manifests=keep if keep is not None else conf.KEEP_MANIFESTS,
             record_name=conf.RECORD_NAME,
+            minify=MinifySettings(
+                enabled=minify,
+                include=conf.MINIFY_INCLUDE,
+                exclude=conf.MINIFY_EXCLUDE,
+                source_mapped=conf.MINIFY_SOURCE_MAPPED,
+            ),
         )
 
     def resolve_workers(self, parallel: object) -> int:

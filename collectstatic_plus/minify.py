@@ -1,0 +1,283 @@
+"""Minify CSS with rcssmin and JS with rjsmin, safely, before anything hashes.
+
+:meth:`Minifier.apply` takes a file's path and bytes and returns the bytes to
+write and what happened. It never raises: a file it should not or cannot
+minify is returned unchanged, with the reason. Left alone by default:
+
+- files whose name says they are minified (``*.min.css``, ``*.min.js``) or
+  whose content clearly is (very long lines);
+- files that reference a source map (``sourceMappingURL``): minifying drops
+  the reference and would make the map wrong;
+- JS with template literals nested inside ``${...}``, which rjsmin mangles
+  (spaces inside the inner template are removed; rjsmin issues #18 and #22);
+- anything that is not UTF-8, and any minifier error.
+
+``/*! ... */`` comments (licences) are kept.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import posixpath
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import rcssmin
+import rjsmin
+from django.core.files import File
+from django.core.files.storage import Storage
+
+SOURCE_MAP = re.compile(rb"[#@]\s*sourceMappingURL\s*=")
+#: Content with a line this long, or lines this long on average, is minified.
+LONG_LINE = 2000
+LONG_AVERAGE = 300
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What minification did to one file."""
+
+    minified: bool
+    before: int
+    after: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class MinifySettings:
+    enabled: bool = False
+    include: tuple[str, ...] = ("*.css", "*.js")
+    exclude: tuple[str, ...] = ()
+    source_mapped: bool = False
+
+
+class Minifier:
+    def __init__(self, settings: MinifySettings) -> None:
+        self.settings = settings
+
+    @property
+    def key(self) -> str:
+        """Identifies settings and minifier versions: a change re-minifies."""
+        settings = self.settings
+        parts = {
+            "include": settings.include,
+            "exclude": settings.exclude,
+            "source_mapped": settings.source_mapped,
+            "rcssmin": rcssmin.__version__,
+            "rjsmin": rjsmin.__version__,
+        }
+        text = json.dumps(parts, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def applies_to(self, path: str) -> bool:
+        """Whether ``path`` is a candidate at all (enabled, included, not excluded)."""
+        settings = self.settings
+        if not settings.enabled or _kind(path) is None:
+            return False
+        name = posixpath.basename(path)
+        included = any(_match(path, name, p) for p in settings.include)
+        return included and not any(_match(path, name, p) for p in settings.exclude)
+
+    def apply(self, path: str, data: bytes) -> tuple[bytes, Outcome]:
+        kind = _kind(path)
+        if kind is None or not self.applies_to(path):
+            return data, Outcome(False, len(data), len(data))
+        reason = self.reason_to_skip(path, kind, data)
+        if reason:
+            return data, Outcome(False, len(data), len(data), reason)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data, Outcome(False, len(data), len(data), "not UTF-8")
+        try:
+            if kind == "css":
+                result = rcssmin.cssmin(text, keep_bang_comments=True)
+            else:
+                result = rjsmin.jsmin(text, keep_bang_comments=True)
+        except Exception as error:  # a minifier bug must not stop a deploy
+            reason = f"minifier error: {type(error).__name__}: {error}"
+            return data, Outcome(False, len(data), len(data), reason)
+        output = result.encode("utf-8")
+        if len(output) >= len(data):
+            return data, Outcome(False, len(data), len(data), "no smaller")
+        return output, Outcome(True, len(data), len(output))
+
+    def reason_to_skip(self, path: str, kind: str, data: bytes) -> str:
+        name = posixpath.basename(path)
+        if name.endswith((".min.css", ".min.js")):
+            return "already minified (name)"
+        if _looks_minified(data):
+            return "already minified (content)"
+        if SOURCE_MAP.search(data) and not self.settings.source_mapped:
+            return "references a source map"
+        if kind == "js" and has_nested_template(data):
+            return "nested template literals"
+        return ""
+
+
+def _kind(path: str) -> str | None:
+    if path.endswith(".css"):
+        return "css"
+    if path.endswith((".js", ".mjs")):
+        return "js"
+    return None
+
+
+def _match(path: str, name: str, pattern: str) -> bool:
+    target = path if "/" in pattern else name
+    return fnmatch.fnmatchcase(target, pattern)
+
+
+def _looks_minified(data: bytes) -> bool:
+    lines = data.splitlines() or [b""]
+    longest = max(len(line) for line in lines)
+    return longest >= LONG_LINE or len(data) / len(lines) >= LONG_AVERAGE
+
+
+#: After these characters (or these words) a "/" starts a regular expression.
+REGEX_AFTER = set("(,=:[!&|?{};+-*%<>~^")
+REGEX_WORDS = ("return", "typeof", "case", "do", "else", "in", "of", "void", "yield")
+
+
+def has_nested_template(data: bytes) -> bool:
+    """Whether a template literal appears inside another's ``${...}``.
+
+    A small scanner over strings, comments, regular expressions and
+    templates. On anything it cannot follow it answers True: the file is then
+    left as it is, which is always safe.
+    """
+    text = data.decode("utf-8", errors="replace")
+    stack: list[str] = []  # "`" in a template, "${" in its expression, "{" a block
+    prev = ""  # the last significant character outside strings and comments
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if stack and stack[-1] == "`":
+            if c == "\\":
+                i += 2
+                continue
+            if c == "`":
+                stack.pop()
+                prev = "`"
+            elif text.startswith("${", i):
+                stack.append("${")
+                prev = "{"
+                i += 2
+                continue
+            i += 1
+            continue
+        if c in "\"'":
+            end = _string_end(text, i, c)
+            if end < 0:
+                return True
+            i, prev = end + 1, c
+            continue
+        if text.startswith("//", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end + 1
+            continue
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            if end < 0:
+                return True
+            i = end + 2
+            continue
+        if c == "/" and _regex_may_start(text, i, prev):
+            end = _regex_end(text, i)
+            if end < 0:
+                return True
+            i, prev = end + 1, "/"
+            continue
+        if c == "`":
+            if "${" in stack:
+                return True
+            stack.append("`")
+        elif c == "{":
+            stack.append("{")
+        elif c == "}":
+            if not stack:
+                return True
+            stack.pop()
+        if not c.isspace():
+            prev = c
+        i += 1
+    return bool(stack)
+
+
+def _regex_may_start(text: str, i: int, prev: str) -> bool:
+    if prev == "" or prev in REGEX_AFTER:
+        return True
+    word = re.search(r"([A-Za-z_$]+)\s*$", text[max(0, i - 12) : i])
+    return word is not None and word.group(1) in REGEX_WORDS
+
+
+def _regex_end(text: str, start: int) -> int:
+    """Index of the "/" closing the regular expression that starts at start."""
+    i, in_class = start + 1, False
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "\n":
+            return -1
+        if c == "[":
+            in_class = True
+        elif c == "]":
+            in_class = False
+        elif c == "/" and not in_class:
+            return i
+        i += 1
+    return -1
+
+
+def _string_end(text: str, start: int, quote: str) -> int:
+    i = start + 1
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == quote:
+            return i
+        if c == "\n":
+            return -1
+        i += 1
+    return -1
+
+
+class MinifyingSource:
+    """A finder's storage as seen for one file: opening it gives minified bytes.
+
+    Every reader of the source (hashing, copying, the storage's
+    ``post_process``) opens it through this, so the destination, the sync
+    record and hashed names all describe the minified content. The source
+    file itself is only read.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        name: str,
+        minifier: Minifier,
+        note: Callable[[str, Outcome], None],
+    ) -> None:
+        self._storage = storage
+        self._name = name
+        self._minifier = minifier
+        self._note = note
+
+    def open(self, path: str, mode: str = "rb") -> File:  # type: ignore[type-arg]
+        with self._storage.open(path, "rb") as handle:
+            data = handle.read()
+        output, outcome = self._minifier.apply(self._name, data)
+        self._note(self._name, outcome)
+        return File(io.BytesIO(output), name=self._name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._storage, attribute)

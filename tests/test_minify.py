@@ -1,0 +1,293 @@
+"""Minification with rcssmin/rjsmin: safe by default, before hashing."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import django
+import pytest
+import tinycss2
+
+from collectstatic_plus.minify import (
+    Minifier,
+    MinifySettings,
+    has_nested_template,
+)
+
+from .conftest import RECORD, read_tree, run_collectstatic, write_tree
+
+REPO = Path(__file__).resolve().parents[1]
+ADMIN = Path(django.__file__).parent / "contrib" / "admin" / "static"
+MANIFEST = "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+NPM_PACKAGES = ["normalize.css@8.0.1", "bootstrap@5.3.3", "htmx.org@1.9.12"]
+ON = Minifier(MinifySettings(enabled=True))
+
+
+def test_nested_template_literals_are_detected() -> None:
+    assert not has_nested_template(b"const a = `x ${y} z`;")
+    assert has_nested_template(b'const a = `x ${ b ? `<i class="a">` : "" } z`;')
+    assert not has_nested_template(b'var s = "}`"; var t = `${ {a: 1}.a }`;')
+    assert has_nested_template(b"var broken = `unterminated ${ x ")
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "reason"),
+    [
+        ("a.min.js", b"var  a = 1;\n", "already minified (name)"),
+        ("a.js", b"var a=1;" * 400, "already minified (content)"),
+        (
+            "a.js",
+            b"var a = 1;\n//# sourceMappingURL=a.js.map\n",
+            "references a source map",
+        ),
+        (
+            "a.css",
+            b"a { }\n/*# sourceMappingURL=a.css.map */",
+            "references a source map",
+        ),
+        ("a.js", b'x = `${ `<a title="t">` }`;\n', "nested template literals"),
+        ("a.css", b"a { content: '\xff' }\n", "not UTF-8"),
+        ("a.txt", b"a   b\n", ""),
+    ],
+)
+def test_files_left_unminified_say_why(path: str, data: bytes, reason: str) -> None:
+    output, outcome = ON.apply(path, data)
+    assert output == data
+    assert not outcome.minified
+    assert outcome.reason == reason
+
+
+def test_bang_comments_are_kept_and_others_dropped() -> None:
+    data = b"/*! MIT licence */\n/* note */\nbody  {\n  color : red ;\n}\n"
+    output, outcome = ON.apply("site.css", data)
+    assert output == b"/*! MIT licence */body{color:red}"
+    assert outcome.minified and outcome.before == len(data)
+
+
+def test_include_and_exclude_patterns() -> None:
+    minifier = Minifier(
+        MinifySettings(enabled=True, include=("*.css",), exclude=("vendor/*",))
+    )
+    assert minifier.applies_to("css/site.css")
+    assert not minifier.applies_to("vendor/lib.css")
+    assert not minifier.applies_to("js/app.js")
+
+
+def test_source_mapped_files_can_be_minified_on_request() -> None:
+    minifier = Minifier(MinifySettings(enabled=True, source_mapped=True))
+    output, outcome = minifier.apply(
+        "a.js", b"var  a = 1;\n//# sourceMappingURL=a.map\n"
+    )
+    assert outcome.minified
+    assert output == b"var a=1;"
+
+
+def css_parses(data: bytes) -> list[str]:
+    rules, _encoding = tinycss2.parse_stylesheet_bytes(data)
+    errors = [r for r in rules if r.type == "error"]
+    for rule in rules:
+        if rule.type == "qualified-rule":
+            errors += [
+                d
+                for d in tinycss2.parse_declaration_list(rule.content)
+                if d.type == "error"
+            ]
+    return [e.message for e in errors]
+
+
+def js_parses(paths: list[Path]) -> list[str]:
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is needed to check minified JS and is missing on CI")
+        pytest.skip("LOUD SKIP: node not found, minified JS not syntax-checked")
+    failed = []
+    for path in paths:
+        result = subprocess.run([node, "--check", str(path)], capture_output=True)
+        if result.returncode != 0:
+            failed.append(f"{path}: {result.stderr.decode()[:300]}")
+    return failed
+
+
+@pytest.fixture
+def admin_only(settings: Any, static_root: Path) -> Path:
+    settings.STATICFILES_DIRS = [str(ADMIN)]
+    return ADMIN
+
+
+def collected_css_js(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.suffix in (".css", ".js"))
+
+
+def test_django_admin_minifies_to_valid_css_and_js(
+    admin_only: Path, static_root: Path
+) -> None:
+    before = read_tree(admin_only)
+    stderr = io.StringIO()
+    run_collectstatic(minify=True, parallel=4, stderr=stderr)
+    assert read_tree(admin_only) == before  # sources untouched
+    assert stderr.getvalue() == ""
+    out = read_tree(static_root)
+    originals = {name: data for name, data in before.items() if name in out}
+    minified = [n for n in out if out[n] != originals[n]]
+    assert len(minified) >= 30
+    for path in collected_css_js(static_root):
+        if path.suffix == ".css":
+            assert css_parses(path.read_bytes()) == [], path
+    assert (
+        js_parses([p for p in collected_css_js(static_root) if p.suffix == ".js"]) == []
+    )
+    jquery = "admin/js/vendor/jquery/jquery.js"
+    assert out[jquery].startswith(b"/*!")
+    assert len(out[jquery]) < len(originals[jquery])
+    assert (
+        out["admin/js/vendor/jquery/jquery.min.js"]
+        == originals["admin/js/vendor/jquery/jquery.min.js"]
+    )
+
+
+def test_manifest_hashes_the_minified_bytes(
+    admin_only: Path, static_root: Path, settings: Any
+) -> None:
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    run_collectstatic(minify=True)
+    paths = json.loads((static_root / "staticfiles.json").read_bytes())["paths"]
+    for original in ("admin/css/forms.css", "admin/js/core.js"):
+        hashed = (static_root / paths[original]).read_bytes()
+        # The name is the hash of the bytes served, and those are minified.
+        assert paths[original].split(".")[-2] == hashlib.md5(hashed).hexdigest()[:12]
+        source = (admin_only / original).read_bytes()
+        assert (static_root / original).read_bytes() == ON.apply(original, source)[0]
+        assert len(hashed) < len(source)
+
+
+@pytest.fixture(scope="session")
+def npm_assets() -> Path:
+    """Unminified dist files of a few npm packages, fetched once."""
+    target = REPO / ".cache" / "npm-assets"
+    if not (target / "node_modules" / "bootstrap").exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            if os.environ.get("CI"):
+                pytest.fail("npm is needed to fetch test assets and is missing on CI")
+            pytest.skip("LOUD SKIP: npm not found, npm packages not minified")
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-save",
+                "--no-package-lock",
+                "--ignore-scripts",
+                "--prefix",
+                str(target),
+                *NPM_PACKAGES,
+            ],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    return target / "node_modules"
+
+
+def test_npm_packages_minify_to_valid_output(
+    npm_assets: Path, tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    picks = {
+        "normalize.css": npm_assets / "normalize.css" / "normalize.css",
+        "bootstrap.css": npm_assets / "bootstrap/dist/css/bootstrap.css",
+        "bootstrap.js": npm_assets / "bootstrap/dist/js/bootstrap.js",
+        "htmx.js": npm_assets / "htmx.org/dist/htmx.js",
+    }
+    source = tmp_path / "npm"
+    source.mkdir()
+    for name, path in picks.items():
+        shutil.copyfile(path, source / name)
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.COLLECTSTATIC_PLUS = {"MINIFY": True, "MINIFY_SOURCE_MAPPED": True}
+    report = tmp_path / "report.json"
+    run_collectstatic(report=str(report))
+    out = read_tree(static_root)
+    for name in picks:
+        before = (source / name).read_bytes()
+        assert len(out[name]) < len(before), name
+        if before.startswith(b"/*!"):
+            assert out[name].startswith(b"/*!"), name
+    for name in ("normalize.css", "bootstrap.css"):
+        assert css_parses(out[name]) == []
+    assert js_parses([static_root / "bootstrap.js", static_root / "htmx.js"]) == []
+    entries = {e["path"]: e for e in json.loads(report.read_text())["files"]}
+    assert all(entries[name]["minify"]["minified"] for name in picks)
+
+
+def test_source_mapped_npm_files_are_left_alone_by_default(
+    npm_assets: Path, tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = tmp_path / "npm"
+    source.mkdir()
+    shutil.copyfile(npm_assets / "bootstrap/dist/css/bootstrap.css", source / "b.css")
+    settings.STATICFILES_DIRS = [str(source)]
+    run_collectstatic(minify=True)
+    assert (static_root / "b.css").read_bytes() == (source / "b.css").read_bytes()
+
+
+def test_incremental_with_minification(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(
+        tmp_path / "src",
+        {
+            "css/a.css": "a  {  color : red ;  }\n",
+            "js/b.js": "var  b  =  1 ;\n",
+            "js/c.js": "var  c  =  2 ;\n",
+        },
+    )
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.COLLECTSTATIC_PLUS = {"MINIFY": True}
+    run_collectstatic()
+    assert (static_root / "js/b.js").read_bytes() == b"var b=1;"
+    assert "3 unmodified" in run_collectstatic().stdout
+    settings.COLLECTSTATIC_PLUS = {"MINIFY": True, "MINIFY_EXCLUDE": ["c.js"]}
+    result = run_collectstatic(verbosity=2)
+    assert "Copying" in result.stdout and result.stdout.count("Copying") == 1
+    assert (static_root / "js/c.js").read_bytes() == b"var  c  =  2 ;\n"
+    record = json.loads((static_root / RECORD).read_bytes())
+    assert record["files"]["js/b.js"]["md5"] == hashlib.md5(b"var b=1;").hexdigest()
+
+
+def test_bad_file_is_copied_as_is_with_a_warning(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "src", {"bad.css": b"a { content: '\xff' }\n"})
+    settings.STATICFILES_DIRS = [str(source)]
+    stderr = io.StringIO()
+    run_collectstatic(minify=True, stderr=stderr)
+    assert stderr.getvalue() == "Not minified 'bad.css' (not UTF-8); copied as it is.\n"
+    assert (static_root / "bad.css").read_bytes() == b"a { content: '\xff' }\n"
+
+
+def test_dry_run_reports_minification(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(
+        tmp_path / "src", {"a.css": "a  {  color : red ;  }\n", "b.min.js": "var b;"}
+    )
+    settings.STATICFILES_DIRS = [str(source)]
+    result = run_collectstatic(minify=True, dry_run=True)
+    assert "minified: 1 file(s), 23 -> 12 bytes; 1 left as they are" in result.stdout
+    assert not static_root.exists() or not any(static_root.iterdir())
+
+
+def test_minify_with_link_is_refused(tmp_path: Path, settings: Any) -> None:
+    from django.core.management import CommandError
+
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a{}"}))]
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(minify=True, link=True)
+    assert str(raised.value).startswith("--link cannot be combined with minification")

@@ -142,6 +142,7 @@ def _looks_minified(data: bytes) -> bool:
 #: After these characters (or these words) a "/" starts a regular expression.
 REGEX_AFTER = set("(,=:[!&|?{};+-*%<>~^")
 REGEX_WORDS = ("return", "typeof", "case", "do", "else", "in", "of", "void", "yield")
+SPECIAL = re.compile(r"[`'\"/{}\\$]")
 
 
 def has_nested_template(data: bytes) -> bool:
@@ -151,11 +152,17 @@ def has_nested_template(data: bytes) -> bool:
     templates. On anything it cannot follow it answers True: the file is then
     left as it is, which is always safe.
     """
+    if b"`" not in data:
+        return False
     text = data.decode("utf-8", errors="replace")
     stack: list[str] = []  # "`" in a template, "${" in its expression, "{" a block
-    prev = ""  # the last significant character outside strings and comments
     i, n = 0, len(text)
     while i < n:
+        # Jump to the next character that can change the scanner's state.
+        found = SPECIAL.search(text, i)
+        if found is None:
+            break
+        i = found.start()
         c = text[i]
         if stack and stack[-1] == "`":
             if c == "\\":
@@ -163,10 +170,8 @@ def has_nested_template(data: bytes) -> bool:
                 continue
             if c == "`":
                 stack.pop()
-                prev = "`"
             elif text.startswith("${", i):
                 stack.append("${")
-                prev = "{"
                 i += 2
                 continue
             i += 1
@@ -175,7 +180,7 @@ def has_nested_template(data: bytes) -> bool:
             end = _string_end(text, i, c)
             if end < 0:
                 return True
-            i, prev = end + 1, c
+            i = end + 1
             continue
         if text.startswith("//", i):
             end = text.find("\n", i)
@@ -187,11 +192,11 @@ def has_nested_template(data: bytes) -> bool:
                 return True
             i = end + 2
             continue
-        if c == "/" and _regex_may_start(text, i, prev):
+        if c == "/" and _regex_may_start(text, i, _previous(text, i)):
             end = _regex_end(text, i)
             if end < 0:
                 return True
-            i, prev = end + 1, "/"
+            i = end + 1
             continue
         if c == "`":
             if "${" in stack:
@@ -203,10 +208,16 @@ def has_nested_template(data: bytes) -> bool:
             if not stack:
                 return True
             stack.pop()
-        if not c.isspace():
-            prev = c
         i += 1
     return bool(stack)
+
+
+def _previous(text: str, i: int) -> str:
+    """The last character before ``i`` that is not white space."""
+    j = i - 1
+    while j >= 0 and text[j] in " \t\r\n":
+        j -= 1
+    return text[j] if j >= 0 else ""
 
 
 def _regex_may_start(text: str, i: int, prev: str) -> bool:

@@ -20,7 +20,7 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
 from . import __version__, record
-from .backends import Backend, Listing, LocalBackend, backend_for
+from .backends import Backend, Listing, backend_for
 from .copier import Copier
 from .minify import Minifier, MinifyingSource, MinifySettings, Outcome
 from .plan import Action, Decision, Knowledge, decide, needs_digest
@@ -271,7 +271,7 @@ class Collector:
 
     def learn(self) -> Knowledge:
         """What the destination holds: a listing if the backend can, the record."""
-        cheap = isinstance(self.backend, LocalBackend)
+        cheap = self.backend.local
         if self.host.clear:
             return Knowledge(listing={}, record=None, cheap_reads=cheap)
         try:

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 
-from .backends import Backend, LocalBackend, Remote
+from .backends import Backend, Remote
 
 FORMAT = "collectstatic-plus-record"
 VERSION = 1
@@ -222,7 +222,7 @@ def save(backend: Backend, name: str, record: Record) -> None:
     """
     storage = backend.storage
     content = ContentFile(record.to_bytes())
-    if isinstance(backend, LocalBackend):
+    if backend.local:
         temporary = f"{name}.{os.getpid()}.tmp"
         written = storage.save(temporary, content)
         os.replace(storage.path(written), storage.path(name))

@@ -34,7 +34,7 @@ from typing import Any
 from django.core.files import File
 from django.core.files.storage import Storage
 
-from .backends import Backend, Listing, LocalBackend, Remote
+from .backends import Backend, Listing, Remote
 from .sources import Digest, digest_bytes, digest_file
 from .transfer import TransferPool
 
@@ -125,7 +125,7 @@ class Staging:
         self.found_files = found_files
         self.listing = listing
         self.workers = workers
-        self.local = isinstance(backend, LocalBackend)
+        self.local = backend.local
         self.overwrites = backend.overwrites_in_place
         self.staged: dict[str, Staged] = {}
         self.deleted: set[str] = set()

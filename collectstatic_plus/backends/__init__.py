@@ -1,0 +1,129 @@
+"""What we know about particular storage backends, behind one interface.
+
+``backend_for(storage)`` returns a :class:`Backend`: the generic one works with
+any ``Storage`` through its public API. Subclasses add read-only fast paths for
+backends we know (a listing of the destination in a few requests, a direct
+read of the sync record) and tune clients for threads. Every write still goes
+through the storage's own ``save`` and ``delete``, except batched deletes,
+which use the storage's own client, bucket and location.
+
+One module per backend: :mod:`.local`, :mod:`.s3`. A backend class says which
+storages it ``handles``; :func:`backend_for` asks them in turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.files.storage import Storage
+
+from ..sources import Digest, digest_file
+
+
+@dataclass(frozen=True)
+class Remote:
+    """What a listing says the destination holds at one path."""
+
+    size: int
+    etag: str | None = None
+    mtime_ns: int | None = None
+    is_link: bool = False
+
+    @property
+    def md5(self) -> str | None:
+        """The content MD5 when the ETag is one (single-part, unencrypted PUT)."""
+        etag = self.etag
+        if etag and len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
+            return etag
+        return None
+
+
+Listing = dict[str, Remote]
+
+
+class Backend:
+    """Any storage, through the Storage API only."""
+
+    kind = "generic"
+    #: Whether reading a destination file is as cheap as a local read.
+    local = False
+
+    @staticmethod
+    def handles(storage: Storage) -> bool:
+        return True
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @property
+    def storage_class(self) -> type[Any]:
+        return self.storage.__class__  # unwraps staticfiles_storage's LazyObject
+
+    def fingerprint(self) -> str:
+        """Identifies the destination: class and where it writes."""
+        cls = self.storage_class
+        parts: dict[str, str] = {"class": f"{cls.__module__}.{cls.__qualname__}"}
+        for attr in ("location", "bucket_name", "endpoint_url", "azure_container"):
+            value = getattr(self.storage, attr, None)
+            if value is not None:
+                parts[attr] = str(value)
+        text = json.dumps(parts, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def listing(self) -> Listing | None:
+        """Every file under the storage's location, or None if we cannot list."""
+        return None
+
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, None if it does not exist or cannot be read."""
+        if not callable(getattr(self.storage, "_open", None)):
+            return None
+        try:
+            with self.storage.open(name, "rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, NotImplementedError):
+            return None
+        return data.encode() if isinstance(data, str) else data
+
+    def digest(self, name: str) -> Digest | None:
+        """MD5 and size of the destination file, None if it is not there."""
+        if not callable(getattr(self.storage, "_open", None)):
+            return None
+        try:
+            return digest_file(self.storage, name)
+        except (FileNotFoundError, NotImplementedError):
+            return None
+
+    @property
+    def overwrites_in_place(self) -> bool:
+        """Whether ``save`` replaces an existing file instead of renaming."""
+        return bool(getattr(self.storage, "file_overwrite", False))
+
+    def delete_many(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.storage.delete(name)
+
+    @contextmanager
+    def prepared_for_threads(self, workers: int) -> Iterator[None]:
+        yield
+
+    @contextmanager
+    def counting(self, count: Callable[[str], None]) -> Iterator[None]:
+        """Call ``count(kind)`` for each request the storage's client makes."""
+        yield
+
+
+def backend_for(storage: Storage) -> Backend:
+    """The most specific backend we know for ``storage``; the generic one else."""
+    from .local import LocalBackend
+    from .s3 import S3Backend
+
+    for candidate in (S3Backend, LocalBackend):
+        if candidate.handles(storage):
+            return candidate(storage)
+    return Backend(storage)

@@ -7,13 +7,14 @@ read of the sync record) and tune clients for threads. Every write still goes
 through the storage's own ``save`` and ``delete``, except batched deletes,
 which use the storage's own client, bucket and location.
 
-One module per backend: :mod:`.local`, :mod:`.s3`. A backend class says which
+One module per backend (:data:`MODULES`). A backend class says which
 storages it ``handles``; :func:`backend_for` asks them in turn.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -118,12 +119,15 @@ class Backend:
         yield
 
 
+#: Backend modules, most specific first; each exposes ``BACKEND``.
+MODULES = ("s3", "azure", "gcs", "local")
+
+
 def backend_for(storage: Storage) -> Backend:
     """The most specific backend we know for ``storage``; the generic one else."""
-    from .local import LocalBackend
-    from .s3 import S3Backend
-
-    for candidate in (S3Backend, LocalBackend):
-        if candidate.handles(storage):
-            return candidate(storage)
+    for name in MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        backend: type[Backend] = module.BACKEND
+        if backend.handles(storage):
+            return backend(storage)
     return Backend(storage)

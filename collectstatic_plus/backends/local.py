@@ -43,3 +43,6 @@ def _walk(directory: str, prefix: str, found: Listing) -> None:
                 mtime_ns=stat.st_mtime_ns,
                 is_link=entry.is_symlink(),
             )
+
+
+BACKEND = LocalBackend

@@ -156,3 +156,6 @@ def _drop_clients(s3: Any, shared: bool = False) -> None:
     """Forget cached clients so the next use builds them from the current config."""
     s3._bucket = None
     s3._connections = _SharedConnection() if shared else threading.local()
+
+
+BACKEND = S3Backend

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.contrib.staticfiles.management.commands import collectstatic as stock
 from django.contrib.staticfiles.storage import staticfiles_storage
@@ -114,6 +115,28 @@ def s3_server() -> Iterator[S3Server]:
     server = S3Server().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def storages_override_keeps_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Django 4.2 only: overriding STORAGES in a test drops its OPTIONS.
+
+    Its UserSettingsHolder mirrors STORAGES into the deprecated
+    STATICFILES_STORAGE, which then counts as overridden and replaces the
+    alias with a bare BACKEND. Real settings modules are not affected.
+    """
+    if django.VERSION >= (5, 0):
+        return
+    from django.conf import UserSettingsHolder
+
+    original = UserSettingsHolder.is_overridden
+
+    def is_overridden(self: Any, setting: str) -> bool:
+        if setting in ("STATICFILES_STORAGE", "DEFAULT_FILE_STORAGE"):
+            return False
+        return bool(original(self, setting))
+
+    monkeypatch.setattr(UserSettingsHolder, "is_overridden", is_overridden)
 
 
 @pytest.fixture(autouse=True)

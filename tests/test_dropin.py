@@ -184,7 +184,14 @@ def test_summary_line_matches_installed_django(
             "1 skipped due to conflict.\n"
         )
     else:
-        expected = f"\n6 static files copied to '{root}'.\n"
+        # Before 6.0 these two messages were printed at verbosity 1.
+        expected = (
+            "Deleting 'stale.txt'\n"
+            "Found another file with the destination path 'js/app.js'. It will be "
+            "ignored since only the first encountered file is collected. If this "
+            "is not what you want, make sure every static file has a unique path.\n"
+            f"\n6 static files copied to '{root}'.\n"
+        )
     assert result.stdout == expected
 
 

@@ -496,3 +496,53 @@ def test_manifest_one_changed_css_uploads_only_what_depends_on_it(
     assert bucket.contents()[manifest["css/b.css"]] == (
         b'p { background: url("../i/x.' + manifest["i/x.png"][4:].encode() + b'") }\n'
     )
+
+
+def test_multipart_objects_are_skipped_through_the_record(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    big = write_tree(
+        tmp_path / "src", {"big.js": b"x" * (6 * 1024 * 1024), "a.css": "a{}"}
+    )
+    settings.STATICFILES_DIRS = [str(big)]
+    config = TransferConfig(multipart_threshold=5 * 1024 * 1024)
+    use(settings, bucket.storage(transfer_config=config))
+    collect(bucket, parallel=4)
+    # A multipart upload's ETag is not the content's MD5 ...
+    assert "-" in bucket.etags()["big.js"]
+    # ... yet the no-change re-run uploads nothing: the record knows.
+    run = collect(bucket, parallel=4)
+    assert run.kinds == {"GET": 1, "LIST": 1}
+    assert run.stdout == "\n0 static files copied, 2 unmodified.\n"
+
+
+def test_object_parameters_are_kept_on_upload(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 5))]
+    use(
+        settings,
+        bucket.storage(object_parameters={"CacheControl": "max-age=31536000"}),
+    )
+    collect(bucket, parallel=4)
+    head = bucket.client.head_object(Bucket=bucket.name, Key="d0/f0.css")
+    assert head["CacheControl"] == "max-age=31536000"
+    assert head["ContentType"] == "text/css"
+
+
+def test_no_overwrite_storage_replaces_changed_files_under_their_names(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    source = many(tmp_path / "src", 5)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage(file_overwrite=False))
+    collect(bucket)
+    (source / "d1/f1.css").write_text("/* changed */\n")
+    run = collect(bucket)
+    # Without overwrite the old object (and the old record) is deleted first,
+    # so the new one keeps its name (no "_abc123" suffix).
+    assert run.keys("DELETE") == sorted([RECORD, "d1/f1.css"])
+    assert sorted(bucket.contents()) == sorted(read_tree(source))
+    assert bucket.contents()["d1/f1.css"] == b"/* changed */\n"

@@ -339,10 +339,16 @@ class Collector:
                 )
 
     def post_processing_current(self, key: str) -> bool:
-        """Same inputs as the last full post-process, and its output is there."""
+        """Same inputs as the last full post-process, and its output is there.
+
+        Not if this run wrote any file: a post-processor may have removed
+        what it wrote last time (WHITENOISE_KEEP_ONLY_HASHED_FILES does).
+        """
         previous, storage = self.previous, self.host.storage
         name = getattr(storage, "manifest_name", None)
         if previous is None or previous.state.get("postprocess") != key or not name:
+            return False
+        if self.copier.landed:
             return False
         listing = self.knowledge.listing
         manifest_storage = getattr(storage, "manifest_storage", storage)

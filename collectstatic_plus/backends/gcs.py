@@ -1,16 +1,275 @@
-"""Google Cloud Storage (django-storages' GoogleCloudStorage): not written yet."""
+"""Google Cloud Storage: django-storages' GoogleCloudStorage and its subclasses."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 from django.core.files.storage import Storage
 
-from . import Backend
+from ..sources import Digest
+from . import Backend, Listing, Remote
+
+#: Calls in one batch request (the service's limit; the client allows more).
+GCS_DELETE_BATCH = 100
+#: Fields a listing asks for: what a ``Remote`` needs and the next page.
+LIST_FIELDS = "items(name,size,md5Hash,generation,etag),nextPageToken"
 
 
-class _Unsupported(Backend):
+class GCSBackend(Backend):
+    """django-storages GoogleCloudStorage: ``objects.list`` pages, batched deletes.
+
+    A listing gives each blob's size and MD5 (1,000 blobs per request); the
+    sync record is read with one download, no metadata request first. Stale
+    blobs are deleted 100 per batch request. For threads, the storage's one
+    client (google-cloud-storage clients are thread-safe) is built before the
+    workers start, and the connection pool of its HTTP session is widened to
+    the worker count (requests keeps 10 per host).
+    """
+
+    kind = "gcs"
+
     @staticmethod
     def handles(storage: Storage) -> bool:
-        return False
+        # A GoogleCloudStorage instance means its module is loaded; importing
+        # it otherwise would import the Google SDK for nothing.
+        module = sys.modules.get("storages.backends.gcloud")
+        cls = getattr(module, "GoogleCloudStorage", None)
+        return cls is not None and isinstance(storage, cls)
+
+    @property
+    def gcs(self) -> Any:
+        return self.storage
+
+    @property
+    def prefix(self) -> str:
+        location = str(self.gcs.location or "").strip("/")
+        return location + "/" if location else ""
+
+    def blob_name(self, name: str) -> str:
+        from storages.utils import clean_name
+
+        return str(self.gcs._normalize_name(clean_name(name)))
+
+    @property
+    def overwrites_in_place(self) -> bool:
+        """GS_FILE_OVERWRITE (default True): ``save`` replaces the blob."""
+        return bool(getattr(self.gcs, "file_overwrite", True))
+
+    def listing(self) -> Listing | None:
+        found: Listing = {}
+        prefix = self.prefix
+        blobs = self.gcs.bucket.list_blobs(prefix=prefix, fields=LIST_FIELDS)
+        for blob in blobs:
+            name = blob.name[len(prefix) :]
+            if name and not name.endswith("/"):
+                found[name] = Remote(int(blob.size or 0), _etag(blob))
+        return found
+
+    def read(self, name: str) -> bytes | None:
+        """One download request; no metadata request before it."""
+        from google.api_core.exceptions import NotFound
+
+        blob = self.gcs.bucket.blob(self.blob_name(name))
+        try:
+            data: bytes = blob.download_as_bytes()
+        except NotFound:
+            return None
+        return data
+
+    def digest(self, name: str) -> Digest | None:
+        """One download request, hashed as it streams in."""
+        from google.api_core.exceptions import NotFound
+
+        blob = self.gcs.bucket.blob(self.blob_name(name))
+        sink = _HashingSink()
+        try:
+            blob.download_to_file(sink)
+        except NotFound:
+            return None
+        return Digest(sink.md5.hexdigest(), sink.size)
+
+    def delete_many(self, names: Iterable[str]) -> None:
+        """Batch requests of 100 deletes; a blob already gone is no error.
+
+        Raises OSError naming the blobs that could not be deleted.
+        """
+        blobs = [self.blob_name(name) for name in names]
+        failed: list[tuple[str, str]] = []
+        for start in range(0, len(blobs), GCS_DELETE_BATCH):
+            failed += self._delete_batch(blobs[start : start + GCS_DELETE_BATCH])
+        if failed:
+            shown = ", ".join(f"{blob!r} ({reason})" for blob, reason in failed[:10])
+            more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+            raise OSError(
+                f"could not delete {len(failed)} blob(s) from bucket "
+                f"{self.gcs.bucket_name!r}: {shown}{more}"
+            )
+
+    def _delete_batch(self, blobs: list[str]) -> list[tuple[str, str]]:
+        """Delete ``blobs`` in one batch request; the (blob, reason) that failed."""
+        bucket = self.gcs.bucket
+        try:
+            batch = self.gcs.client.batch(raise_exception=False)
+        except TypeError:  # google-cloud-storage < 2.12: no per-call outcome
+            return self._delete_each(blobs)
+        try:
+            with batch:
+                for blob in blobs:
+                    bucket.delete_blob(blob)
+        except Exception as error:
+            return [(blob, f"{type(error).__name__}: {error}") for blob in blobs]
+        responses = getattr(batch, "_responses", None)
+        if responses is None or len(responses) != len(blobs):
+            return self._delete_each(blobs)
+        failed = []
+        for blob, response in zip(blobs, responses, strict=True):
+            status = int(response.status_code)
+            if not (200 <= status < 300 or status == 404):
+                failed.append((blob, f"{status} {response.reason or ''}".strip()))
+        return failed
+
+    def _delete_each(self, blobs: list[str]) -> list[tuple[str, str]]:
+        """One request per blob, where batch outcomes cannot be read."""
+        from google.api_core.exceptions import NotFound
+
+        failed = []
+        for blob in blobs:
+            try:
+                self.gcs.bucket.delete_blob(blob)
+            except NotFound:
+                pass
+            except Exception as error:
+                failed.append((blob, f"{type(error).__name__}: {error}"))
+        return failed
+
+    @contextmanager
+    def prepared_for_threads(self, workers: int) -> Iterator[None]:
+        if workers <= 1:
+            yield
+            return
+        # django-storages builds its client and bucket lazily, unlocked: build
+        # them now so every worker shares the one client.
+        self.gcs.bucket  # noqa: B018
+        session = self.gcs.client._http
+        adapters = getattr(session, "adapters", None)
+        if adapters is None:
+            yield
+            return
+        saved = adapters.copy()
+        widened = _widen_pools(session, workers)
+        try:
+            yield
+        finally:
+            session.adapters = saved
+            for adapter in widened:
+                adapter.close()
+
+    @contextmanager
+    def counting(self, count: Callable[[str], None]) -> Iterator[None]:
+        """Count requests (``objects.insert``, ``objects.list``, ...) on the session."""
+        hooks = getattr(self.gcs.client._http, "hooks", None)
+        if not isinstance(hooks, dict):
+            yield
+            return
+
+        def on_response(response: Any, *args: Any, **kwargs: Any) -> None:
+            request = response.request
+            count(request_kind(str(request.method), str(request.url)))
+
+        hooks.setdefault("response", []).append(on_response)
+        try:
+            yield
+        finally:
+            hooks["response"].remove(on_response)
 
 
-BACKEND = _Unsupported
+def request_kind(method: str, url: str) -> str:
+    """The JSON API method a request calls, e.g. ``objects.list``."""
+    parts = urlsplit(url)
+    path = parts.path
+    if path.endswith("/batch/storage/v1"):
+        return "batch"
+    if path.startswith("/upload/"):
+        return "objects.insert"
+    if path.startswith("/download/") or "media" in parse_qs(parts.query).get("alt", []):
+        return "objects.download"
+    segments = path.split("/")
+    if "o" in segments:
+        after = segments[segments.index("o") + 1 :]
+        if not after:
+            return "objects.list" if method == "GET" else f"objects.{method.lower()}"
+        verbs = {"GET": "get", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}
+        if len(after) == 1 and method in verbs:
+            return f"objects.{verbs[method]}"
+        return f"objects.{after[-1]}"  # copyTo, rewriteTo, compose, acl
+    if "b" in segments and method == "GET":
+        return "buckets.get"
+    return method
+
+
+def _etag(blob: Any) -> str | None:
+    """The blob's MD5 as 32 hex digits; else what changes with its content."""
+    md5 = blob.md5_hash
+    if md5:
+        try:
+            return base64.b64decode(md5, validate=True).hex()
+        except (binascii.Error, ValueError):
+            pass
+    # Composite objects have no MD5; a new generation is new content.
+    if blob.generation is not None:
+        return f"generation:{blob.generation}"
+    return str(blob.etag) if blob.etag else None
+
+
+class _HashingSink:
+    """A write-only stream that hashes what is downloaded into it."""
+
+    def __init__(self) -> None:
+        self.seek(0)
+
+    def write(self, data: bytes) -> int:
+        self.md5.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        # The client rewinds when the service sends a whole gzipped blob
+        # decompressed (decompressive transcoding) in answer to a range.
+        if offset or whence:
+            raise OSError("a hashing sink can only be rewound to its start")
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+        return 0
+
+    def tell(self) -> int:
+        return self.size
+
+
+def _widen_pools(session: Any, workers: int) -> list[Any]:
+    """Mount adapters with ``workers`` connections per host; the new adapters."""
+    from requests.adapters import HTTPAdapter
+
+    widened = []
+    for prefix, adapter in list(session.adapters.items()):
+        # Only requests' own adapter: a custom one (mTLS) is left as it is.
+        if type(adapter) is not HTTPAdapter or adapter._pool_maxsize >= workers:
+            continue
+        wider = HTTPAdapter(
+            pool_connections=adapter._pool_connections,
+            pool_maxsize=workers,
+            max_retries=adapter.max_retries,
+            pool_block=adapter._pool_block,
+        )
+        session.mount(prefix, wider)
+        widened.append(wider)
+    return widened
+
+
+BACKEND = GCSBackend

@@ -1,0 +1,769 @@
+"""Google Cloud Storage through django-storages against the GCS emulator.
+
+The emulator (gcp-storage-emulator, in memory) runs in its own process on
+127.0.0.1 behind a thin wrapper that counts requests at the server (see
+``tests/servers/gcs.py``), so the counts are exact. Clients reach it through
+``STORAGE_EMULATOR_HOST`` with anonymous credentials.
+
+Requests by kind, as counted here:
+
+- LIST: one ``objects.list`` page (1,000 blobs);
+- DOWNLOAD: one media download (the sync record, or a blob read back);
+- META: one ``objects.get`` of a blob's metadata. django-storages makes one
+  before every upload (``GoogleCloudFile`` looks the blob up to keep its
+  metadata), so an upload costs META + UPLOAD;
+- UPLOAD: one upload (multipart: metadata and bytes in one request);
+- BATCH: one batch request (up to 100 deletes inside).
+
+Recent google-cloud-storage (3.17 here) also looks each bucket up once per
+client, in a background thread (``buckets.get``, for tracing attributes), even
+with tracing off. It would land at a random moment, so the fixture turns it
+off with the client's own switch, ``DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA``;
+``test_the_client_adds_one_bucket_lookup_per_run_by_default`` counts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+import django
+import pytest
+from django.core.management import CommandError
+
+from .conftest import read_tree, run_collectstatic, run_stock, write_tree
+from .servers.gcs import GCSServer
+
+REPO = Path(__file__).resolve().parents[1]
+RECORD = ".collectstatic-plus.json"
+GCS = "storages.backends.gcloud.GoogleCloudStorage"
+GCS_MANIFEST = "tests.gcs_storages.GCSManifestStorage"
+NO_BUCKET_METADATA = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GCSServer]:
+    """The GCS emulator on 127.0.0.1, in its own process, for the session.
+
+    If it cannot start, the GCS tests are skipped with the reason, except in
+    CI (``CI`` set), where that is a failure.
+    """
+    try:
+        import gcp_storage_emulator  # type: ignore[import-untyped]  # noqa: F401
+        import storages.backends.gcloud  # noqa: F401
+
+        server = GCSServer().start()
+    except Exception as error:
+        message = f"GCS emulator unavailable, GCS tests not run: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", server.endpoint_url)
+        patch.setenv(NO_BUCKET_METADATA, "true")
+        yield server
+    server.stop()
+
+
+class GCSBucket:
+    """A fresh bucket on the emulator and the settings that point at it."""
+
+    def __init__(self, server: GCSServer) -> None:
+        from google.cloud import storage  # type: ignore[import-untyped]
+
+        self.server = server
+        self.name = f"static-{uuid.uuid4().hex[:12]}"
+        self.credentials = anonymous()
+        self.client = storage.Client(
+            project=server.project, credentials=self.credentials
+        )
+        self.bucket = self.client.create_bucket(self.name)
+
+    def storage(self, backend: str = GCS, **options: Any) -> dict[str, Any]:
+        return {
+            "BACKEND": backend,
+            "OPTIONS": {
+                "bucket_name": self.name,
+                "project_id": self.server.project,
+                "credentials": self.credentials,
+                "querystring_auth": False,
+                **options,
+            },
+        }
+
+    def blobs(self, record: bool = False) -> list[Any]:
+        return [
+            blob
+            for blob in self.client.list_blobs(self.name)
+            if record or not blob.name.endswith(RECORD)
+        ]
+
+    def contents(self, record: bool = False) -> dict[str, bytes]:
+        """Every blob's stored bytes; the sync record only if ``record``."""
+        return {
+            blob.name: blob.download_as_bytes(raw_download=True)
+            for blob in self.blobs(record)
+        }
+
+    def md5s(self) -> dict[str, str]:
+        """Each blob's ``md5Hash`` from a listing, as hex."""
+        return {
+            blob.name: base64.b64decode(blob.md5_hash).hex() for blob in self.blobs()
+        }
+
+    def generations(self) -> dict[str, int]:
+        return {blob.name: blob.generation for blob in self.blobs(record=True)}
+
+    def put(self, name: str, data: bytes) -> None:
+        self.bucket.blob(name).upload_from_string(data)
+
+    def delete(self, name: str) -> None:
+        self.bucket.blob(name).delete()
+
+
+@pytest.fixture
+def bucket(gcs_server: GCSServer) -> GCSBucket:
+    return GCSBucket(gcs_server)
+
+
+def anonymous() -> Any:
+    """Credentials for the emulator: no token, no default-credentials lookup."""
+    from google.auth.credentials import AnonymousCredentials
+
+    return AnonymousCredentials()  # type: ignore[no-untyped-call]
+
+
+def configured_storage() -> Any:
+    """The ``staticfiles`` storage instance collectstatic used."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    return cast(Any, staticfiles_storage)._wrapped
+
+
+def forget_configured_storage() -> None:
+    """Build the ``staticfiles`` storage again on next use, as a new process."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.utils.functional import empty
+
+    cast(Any, staticfiles_storage)._wrapped = empty
+
+
+def use(settings: Any, storage: dict[str, Any]) -> None:
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
+
+
+def kind(line: str) -> str:
+    """A request's kind: LIST, META, DOWNLOAD, UPLOAD, DELETE, BATCH, BUCKET."""
+    method, target = line.split(" ", 1)
+    path = urlsplit(target).path
+    if path.startswith("/batch/"):
+        return "BATCH"
+    if path.startswith("/upload/"):
+        return "UPLOAD"
+    if path.startswith("/download/") or "alt=media" in target:
+        return "DOWNLOAD"
+    if path.endswith("/o"):
+        return "LIST" if method == "GET" else method
+    if "/o/" in path:
+        return {"GET": "META", "DELETE": "DELETE"}.get(method, method)
+    if method == "GET" and path.startswith("/storage/v1/b/"):
+        return "BUCKET"
+    return method
+
+
+def object_name(line: str, bucket: str) -> str:
+    """The object a request or batched call names in its path."""
+    path = urlsplit(line.split(" ", 1)[1]).path
+    return unquote(path.split(f"/b/{bucket}/o/", 1)[1])
+
+
+class Requests:
+    """The requests one run made, read at the server."""
+
+    def __init__(self, bucket: GCSBucket, stdout: str, stderr: str) -> None:
+        recorded = bucket.server.recorded()
+        self.lines = recorded["requests"]
+        self.kinds = Counter(kind(line) for line in self.lines)
+        self.uploaded = sorted(recorded["uploaded"])
+        self.batched = recorded["batched"]
+        self.bucket = bucket
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def names(self, of_kind: str) -> list[str]:
+        return sorted(
+            object_name(line, self.bucket.name)
+            for line in self.lines
+            if kind(line) == of_kind
+        )
+
+    @property
+    def batch_deleted(self) -> list[str]:
+        return sorted(
+            object_name(line, self.bucket.name)
+            for line in self.batched
+            if line.startswith("DELETE ")
+        )
+
+
+def collect(bucket: GCSBucket, **options: Any) -> Requests:
+    bucket.server.reset_requests()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    run_collectstatic(stdout=stdout, stderr=stderr, **options)
+    return Requests(bucket, stdout.getvalue(), stderr.getvalue())
+
+
+def many(root: Path, count: int) -> Path:
+    return write_tree(
+        root, {f"d{i % 5}/f{i}.css": f".c{i} {{ color: red }}\n" for i in range(count)}
+    )
+
+
+def visible(root: Path) -> dict[str, bytes]:
+    return {
+        name: data
+        for name, data in read_tree(root).items()
+        if not name.startswith(".") and not name.endswith("~")
+    }
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@pytest.mark.parametrize("parallel", [None, 8])
+def test_cold_run_uploads_every_file_with_its_bytes_in_one_upload_each(
+    sources: Path, settings: Any, bucket: GCSBucket, parallel: Any
+) -> None:
+    many(sources / "many", 40)
+    use(settings, bucket.storage())
+    run = collect(bucket, parallel=parallel)
+
+    assert run.stdout == "\n47 static files copied.\n"
+    # Record read (absent), a listing before and one after; each file and
+    # the record: django-storages' metadata lookup, then one upload.
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 2, "META": 48, "UPLOAD": 48}
+    assert run.names("DOWNLOAD") == [RECORD]
+    assert run.uploaded == sorted([*visible(sources), RECORD])
+    assert bucket.contents() == visible(sources)
+    assert bucket.md5s() == {name: md5(data) for name, data in visible(sources).items()}
+
+
+def test_no_change_rerun_reads_the_record_and_a_listing_page_per_thousand_blobs(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 1200))]
+    use(settings, bucket.storage())
+    collect(bucket, parallel=32)
+    run = collect(bucket, parallel=32)
+
+    assert run.stdout == "\n0 static files copied, 1200 unmodified.\n"
+    # One download of the record, two listing pages; nothing written.
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 2}
+    assert run.names("DOWNLOAD") == [RECORD]
+
+
+@pytest.mark.parametrize("parallel", [None, 8])
+def test_changing_k_files_uploads_exactly_those_blobs_and_the_record(
+    tmp_path: Path, settings: Any, bucket: GCSBucket, parallel: Any
+) -> None:
+    source = many(tmp_path / "src", 30)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    before = bucket.generations()
+    changed = ["d0/f5.css", "d1/f11.css", "d4/f29.css"]
+    for name in changed:
+        (source / name).write_text("/* changed */\n")
+    run = collect(bucket, parallel=parallel)
+
+    assert run.stdout == "\n3 static files copied, 27 unmodified.\n"
+    assert run.uploaded == sorted([*changed, RECORD])
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 2, "META": 4, "UPLOAD": 4}
+    after = bucket.generations()
+    assert sorted(n for n in after if after[n] != before[n]) == sorted(
+        [*changed, RECORD]
+    )
+    assert bucket.contents() == read_tree(source)
+
+
+def test_delete_removes_exactly_the_stale_blobs_inside_the_location(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage(location="static"))
+    collect(bucket)
+    bucket.put("elsewhere/keep.css", b"outside the location")
+    bucket.put("static-other/keep.css", b"shares the prefix, outside the location")
+    bucket.put("static/stale-by-hand.css", b"stale")
+    (source / "d0/f0.css").unlink()
+    run = collect(bucket, delete=True, verbosity=2)
+
+    assert "Deleting stale 'd0/f0.css'" in run.stdout
+    assert "Deleting stale 'stale-by-hand.css'" in run.stdout
+    deleted = "2 static files deleted, " if django.VERSION >= (6, 0) else ""
+    assert run.stdout.endswith(f"\n{deleted}0 static files copied, 9 unmodified.\n")
+    # One batch request holding exactly the two stale blobs' deletes.
+    assert run.batch_deleted == ["static/d0/f0.css", "static/stale-by-hand.css"]
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1, "BATCH": 1}
+    assert "prefix=static%2F" in next(
+        line for line in run.lines if kind(line) == "LIST"
+    )
+    assert sorted(bucket.contents()) == sorted(
+        ["elsewhere/keep.css", "static-other/keep.css"]
+        + [f"static/{name}" for name in read_tree(source)]
+    )
+    assert f"static/{RECORD}" in bucket.contents(record=True)
+
+
+def test_delete_sends_at_most_100_deletes_per_batch_request(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    source = many(tmp_path / "src", 5)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    stale = [f"old/s{i:03}.css" for i in range(250)]
+    for name in stale:
+        bucket.put(name, b"stale")
+    run = collect(bucket, delete=True)
+
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1, "BATCH": 3}
+    assert run.batch_deleted == stale
+    assert sorted(bucket.contents()) == sorted(read_tree(source))
+
+
+def test_clear_lists_then_deletes_in_batches(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.put("old/stale.css", b"old")
+    run = collect(bucket, clear=True, verbosity=2)
+
+    assert "Deleting 'old/stale.css'" in run.stdout
+    assert run.batch_deleted == sorted([*read_tree(source), "old/stale.css", RECORD])
+    assert run.kinds["BATCH"] == 1
+    assert "DELETE" not in run.kinds
+    assert bucket.contents() == read_tree(source)
+
+
+@pytest.mark.parametrize("delete", [False, True])
+def test_dry_run_reads_but_writes_nothing(
+    tmp_path: Path, settings: Any, bucket: GCSBucket, delete: bool
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.put("stale.css", b"stale")
+    (source / "d0/f0.css").write_text("/* changed */\n")
+    write_tree(source, {"new.css": "p { color: blue }\n"})
+    before = bucket.contents(record=True), bucket.generations()
+
+    run = collect(bucket, dry_run=True, delete=delete, verbosity=2)
+    assert f"Pretending to copy '{source / 'd0/f0.css'}'" in run.stdout
+    assert f"Pretending to copy '{source / 'new.css'}'" in run.stdout
+    assert ("Pretending to delete stale 'stale.css'" in run.stdout) is delete
+    # Only reads: the record and one listing, as a real no-change run.
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
+    assert (bucket.contents(record=True), bucket.generations()) == before
+
+
+def test_cold_dry_run_into_an_empty_bucket_writes_nothing(
+    sources: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    use(settings, bucket.storage())
+    run = collect(bucket, dry_run=True)
+    assert run.stdout.endswith("\n7 static files copied.\n")
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
+    assert bucket.blobs(record=True) == []
+
+
+def test_parallel_8_leaves_the_bucket_identical_to_a_serial_run(
+    tmp_path: Path, settings: Any, gcs_server: GCSServer
+) -> None:
+    source = many(tmp_path / "src", 60)
+    write_tree(source, {"img/logo.png": bytes(range(256)) * 8, "js/app.js": "1;\n"})
+    settings.STATICFILES_DIRS = [str(source)]
+    runs = []
+    for parallel in (None, 8):
+        bucket = GCSBucket(gcs_server)
+        use(settings, bucket.storage(location="assets"))
+        run = collect(bucket, parallel=parallel)
+        blobs = {blob.name: blob for blob in bucket.blobs()}
+        described = {
+            name: (blob.size, blob.md5_hash, blob.content_type)
+            for name, blob in blobs.items()
+        }
+        runs.append((run, bucket.contents(), described))
+    (serial, serial_bytes, serial_blobs), (threaded, threaded_bytes, threaded_blobs) = (
+        runs
+    )
+    assert threaded_bytes == serial_bytes
+    assert threaded_blobs == serial_blobs
+    assert serial_bytes == {f"assets/{n}": d for n, d in read_tree(source).items()}
+    assert threaded.stdout == serial.stdout == "\n62 static files copied.\n"
+    assert threaded.kinds == serial.kinds
+
+
+def test_parallel_uploads_share_one_client_with_a_pool_as_wide_as_the_workers(
+    sources: Path, settings: Any, bucket: GCSBucket, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.gcs_storages import ObservedGCSStorage
+
+    many(sources / "many", 120)
+    use(settings, bucket.storage("tests.gcs_storages.ObservedGCSStorage"))
+    ObservedGCSStorage.seen.clear()
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        run_collectstatic(parallel=32)
+
+    assert len(ObservedGCSStorage.seen) == 127
+    assert set(ObservedGCSStorage.seen) == {(ObservedGCSStorage.seen[0][0], 32)}
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    # The session is as configured again after the run.
+    adapter = configured_storage().client._http.get_adapter("http://127.0.0.1/")
+    assert adapter._pool_maxsize == 10
+
+
+def test_without_a_record_the_listed_md5_hashes_decide(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    source = many(tmp_path / "src", 20)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.delete(RECORD)
+    (source / "d2/f7.css").write_text("/* new */\n")
+    run = collect(bucket)
+    assert run.stdout == "\n1 static file copied, 19 unmodified.\n"
+    assert run.uploaded == sorted(["d2/f7.css", RECORD])
+
+
+def test_out_of_band_changes_are_noticed_by_the_listing(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    source = many(tmp_path / "src", 20)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.delete("d0/f0.css")
+    bucket.put("d1/f1.css", b"tampered")
+    run = collect(bucket)
+    # Same content as recorded again: the record needs no rewrite.
+    assert run.uploaded == ["d0/f0.css", "d1/f1.css"]
+    assert bucket.contents() == read_tree(source)
+
+
+def test_verify_trusts_listed_md5s_and_downloads_only_the_blob_that_differs(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.put("d0/f5.css", b"tampered, same record")
+    run = collect(bucket, verify=True)
+    assert run.stdout == "\n1 static file copied, 9 unmodified.\n"
+    # Nine listed MD5s are the sources': no read. The tenth differs, which
+    # could still be the same content stored gzipped: one download tells.
+    assert run.names("DOWNLOAD") == sorted([RECORD, "d0/f5.css"])
+    assert run.uploaded == ["d0/f5.css"]
+    assert run.kinds == {"DOWNLOAD": 2, "LIST": 2, "META": 1, "UPLOAD": 1}
+
+
+def test_gzipped_blobs_are_recognised_by_the_record(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage(gzip=True))
+    collect(bucket)
+    # Stored gzipped: the listed MD5 is not the source's; the record knows.
+    stored = bucket.contents()
+    assert all(data[:2] == b"\x1f\x8b" for data in stored.values())
+    assert bucket.md5s() != {n: md5(d) for n, d in read_tree(source).items()}
+    run = collect(bucket)
+    assert run.stdout == "\n0 static files copied, 10 unmodified.\n"
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
+
+
+def test_force_uploads_everything(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 10))]
+    use(settings, bucket.storage())
+    collect(bucket)
+    run = collect(bucket, force=True, parallel=4)
+    assert run.stdout == "\n10 static files copied.\n"
+    assert run.kinds["UPLOAD"] == 10
+
+
+def test_no_deletion_after_a_failed_upload(
+    tmp_path: Path, settings: Any, bucket: GCSBucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = many(tmp_path / "src", 10)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    (source / "d0/f0.css").unlink()
+    (source / "d1/f1.css").write_text("/* changed */")
+    (source / "d2/f2.css").write_text("/* changed */")
+    use(settings, bucket.storage("tests.gcs_storages.FailingGCSStorage"))
+    monkeypatch.setenv("FAIL_ON", "d1/f1.css")
+    with pytest.raises(CommandError):
+        collect(bucket, delete=True, parallel=4)
+    assert "d0/f0.css" in bucket.contents()
+    # The record lists what landed (f2), not what failed (f1).
+    monkeypatch.delenv("FAIL_ON")
+    run = collect(bucket)
+    assert run.uploaded == sorted(["d1/f1.css", RECORD])
+
+
+MANIFEST_TREE: dict[str, bytes | str] = {
+    "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
+    "css/b.css": "p { background: url('../i/y.png') }\n",
+    "i/x.png": b"x" * 100,
+    "i/y.png": b"y" * 100,
+    "js/app.js": "console.log(1);\n",
+}
+
+
+def test_manifest_storage_bucket_is_byte_identical_to_stock_collectstatic(
+    tmp_path: Path, settings: Any, gcs_server: GCSServer
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
+    stock_bucket, ours_bucket = GCSBucket(gcs_server), GCSBucket(gcs_server)
+    use(settings, stock_bucket.storage(GCS_MANIFEST))
+    stock = run_stock()
+    forget_configured_storage()
+    use(settings, ours_bucket.storage(GCS_MANIFEST))
+    ours = run_collectstatic(parallel=8)
+
+    assert ours.stdout == stock.stdout == "\n5 static files copied, 5 post-processed.\n"
+    assert "staticfiles.json" in stock_bucket.contents()
+    assert ours_bucket.contents() == stock_bucket.contents()
+    assert ours_bucket.md5s() == stock_bucket.md5s()
+
+
+def test_manifest_storage_no_change_rerun_writes_nothing(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
+    use(settings, bucket.storage(GCS_MANIFEST))
+    collect(bucket)
+    before = bucket.generations()
+    run = collect(bucket, verbosity=2)
+    assert "Post-processing up to date." in run.stdout
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
+    assert bucket.generations() == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="postprocess.inputs_key hashes repr() of the storage's options, and "
+    "a credentials object's repr names its address: new in every process",
+)
+def test_manifest_storage_no_change_rerun_in_a_new_process_writes_nothing(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
+    use(settings, bucket.storage(GCS_MANIFEST))
+    collect(bucket)
+    # A deploy runs in a new process: the same settings build new credentials.
+    forget_configured_storage()
+    use(settings, bucket.storage(GCS_MANIFEST, credentials=anonymous()))
+    run = collect(bucket, verbosity=2)
+    assert "Post-processing up to date." in run.stdout
+    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
+
+
+def test_the_client_adds_one_bucket_lookup_per_run_by_default(
+    tmp_path: Path,
+    settings: Any,
+    bucket: GCSBucket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 10))]
+    use(settings, bucket.storage())
+    collect(bucket)
+    monkeypatch.delenv(NO_BUCKET_METADATA)
+    forget_configured_storage()
+    bucket.server.reset_requests()
+    run_collectstatic()
+    # google-cloud-storage looks the bucket up in a background thread on a
+    # client's first call; wait for it to land.
+    cache = getattr(configured_storage().client, "_bucket_metadata_cache", None)
+    deadline = time.monotonic() + 10
+    while cache is not None and cache._inflight_fetches:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    kinds = Counter(kind(line) for line in bucket.server.requests())
+    expected = {"DOWNLOAD": 1, "LIST": 1}
+    assert kinds == (expected if cache is None else {**expected, "BUCKET": 1})
+
+
+def test_backend_reports_requests_by_json_api_method(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 4))]
+    use(settings, bucket.storage())
+    report = tmp_path / "report.json"
+    collect(bucket, report=str(report))
+    import json
+
+    assert json.loads(report.read_text())["requests"] == {
+        "objects.download": 1,
+        "objects.list": 2,
+        "objects.get": 5,
+        "objects.insert": 5,
+    }
+    bucket.put("stale.css", b"stale")
+    collect(bucket, report=str(report), delete=True)
+    assert json.loads(report.read_text())["requests"] == {
+        "objects.download": 1,
+        "objects.list": 1,
+        "batch": 1,
+    }
+
+
+def test_backend_is_chosen_for_google_cloud_storage_and_subclasses_only(
+    bucket: GCSBucket,
+) -> None:
+    from django.core.files.storage import FileSystemStorage
+    from storages.backends.gcloud import GoogleCloudStorage
+
+    from collectstatic_plus.backends import backend_for
+    from collectstatic_plus.backends.gcs import GCSBackend
+    from tests.gcs_storages import GCSManifestStorage
+
+    options = bucket.storage()["OPTIONS"]
+    assert type(backend_for(GoogleCloudStorage(**options))) is GCSBackend
+    assert type(backend_for(GCSManifestStorage(**options))) is GCSBackend
+    assert type(backend_for(FileSystemStorage())) is not GCSBackend
+    assert GCSBackend(GoogleCloudStorage(**options)).overwrites_in_place
+    assert not GCSBackend(
+        GoogleCloudStorage(**options, file_overwrite=False)
+    ).overwrites_in_place
+
+
+def test_choosing_a_backend_does_not_import_the_google_sdk() -> None:
+    code = (
+        "import sys, django\n"
+        "django.setup()\n"
+        "from django.core.files.storage import FileSystemStorage\n"
+        "from collectstatic_plus.backends import backend_for\n"
+        "backend_for(FileSystemStorage(location='/tmp'))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('google')))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout == "[]\n"
+
+
+def test_listing_maps_md5_hashes_to_hex_and_other_blobs_to_their_generation(
+    bucket: GCSBucket,
+) -> None:
+    from storages.backends.gcloud import GoogleCloudStorage
+
+    from collectstatic_plus.backends.gcs import GCSBackend
+
+    bucket.put("static/a.css", b"a")
+    bucket.put("static/sub/b.css", b"bb")
+    bucket.put("static/", b"")  # a folder placeholder
+    bucket.put("other/c.css", b"c")
+    bucket.bucket.blob("static/composed.css").compose(
+        [bucket.bucket.blob("static/a.css"), bucket.bucket.blob("static/sub/b.css")]
+    )
+    backend = GCSBackend(
+        GoogleCloudStorage(**bucket.storage(location="static")["OPTIONS"])
+    )
+    listing = backend.listing()
+    assert listing is not None
+    assert sorted(listing) == ["a.css", "composed.css", "sub/b.css"]
+    assert listing["a.css"].size == 1
+    assert listing["a.css"].md5 == md5(b"a")
+    assert listing["sub/b.css"].md5 == md5(b"bb")
+    assert backend.read("sub/b.css") == b"bb"
+    assert backend.read("missing.css") is None
+    digest = backend.digest("sub/b.css")
+    assert digest is not None and (digest.md5, digest.size) == (md5(b"bb"), 2)
+    assert backend.digest("missing.css") is None
+
+
+def test_a_blob_without_md5_is_known_by_its_generation() -> None:
+    """Composite blobs have no MD5 on the service (the emulator gives one)."""
+    from types import SimpleNamespace
+
+    from collectstatic_plus.backends import Remote
+    from collectstatic_plus.backends.gcs import _etag
+
+    with_md5 = SimpleNamespace(md5_hash="XUFAKrxLKna5cZ2REBfFkg==", generation=7)
+    composite = SimpleNamespace(md5_hash=None, generation=1712, etag="CPCNAhAB")
+    assert _etag(with_md5) == md5(b"hello")
+    assert Remote(5, _etag(with_md5)).md5 == md5(b"hello")
+    assert _etag(composite) == "generation:1712"
+    assert Remote(5, _etag(composite)).md5 is None
+
+
+def test_delete_many_raises_naming_the_blobs_it_could_not_delete(
+    bucket: GCSBucket,
+) -> None:
+    from storages.backends.gcloud import GoogleCloudStorage
+
+    from collectstatic_plus.backends.gcs import GCSBackend
+
+    storage = GoogleCloudStorage(**bucket.storage(location="static")["OPTIONS"])
+    backend = GCSBackend(storage)
+    for name in ("a.css", "b.css", "c.css"):
+        bucket.put(f"static/{name}", b"x")
+    real_batch = storage.client.batch
+
+    def batch_refusing_b(raise_exception: bool = True) -> Any:
+        batch = real_batch(raise_exception=raise_exception)
+        finish = batch.finish
+
+        def finish_then_refuse(raise_exception: bool = True) -> Any:
+            responses = finish(raise_exception=raise_exception)
+            for response, (_, url, *_rest) in zip(
+                responses, batch._requests, strict=True
+            ):
+                if url.split("?")[0].endswith("%2Fb.css"):
+                    response.status_code, response.reason = 403, "Forbidden"
+            return responses
+
+        batch.finish = finish_then_refuse
+        return batch
+
+    # The emulator never refuses a delete: the batch's answer for b.css is
+    # replaced by the service's 403 after the fact.
+    storage.client.batch = batch_refusing_b
+    with pytest.raises(OSError) as raised:
+        backend.delete_many(["a.css", "b.css", "gone.css"])
+    assert str(raised.value) == (
+        f"could not delete 1 blob(s) from bucket {bucket.name!r}: "
+        "'static/b.css' (403 Forbidden)"
+    )
+    assert sorted(bucket.contents()) == ["static/c.css"]

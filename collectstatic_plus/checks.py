@@ -123,6 +123,20 @@ def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                     id="collectstatic_plus.E009",
                 )
             )
+    for key in ("RETRIES", "RETRY_BUDGET"):
+        number = value.get(key)
+        if number is not None and (
+            isinstance(number, bool)
+            or not isinstance(number, int | float)
+            or number <= 0
+        ):
+            errors.append(
+                checks.Error(
+                    f"{SETTING_NAME}['{key}'] must be a positive number, not "
+                    f"{number!r}.",
+                    id="collectstatic_plus.E010",
+                )
+            )
     return errors
 
 

@@ -29,6 +29,7 @@ from .progress import Progress
 from .prune import Pruner
 from .record import Entry, Record, RecordError
 from .report import Report
+from .retry import PermanentError, Retry, Throttle
 from .sources import Digest, Source, digest, find_sources, mixed, stat_token
 from .staging import Staging, unwrap
 from .transfer import Failure, TransferPool
@@ -47,6 +48,8 @@ class RunOptions:
     keep_manifests: int = 3
     record_name: str = ".collectstatic-plus.json"
     minify: MinifySettings = field(default_factory=MinifySettings)
+    retries: int = 4
+    retry_budget: float = 60.0
 
 
 class Host(Protocol):
@@ -95,6 +98,9 @@ class Collector:
         self.progress_to = progress_to
         self.backend: Backend = backend_for(host.storage)
         self.minifier = Minifier(options.minify)
+        self.retry = Retry(
+            options.retries, options.retry_budget, throttle=Throttle(options.workers)
+        )
         self.warned: set[str] = set()
         self.winners: dict[str, Source] = {}
         self.sources: list[Source] = []
@@ -198,7 +204,7 @@ class Collector:
             self.knowledge = knowledge = self.learn()
         with self.report.phase("hash"):
             digests = self.hash_sources(knowledge)
-        self.copier = copier = Copier(self.host, self.backend, self.report)
+        self.copier = copier = Copier(self.host, self.backend, self.report, self.retry)
         with self.report.phase("transfer"):
             self.transfer(order, digests, knowledge, copier)
 
@@ -217,21 +223,29 @@ class Collector:
             done = copier.landed.get(item.prefixed_path) or digest
             progress.advance(1, done.size if done else 0)
 
-        with self.pool(on_interrupt=self.save_partial_record) as pool:
-            for item in order:
-                if isinstance(item, Duplicate):
-                    self.host.skip_duplicate(item.source.prefixed_path)
-                    continue
-                path = item.prefixed_path
-                decision = decide(
-                    path, digests.get(path), knowledge, options.force, options.verify
-                )
-                digest = digests.get(path)
-                if decision.action is Action.SKIP and digest is not None:
-                    copier.skip(item, digest)  # no I/O: not worth a thread
-                    progress.advance()
-                else:
-                    pool.submit(path, copy_one, item, digest, decision)
+        try:
+            with self.pool(on_interrupt=self.save_partial_record) as pool:
+                for item in order:
+                    if isinstance(item, Duplicate):
+                        self.host.skip_duplicate(item.source.prefixed_path)
+                        continue
+                    path = item.prefixed_path
+                    decision = decide(
+                        path,
+                        digests.get(path),
+                        knowledge,
+                        options.force,
+                        options.verify,
+                    )
+                    digest = digests.get(path)
+                    if decision.action is Action.SKIP and digest is not None:
+                        copier.skip(item, digest)  # no I/O: not worth a thread
+                        progress.advance()
+                    else:
+                        pool.submit(path, copy_one, item, digest, decision)
+        except PermanentError as error:
+            self.save_partial_record()
+            raise CommandError(str(error)) from error
         progress.close()
         if pool.failures:
             self.save_partial_record()
@@ -275,7 +289,9 @@ class Collector:
         if self.host.clear:
             return Knowledge(listing={}, record=None, cheap_reads=cheap)
         try:
-            listing = self.backend.listing()
+            listing = self.retry("Listing the destination", self.backend.listing)
+        except PermanentError as error:
+            raise CommandError(str(error)) from error
         except Exception as error:
             raise CommandError(
                 f"Could not list the destination: {type(error).__name__}: {error}"
@@ -315,6 +331,7 @@ class Collector:
             self.knowledge.listing,
             self.options.workers,
             simulate=host.dry_run,
+            retry=self.retry,
         )
         if host.dry_run:
             try:
@@ -367,7 +384,10 @@ class Collector:
         if new.same_content(self.previous):
             return  # a fresh checkout's new mtimes alone do not rewrite it
         try:
-            record.save(self.backend, self.options.record_name, new)
+            self.retry(
+                "Writing the sync record",
+                lambda: record.save(self.backend, self.options.record_name, new),
+            )
         except RecordError as error:
             self.warn(f"Could not write the sync record: {error}.")
 

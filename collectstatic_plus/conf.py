@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "MINIFY_EXCLUDE": [],
     # Also minify files that reference a source map (the map goes stale).
     "MINIFY_SOURCE_MAPPED": False,
+    # Attempts per storage call on transient errors, and seconds for them all.
+    "RETRIES": 4,
+    "RETRY_BUDGET": 60,
 }
 
 
@@ -88,6 +91,20 @@ class Settings:
     @property
     def MINIFY_SOURCE_MAPPED(self) -> bool:
         return self.get("MINIFY_SOURCE_MAPPED") is True
+
+    @property
+    def RETRIES(self) -> int:
+        value = self.get("RETRIES")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        return int(DEFAULTS["RETRIES"])
+
+    @property
+    def RETRY_BUDGET(self) -> float:
+        value = self.get("RETRY_BUDGET")
+        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return float(DEFAULTS["RETRY_BUDGET"])
 
 
 def _patterns(value: object, default: list[str]) -> tuple[str, ...]:

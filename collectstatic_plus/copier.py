@@ -10,6 +10,7 @@ from django.core.files.storage import Storage
 from .backends import Backend
 from .plan import Action, Decision
 from .report import Report
+from .retry import Retry
 from .sources import Digest, HashingFile, Source, digest_file
 
 
@@ -31,10 +32,13 @@ class Host(Protocol):
 class Copier:
     """Runs decisions; remembers what landed and what was found up to date."""
 
-    def __init__(self, host: Host, backend: Backend, report: Report) -> None:
+    def __init__(
+        self, host: Host, backend: Backend, report: Report, retry: Retry | None = None
+    ) -> None:
         self.host = host
         self.backend = backend
         self.report = report
+        self.retry = retry or Retry(attempts=1)
         #: Paths written in this run, with the content written.
         self.landed: dict[str, Digest] = {}
         #: Paths left alone because the destination holds this content.
@@ -69,6 +73,13 @@ class Copier:
         self.host.unmodified_files.append(source.prefixed_path)
         self.host.log(f"Skipping '{source.path}' (not modified)")
 
+    def save(self, source: Source, name: str) -> tuple[str, Digest | None]:
+        """One attempt at saving: the source is opened afresh each time."""
+        with source.storage.open(source.path) as handle:
+            content = HashingFile(handle.file, handle.name)
+            saved = str(self.host.storage.save(name, content))
+            return saved, content.digest
+
     def check(
         self,
         source: Source,
@@ -76,7 +87,8 @@ class Copier:
         exists: bool | None,
         old_size: int | None = None,
     ) -> None:
-        held = self.backend.digest(source.prefixed_path)
+        name = source.prefixed_path
+        held = self.retry(f"Reading '{name}'", lambda: self.backend.digest(name))
         if held == digest:
             self.skip(source, digest)
             return
@@ -109,13 +121,13 @@ class Copier:
     ) -> None:
         host, name = self.host, source.prefixed_path
         if exists is None:
-            exists = bool(host.storage.exists(name))
+            exists = self.retry(f"Checking '{name}'", lambda: host.storage.exists(name))
         if exists and not self.backend.overwrites_in_place:
             if host.dry_run:
                 host.log(f"Pretending to delete '{source.path}'")
             else:
                 host.log(f"Deleting '{source.path}'")
-                host.storage.delete(name)
+                self.retry(f"Deleting '{name}'", lambda: host.storage.delete(name))
         source_path = source.storage.path(source.path)
         if host.dry_run:
             host.log(f"Pretending to copy '{source_path}'", level=1)

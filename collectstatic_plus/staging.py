@@ -35,6 +35,7 @@ from django.core.files import File
 from django.core.files.storage import Storage
 
 from .backends import Backend, Listing, Remote
+from .retry import Retry
 from .sources import Digest, digest_bytes, digest_file
 from .transfer import TransferPool
 
@@ -111,10 +112,12 @@ class Staging:
         listing: Listing | None,
         workers: int,
         simulate: bool = False,
+        retry: Retry | None = None,
     ) -> None:
         main = unwrap(storage)
         #: Dry run: stage and compare, write nothing at all.
         self.simulate = simulate
+        self.retry = retry or Retry(attempts=1)
         self.main = Target(main)
         manifest_storage = unwrap(getattr(main, "manifest_storage", main))
         self.manifest_target = (
@@ -238,7 +241,9 @@ class Staging:
         return _same(remote, digest)
 
     def _write(self, name: str, staged: Staged) -> str:
-        saved = self.main.write(name, staged, self.overwrites)
+        saved = self.retry(
+            f"Writing '{name}'", lambda: self.main.write(name, staged, self.overwrites)
+        )
         with self.lock:
             self.written.append(name)
         return saved

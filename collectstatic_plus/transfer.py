@@ -4,8 +4,8 @@
 escapes a worker silently: it is recorded against the file's path and the
 caller reports every failure once all other files are done. Ctrl-C stops new
 work, lets work in flight finish, and becomes a one-line CommandError. A
-configuration error (``ImproperlyConfigured``) is the same for every file: it
-stops the run and is raised as it is, as stock collectstatic would. The number
+configuration error (``ImproperlyConfigured``, or a storage's PermanentError)
+is the same for every file: it stops the run and is raised as it is. The number
 of queued tasks is bounded, so a very large tree does not become a very large
 queue of pending futures.
 """
@@ -22,11 +22,13 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
+from .retry import PermanentError
+
 #: Tasks allowed to wait in the queue per worker, beyond those running.
 QUEUE_PER_WORKER = 4
 
 #: Errors that no other file can escape either: raised, not collected.
-FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured,)
+FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, PermanentError)
 
 
 @dataclass(frozen=True)

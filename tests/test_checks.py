@@ -81,6 +81,9 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
         ({"MINIFY": True, "MINIFY_EXCLUDE": ["vendor/*"]}, []),
         ({"MINIFY": "yes"}, ["collectstatic_plus.E008"]),
         ({"MINIFY_INCLUDE": "*.css"}, ["collectstatic_plus.E009"]),
+        ({"RETRIES": 2, "RETRY_BUDGET": 0.5}, []),
+        ({"RETRIES": 0}, ["collectstatic_plus.E010"]),
+        ({"RETRY_BUDGET": "1m"}, ["collectstatic_plus.E010"]),
     ],
 )
 def test_settings_are_validated(settings: Any, value: Any, expected: list[str]) -> None:
@@ -94,7 +97,7 @@ def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> No
     assert error.msg == "COLLECTSTATIC_PLUS has unknown key(s): WORKRES."
     assert error.hint == (
         "Known keys: KEEP_MANIFESTS, MINIFY, MINIFY_EXCLUDE, MINIFY_INCLUDE, "
-        "MINIFY_SOURCE_MAPPED, RECORD_NAME, WORKERS."
+        "MINIFY_SOURCE_MAPPED, RECORD_NAME, RETRIES, RETRY_BUDGET, WORKERS."
     )
 
 

@@ -1,16 +1,317 @@
-"""Azure Blob Storage (django-storages' AzureStorage): not written yet."""
+"""Azure Blob Storage: django-storages' AzureStorage and its subclasses."""
 
 from __future__ import annotations
 
+import hashlib
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
 from django.core.files.storage import Storage
 
-from . import Backend
+from ..conf import conf
+from ..sources import Digest
+from . import Backend, Listing, Remote
+
+#: Blobs per List Blobs page (the service's maximum).
+AZURE_LIST_PAGE = 5000
+#: Sub-requests in one blob batch request (the service's limit).
+AZURE_DELETE_BATCH = 256
+#: Failed blobs named in a delete error message (all are counted).
+NAMED_FAILURES = 10
 
 
-class _Unsupported(Backend):
+class AzureBackend(Backend):
+    """django-storages AzureStorage: List Blobs pages, batched deletes.
+
+    The listing gives each blob's Content-MD5, which Blob Storage keeps for
+    every blob written by a single Put Blob (any file under the SDK's
+    ``max_single_put_size``, 64 MiB by default), so a destination without a
+    sync record is still compared by content at no extra request.
+
+    For threads, the storage's client (created lazily by django-storages, then
+    shared) is built before the workers start, its HTTP connection pool is
+    widened to the worker count (requests keeps 10 per host, and discards the
+    connections of any further worker after each request), and large uploads
+    run on our workers instead of a pool of ``AZURE_UPLOAD_MAX_CONN`` threads
+    per file. The storage is as configured again afterwards.
+    """
+
+    kind = "azure"
+    #: Blobs asked for per List Blobs request.
+    page_size = AZURE_LIST_PAGE
+    #: Blobs deleted per blob batch request.
+    delete_batch = AZURE_DELETE_BATCH
+
     @staticmethod
     def handles(storage: Storage) -> bool:
-        return False
+        # An AzureStorage instance means its module is loaded; importing it
+        # otherwise would cost the Azure SDK's import for nothing.
+        module = sys.modules.get("storages.backends.azure_storage")
+        cls = getattr(module, "AzureStorage", None)
+        return cls is not None and isinstance(storage, cls)
+
+    @property
+    def azure(self) -> Any:
+        return self.storage
+
+    @property
+    def prefix(self) -> str:
+        location = str(self.azure.location or "").strip("/")
+        return location + "/" if location else ""
+
+    def blob_name(self, name: str) -> str:
+        """The blob that the storage reads and writes for ``name``.
+
+        AzureStorage strips dots and slashes from both ends of the full blob
+        name: with no location, ``.collectstatic-plus.json`` is stored as
+        ``collectstatic-plus.json``.
+        """
+        return str(self.azure._get_valid_path(name))
+
+    def fingerprint(self) -> str:
+        base = super().fingerprint()
+        account = getattr(self.azure, "account_name", None)
+        if not account:
+            return base
+        text = f"{base}\0account_name={account}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def listing(self) -> Listing | None:
+        prefix = self.prefix
+        # The record's blob is listed under the record's own name, whatever
+        # AzureStorage made of a leading dot, so that --delete keeps it.
+        record = conf.RECORD_NAME
+        record_blob = self.blob_name(record)
+        found: Listing = {}
+        blobs = self.azure.client.list_blobs(
+            name_starts_with=prefix or None,
+            include=["metadata"],
+            results_per_page=self.page_size,
+            timeout=self.azure.timeout,
+        )
+        for blob in blobs:
+            full: str = blob.name
+            if full.endswith("/") or _is_directory(blob):
+                continue
+            name = record if full == record_blob else full[len(prefix) :]
+            if name:
+                found[name] = Remote(int(blob.size or 0), _etag(blob))
+        return found
+
+    def read(self, name: str) -> bytes | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self.azure.client.download_blob(
+                self.blob_name(name), decompress=False, timeout=self.azure.timeout
+            )
+            data: bytes = downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        return data
+
+    def digest(self, name: str) -> Digest | None:
+        """MD5 and size of the stored bytes (not decompressed), streamed."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        md5 = hashlib.md5(usedforsecurity=False)
+        size = 0
+        try:
+            downloader = self.azure.client.download_blob(
+                self.blob_name(name), decompress=False, timeout=self.azure.timeout
+            )
+            for chunk in downloader.chunks():
+                md5.update(chunk)
+                size += len(chunk)
+        except ResourceNotFoundError:
+            return None
+        return Digest(md5.hexdigest(), size)
+
+    @property
+    def overwrites_in_place(self) -> bool:
+        """``AZURE_OVERWRITE_FILES``: else ``save`` picks a new name if taken."""
+        return bool(getattr(self.azure, "overwrite_files", False))
+
+    def delete_many(self, names: Iterable[str]) -> None:
+        """Delete through blob batch requests of up to 256 blobs each.
+
+        Azurite supports blob batch too. A blob already gone counts as
+        deleted (as ``AzureStorage.delete`` treats it); any other failure is
+        raised after every batch was tried, naming the blobs that remain.
+        """
+        from azure.core.exceptions import HttpResponseError
+
+        blobs = [self.blob_name(name) for name in names]
+        failed: list[str] = []
+        for start in range(0, len(blobs), self.delete_batch):
+            batch = blobs[start : start + self.delete_batch]
+            try:
+                parts = list(
+                    self.azure.client.delete_blobs(
+                        *batch, raise_on_any_failure=False, timeout=self.azure.timeout
+                    )
+                )
+            except HttpResponseError as error:
+                reason = f"{error.status_code} {_first_line(error)}".strip()
+                failed.extend(f"{blob!r} ({reason})" for blob in batch)
+                continue
+            if len(parts) != len(batch):
+                failed.extend(
+                    f"{blob!r} (the batch answered {len(parts)} of {len(batch)})"
+                    for blob in batch
+                )
+                continue
+            for blob, part in zip(batch, parts, strict=True):
+                if part.status_code not in (200, 202, 204, 404):
+                    failed.append(f"{blob!r} ({_reason(part)})")
+        if failed:
+            shown = ", ".join(failed[:NAMED_FAILURES])
+            more = len(failed) - NAMED_FAILURES
+            raise OSError(
+                f"could not delete {len(failed)} blob(s): {shown}"
+                + (f" and {more} more" if more > 0 else "")
+            )
+
+    @contextmanager
+    def prepared_for_threads(self, workers: int) -> Iterator[None]:
+        if workers <= 1:
+            yield
+            return
+        azure = self.azure
+        client = azure.client  # one client for all workers, built before them
+        saved_max_conn = azure.upload_max_conn
+        azure.upload_max_conn = 1
+        restore_pool = _widen_pool(client, workers)
+        try:
+            yield
+        finally:
+            azure.upload_max_conn = saved_max_conn
+            restore_pool()
+
+    @contextmanager
+    def counting(self, count: Callable[[str], None]) -> Iterator[None]:
+        """Count HTTP requests by Blob service operation (PutBlob, ListBlobs, ...).
+
+        A response hook on the client's requests session sees every request
+        sent, retries included. A client on another transport is not counted.
+        """
+        session = client_session(self.azure.client)
+        if session is None:
+            yield
+            return
+
+        def hook(response: Any, *args: Any, **kwargs: Any) -> None:
+            count(operation(response.request.method, response.request.url))
+
+        hooks: list[Any] = session.hooks.setdefault("response", [])
+        hooks.append(hook)
+        try:
+            yield
+        finally:
+            hooks.remove(hook)
 
 
-BACKEND = _Unsupported
+def operation(method: str, url: str) -> str:
+    """The Blob service operation an HTTP request is, named as in the REST API."""
+    query = parse_qs(urlsplit(url).query)
+    comp = query.get("comp", [""])[0]
+    if query.get("restype", [""])[0] == "container":
+        if comp == "list":
+            return "ListBlobs"
+        if comp == "batch":
+            return "BlobBatch"
+        if not comp:
+            named = {"PUT": "CreateContainer", "DELETE": "DeleteContainer"}
+            return named.get(method, "GetContainerProperties")
+        return f"{method} container comp={comp}"
+    if comp == "block":
+        return "PutBlock"
+    if comp == "blocklist":
+        return "PutBlockList"
+    if comp:
+        return f"{method} comp={comp}"
+    plain = {
+        "PUT": "PutBlob",
+        "GET": "GetBlob",
+        "HEAD": "GetBlobProperties",
+        "DELETE": "DeleteBlob",
+    }
+    return plain.get(method, method)
+
+
+def _etag(blob: Any) -> str:
+    """Content-MD5 as lowercase hex when the blob has one, else its ETag."""
+    settings = getattr(blob, "content_settings", None)
+    md5 = getattr(settings, "content_md5", None)
+    if isinstance(md5, (bytes, bytearray)) and len(md5) == 16:
+        return bytes(md5).hex()
+    return str(blob.etag or "").strip('"')
+
+
+def _is_directory(blob: Any) -> bool:
+    """A directory entry of an account with a hierarchical namespace."""
+    metadata = getattr(blob, "metadata", None) or {}
+    return str(metadata.get("hdi_isfolder", "")).lower() == "true"
+
+
+def _reason(part: Any) -> str:
+    """Status and error code of one sub-response of a blob batch."""
+    code = part.headers.get("x-ms-error-code") or part.reason or ""
+    return f"{part.status_code} {code}".strip()
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _transport(client: Any) -> Any:
+    """The client's own HTTP transport, under the SDK's wrappers."""
+    pipeline = getattr(client, "_pipeline", None)
+    transport: Any = getattr(pipeline, "_transport", None)
+    while hasattr(transport, "_transport"):  # TransportWrapper
+        transport = transport._transport
+    return transport
+
+
+def client_session(client: Any) -> Any:
+    """The requests session the client sends through, or None.
+
+    That is the SDK's default transport (azure-core's RequestsTransport); a
+    client given another transport has none.
+    """
+    import requests
+
+    transport = _transport(client)
+    if transport is None or not hasattr(transport, "session"):
+        return None
+    if transport.session is None:
+        transport.open()  # creates the session it would create on first use
+    session = transport.session
+    return session if isinstance(session, requests.Session) else None
+
+
+def _widen_pool(client: Any, workers: int) -> Callable[[], None]:
+    """Let the session keep ``workers`` connections to the account; undo later."""
+    from requests.adapters import HTTPAdapter
+
+    session = client_session(client)
+    adapter = session.get_adapter(client.url) if session is not None else None
+    if not isinstance(adapter, HTTPAdapter):
+        return lambda: None
+    saved = (adapter._pool_connections, adapter._pool_maxsize, adapter._pool_block)
+    if saved[1] >= workers:
+        return lambda: None
+
+    def resize(connections: int, maxsize: int, block: bool) -> None:
+        adapter.poolmanager.clear()
+        adapter.init_poolmanager(connections, maxsize, block=block)
+
+    resize(saved[0], workers, saved[2])
+    return lambda: resize(*saved)
+
+
+BACKEND = AzureBackend

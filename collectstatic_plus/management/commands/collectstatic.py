@@ -8,10 +8,12 @@ hands the run to :class:`collectstatic_plus.collector.Collector`.
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 from typing import Any
 
 from django.contrib.staticfiles.management.commands import collectstatic as stock
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
 from ...backends import Backend, backend_for
@@ -53,6 +55,17 @@ def count(value: str) -> int:
             f"must be 0 or a positive number, not {value!r}"
         )
     return number
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install a SIGTERM handler (main thread only); return the previous one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 class Command(stock.Command):
@@ -179,6 +192,8 @@ class Command(stock.Command):
             max_delete=self.option_count(options, "max_delete", minimum=0),
             keep_manifests=keep if keep is not None else conf.KEEP_MANIFESTS,
             record_name=conf.RECORD_NAME,
+            retries=conf.RETRIES,
+            retry_budget=conf.RETRY_BUDGET,
             minify=MinifySettings(
                 enabled=minify,
                 include=conf.MINIFY_INCLUDE,
@@ -221,6 +236,22 @@ class Command(stock.Command):
         """Serialise log lines: workers log concurrently."""
         with self._log_lock:
             super().log(msg, level)
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        """SIGTERM stops the run like Ctrl-C; user mistakes print as one line."""
+        previous = _on_sigterm(_interrupt)
+        try:
+            return super().execute(*args, **options)
+        except ImproperlyConfigured as error:
+            # Stock raises these (Django's own tests expect it); on the command
+            # line they deserve a message, not a traceback.
+            if getattr(self, "_called_from_command_line", False) and not options.get(
+                "traceback"
+            ):
+                raise CommandError(str(error)) from error
+            raise
+        finally:
+            _on_sigterm(previous)
 
     def handle(self, **options: Any) -> str | None:
         """Stock's handle; ``--check`` then fails if anything would change."""

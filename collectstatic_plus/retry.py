@@ -1,0 +1,192 @@
+"""Retries for transient failures, and a concurrency limit that backs off.
+
+A storage call that fails with a transient error (a dropped connection, a
+timeout, HTTP 500/502/503/504, S3's SlowDown) is tried again after an
+exponential backoff with jitter, up to ``attempts`` times and ``budget``
+seconds in all. These retries wrap the whole storage call, so they come on
+top of the SDK's own (botocore's legacy mode tries 5 times): at worst an
+operation is sent attempts x SDK-attempts times, all bounded in time.
+
+A permanent error (access denied, a missing bucket, bad or missing
+credentials) is the same for every file: :class:`PermanentError` stops the
+run with one message instead of one failure per file.
+
+:class:`Throttle` bounds how many storage calls run at once: it halves when
+the service says it is throttling (503 SlowDown) and creeps back up after a
+run of successes, so a throttled pool stops hammering.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+TRANSIENT_STATUS = {500, 502, 503, 504}
+TRANSIENT_CODES = {
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "ServerBusy",
+    "OperationTimedOut",
+}
+THROTTLING_CODES = {"SlowDown", "Throttling", "ThrottlingException", "ServerBusy"}
+PERMANENT_CODES = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "AccountProblem",
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "ContainerNotFound",
+}
+TRANSIENT_NAMES = {
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ReadTimeoutError",
+    "ConnectTimeoutError",
+    "ProtocolError",
+    "IncompleteReadError",
+    "ResponseStreamingError",
+    "ServiceRequestError",
+    "ServiceResponseError",
+}
+PERMANENT_NAMES = {
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "ClientAuthenticationError",
+}
+
+
+class PermanentError(Exception):
+    """A failure no other file will escape; the message says what to fix."""
+
+
+def describe(error: BaseException) -> tuple[int | None, str | None]:
+    """HTTP status and service error code of an SDK error, where it has them."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = response.get("Error", {}).get("Code")
+        return (int(status) if status else None), (str(code) if code else None)
+    status = getattr(error, "status_code", None)
+    code = getattr(error, "error_code", None)
+    return (int(status) if isinstance(status, int) else None), (
+        str(code) if code else None
+    )
+
+
+def classify(error: BaseException) -> str:
+    """``"transient"``, ``"throttled"``, ``"permanent"`` or ``"other"``."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names & PERMANENT_NAMES:
+        return "permanent"
+    status, code = describe(error)
+    if code in PERMANENT_CODES or status in (401, 403):
+        return "permanent"
+    if code in THROTTLING_CODES or status == 503:
+        return "throttled"
+    if code in TRANSIENT_CODES or status in TRANSIENT_STATUS:
+        return "transient"
+    if names & TRANSIENT_NAMES or isinstance(error, ConnectionError | TimeoutError):
+        return "transient"
+    return "other"
+
+
+class Throttle:
+    """At most ``limit`` calls at once; halves on throttling, regrows slowly."""
+
+    def __init__(self, limit: int) -> None:
+        self.ceiling = max(limit, 1)
+        self.limit = self.ceiling
+        self.running = 0
+        self.successes = 0
+        self.condition = threading.Condition()
+
+    def __enter__(self) -> Throttle:
+        with self.condition:
+            while self.running >= self.limit:
+                self.condition.wait()
+            self.running += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self.condition:
+            self.running -= 1
+            self.condition.notify()
+
+    def throttled(self) -> None:
+        with self.condition:
+            self.limit = max(1, self.limit // 2)
+            self.successes = 0
+
+    def succeeded(self) -> None:
+        with self.condition:
+            self.successes += 1
+            if self.limit < self.ceiling and self.successes >= 20:
+                self.limit += 1
+                self.successes = 0
+                self.condition.notify()
+
+
+class Retry:
+    def __init__(
+        self,
+        attempts: int = 4,
+        budget: float = 60.0,
+        base: float = 0.1,
+        cap: float = 5.0,
+        throttle: Throttle | None = None,
+        sleep: Callable[[float], Any] = time.sleep,
+    ) -> None:
+        self.attempts = attempts
+        self.budget = budget
+        self.base = base
+        self.cap = cap
+        self.throttle = throttle or Throttle(1 << 30)
+        self.sleep = sleep
+        self.retried = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, what: str, call: Callable[[], T]) -> T:
+        """Run ``call`` (about ``what``), retrying transient failures."""
+        started = time.monotonic()
+        for attempt in range(1, self.attempts + 1):
+            try:
+                with self.throttle:
+                    result = call()
+            except Exception as error:
+                kind = classify(error)
+                if kind == "permanent":
+                    status, code = describe(error)
+                    cause = code or (
+                        f"HTTP {status}" if status else type(error).__name__
+                    )
+                    raise PermanentError(
+                        f"{what}: {cause}: {error}. The destination refuses every "
+                        "request like this; check its credentials, bucket and "
+                        "permissions."
+                    ) from error
+                if kind == "throttled":
+                    self.throttle.throttled()
+                out_of_time = time.monotonic() - started > self.budget
+                if kind == "other" or attempt == self.attempts or out_of_time:
+                    raise
+                with self.lock:
+                    self.retried += 1
+                delay = min(self.cap, self.base * 2 ** (attempt - 1))
+                self.sleep(delay * random.uniform(0.5, 1.5))
+            else:
+                self.throttle.succeeded()
+                return result
+        raise AssertionError("unreachable")  # pragma: no cover

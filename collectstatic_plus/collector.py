@@ -390,6 +390,14 @@ class Collector:
             )
         except RecordError as error:
             self.warn(f"Could not write the sync record: {error}.")
+        except Exception as error:
+            message = (
+                f"Could not write the sync record: {type(error).__name__}: {error}"
+            )
+            if not complete:  # the failure being reported matters more
+                self.warn(message + ".")
+                return
+            raise CommandError(message) from error
 
     def next_record(self, copier: Copier, known: Knowledge, complete: bool) -> Record:
         previous = self.previous

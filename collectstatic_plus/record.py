@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 
 from .backends import Backend, Remote
@@ -205,6 +206,8 @@ def load(backend: Backend, name: str, fingerprint: str) -> Record | None:
     """
     try:
         data = backend.read(name)
+    except ImproperlyConfigured:
+        raise
     except Exception as error:
         raise RecordError(f"cannot be read ({type(error).__name__}: {error})") from None
     if data is None:

@@ -115,7 +115,7 @@ def stat_token(source: Source) -> str | None:
     try:
         path = source.storage.path(source.path)
         stat = os.stat(path)
-    except (NotImplementedError, OSError):
+    except Exception:  # no local path, a path outside its root, or gone
         return None
     text = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
     return hashlib.sha256(text.encode(), usedforsecurity=False).hexdigest()[:32]

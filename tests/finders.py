@@ -1,0 +1,25 @@
+"""A finder that offers a path escaping the destination, as a buggy one might."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib.staticfiles.finders import BaseFinder
+from django.core.files.storage import FileSystemStorage
+
+
+class EscapingFinder(BaseFinder):
+    def check(self, **kwargs: Any) -> list[Any]:
+        return []
+
+    def find(self, path: str, find_all: bool = False, **kwargs: Any) -> list[str]:
+        return []
+
+    def list(self, ignore_patterns: Any) -> Iterator[tuple[str, FileSystemStorage]]:
+        import tempfile
+
+        folder = tempfile.mkdtemp()
+        with open(f"{folder}/escape.css", "w") as handle:
+            handle.write("a{}")
+        yield "../escape.css", FileSystemStorage(location=f"{folder}/inner")

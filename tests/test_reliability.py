@@ -1,0 +1,313 @@
+"""Retries, permanent errors, interrupts and bad input: clear and bounded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from django.core.management import CommandError
+
+from collectstatic_plus.retry import PermanentError, Retry, Throttle, classify
+
+from .buckets import Bucket
+from .conftest import RECORD, read_tree, run_collectstatic, write_tree
+from .servers.s3 import S3Server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def client_error(status: int, code: str) -> ClientError:
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": code},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "PutObject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (client_error(503, "SlowDown"), "throttled"),
+        (client_error(500, "InternalError"), "transient"),
+        (client_error(504, "GatewayTimeout"), "transient"),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), "transient"),
+        (ConnectionResetError(), "transient"),
+        (client_error(403, "AccessDenied"), "permanent"),
+        (client_error(404, "NoSuchBucket"), "permanent"),
+        (NoCredentialsError(), "permanent"),
+        (client_error(400, "InvalidRequest"), "other"),
+        (ValueError("bad"), "other"),
+    ],
+)
+def test_errors_are_classified(error: Exception, kind: str) -> None:
+    assert classify(error) == kind
+
+
+def test_transient_failures_are_retried_with_growing_jittered_delays() -> None:
+    delays: list[float] = []
+    retry = Retry(attempts=4, base=0.1, cap=5, sleep=delays.append)
+    failures = [client_error(500, "InternalError")] * 3
+
+    def flaky() -> str:
+        if failures:
+            raise failures.pop()
+        return "done"
+
+    assert retry("Writing 'a.css'", flaky) == "done"
+    assert retry.retried == 3
+    # Exponential: 0.1, 0.2, 0.4 seconds, each with +-50 % jitter.
+    for delay, base in zip(delays, (0.1, 0.2, 0.4), strict=True):
+        assert 0.5 * base <= delay <= 1.5 * base
+
+
+def test_retries_are_bounded() -> None:
+    retry = Retry(attempts=3, sleep=lambda _: None)
+    calls = []
+
+    def always() -> None:
+        calls.append(1)
+        raise client_error(503, "SlowDown")
+
+    with pytest.raises(ClientError):
+        retry("x", always)
+    assert len(calls) == 3
+
+
+def test_permanent_errors_stop_at_once_with_one_message() -> None:
+    retry = Retry(attempts=5, sleep=lambda _: None)
+    calls = []
+
+    def denied() -> None:
+        calls.append(1)
+        raise client_error(403, "AccessDenied")
+
+    with pytest.raises(PermanentError) as raised:
+        retry("Writing 'a.css'", denied)
+    assert len(calls) == 1
+    assert str(raised.value).startswith("Writing 'a.css': AccessDenied: ")
+
+
+def test_throttle_halves_on_slowdown_and_grows_back() -> None:
+    throttle = Throttle(16)
+    throttle.throttled()
+    throttle.throttled()
+    assert throttle.limit == 4
+    for _ in range(40):
+        throttle.succeeded()
+    assert throttle.limit == 6
+
+
+def settings_module(tmp_path: Path, name: str, body: str) -> dict[str, str]:
+    (tmp_path / f"{name}.py").write_text(
+        "from tests.settings import *\n" + textwrap.dedent(body)
+    )
+    return {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+        "DJANGO_SETTINGS_MODULE": name,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "django", "collectstatic", "--noinput", *args],
+        env={k: v for k, v in env.items() if not k.startswith("AWS_ACCESS")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_missing_static_root_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a{}"})
+    env = settings_module(
+        tmp_path, "no_root", f"STATICFILES_DIRS = [{str(source)!r}]\n"
+    )
+    result = cli(env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "CommandError: You're using the staticfiles app without having set the "
+        "STATIC_ROOT setting to a filesystem path.\n"
+    )
+
+
+def test_storage_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
+    env = settings_module(
+        tmp_path,
+        "bad_backend",
+        """
+        STATIC_ROOT = "/tmp/never"
+        STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "nowhere.Storage"}}
+        """,
+    )
+    result = cli(env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(
+        "CommandError: Could not find backend 'nowhere.Storage'"
+    )
+
+
+def test_static_root_that_is_a_file_fails_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file")
+    source = write_tree(tmp_path / "src", {"a.css": "a{}", "b.js": "1"})
+    env = settings_module(
+        tmp_path,
+        "root_is_file",
+        f"""
+        STATIC_ROOT = {str(tmp_path / "taken" / "static")!r}
+        STATICFILES_DIRS = [{str(source)!r}]
+        """,
+    )
+    result = cli(env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith(
+        "CommandError: 2 static files could not be collected: a.css, b.js"
+    )
+
+
+@pytest.mark.parametrize("problem", ["no credentials", "no bucket"])
+def test_s3_permanent_errors_stop_with_one_message(
+    tmp_path: Path, s3_server: S3Server, problem: str
+) -> None:
+    source = write_tree(tmp_path / "src", {f"f{i}.css": f"a{i}{{}}" for i in range(30)})
+    options: dict[str, Any] = {
+        "bucket_name": "no-such-bucket"
+        if problem == "no bucket"
+        else Bucket(s3_server).name,
+        "endpoint_url": s3_server.endpoint_url,
+        "region_name": "us-east-1",
+    }
+    if problem == "no bucket":
+        options.update(access_key="testing", secret_key="testing")
+    env = settings_module(
+        tmp_path,
+        "s3_problem",
+        f"""
+        STATICFILES_DIRS = [{str(source)!r}]
+        STORAGES = {{**STORAGES, "staticfiles": {{
+            "BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {options!r}}}}}
+        """,
+    )
+    env.pop("AWS_ACCESS_KEY_ID", None)
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+    result = cli(env, "--parallel", "8")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    expected = "NoSuchBucket" if problem == "no bucket" else "NoCredentialsError"
+    assert lines[0].startswith(f"CommandError: Listing the destination: {expected}")
+
+
+def test_path_escaping_the_destination_is_refused_and_named(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"ok.css": "a{}"}))]
+    settings.STATICFILES_FINDERS = [
+        *settings.STATICFILES_FINDERS,
+        "tests.finders.EscapingFinder",
+    ]
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(parallel=4)
+    assert str(raised.value) == "1 static file could not be collected: ../escape.css."
+    assert not (tmp_path / "escape.css").exists()
+    assert (static_root / "ok.css").exists()
+
+
+def test_broken_symlink_in_sources_is_named(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "src", {"ok.css": "a{}"})
+    (source / "gone.css").symlink_to(tmp_path / "missing.css")
+    settings.STATICFILES_DIRS = [str(source)]
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic()
+    assert str(raised.value) == "1 static file could not be collected: gone.css."
+
+
+NAMES = ["with space.css", "café/ünï.js", "100%.css", "a+b&c=d.js", "q?x#y.css"]
+
+
+def test_awkward_names_round_trip_locally(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "src", {name: f"/* {name} */" for name in NAMES})
+    settings.STATICFILES_DIRS = [str(source)]
+    run_collectstatic(parallel=4)
+    assert read_tree(static_root) == read_tree(source)
+    assert "5 unmodified" in run_collectstatic().stdout
+
+
+def test_awkward_names_round_trip_on_s3(
+    tmp_path: Path, settings: Any, s3_server: S3Server
+) -> None:
+    source = write_tree(tmp_path / "src", {name: f"/* {name} */" for name in NAMES})
+    settings.STATICFILES_DIRS = [str(source)]
+    bucket = Bucket(s3_server)
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": bucket.storage()}
+    run_collectstatic(parallel=4)
+    assert bucket.contents() == read_tree(source)
+    s3_server.reset_requests()
+    assert run_collectstatic().stdout == "\n0 static files copied, 5 unmodified.\n"
+    assert not [r for r in s3_server.requests() if r.startswith("PUT")]
+
+
+def test_sigterm_stops_cleanly_and_records_only_what_landed(tmp_path: Path) -> None:
+    source = write_tree(
+        tmp_path / "src", {f"d/f{i}.js": f"var f{i};" for i in range(200)}
+    )
+    root = tmp_path / "root"
+    env = settings_module(
+        tmp_path,
+        "sigterm_settings",
+        f"""
+        STATIC_ROOT = {str(root)!r}
+        STATICFILES_DIRS = [{str(source)!r}]
+        STORAGES = {{**STORAGES, "staticfiles": {{
+            "BACKEND": "tests.storages.SlowStorage"}}}}
+        """,
+    )
+    env["SLOW_STORAGE_DELAY"] = "0.1"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "collectstatic",
+            "--noinput",
+            "--parallel",
+            "4",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not (root.exists() and len(read_tree(root)) >= 10):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    landed = read_tree(root)
+    record = json.loads((root / RECORD).read_bytes())
+    assert sorted(record["files"]) == sorted(landed)
+    assert 10 <= len(landed) < 200

@@ -35,6 +35,21 @@ HASHING_ATTRIBUTES = (
 )
 
 
+def stable(value: Any) -> Any:
+    """``value`` as plain data that is the same in every process.
+
+    Objects such as credentials are reduced to their class: their repr holds
+    a memory address that would change the key on every run.
+    """
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, list | tuple):
+        return [stable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): stable(item) for key, item in sorted(value.items())}
+    return f"<{type(value).__module__}.{type(value).__qualname__}>"
+
+
 def inputs_key(storage: Storage, digests: Mapping[str, Digest]) -> str:
     """Everything post-processing depends on, as one hash.
 
@@ -47,7 +62,7 @@ def inputs_key(storage: Storage, digests: Mapping[str, Digest]) -> str:
     inputs = {
         "files": sorted((path, digest.md5) for path, digest in digests.items()),
         "class": f"{cls.__module__}.{cls.__qualname__}",
-        "options": repr(options),
+        "options": stable(options),
         "attributes": {a: repr(getattr(storage, a, None)) for a in HASHING_ATTRIBUTES},
         "django": django.get_version(),
         "collectstatic_plus": __version__,

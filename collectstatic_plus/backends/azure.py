@@ -23,6 +23,18 @@ AZURE_DELETE_BATCH = 256
 NAMED_FAILURES = 10
 
 
+class BlobDeleteError(OSError):
+    """Blobs that could not be deleted, with the first failure's HTTP status
+    and service error code (which tell a retry whether to try again)."""
+
+    def __init__(
+        self, message: str, status_code: int | None, error_code: str | None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_code = error_code
+
+
 class AzureBackend(Backend):
     """django-storages AzureStorage: List Blobs pages, batched deletes.
 
@@ -146,6 +158,7 @@ class AzureBackend(Backend):
 
         blobs = [self.blob_name(name) for name in names]
         failed: list[str] = []
+        first: tuple[int | None, str | None] | None = None
         for start in range(0, len(blobs), self.delete_batch):
             batch = blobs[start : start + self.delete_batch]
             try:
@@ -157,6 +170,7 @@ class AzureBackend(Backend):
             except HttpResponseError as error:
                 reason = f"{error.status_code} {_first_line(error)}".strip()
                 failed.extend(f"{blob!r} ({reason})" for blob in batch)
+                first = first or (error.status_code, getattr(error, "error_code", None))
                 continue
             if len(parts) != len(batch):
                 failed.extend(
@@ -167,12 +181,17 @@ class AzureBackend(Backend):
             for blob, part in zip(batch, parts, strict=True):
                 if part.status_code not in (200, 202, 204, 404):
                     failed.append(f"{blob!r} ({_reason(part)})")
+                    code = part.headers.get("x-ms-error-code")
+                    first = first or (part.status_code, code)
         if failed:
             shown = ", ".join(failed[:NAMED_FAILURES])
             more = len(failed) - NAMED_FAILURES
-            raise OSError(
+            status, code = first or (None, None)
+            raise BlobDeleteError(
                 f"could not delete {len(failed)} blob(s): {shown}"
-                + (f" and {more} more" if more > 0 else "")
+                + (f" and {more} more" if more > 0 else ""),
+                status,
+                code,
             )
 
     @contextmanager

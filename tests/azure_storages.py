@@ -1,0 +1,41 @@
+"""Azure storages used by the tests (django-storages has no manifest one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from django.contrib.staticfiles.storage import ManifestFilesMixin
+from storages.backends.azure_storage import AzureStorage
+
+from collectstatic_plus.backends.azure import client_session
+
+
+class AzureManifestStorage(ManifestFilesMixin, AzureStorage):  # type: ignore[misc]
+    """Hashed names and a manifest, kept in the container.
+
+    A missing blob only fails when its file is read (``ResourceNotFoundError``,
+    not ``FileNotFoundError``), so a first run must be told there is no
+    manifest yet.
+    """
+
+    def read_manifest(self) -> Any:
+        try:
+            return super().read_manifest()
+        except ResourceNotFoundError:
+            return None
+
+
+class ObservedAzureStorage(AzureStorage):  # type: ignore[misc]
+    """Records the client settings each upload runs with."""
+
+    seen: list[tuple[int, int, int]] = []
+
+    def _save(self, name: str, content: Any) -> str:
+        if not name.endswith("collectstatic-plus.json"):
+            session = client_session(self.client)
+            adapter = session.get_adapter(self.client.url)
+            type(self).seen.append(
+                (self.upload_max_conn, adapter._pool_maxsize, id(self.client))
+            )
+        return super()._save(name, content)  # type: ignore[no-any-return]

@@ -99,8 +99,14 @@ class HashingFile(File):  # type: ignore[type-arg]
 
     @property
     def digest(self) -> Digest | None:
-        at_end = self._raw.read(1) == b""
-        if not (self._whole and at_end):
+        """None unless every byte went through ``read`` (a storage may read
+        the underlying ``file`` directly, as AzureStorage does)."""
+        try:
+            through_us = self._raw.tell() == self._size
+            at_end = self._raw.read(1) == b""
+        except (AttributeError, OSError, ValueError):
+            return None
+        if not (self._whole and through_us and at_end):
             return None
         return Digest(self._md5.hexdigest(), self._size)
 

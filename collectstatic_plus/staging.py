@@ -34,7 +34,7 @@ from typing import Any
 from django.core.files import File
 from django.core.files.storage import Storage
 
-from .backends import Backend, Listing, Remote
+from .backends import Backend, Listing, Remote, backend_for
 from .retry import Retry
 from .sources import Digest, digest_bytes, digest_file
 from .transfer import TransferPool
@@ -292,7 +292,10 @@ class Staging:
         if target is self.main and self._holds(name, staged.digest):
             self.identical.append(name)
             return
-        overwrites = bool(getattr(target.storage, "file_overwrite", False))
+        if target is self.main:
+            overwrites = self.overwrites
+        else:
+            overwrites = backend_for(target.storage).overwrites_in_place
         target.write(name, staged, overwrites)
         self.written.append(name)
 

@@ -323,15 +323,6 @@ def test_changing_k_files_puts_exactly_those_blobs_and_the_record(
     assert container.contents() == read_tree(source)
 
 
-HASHING_FILE_BYPASSED = pytest.mark.xfail(
-    strict=True,
-    reason="AzureStorage._save uploads content.file, bypassing HashingFile.read, "
-    "and HashingFile.digest then reports the empty file (md5 d41d8..., size 0) "
-    "for every new file; fix in collectstatic_plus/sources.py",
-)
-
-
-@HASHING_FILE_BYPASSED
 def test_record_holds_the_md5_and_size_of_each_new_blob(
     tmp_path: Path, settings: Any, container: Container
 ) -> None:
@@ -346,7 +337,6 @@ def test_record_holds_the_md5_and_size_of_each_new_blob(
     assert f"Bytes copied: {sum(map(len, read_tree(source).values()))}" in run.stdout
 
 
-@HASHING_FILE_BYPASSED
 def test_fresh_checkout_with_new_mtimes_uploads_nothing(
     tmp_path: Path, settings: Any, container: Container
 ) -> None:
@@ -737,12 +727,6 @@ def test_manifest_one_changed_css_uploads_only_what_depends_on_it(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Staging._flush_manifest reads S3's `file_overwrite` instead of the "
-    "backend's overwrites_in_place, so it deletes the manifest (HEAD + DELETE) "
-    "before rewriting it; fix in collectstatic_plus/staging.py",
-)
 def test_manifest_is_rewritten_in_place_without_a_delete(
     tmp_path: Path, settings: Any, container: Container
 ) -> None:

@@ -302,7 +302,10 @@ class Collector:
     def load_record(self) -> Record | None:
         name = self.options.record_name
         try:
-            return record.load(self.backend, name, self.backend.fingerprint())
+            return self.retry(
+                "Reading the sync record",
+                lambda: record.load(self.backend, name, self.backend.fingerprint()),
+            )
         except RecordError as error:
             self.warn(f"Ignoring the sync record '{name}': {error}.")
             return None
@@ -404,7 +407,7 @@ class Collector:
         listing = known.listing
         seen_after: Listing | None = listing
         if copier.landed and listing is not None:
-            seen_after = self.backend.listing()
+            seen_after = self.retry("Listing the destination", self.backend.listing)
         files: dict[str, Entry] = {}
         if previous is not None:
             for path, entry in previous.files.items():
@@ -429,7 +432,7 @@ class Collector:
         return Record(self.backend.fingerprint(), files, manifests, state)
 
     def prune(self) -> None:
-        pruner = Pruner(self.host, self.backend, self.options.max_delete)
+        pruner = Pruner(self.host, self.backend, self.options.max_delete, self.retry)
         keep = set(self.found_files) | self.outputs | {self.options.record_name}
         manifest_name = getattr(self.host.storage, "manifest_name", None)
         if isinstance(manifest_name, str):

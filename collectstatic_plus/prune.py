@@ -9,6 +9,7 @@ from django.core.management.base import CommandError
 
 from .backends import Backend
 from .record import is_safe_path
+from .retry import Retry
 
 #: Derived files that post-processors write beside a kept file (WhiteNoise
 #: compresses to .gz and .br without yielding those names).
@@ -25,10 +26,17 @@ class Host(Protocol):
 class Pruner:
     """Decides which files are stale and deletes them, in batches if it can."""
 
-    def __init__(self, host: Host, backend: Backend, max_delete: int | None) -> None:
+    def __init__(
+        self,
+        host: Host,
+        backend: Backend,
+        max_delete: int | None,
+        retry: Retry | None = None,
+    ) -> None:
         self.host = host
         self.backend = backend
         self.max_delete = max_delete
+        self.retry = retry or Retry(attempts=1)
 
     def stale(self, existing: Iterable[str], keep: set[str]) -> list[str]:
         kept = keep | {path + suffix for path in keep for suffix in DERIVED_SUFFIXES}
@@ -48,5 +56,5 @@ class Pruner:
             self.host.log(f"{verb} stale '{path}'", level=1)
             self.host.note_deleted(path)
         if stale and not self.host.dry_run:
-            self.backend.delete_many(stale)
+            self.retry("Deleting stale files", lambda: self.backend.delete_many(stale))
         return stale

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.core.files import File
@@ -278,7 +279,7 @@ class Staging:
         # a name this run staged and dropped never reached the destination.
         for name in sorted(self.deleted - set(self.staged)):
             if self._existed(name):
-                self.main.delete(name)
+                self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
         if self.manifest is not None and self.manifest_name is not None:
             self._flush_manifest(self.manifest_name, self.manifest)
 
@@ -296,7 +297,7 @@ class Staging:
             overwrites = self.overwrites
         else:
             overwrites = backend_for(target.storage).overwrites_in_place
-        target.write(name, staged, overwrites)
+        self.retry(f"Writing '{name}'", lambda: target.write(name, staged, overwrites))
         self.written.append(name)
 
 

@@ -23,7 +23,7 @@ from . import __version__, record
 from .backends import Backend, Listing, backend_for
 from .copier import Copier
 from .minify import Minifier, MinifyingSource, MinifySettings, Outcome
-from .plan import Action, Decision, Knowledge, decide, needs_digest
+from .plan import Action, Decision, Knowledge, decide, needs_digest, saw_same
 from .postprocess import FoundFiles, PostProcessor, inputs_key
 from .progress import Progress
 from .prune import Pruner
@@ -407,7 +407,9 @@ class Collector:
         listing = known.listing
         seen_after: Listing | None = listing
         if copier.landed and listing is not None:
-            seen_after = self.retry("Listing the destination", self.backend.listing)
+            seen_after = self.backend.seen_after(listing, copier.landed)
+            if seen_after is None:
+                seen_after = self.retry("Listing the destination", self.backend.listing)
         files: dict[str, Entry] = {}
         if previous is not None:
             for path, entry in previous.files.items():
@@ -417,11 +419,12 @@ class Collector:
                     files[path] = entry
         for found, seen in ((copier.kept, listing), (copier.landed, seen_after)):
             for path, content in found.items():
+                remote = (seen or {}).get(path)
+                old = previous.files.get(path) if previous is not None else None
+                if old is not None and remote is not None and saw_same(old, remote):
+                    remote = old.seen  # the same object: keep what the record saw
                 files[path] = Entry(
-                    content.md5,
-                    content.size,
-                    (seen or {}).get(path),
-                    self.tokens.get(path),
+                    content.md5, content.size, remote, self.tokens.get(path)
                 )
         manifests = previous.manifests if previous is not None else []
         if complete and self.manifest is not None and manifests[:1] != [self.manifest]:

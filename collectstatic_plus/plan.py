@@ -110,11 +110,15 @@ def _with_listing(
 def saw_same(entry: Entry, remote: Remote) -> bool:
     """Whether the destination is as the record saw it right after writing."""
     seen = entry.seen
-    if seen is None or seen.size != remote.size or seen.is_link != remote.is_link:
+    if seen is None or seen.is_link != remote.is_link:
         return False
     if seen.etag is not None or remote.etag is not None:
+        # An ETag names one version of an object: equal ETags, same object
+        # (sizes are not compared: a gzipped object is smaller than its source).
         return seen.etag == remote.etag
-    return seen.mtime_ns is not None and seen.mtime_ns == remote.mtime_ns
+    return seen.size == remote.size and (
+        seen.mtime_ns is not None and seen.mtime_ns == remote.mtime_ns
+    )
 
 
 def _by_md5(

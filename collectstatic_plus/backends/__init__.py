@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +117,12 @@ class Backend:
     def counting(self, count: Callable[[str], None]) -> Iterator[None]:
         """Call ``count(kind)`` for each request the storage's client makes."""
         yield
+
+    def seen_after(
+        self, listing: Listing, written: Mapping[str, Digest]
+    ) -> Listing | None:
+        """The listing after ``written`` landed, if known without listing again."""
+        return None
 
 
 #: Backend modules, most specific first; each exposes ``BACKEND``.

@@ -6,7 +6,7 @@ import copy
 import gzip
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -14,6 +14,9 @@ from django.core.files.storage import Storage
 
 from ..sources import Digest, digest_bytes
 from . import Backend, Listing, Remote
+
+#: Operations whose answer carries the new object's ETag.
+UPLOADS = {"PutObject", "CompleteMultipartUpload"}
 
 #: Keys in one S3 DeleteObjects request (the service's limit).
 S3_DELETE_BATCH = 1000
@@ -30,6 +33,12 @@ class S3Backend(Backend):
     """
 
     kind = "s3"
+
+    def __init__(self, storage: Storage) -> None:
+        super().__init__(storage)
+        #: ETags that uploads in this run answered with, by name.
+        self.uploaded: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     @staticmethod
     def handles(storage: Storage) -> bool:
@@ -99,18 +108,49 @@ class S3Backend(Backend):
 
     @contextmanager
     def counting(self, count: Callable[[str], None]) -> Iterator[None]:
-        """Count API calls (PutObject, ListObjectsV2, ...) on the client."""
+        """Count API calls (PutObject, ListObjectsV2, ...) on the client, and
+        remember the ETag each upload answered with (see :meth:`seen_after`)."""
         events = self.client.meta.events
         unique_id = f"collectstatic-plus-{id(count)}"
+        prefix = self.prefix
 
-        def after_call(model: Any, **kwargs: Any) -> None:
+        def remember_key(params: Any, context: Any, **kwargs: Any) -> None:
+            context["collectstatic_plus_key"] = params.get("Key")
+
+        def after_call(model: Any, parsed: Any, context: Any, **kwargs: Any) -> None:
             count(model.name)
+            key = context.get("collectstatic_plus_key")
+            etag = parsed.get("ETag") if isinstance(parsed, dict) else None
+            if model.name in UPLOADS and key and etag and key.startswith(prefix):
+                with self._lock:
+                    self.uploaded[key[len(prefix) :]] = etag.strip('"')
 
+        # unique_id is per emitter, not per event: one for each handler.
+        events.register(
+            "provide-client-params.s3", remember_key, unique_id=unique_id + "-key"
+        )
         events.register("after-call.s3", after_call, unique_id=unique_id)
         try:
             yield
         finally:
+            events.unregister("provide-client-params.s3", unique_id=unique_id + "-key")
             events.unregister("after-call.s3", unique_id=unique_id)
+
+    def seen_after(
+        self, listing: Listing, written: Mapping[str, Digest]
+    ) -> Listing | None:
+        """The listing as it now is, from the ETags the uploads answered with.
+
+        None if an upload's ETag was not seen: the caller lists again.
+        """
+        with self._lock:
+            etags = {name: self.uploaded.get(name) for name in written}
+        if not all(etags.values()):
+            return None
+        updated = dict(listing)
+        for name, content in written.items():
+            updated[name] = Remote(content.size, etags[name])
+        return updated
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:

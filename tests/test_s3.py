@@ -408,12 +408,22 @@ def test_killed_upload_then_normal_run_converges(
     argv, env = command(killed, "0")
     subprocess.run(argv, env=env, check=True, capture_output=True)
     s3_server.reset_requests()
+    changed = {}
     for name in sorted(source.rglob("*.css"))[::3]:
         name.write_text(f"/* changed {name.name} */\n")
+        changed[name.relative_to(source).as_posix()] = hashlib.md5(
+            name.read_bytes()
+        ).hexdigest()
     argv, env = command(killed, "0.5")
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while sum(1 for line in s3_server.requests() if line.startswith("PUT")) < 5:
+
+    def landed() -> int:
+        etags = killed.etags()
+        return sum(1 for key, md5 in changed.items() if etags.get(key) == md5)
+
+    # Kill once a few changed files have landed, and before all of them have.
+    while landed() < 5:
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     process.kill()

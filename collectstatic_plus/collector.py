@@ -309,6 +309,12 @@ class Collector:
         except RecordError as error:
             self.warn(f"Ignoring the sync record '{name}': {error}.")
             return None
+        except PermanentError as error:
+            raise CommandError(str(error)) from error
+        except Exception as error:  # still failing after retries: know nothing
+            reason = f"cannot be read ({type(error).__name__}: {error})"
+            self.warn(f"Ignoring the sync record '{name}': {reason}.")
+            return None
 
     def post_process(self) -> None:
         host, storage, report = self.host, self.host.storage, self.report

@@ -136,12 +136,10 @@ class Copier:
                 self.pretended[name] = digest
         else:
             host.log(f"Copying '{source_path}'", level=2)
-            with source.storage.open(source.path) as handle:
-                content = HashingFile(handle.file, handle.name)
-                saved = host.storage.save(name, content)
-                digest = (
-                    digest or content.digest or digest_file(source.storage, source.path)
-                )
+            saved, written = self.retry(
+                f"Writing '{name}'", lambda: self.save(source, name)
+            )
+            digest = digest or written or digest_file(source.storage, source.path)
             # A storage may save under another name (stock accepts that); the
             # sync record then does not claim this path holds the content.
             if saved == name:

@@ -25,6 +25,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import ContentFile
 
 from .backends import Backend, Remote
+from .retry import classify
 
 FORMAT = "collectstatic-plus-record"
 VERSION = 1
@@ -209,6 +210,8 @@ def load(backend: Backend, name: str, fingerprint: str) -> Record | None:
     except ImproperlyConfigured:
         raise
     except Exception as error:
+        if classify(error) in ("transient", "throttled", "permanent"):
+            raise  # the caller's retry (or fail-fast) handles these
         raise RecordError(f"cannot be read ({type(error).__name__}: {error})") from None
     if data is None:
         return None

@@ -12,6 +12,7 @@ queue of pending futures.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -58,6 +59,7 @@ class TransferPool:
         self.fatal: Exception | None = None
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
+        self._closing: ThreadPoolExecutor | None = None
         self._slots: threading.BoundedSemaphore | None = None
         if workers > 1:
             self._executor = ThreadPoolExecutor(
@@ -74,8 +76,15 @@ class TransferPool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close(cancel=exc_type is not None)
-        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        try:
+            self.close(cancel=exc_type is not None)
+        except KeyboardInterrupt:
+            # Ctrl-C while waiting for the last files: stop like any other.
+            interrupted = True
+            with contextlib.suppress(KeyboardInterrupt):  # a second one: go
+                self.close(cancel=True)
+        if interrupted:
             if self.on_interrupt is not None:
                 self.on_interrupt()
             raise CommandError(
@@ -102,15 +111,15 @@ class TransferPool:
     def close(self, cancel: bool = False) -> None:
         """Wait for queued work, or with ``cancel`` only for work in flight.
 
-        Raises the first fatal error a task met, unless already unwinding.
+        Raises the first fatal error a task met, unless cancelling.
         """
         if self._executor is not None:
-            executor, self._executor = self._executor, None
+            self._closing, self._executor = self._executor, None
+        if self._closing is not None:
             try:
-                executor.shutdown(wait=True, cancel_futures=cancel)
+                self._closing.shutdown(wait=True, cancel_futures=cancel)
             except KeyboardInterrupt:
-                # A second Ctrl-C while waiting: stop waiting, drop the queue.
-                executor.shutdown(wait=False, cancel_futures=True)
+                self._closing.shutdown(wait=False, cancel_futures=True)
                 raise
         if not cancel:
             self._raise_fatal()

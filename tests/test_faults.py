@@ -106,7 +106,7 @@ class KillPoints:
         quick = name.startswith(".collectstatic-plus") or name == getattr(
             self, "manifest_name", None
         )
-        if name == paused:
+        if paused and (name == paused or name.startswith(paused + ".")):
             time.sleep(float(seconds))
         elif not quick:
             time.sleep(float(os.environ.get("FAULT_SLOW_DELAY", "0")))
@@ -507,12 +507,6 @@ def test_a_throttled_burst_is_ridden_out(
 
 
 @pytest.mark.s3
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: the upload itself (host.storage.save in Copier.copy) "
-    "is not wrapped in the retry layer, so the uploads that meet the burst "
-    "fail at once although RETRIES allows more attempts",
-)
 def test_a_throttled_burst_during_the_uploads_is_ridden_out_by_the_package(
     tmp_path: Path, settings: Any, s3_server: S3Server, proxy: FaultProxy
 ) -> None:
@@ -565,26 +559,11 @@ SINGLE_FAULTS = [
         S3,
         {"method": "PUT", "key": "css/c1.css", "kinds": ["internal"]},
         id="upload",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason=NOT_RETRIED.format(
-                call="the upload itself (host.storage.save)",
-                where="Copier.copy; the unused Copier.save was meant for it",
-            ),
-        ),
     ),
     pytest.param(
         S3,
         {"method": "GET", "key": RECORD, "kinds": ["internal"]},
         id="sync record read",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="package bug: the record read is wrapped in the retry layer, "
-            "but record.load turns every error into a RecordError (raised "
-            "'from None'), which the retry layer classifies as 'other' and "
-            "never retries: one transient error makes the run ignore the "
-            "record, with a warning",
-        ),
     ),
     pytest.param(
         S3,
@@ -732,7 +711,11 @@ class Runner:
                 deadline = time.monotonic() + 60
                 while process.poll() is None:
                     seen = self.seen()
-                    if after in seen if isinstance(after, str) else len(seen) > after:
+                    if (
+                        any(e == after or e.startswith(after + ".") for e in seen)
+                        if isinstance(after, str)
+                        else len(seen) > after
+                    ):
                         time.sleep(pause)
                         break
                     assert time.monotonic() < deadline, f"never saw event {after}"
@@ -828,12 +811,10 @@ MANIFEST_WINDOW = [
         "KilledManifestStorage",
         id="ManifestStaticFilesStorage",
         marks=pytest.mark.xfail(
-            strict=True,
-            reason="package bug: on local disk the manifest is replaced by "
-            "deleting it, then saving the new one (staging.Target.write called "
-            "by Staging._flush_manifest), so a run killed in between leaves no "
-            "manifest at all (the sync record beside it is written to a "
-            "temporary name and renamed)",
+            strict=False,
+            reason="open: the local manifest is now renamed into place, yet a "
+            "kill in this widened window still finds no manifest; not yet "
+            "explained (see the closing note)",
         ),
     ),
     pytest.param(
@@ -866,14 +847,6 @@ def test_a_kill_while_the_manifest_is_written_leaves_the_previous_one(
     assert runner.killed.get("staticfiles.json") == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="package bug: a first Ctrl-C that arrives while the main thread "
-    "waits for the last files in flight (TransferPool.__exit__ -> close -> "
-    "executor.shutdown) is taken for a second one: the queue is dropped, "
-    "the KeyboardInterrupt escapes as a traceback (exit by SIGINT, not 130), "
-    "and no partial sync record is written",
-)
 def test_ctrl_c_while_the_last_files_are_in_flight_stops_cleanly(
     tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -129,7 +129,15 @@ class Collector:
                 self.sync(order)
             if host.post_process:
                 with phase("post-process"):
-                    self.post_process()
+                    try:
+                        self.post_process()
+                    except KeyboardInterrupt:
+                        raise CommandError(
+                            "Interrupted during post-processing; the previous "
+                            "manifest is still in place. Run collectstatic again "
+                            "to finish.",
+                            returncode=130,
+                        ) from None
             if not host.dry_run and not host.symlink:
                 with phase("record"):
                     self.save_record(self.copier, self.knowledge, complete=True)

@@ -25,6 +25,7 @@ loses them afterwards, so later uses of ``staticfiles_storage`` see nothing.
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,6 +99,20 @@ class Target:
             self.delete(name)
         with staged.open() as content:
             return str(self._save(name, content))
+
+    def replace(self, name: str, staged: Staged) -> bool:
+        """On local disk, write beside ``name`` and rename over it (atomic).
+
+        False if the storage has no local path.
+        """
+        try:
+            final = self.storage.path(name)
+        except NotImplementedError:
+            return False
+        with staged.open() as content:
+            saved = self._save(f"{name}.{os.getpid()}.tmp", content)
+        os.replace(self.storage.path(saved), final)
+        return True
 
     def restore(self) -> None:
         for name in PATCHED:
@@ -242,6 +257,12 @@ class Staging:
         return _same(remote, digest)
 
     def _write(self, name: str, staged: Staged) -> str:
+        # On local disk, renamed into place: an interrupted write never leaves
+        # a partial file under a hashed name (nothing would ever rewrite it).
+        if self.local and self.main.replace(name, staged):
+            with self.lock:
+                self.written.append(name)
+            return name
         saved = self.retry(
             f"Writing '{name}'", lambda: self.main.write(name, staged, self.overwrites)
         )
@@ -297,7 +318,11 @@ class Staging:
             overwrites = self.overwrites
         else:
             overwrites = backend_for(target.storage).overwrites_in_place
-        self.retry(f"Writing '{name}'", lambda: target.write(name, staged, overwrites))
+        # A reader must never find no manifest: renamed into place where it can.
+        if not target.replace(name, staged):
+            self.retry(
+                f"Writing '{name}'", lambda: target.write(name, staged, overwrites)
+            )
         self.written.append(name)
 
 

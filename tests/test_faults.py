@@ -810,12 +810,6 @@ MANIFEST_WINDOW = [
     pytest.param(
         "KilledManifestStorage",
         id="ManifestStaticFilesStorage",
-        marks=pytest.mark.xfail(
-            strict=False,
-            reason="open: the local manifest is now renamed into place, yet a "
-            "kill in this widened window still finds no manifest; not yet "
-            "explained (see the closing note)",
-        ),
     ),
     pytest.param(
         "KilledS3ManifestStorage", id="S3ManifestStaticStorage", marks=pytest.mark.s3

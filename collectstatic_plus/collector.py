@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TextIO
 
 import django
+from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
@@ -319,6 +320,8 @@ class Collector:
             return None
         except PermanentError as error:
             raise CommandError(str(error)) from error
+        except ImproperlyConfigured:
+            raise
         except Exception as error:  # still failing after retries: know nothing
             reason = f"cannot be read ({type(error).__name__}: {error})"
             self.warn(f"Ignoring the sync record '{name}': {reason}.")

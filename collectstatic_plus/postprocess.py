@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,6 +48,8 @@ def stable(value: Any) -> Any:
         return [stable(item) for item in value]
     if isinstance(value, dict):
         return {str(key): stable(item) for key, item in sorted(value.items())}
+    if isinstance(value, re.Pattern):  # also a lazily compiled one (Django 6.x)
+        return {"pattern": stable(value.pattern), "flags": value.flags}
     return f"<{type(value).__module__}.{type(value).__qualname__}>"
 
 
@@ -63,7 +66,9 @@ def inputs_key(storage: Storage, digests: Mapping[str, Digest]) -> str:
         "files": sorted((path, digest.md5) for path, digest in digests.items()),
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "options": stable(options),
-        "attributes": {a: repr(getattr(storage, a, None)) for a in HASHING_ATTRIBUTES},
+        "attributes": {
+            a: stable(getattr(storage, a, None)) for a in HASHING_ATTRIBUTES
+        },
         "django": django.get_version(),
         "collectstatic_plus": __version__,
         "static_url": str(settings.STATIC_URL),

@@ -77,6 +77,25 @@ def test_manifest_parallel_equals_serial(tmp_path: Path) -> None:
     assert "staticfiles.json" in trees[1]
 
 
+def test_manifest_rerun_in_a_new_process_skips_post_processing(
+    tmp_path: Path,
+) -> None:
+    """The skip key must not depend on anything that differs between
+    processes (Django 6.x's storage patterns hold a lazily compiled regex
+    whose repr is a memory address)."""
+    root = tmp_path / "root"
+    env = {"CSP_STATIC_ROOT": str(root), "CSP_MANIFEST": "1"}
+    first = manage("collectstatic", "--noinput", **env)
+    assert first.returncode == 0, first.stderr
+    before = read_tree(root)
+    again = manage("collectstatic", "--noinput", **env)
+    assert again.returncode == 0, again.stderr
+    lines = again.stdout.splitlines()
+    assert "Post-processing up to date." in lines
+    assert "post-processed" not in lines[-1]
+    assert read_tree(root) == before
+
+
 def test_s3_through_environment_switch(tmp_path: Path, s3_server: S3Server) -> None:
     local = tmp_path / "local"
     assert (

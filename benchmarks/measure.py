@@ -240,6 +240,15 @@ class Bucket:
         result.pop(RECORD_NAME, None)
         return result
 
+    def read(self, name: str, key: str) -> bytes | None:
+        """An object's bytes, None if there is no such key."""
+        try:
+            body = self.client.get_object(Bucket=name, Key=key)["Body"]
+        except self.client.exceptions.NoSuchKey:
+            return None
+        data: bytes = body.read()
+        return data
+
     def wrong_content_types(self, name: str, keys: list[str]) -> list[str]:
         wrong = []
         for key in keys:

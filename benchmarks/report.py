@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.measure import Row
@@ -123,7 +124,37 @@ def targets(rows: list[Row], changed_files: int) -> list[str]:
             details = f"speedup {fmt(r.vs_stock, 1)}x"
             lines.append(verdict(r, passed, details, stock.get(r.scenario)))
         lines.append("")
+    lines += manifest_targets(rows, ours, stock)
     lines += copies(rows, changed_files)
+    return lines
+
+
+#: (storage, step, minimum speed-up over stock) for the manifest storages.
+MANIFEST_TARGETS = [
+    ("s3-manifest", "cold", 10),
+    ("s3-manifest", "nochange", 100),
+    ("local-manifest", "nochange", 5),
+]
+
+
+def manifest_targets(
+    rows: list[Row],
+    ours: Callable[[str, str], list[Row]],
+    stock: dict[str, Row],
+) -> list[str]:
+    lines: list[str] = []
+    for storage, step, speedup in MANIFEST_TARGETS:
+        if not (found := ours(storage, step)):
+            continue
+        title = TITLES[storage][step]
+        lines += [f"{title}: at least {speedup}x faster than stock.", ""]
+        for r in found:
+            passed = [r.vs_stock is not None and r.vs_stock >= speedup]
+            details = f"speedup {fmt(r.vs_stock, 1)}x"
+            if r.requests:
+                details += f", {r.total_requests} requests"
+            lines.append(verdict(r, passed, details, stock.get(r.scenario)))
+        lines.append("")
     return lines
 
 

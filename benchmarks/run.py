@@ -26,7 +26,14 @@ from typing import Any
 from benchmarks.make_tree import make_tree
 from benchmarks.measure import Row, listing_digest
 from benchmarks.report import markdown, ratios
-from benchmarks.scenarios import SCENARIO_ORDER, STEP_OF, STEPS, WORK, Harness
+from benchmarks.scenarios import (
+    SCENARIO_ORDER,
+    STEP_OF,
+    STEPS,
+    TITLES,
+    WORK,
+    Harness,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -135,7 +142,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="serial,default",
         help="local workers for the incremental scenarios",
     )
-    parser.add_argument("--storages", default="s3,local", help="s3, local or both")
+    parser.add_argument(
+        "--storages",
+        default="s3,local",
+        help="any of s3,local,s3-manifest,local-manifest (default: s3,local)",
+    )
+    parser.add_argument(
+        "--name",
+        default="latest",
+        help="results go to benchmarks/results/NAME.md and NAME.json",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="median of N runs")
     parser.add_argument("--timeout", type=float, default=1800, help="per process, s")
     parser.add_argument(
@@ -157,7 +173,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.scenarios = set(args.scenarios.split(","))
     if unknown := args.scenarios - set(STEPS):
         parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}")
-    if unknown := args.storages - {"s3", "local"}:
+    if unknown := args.storages - set(TITLES):
         parser.error(f"unknown storage(s) {', '.join(sorted(unknown))}")
     args.stock_digest = None
     return args
@@ -192,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stock_from is not None:
         harness.rows += reuse_stock(args.stock_from, meta, args)
 
-    for storage in ("s3", "local"):
+    for storage in TITLES:
         if storage not in args.storages:
             continue
         reused = {
@@ -210,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     ratios(rows)
     report = markdown(meta, rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.md").write_text(report)
-    (RESULTS / "latest.json").write_text(
+    (RESULTS / f"{args.name}.md").write_text(report)
+    (RESULTS / f"{args.name}.json").write_text(
         json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=2) + "\n"
     )
     print(report)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import shutil
 import statistics
@@ -67,7 +68,23 @@ TITLES = {
         "changed": "local 1% changed",
         "fresh": "local fresh checkout",
     },
+    "s3-manifest": {
+        "cold": "s3-manifest cold upload",
+        "nochange": "s3-manifest no-change",
+        "changed": "s3-manifest 1% changed",
+        "fresh": "s3-manifest fresh checkout",
+    },
+    "local-manifest": {
+        "cold": "local-manifest cold copy",
+        "nochange": "local-manifest no-change",
+        "changed": "local-manifest 1% changed",
+        "fresh": "local-manifest fresh checkout",
+    },
 }
+#: Storages that hash names (S3ManifestStaticStorage, ManifestStaticFilesStorage).
+MANIFEST = {"s3-manifest", "local-manifest"}
+#: The manifest those storages write (Django's default name).
+MANIFEST_NAME = "staticfiles.json"
 #: Table order: every scenario of S3, then of local disk.
 SCENARIO_ORDER = [TITLES[storage][step] for storage in TITLES for step in STEPS]
 STEP_OF = {
@@ -161,6 +178,7 @@ class Destination(Protocol):
     def listing(self) -> Listing: ...
     def problems(self, listing: Listing) -> list[str]: ...
     def remove(self) -> None: ...
+    def manifest(self) -> dict[str, str] | None: ...
 
 
 @dataclass
@@ -177,12 +195,12 @@ class S3:
 
 
 class S3Destination:
-    storage = "s3"
-
-    def __init__(self, s3: S3, name: str) -> None:
+    def __init__(self, s3: S3, name: str, manifest: bool) -> None:
         self.s3 = s3
         self.name = name
         self.created = False
+        self.hashed = manifest
+        self.storage = "s3-manifest" if manifest else "s3"
 
     def empty(self) -> None:
         if self.created:
@@ -198,6 +216,7 @@ class S3Destination:
             s3_endpoint=self.s3.endpoint,
             s3_bucket=self.name,
             stock="1" if stock else "0",
+            manifest="1" if self.hashed else "0",
         )
 
     def reset_requests(self) -> None:
@@ -214,6 +233,9 @@ class S3Destination:
         wrong = self.s3.bucket.wrong_content_types(self.name, sample)
         return [f"{len(wrong)} wrong Content-Type (e.g. {wrong[0]})"] if wrong else []
 
+    def manifest(self) -> dict[str, str] | None:
+        return manifest_paths(self.s3.bucket.read(self.name, MANIFEST_NAME))
+
     def remove(self) -> None:
         if self.created:
             self.s3.bucket.delete(self.name)
@@ -221,10 +243,10 @@ class S3Destination:
 
 
 class LocalDestination:
-    storage = "local"
-
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, manifest: bool) -> None:
         self.root = root
+        self.hashed = manifest
+        self.storage = "local-manifest" if manifest else "local"
 
     def empty(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -236,6 +258,7 @@ class LocalDestination:
             storage="local",
             static_root=str(self.root),
             stock="1" if stock else "0",
+            manifest="1" if self.hashed else "0",
         )
 
     def reset_requests(self) -> None:
@@ -250,8 +273,20 @@ class LocalDestination:
     def problems(self, listing: Listing) -> list[str]:
         return []
 
+    def manifest(self) -> dict[str, str] | None:
+        path = self.root / MANIFEST_NAME
+        return manifest_paths(path.read_bytes() if path.exists() else None)
+
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def manifest_paths(data: bytes | None) -> dict[str, str] | None:
+    """The name -> hashed name map of a manifest's JSON, None if absent."""
+    if data is None:
+        return None
+    paths: dict[str, str] = json.loads(data)["paths"]
+    return paths
 
 
 class Harness:
@@ -262,6 +297,8 @@ class Harness:
         self.work = WorkTree(tree, WORK / "sync-tree")
         self.rows: list[Row] = []
         self.stock_s3: Listing | None = None
+        #: (storage, step) -> what stock's run of that step left, to compare with.
+        self.stock_left: dict[tuple[str, str], Listing] = {}
         self.s3: S3 | None = None
         self.serial = itertools.count(1)
 
@@ -270,26 +307,28 @@ class Harness:
     def run_storage(self, storage: str, stock_steps: set[str]) -> None:
         """Every selected scenario on one storage; stock only for ``stock_steps``
         (the others were reused from an earlier run)."""
-        if storage == "s3":
+        if storage in ("s3", "s3-manifest"):
             server = S3Server().start()
             proxy = None
             try:
                 proxy = LatencyProxy(server.port, self.args.rtt_ms / 2).start()
                 self.s3 = S3(server, proxy, Bucket(server.endpoint_url))
-                self.series("s3", stock_steps)
+                self.series(storage, stock_steps)
             finally:
                 self.s3 = None
                 if proxy is not None:
                     proxy.stop()
                 server.stop()
         else:
-            self.series("local", stock_steps)
+            self.series(storage, stock_steps)
 
     def series(self, storage: str, stock_steps: set[str]) -> None:
         steps: set[str] = self.args.scenarios
         incremental = bool(steps - {"cold"})
         if storage == "s3":
             cold_workers, sync_workers = self.args.workers, self.args.sync_workers
+        elif storage == "s3-manifest":
+            cold_workers = sync_workers = self.args.sync_workers
         else:
             cold_workers = self.args.local_workers
             sync_workers = self.args.local_sync_workers
@@ -314,10 +353,11 @@ class Harness:
 
     def destination(self, storage: str, command: str) -> Destination:
         number = next(self.serial)
-        if storage == "s3":
+        manifest = storage in MANIFEST
+        if storage.startswith("s3"):
             assert self.s3 is not None
-            return S3Destination(self.s3, f"bench-{number}-{command}")
-        return LocalDestination(WORK / f"static-root-{number}")
+            return S3Destination(self.s3, f"bench-{number}-{command}", manifest)
+        return LocalDestination(WORK / f"static-root-{number}", manifest)
 
     # Runs
 
@@ -387,7 +427,10 @@ class Harness:
 
     def check(self, row: Row, destination: Destination, expected: Listing) -> str:
         listing = destination.listing()
-        problems = compare(listing, expected, "the tree")
+        if destination.storage in MANIFEST:
+            problems = self.check_manifest(row, destination, listing, expected)
+        else:
+            problems = compare(listing, expected, "the tree")
         if row.scenario == TITLES["s3"]["cold"]:
             if row.command == "stock":
                 self.stock_s3 = listing
@@ -400,6 +443,28 @@ class Harness:
                 problems.append("listing differs from the reused stock run's")
         problems += destination.problems(listing)
         return "MISMATCH: " + "; ".join(problems) if problems else "ok"
+
+    def check_manifest(
+        self, row: Row, destination: Destination, listing: Listing, expected: Listing
+    ) -> list[str]:
+        """The tree's files as they are, a manifest naming only files that
+        exist, and (when stock ran the same step in this run) exactly what
+        stock left: hashed copies and manifest byte for byte."""
+        originals = {key: listing[key] for key in expected.keys() & listing.keys()}
+        problems = compare(originals, expected, "the tree")
+        paths = destination.manifest()
+        if paths is None:
+            return [*problems, f"no {MANIFEST_NAME}"]
+        if dangling := sorted(set(paths.values()) - listing.keys()):
+            problems.append(f"manifest names {len(dangling)} missing files")
+        if unhashed := sorted(expected.keys() - paths.keys()):
+            problems.append(f"{len(unhashed)} files not in the manifest")
+        key = (destination.storage, STEP_OF[row.scenario])
+        if row.command == "stock":
+            self.stock_left[key] = listing
+        elif key in self.stock_left:
+            problems += compare(listing, self.stock_left[key], "what stock left")
+        return problems
 
     def measure(
         self, row: Row, run: Callable[[], tuple[Child, str]], keep: bool = True

@@ -44,6 +44,7 @@ class Row:
     command: str  # "stock", "ours" or "ceiling"
     workers: str  # "-" for stock, "default" for a bare --parallel, "serial"
     wall_s: float = 0.0
+    command_s: float | None = None  # the command alone, start-up excluded
     rss_mb: float = 0.0
     requests: dict[str, int] = field(default_factory=dict)
     copied: int | None = None  # from collectstatic's summary line
@@ -51,6 +52,7 @@ class Row:
     check: str = ""
     walls: list[float] = field(default_factory=list)
     vs_stock: float | None = None  # stock wall / this wall
+    command_vs_stock: float | None = None  # the same for the command alone
     vs_ceiling: float | None = None  # this wall / ceiling wall
     rss_vs_stock: float | None = None
     reused: bool = False  # taken from an earlier run (--stock-from)
@@ -74,6 +76,7 @@ class Child:
     wall_s: float
     rss_mb: float
     output: str
+    command_s: float | None = None
 
     @property
     def last_line(self) -> str:
@@ -90,6 +93,8 @@ def run_child(argv: list[str], env: dict[str, str], timeout: float) -> Child:
     """
     with tempfile.TemporaryDirectory() as scratch:
         result = Path(scratch, "result.json")
+        timing = Path(scratch, "command_s")
+        env = {**env, "BENCH_COMMAND_TIMING": str(timing)}
         launcher = [sys.executable, str(LAUNCHER), str(result), "--", *argv]
         with open(Path(scratch, "output"), "w+b") as output:
             start = time.perf_counter()
@@ -116,8 +121,10 @@ def run_child(argv: list[str], env: dict[str, str], timeout: float) -> Child:
         if not result.exists():
             return Child(returncode, wall, 0.0, text)
         measured = json.loads(result.read_text())
+        command = float(timing.read_text()) if timing.exists() else None
     # ru_maxrss is in KiB on Linux.
-    return Child(returncode, measured["wall_s"], measured["maxrss_kb"] / 1024, text)
+    rss_mb = measured["maxrss_kb"] / 1024
+    return Child(returncode, measured["wall_s"], rss_mb, text, command)
 
 
 def kill_group(pid: int) -> None:
@@ -127,6 +134,9 @@ def kill_group(pid: int) -> None:
 
 def child_env(**bench: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_")}
+    # Cache bytecode as an installed package does (run.py compiles it first):
+    # otherwise ours would be compiled from source in every run, and Django not.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(
         PYTHONPATH=str(REPO_ROOT),
         DJANGO_SETTINGS_MODULE="benchmarks.settings",
@@ -139,7 +149,8 @@ def child_env(**bench: str) -> dict[str, str]:
 
 def collectstatic_argv(workers: str | None) -> list[str]:
     """``-v1`` so the summary line says how many files were copied."""
-    argv = [sys.executable, "-m", "django", "collectstatic", "--noinput", "-v1"]
+    argv = [sys.executable, "-m", "benchmarks.timed", "collectstatic", "--noinput"]
+    argv.append("-v1")
     if workers == "default":
         argv.append("--parallel")
     elif workers not in (None, "serial"):

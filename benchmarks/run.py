@@ -12,6 +12,7 @@ benchmarks/results/latest.md and latest.json.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -181,6 +182,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for package in ("collectstatic_plus", "benchmarks", "tests"):
+        compileall.compile_dir(REPO_ROOT / package, quiet=1)
     tree = prepare_tree(args)
     harness = Harness(args, tree)
     meta: dict[str, Any] = {

@@ -485,6 +485,8 @@ class Harness:
         row.walls = [round(c.wall_s, 3) for c in children]
         row.wall_s = statistics.median(c.wall_s for c in children)
         row.rss_mb = statistics.median(c.rss_mb for c in children)
+        commands = [c.command_s for c in children if c.command_s is not None]
+        row.command_s = statistics.median(commands) if commands else None
         row.check = next((c for c in checks if c != "ok"), "ok")
         copies = "-" if row.copied is None else f"{row.copied} copied"
         print(

@@ -1,12 +1,13 @@
 """Benchmark Django's collectstatic against ``collectstatic --parallel``.
 
 ``python -m benchmarks.run [--files 5000] [--rtt-ms 20] [--workers 8,16,32,64]
-[--scenarios cold,nochange,changed,fresh]`` (``--quick`` for a smoke test). See
-benchmarks/README.md for what each scenario means and benchmarks/scenarios.py
-for how they run. Every command runs as a fresh process; the harness measures
-its wall time and peak RSS (``os.wait4``), counts the requests moto answered and
-checks what landed in the bucket or STATIC_ROOT. Results go to stdout and to
-benchmarks/results/latest.md and latest.json.
+[--scenarios cold,nochange,changed,fresh] [--storages s3,local]`` (``--quick``
+for a smoke test). See benchmarks/README.md for what each scenario means and
+benchmarks/scenarios.py for how they run. Every command runs as a fresh
+process; the harness measures its wall time, the command's own time and peak
+RSS, counts the requests moto answered and checks what landed in the bucket
+or STATIC_ROOT. Results go to stdout and to benchmarks/results/NAME.md and
+NAME.json (``--name``, default ``latest``).
 """
 
 from __future__ import annotations

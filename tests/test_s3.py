@@ -381,6 +381,35 @@ def test_parallel_uploads_share_one_client_with_a_wide_pool(
     assert staticfiles_storage.client_config.max_pool_connections == 10
 
 
+def test_parallel_uploads_build_the_object_resource_class_once(
+    sources: Path,
+    settings: Any,
+    bucket: Bucket,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from boto3.resources.factory import ResourceFactory
+
+    many(sources / "many", 30)
+    use(settings, bucket.storage())
+    built: list[str] = []
+    original = ResourceFactory.load_from_definition
+
+    def counting(self: Any, resource_name: str, *args: Any, **kwargs: Any) -> Any:
+        built.append(resource_name)
+        return original(self, resource_name, *args, **kwargs)
+
+    monkeypatch.setattr(ResourceFactory, "load_from_definition", counting)
+    run = collect(bucket, parallel=8)
+
+    # boto3 would build an Object class per upload (37 files and the record).
+    assert built.count("Object") == 1
+    assert run.kinds == {"GET": 1, "LIST": 1, "PUT": 38}
+    assert bucket.contents() == visible(sources)
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    assert type(staticfiles_storage.bucket).__name__ == "s3.Bucket"  # restored
+
+
 def test_killed_upload_then_normal_run_converges(
     tmp_path: Path, s3_server: S3Server
 ) -> None:

@@ -164,7 +164,8 @@ class S3Backend(Backend):
         s3.transfer_config = copy.copy(s3.transfer_config)
         s3.transfer_config.use_threads = False
         _drop_clients(s3, shared=True)
-        s3.bucket  # noqa: B018 - build the one shared client before workers start
+        # Build the one shared client before workers start.
+        s3._bucket = _ReusedObjectClass(s3.bucket)
         try:
             yield
         finally:
@@ -184,6 +185,28 @@ def _botocore_config(max_pool_connections: int) -> Any:
     from botocore.config import Config
 
     return Config(max_pool_connections=max_pool_connections)
+
+
+class _ReusedObjectClass:
+    """The storage's bucket, except that ``Object(key)`` reuses one class.
+
+    boto3 builds a new resource class from its JSON model on every
+    ``bucket.Object(key)``, which django-storages' ``_save`` calls once per
+    upload: about a millisecond of CPU each, a fifth of a small upload's client
+    time. The instances are the same (same class, identifiers and client);
+    everything else is the bucket's own.
+    """
+
+    def __init__(self, bucket: Any) -> None:
+        self._bucket = bucket
+        self._object_class = type(bucket.Object("collectstatic-plus-probe"))
+
+    def Object(self, key: str) -> Any:  # boto3's name
+        client = self._bucket.meta.client
+        return self._object_class(self._bucket.name, key, client=client)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bucket, name)
 
 
 class _SharedConnection:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,16 @@ from django.utils.functional import empty
 from collectstatic_plus.management.commands.collectstatic import Command
 
 from .servers.s3 import S3Server
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that will get SIGINT, as from a terminal.
+
+    A job started in the background by a shell without job control inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt: the child
+    would run on as if nothing was sent.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:

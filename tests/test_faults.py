@@ -37,7 +37,7 @@ from django.core.management import CommandError
 from django.test import override_settings
 
 from .buckets import RECORD, S3, S3_MANIFEST, Bucket, keys_of
-from .conftest import read_tree, run_collectstatic, write_tree
+from .conftest import default_sigint, read_tree, run_collectstatic, write_tree
 from .servers.fault_proxy import KINDS, FaultProxy
 from .servers.s3 import S3Server
 
@@ -706,6 +706,7 @@ class Runner:
                 env={**self.env, **(env or {})},
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
+                preexec_fn=default_sigint,
             )
             try:
                 deadline = time.monotonic() + 60

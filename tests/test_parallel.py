@@ -17,7 +17,13 @@ from django.core.management import CommandError
 
 from collectstatic_plus.conf import REMOTE_WORKERS, local_workers
 
-from .conftest import read_tree, run_collectstatic, stock_view, write_tree
+from .conftest import (
+    default_sigint,
+    read_tree,
+    run_collectstatic,
+    stock_view,
+    write_tree,
+)
 from .storages import ConcurrencyProbe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,6 +279,7 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
             "4",
         ],
         env=env,
+        preexec_fn=default_sigint,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -27,7 +27,7 @@ SCHEMA_VERSION = 1
 ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")
 
 
-@dataclass
+@dataclass(slots=True)
 class FileEntry:
     path: str
     action: str

@@ -16,7 +16,7 @@ from django.core.files.storage import Storage
 CHUNK = 256 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Source:
     """One file a finder offers: its path in ``storage`` and its destination path."""
 
@@ -27,7 +27,7 @@ class Source:
     origin: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Digest:
     """A source file's content: MD5 (hex) and size in bytes."""
 

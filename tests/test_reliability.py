@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,35 @@ def test_transient_failures_are_retried_with_growing_jittered_delays() -> None:
     # Exponential: 0.1, 0.2, 0.4 seconds, each with +-50 % jitter.
     for delay, base in zip(delays, (0.1, 0.2, 0.4), strict=True):
         assert 0.5 * base <= delay <= 1.5 * base
+
+
+def test_writing_a_large_record_holds_little_more_than_its_bytes() -> None:
+    from collectstatic_plus.backends import Remote
+    from collectstatic_plus.record import Entry, Record
+
+    files = {
+        f"app/css/file-{i:05}.css": Entry("0" * 32, i, Remote(i, "e" * 32), "a" * 32)
+        for i in range(20_000)
+    }
+    record = Record("f" * 64, files=files)
+    buffer = io.BytesIO()
+    tracemalloc.start()
+    try:
+        record.write(buffer)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    written = buffer.getvalue()
+    assert json.loads(written)["files"]["app/css/file-00007.css"] == {
+        "md5": "0" * 32,
+        "size": 7,
+        "source": "a" * 32,
+        "seen": {"size": 7, "etag": "e" * 32},
+    }
+    # Entry by entry into the buffer: building the document as dicts and one
+    # string first peaked at about ten times the record's size.
+    assert peak < 1.5 * len(written)
 
 
 def test_retries_are_bounded() -> None:

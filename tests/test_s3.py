@@ -221,7 +221,7 @@ def test_untrustworthy_record_is_ignored_with_a_warning(
     settings.STATICFILES_DIRS = [str(source)]
     use(settings, bucket.storage(gzip=True, gzip_content_types=("text/css",)))
     collect(bucket)
-    fingerprint = bucket.get(RECORD).split(b'"fingerprint": "')[1].split(b'"')[0]
+    fingerprint = json.loads(bucket.get(RECORD))["fingerprint"].encode()
     bucket.put(RECORD, content.replace(b"%(fp)s", fingerprint))
     bucket.put("stale.css", b"not collected")
     (source / "d0/f0.css").write_text("/* changed */\n")

@@ -26,7 +26,7 @@ from django.core.files.storage import Storage
 from ..sources import Digest, digest_file
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Remote:
     """What a listing says the destination holds at one path."""
 

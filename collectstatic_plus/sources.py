@@ -43,11 +43,15 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
     """
     for finder in get_finders():
         roots = {id(s): key for key, s in getattr(finder, "storages", {}).items()}
+        origins: dict[int, str] = {}  # one string per root, not one per file
         for path, storage in finder.list(ignore_patterns):
             prefix = getattr(storage, "prefix", None)
             prefixed_path = os.path.join(prefix, path) if prefix else path
-            root = roots.get(id(storage))
-            origin = type(finder).__name__ + (f":{root}" if root else "")
+            origin = origins.get(id(storage))
+            if origin is None:
+                root = roots.get(id(storage))
+                origin = type(finder).__name__ + (f":{root}" if root else "")
+                origins[id(storage)] = origin
             yield Source(path, prefixed_path, storage, origin)
 
 

@@ -156,7 +156,9 @@ class Command(stock.Command):
         super().set_options(**options)
         self.check_only = bool(options.get("check"))
         self.report_to = options.get("report")
-        self.report = Report(self.dry_run)
+        self.report = Report(
+            self.dry_run, keep_files=self.dry_run or self.report_to is not None
+        )
         self.report.options = {
             key: options.get(key)
             for key in (

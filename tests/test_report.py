@@ -15,7 +15,8 @@ from typing import Any
 import django
 import jsonschema
 import pytest
-from django.core.management import CommandError
+from django.core.management import CommandError, call_command
+from django.test import override_settings
 
 import collectstatic_plus
 
@@ -86,6 +87,25 @@ def test_dry_run_writes_nothing_and_plans_what_the_real_run_does(
     assert pp_dry["manifest_changes"] is pp_real["manifest_changes"] is True
     hashed = {e["path"]: e.get("hashed_name") for e in dry["files"]}
     assert hashed == {e["path"]: e.get("hashed_name") for e in real["files"]}
+
+
+def test_a_run_nobody_reports_on_keeps_no_per_file_entries(tmp_path: Path) -> None:
+    from collectstatic_plus.management.commands.collectstatic import Command
+
+    source = write_tree(tmp_path / "src", {f"f{i}.css": "x" * i for i in range(1, 6)})
+    commands = []
+    for report in (None, str(tmp_path / "report.json")):
+        command = Command()
+        with override_settings(
+            STATIC_ROOT=str(tmp_path / f"root-{len(commands)}"),
+            STATICFILES_DIRS=[str(source)],
+        ):
+            call_command(command, interactive=False, verbosity=2, report=report)
+        commands.append(command)
+
+    quiet, reported = (c.report for c in commands)
+    assert quiet.files == {} and len(reported.files) == 5
+    assert quiet.phase_lines()[1] == reported.phase_lines()[1] == "Bytes copied: 15."
 
 
 def test_report_validates_and_totals_add_up(scene: Path) -> None:

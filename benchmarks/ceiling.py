@@ -54,7 +54,8 @@ def upload(tree: Path, endpoint: str, bucket: str, workers: int) -> int:
         endpoint_url=endpoint,
         region_name=REGION,
         config=Config(max_pool_connections=workers),
-        **CREDENTIALS,
+        aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
     )
 
     def put(item: tuple[str, Path]) -> None:

@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.ceiling import CREDENTIALS, REGION, content_type, static_files
 
@@ -236,7 +237,8 @@ class Bucket:
             endpoint_url=endpoint,
             region_name=REGION,
             config=Config(max_pool_connections=16),
-            **CREDENTIALS,
+            aws_access_key_id=CREDENTIALS["aws_access_key_id"],
+            aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
         )
 
     def create(self, name: str) -> None:
@@ -277,7 +279,7 @@ class Bucket:
             for item in page.get("Contents", [])
         ]
         for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            batch: list[Any] = [{"Key": k} for k in keys[start : start + 1000]]
             self.client.delete_objects(Bucket=name, Delete={"Objects": batch})
 
     def delete(self, name: str) -> None:

@@ -71,7 +71,7 @@ def versions() -> dict[str, str]:
 
 def prepare_tree(args: argparse.Namespace) -> Path:
     if args.tree is not None:
-        return args.tree.resolve()
+        return Path(args.tree).resolve()
     tree = WORK / f"tree-{args.files}-seed{args.seed}"
     done = WORK / f"tree-{args.files}-seed{args.seed}.done"
     if not done.exists():

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .lifetime import exit_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_DIR = REPO_ROOT / ".cache" / "npm-azurite"
 AZURITE_PACKAGE = "azurite@3"
@@ -290,19 +292,12 @@ def start_azurite(binary: Path, location: Path) -> tuple[subprocess.Popen[bytes]
 def serve(location: str, port_file: str) -> None:
     binary = ensure_installed()
     azurite, upstream = start_azurite(binary, Path(location))
-    parent = os.getppid()
 
     def stop(signum: int, frame: Any) -> None:
         raise SystemExit(0)
 
-    def watch_parent() -> None:
-        # The test process died without stopping us: do not outlive it.
-        while os.getppid() == parent:
-            time.sleep(1)
-        os.kill(os.getpid(), signal.SIGTERM)
-
     signal.signal(signal.SIGTERM, stop)
-    threading.Thread(target=watch_parent, daemon=True).start()
+    exit_with_parent()
     try:
         proxy = ProxyServer(upstream)
         tmp = port_file + ".tmp"

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .lifetime import exit_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHUNK_SIZE = 64 * 1024
 # Chunks in flight per direction; a full queue stops reading (backpressure).
@@ -120,6 +122,7 @@ async def serve(target_port: int, delay_ms: float, port_file: str, port: int) ->
     tmp = port_file + ".tmp"
     Path(tmp).write_text(str(server.sockets[0].getsockname()[1]))
     os.replace(tmp, port_file)
+    exit_with_parent()
     async with server:
         await server.serve_forever()
 

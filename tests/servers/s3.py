@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .lifetime import exit_with_parent
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COUNTS_PATH = "/__requests__"
 
@@ -72,6 +74,7 @@ def serve(port_file: str, port: int = 0) -> None:
     tmp = port_file + ".tmp"
     Path(tmp).write_text(str(server.server_address[1]))
     os.replace(tmp, port_file)
+    exit_with_parent()
     server.serve_forever()
 
 

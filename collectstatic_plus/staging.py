@@ -24,6 +24,7 @@ loses them afterwards, so later uses of ``staticfiles_storage`` see nothing.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -109,9 +110,15 @@ class Target:
             final = self.storage.path(name)
         except NotImplementedError:
             return False
-        with staged.open() as content:
-            saved = self._save(f"{name}.{os.getpid()}.tmp", content)
-        os.replace(self.storage.path(saved), final)
+        saved = f"{name}.{os.getpid()}.tmp"
+        try:
+            with staged.open() as content:
+                saved = self._save(saved, content)
+            os.replace(self.storage.path(saved), final)
+        except BaseException:  # Ctrl-C included: leave no temporary behind
+            with contextlib.suppress(OSError):
+                os.remove(self.storage.path(saved))
+            raise
         return True
 
     def restore(self) -> None:

@@ -241,3 +241,38 @@ def test_kill_during_post_processing_leaves_a_consistent_manifest(
     manifest = json.loads((root / "staticfiles.json").read_bytes())["paths"]
     assert all((root / name).exists() for name in manifest.values())
     assert (root / manifest["css/base.css"]).read_bytes().startswith(b"h1 { color: #22")
+
+
+@pytest.mark.parametrize("step", ["_save", "rename"])
+def test_interrupted_local_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+
+    from collectstatic_plus import staging
+    from collectstatic_plus.sources import digest_bytes
+
+    root = tmp_path / "root"
+    storage = ManifestStaticFilesStorage(location=str(root))
+    target = staging.Target(storage)
+    (root / "css").mkdir(parents=True)
+    (root / "css/a.123.css").write_bytes(b"old")
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    if step == "rename":
+        monkeypatch.setattr(staging.os, "replace", interrupted)
+    else:
+        real_save = target._save
+
+        def save_then_interrupt(name: str, content: Any) -> None:
+            real_save(name, content)  # the temporary is on disk, then Ctrl-C
+            raise KeyboardInterrupt
+
+        target._save = save_then_interrupt
+    staged = staging.Staged(digest_bytes(b"new"), data=b"new")
+    with pytest.raises(KeyboardInterrupt):
+        target.replace("css/a.123.css", staged)
+
+    assert read_tree(root) == {"css/a.123.css": b"old"}

@@ -44,12 +44,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from benchmarks.measure import (
     Bucket,
@@ -57,14 +56,19 @@ from benchmarks.measure import (
     child_env,
     collectstatic_argv,
     compare,
-    content_type_sample,
     failed,
     local_listing,
     parse_summary,
     run_child,
 )
 from benchmarks.run import RESULTS, RSS_METHOD, prepare_tree, versions
-from benchmarks.scenarios import WORK
+from benchmarks.scenarios import (
+    S3,
+    WORK,
+    Destination,
+    LocalDestination,
+    S3Destination,
+)
 from tests.servers.s3 import S3Server
 
 #: Ours is "flat beyond the file list" if its marginal bytes per file are at
@@ -114,82 +118,6 @@ class Run:
         return self.storage, self.command, self.scenario
 
 
-class Destination(Protocol):
-    """An empty destination of one storage kind, checked after each run."""
-
-    def empty(self) -> None: ...
-    def env(self, tree: Path, stock: bool) -> dict[str, str]: ...
-    def listing(self) -> Listing: ...
-    def problems(self, listing: Listing) -> list[str]: ...
-    def remove(self) -> None: ...
-
-
-class LocalRoot:
-    """A STATIC_ROOT of its own under benchmarks/.work/."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def empty(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
-
-    def env(self, tree: Path, stock: bool) -> dict[str, str]:
-        return child_env(
-            tree=str(tree),
-            storage="local",
-            static_root=str(self.root),
-            stock="1" if stock else "0",
-        )
-
-    def listing(self) -> Listing:
-        return local_listing(self.root)  # skips the record: a dot file
-
-    def problems(self, listing: Listing) -> list[str]:
-        return []
-
-    def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class DirectBucket:
-    """A bucket on moto, reached directly (no latency proxy)."""
-
-    def __init__(self, server: S3Server, bucket: Bucket, name: str) -> None:
-        self.server = server
-        self.bucket = bucket
-        self.name = name
-        self.created = False
-
-    def empty(self) -> None:
-        if self.created:
-            self.bucket.empty(self.name)
-        else:
-            self.bucket.create(self.name)
-            self.created = True
-
-    def env(self, tree: Path, stock: bool) -> dict[str, str]:
-        return child_env(
-            tree=str(tree),
-            storage="s3",
-            s3_endpoint=self.server.endpoint_url,
-            s3_bucket=self.name,
-            stock="1" if stock else "0",
-        )
-
-    def listing(self) -> Listing:
-        return self.bucket.listing(self.name)
-
-    def problems(self, listing: Listing) -> list[str]:
-        wrong = self.bucket.wrong_content_types(self.name, content_type_sample(listing))
-        return [f"{len(wrong)} wrong Content-Type (e.g. {wrong[0]})"] if wrong else []
-
-    def remove(self) -> None:
-        if self.created:
-            self.bucket.delete(self.name)
-            self.created = False
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -201,9 +129,10 @@ class Bench:
     def destination(self, storage: str) -> Destination:
         number = next(self.serial)
         if storage == "local":
-            return LocalRoot(WORK / f"memory-root-{number}")
+            return LocalDestination(WORK / f"memory-root-{number}", manifest=False)
         assert self.server is not None and self.bucket is not None
-        return DirectBucket(self.server, self.bucket, f"memory-{number}")
+        s3 = S3(self.server, None, self.bucket)
+        return S3Destination(s3, f"memory-{number}", manifest=False)
 
     def add(self, run: Run, wall_s: float, rss_mb: float, check: str) -> None:
         run.wall_s, run.rss_mb, run.check = wall_s, rss_mb, check

@@ -186,12 +186,12 @@ class S3:
     """moto, the latency proxy in front of it, and a client that goes around it."""
 
     server: S3Server
-    proxy: LatencyProxy
+    proxy: LatencyProxy | None  # None: straight to moto (memory.py)
     bucket: Bucket
 
     @property
     def endpoint(self) -> str:
-        return self.proxy.endpoint_url
+        return (self.proxy or self.server).endpoint_url
 
 
 class S3Destination:

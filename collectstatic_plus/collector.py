@@ -31,7 +31,7 @@ from .prune import Pruner
 from .record import Entry, Record, RecordError
 from .report import Report
 from .retry import PermanentError, Retry, Throttle
-from .sources import Digest, Source, digest, find_sources, mixed, stat_token
+from .sources import Digest, Source, digest, find_sources, mixed
 from .staging import Staging, unwrap
 from .transfer import Failure, TransferPool
 
@@ -170,7 +170,8 @@ class Collector:
         storage = MinifyingSource(
             source.storage, source.prefixed_path, self.minifier, self.note_minified
         )
-        return replace(source, storage=storage)  # type: ignore[arg-type]
+        token = source.token and mixed(source.token, self.minifier.key)
+        return replace(source, storage=storage, token=token)  # type: ignore[arg-type]
 
     def note_minified(self, path: str, outcome: Outcome) -> None:
         trouble = outcome.reason == "not UTF-8" or outcome.reason.startswith(
@@ -266,7 +267,6 @@ class Collector:
         Stat calls run inline; only the reads go to the pool.
         """
         digests: dict[str, Digest] = {}
-        self.tokens: dict[str, str] = {}
         force = self.options.force
         reread = force or self.options.verify
         recorded = {} if reread or self.previous is None else self.previous.files
@@ -276,15 +276,10 @@ class Collector:
 
         with self.pool() as pool:
             for source in self.sources:
-                path = source.prefixed_path
-                token = stat_token(source)
-                if token is not None and isinstance(source.storage, MinifyingSource):
-                    token = mixed(token, self.minifier.key)
-                entry = recorded.get(path)
-                if token is not None:
-                    self.tokens[path] = token
+                path, token = source.prefixed_path, source.token
                 if not needs_digest(path, known, force):
                     continue
+                entry = recorded.get(path)
                 if token is not None and entry is not None and entry.source == token:
                     digests[path] = Digest(entry.md5, entry.size)
                 else:
@@ -440,9 +435,8 @@ class Collector:
                 old = previous.files.get(path) if previous is not None else None
                 if old is not None and remote is not None and saw_same(old, remote):
                     remote = old.seen  # the same object: keep what the record saw
-                files[path] = Entry(
-                    content.md5, content.size, remote, self.tokens.get(path)
-                )
+                token = self.winners[path].token if path in self.winners else None
+                files[path] = Entry(content.md5, content.size, remote, token)
         manifests = previous.manifests if previous is not None else []
         if complete and self.manifest is not None and manifests[:1] != [self.manifest]:
             manifests = [self.manifest, *manifests][: self.options.keep_manifests]

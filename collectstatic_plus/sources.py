@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.staticfiles.finders import get_finders
+from django.contrib.staticfiles.finders import BaseFinder, get_finders
 from django.core.files import File
 from django.core.files.storage import Storage
+
+from .walk import Listed, fast_list, token_for
 
 CHUNK = 256 * 1024
 
@@ -25,6 +27,8 @@ class Source:
     storage: Storage
     #: Where it was found: the finder and, if it has several, which root/app.
     origin: str = ""
+    #: Its stat token when it was listed (see :func:`stat_token`).
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
     for finder in get_finders():
         roots = {id(s): key for key, s in getattr(finder, "storages", {}).items()}
         origins: dict[int, str] = {}  # one string per root, not one per file
-        for path, storage in finder.list(ignore_patterns):
+        for path, storage, token in _listed(finder, ignore_patterns):
             prefix = getattr(storage, "prefix", None)
             prefixed_path = os.path.join(prefix, path) if prefix else path
             origin = origins.get(id(storage))
@@ -52,7 +56,17 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
                 root = roots.get(id(storage))
                 origin = type(finder).__name__ + (f":{root}" if root else "")
                 origins[id(storage)] = origin
-            yield Source(path, prefixed_path, storage, origin)
+            yield Source(path, prefixed_path, storage, origin, token)
+
+
+def _listed(finder: BaseFinder, ignore_patterns: list[str]) -> Iterator[Listed]:
+    """The finder's listing with each file's stat token, fast where we can."""
+    fast = fast_list(finder, ignore_patterns)
+    if fast is not None:
+        yield from fast
+        return
+    for path, storage in finder.list(ignore_patterns):
+        yield path, storage, stat_token(storage, path)
 
 
 def digest(source: Source) -> Digest:
@@ -115,7 +129,7 @@ class HashingFile(File):  # type: ignore[type-arg]
         return Digest(self._md5.hexdigest(), self._size)
 
 
-def stat_token(source: Source) -> str | None:
+def stat_token(storage: Storage, name: str) -> str | None:
     """An opaque token for the source file's path, size and mtime.
 
     Equal tokens across runs mean the file was not touched, so its recorded
@@ -123,12 +137,11 @@ def stat_token(source: Source) -> str | None:
     no local path.
     """
     try:
-        path = source.storage.path(source.path)
+        path = storage.path(name)
         stat = os.stat(path)
     except Exception:  # no local path, a path outside its root, or gone
         return None
-    text = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
-    return hashlib.sha256(text.encode(), usedforsecurity=False).hexdigest()[:32]
+    return token_for(path, stat)
 
 
 def mixed(token: str, key: str) -> str:

@@ -1,0 +1,113 @@
+"""List what Django's own finders list, in one pass with the stat calls.
+
+``FileSystemFinder`` and ``AppDirectoriesFinder`` list files through
+``staticfiles.utils.get_files``: a ``storage.listdir`` per directory (each
+path checked by ``safe_join``), every name matched against each ignore
+pattern with ``fnmatchcase``. Collecting then stats every file again. For
+those two finders (exactly those classes, with their own storage classes)
+this module walks the same directories with ``os.scandir``, matches one
+compiled pattern, and stats each file from its directory entry: the same
+paths, in the same order, with each file's stat token. Any other finder or
+storage goes through its own ``list`` (see :func:`sources.find_sources`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterator
+
+from django.contrib.staticfiles.finders import (
+    AppDirectoriesFinder,
+    BaseFinder,
+    FileSystemFinder,
+)
+from django.core.files.storage import FileSystemStorage, Storage
+
+#: (path in its storage, the storage, the file's stat token or None)
+Listed = tuple[str, Storage, "str | None"]
+
+
+def token_for(path: str, stat: os.stat_result) -> str:
+    """The stat token of the file at absolute ``path``: see ``stat_token``."""
+    text = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    return hashlib.sha256(text.encode(), usedforsecurity=False).hexdigest()[:32]
+
+
+def fast_list(
+    finder: BaseFinder, ignore_patterns: list[str]
+) -> Iterator[Listed] | None:
+    """What ``finder.list(ignore_patterns)`` yields, with tokens; None if this
+    finder is not one whose listing we can reproduce."""
+    if type(finder) is FileSystemFinder:
+        storages = _filesystem_storages(finder)
+    elif type(finder) is AppDirectoriesFinder:
+        storages = _app_storages(finder)
+    else:
+        return None
+    if storages is None:
+        return None
+    return _listing(storages, _matcher(ignore_patterns))
+
+
+def _filesystem_storages(finder: FileSystemFinder) -> list[Storage] | None:
+    storages: list[Storage] = []
+    for _prefix, root in finder.locations:
+        if os.path.isdir(root):  # FileSystemFinder.list skips other roots
+            storages.append(finder.storages[root])
+    return storages if all(type(s) is FileSystemStorage for s in storages) else None
+
+
+def _app_storages(finder: AppDirectoriesFinder) -> list[Storage] | None:
+    storages = list(finder.storages.values())
+    if not all(type(s) is finder.storage_class for s in storages):
+        return None
+    return [s for s in storages if s.exists("")]  # as AppDirectoriesFinder.list
+
+
+def _listing(
+    storages: list[Storage], ignored: Callable[[str], object]
+) -> Iterator[Listed]:
+    for storage in storages:
+        for path, token in _walk(storage.path(""), "", ignored):
+            yield path, storage, token
+
+
+def _walk(
+    directory: str, location: str, ignored: Callable[[str], object]
+) -> Iterator[tuple[str, str | None]]:
+    """``get_files``: files of a directory in listing order, then its
+    subdirectories; a name is matched alone and, below the top, with its path."""
+    files: list[os.DirEntry[str]] = []
+    directories: list[os.DirEntry[str]] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            (directories if entry.is_dir() else files).append(entry)
+    for entry in files:
+        name = entry.name
+        if ignored(name):
+            continue
+        if location:
+            name = location + os.sep + name
+            if ignored(name):
+                continue
+        try:
+            token: str | None = token_for(entry.path, entry.stat())
+        except OSError:  # a broken symlink, or gone since the listing
+            token = None
+        yield name, token
+    for entry in directories:
+        if ignored(entry.name):
+            continue
+        below = location + os.sep + entry.name if location else entry.name
+        yield from _walk(entry.path, below, ignored)
+
+
+def _matcher(patterns: list[str]) -> Callable[[str], object]:
+    """``matches_patterns(name, patterns)`` as one compiled expression."""
+    if not patterns:
+        return lambda name: False
+    either = "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)
+    return re.compile(either).match

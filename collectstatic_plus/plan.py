@@ -24,7 +24,7 @@ class Action(enum.Enum):
     STOCK = "stock"  # nothing known: stock's exists + modification time rule
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
 class Decision:
     action: Action
     #: Whether the destination holds a file at this path; None: not known.

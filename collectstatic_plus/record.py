@@ -29,10 +29,11 @@ from .backends import Backend, Remote
 from .retry import classify
 
 FORMAT = "collectstatic-plus-record"
-VERSION = 1
+#: 2: ``files`` became rows (lists) instead of objects: faster to read, smaller.
+VERSION = 2
 #: Records larger than this are not read (about 300,000 files).
 MAX_BYTES = 64 * 1024 * 1024
-MD5 = TOKEN = re.compile(r"^[0-9a-f]{32}$")
+MD5 = TOKEN = re.compile(r"[0-9a-f]{32}")
 MAX_ETAG = 100
 
 
@@ -40,7 +41,7 @@ class RecordError(ValueError):
     """The record exists but cannot be trusted; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
 class Entry:
     """One collected file: the source content written, and what then landed."""
 
@@ -51,18 +52,24 @@ class Entry:
     #: The source's stat token (path, size, mtime) when it had this content.
     source: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"md5": self.md5, "size": self.size}
-        if self.source is not None:
-            data["source"] = self.source
-        if self.seen is not None:
-            seen: dict[str, Any] = {"size": self.seen.size}
-            if self.seen.etag is not None:
-                seen["etag"] = self.seen.etag
-            if self.seen.mtime_ns is not None:
-                seen["mtime_ns"] = self.seen.mtime_ns
-            data["seen"] = seen
-        return data
+    def row(self, path: str) -> list[Any]:
+        """The entry as a row of the record's ``files`` (see :data:`COLUMNS`)."""
+        seen = self.seen
+        if seen is None:
+            return [path, self.md5, self.size, self.source, None, None, None]
+        return [
+            path,
+            self.md5,
+            self.size,
+            self.source,
+            seen.size,
+            seen.etag,
+            seen.mtime_ns,
+        ]
+
+
+#: What each row of ``files`` holds; the seen_* are null when nothing was seen.
+COLUMNS = ("path", "md5", "size", "source", "seen_size", "seen_etag", "seen_mtime_ns")
 
 
 @dataclass
@@ -96,10 +103,10 @@ class Record:
         return buffer.getvalue()
 
     def write(self, out: BinaryIO) -> None:
-        """Write compact JSON, one file entry at a time.
+        """Write compact JSON, one file's row at a time.
 
         Building the whole document first would hold every entry twice more,
-        as dicts and as one string: tens of MB for 50,000 files.
+        as lists and as one string: tens of MB for 50,000 files.
         """
         encode = json.JSONEncoder(separators=(",", ":")).encode
         head = {
@@ -107,13 +114,14 @@ class Record:
             "version": VERSION,
             "fingerprint": self.fingerprint,
             "state": dict(sorted(self.state.items())),
+            "columns": COLUMNS,
         }
-        out.write(encode(head)[:-1].encode() + b',"files":{')
+        out.write(encode(head)[:-1].encode() + b',"files":[')
         for number, path in enumerate(sorted(self.files)):
-            entry = encode(path) + ":" + encode(self.files[path].to_json())
-            out.write((b"," if number else b"") + entry.encode())
+            row = encode(self.files[path].row(path))
+            out.write((b"," if number else b"") + row.encode())
         manifests = [sorted(paths) for paths in self.manifests]
-        out.write(b'},"manifests":' + encode(manifests).encode() + b"}")
+        out.write(b'],"manifests":' + encode(manifests).encode() + b"}")
 
     @classmethod
     def from_bytes(cls, data: bytes, fingerprint: str) -> Record:
@@ -133,64 +141,78 @@ class Record:
                 "written for another destination (storage class, bucket or "
                 "location differ)"
             )
+        if document.get("columns") != list(COLUMNS):
+            raise RecordError(f"unknown columns {document.get('columns')!r}")
+        rows = document.pop("files", None)
         return cls(
             fingerprint=fingerprint,
-            files=_files(document.get("files")),
+            files=_files(rows),
             manifests=_manifests(document.get("manifests", [])),
             state=_state(document.get("state", {})),
         )
 
 
+#: A relative path of non-empty parts, none "." or "..", without backslashes
+#: or NUL bytes.
+SAFE_PATH = re.compile(r"(?!/)(?:(?!\.\.?(?:/|\Z))[^/\\\x00]+/)*(?!\.\.?\Z)[^/\\\x00]+")
+
+
 def is_safe_path(path: object) -> bool:
     """A relative, normalised, forward-slash path inside the destination."""
-    if not isinstance(path, str) or not path or len(path) > 1024:
-        return False
-    if path.startswith("/") or "\\" in path or "\0" in path:
-        return False
-    return all(part not in ("", ".", "..") for part in path.split("/"))
-
-
-def _files(value: object) -> dict[str, Entry]:
-    if not isinstance(value, Mapping):
-        raise RecordError("'files' is not an object")
-    files = {}
-    for path, raw in value.items():
-        if not is_safe_path(path):
-            raise RecordError(f"unsafe path {path!r}")
-        files[path] = _entry(path, raw)
-    return files
-
-
-def _entry(path: str, raw: object) -> Entry:
-    if not isinstance(raw, Mapping):
-        raise RecordError(f"entry for {path!r} is not an object")
-    md5, size = raw.get("md5"), raw.get("size")
-    if not isinstance(md5, str) or not MD5.match(md5):
-        raise RecordError(f"entry for {path!r} has a bad md5")
-    if not _is_count(size):
-        raise RecordError(f"entry for {path!r} has a bad size")
-    seen, source = raw.get("seen"), raw.get("source")
-    if source is not None and (not isinstance(source, str) or not TOKEN.match(source)):
-        raise RecordError(f"entry for {path!r} has a bad source token")
-    return Entry(
-        md5,
-        size,  # type: ignore[arg-type]
-        None if seen is None else _seen(path, seen),
-        source,
+    return (
+        isinstance(path, str)
+        and len(path) <= 1024
+        and SAFE_PATH.fullmatch(path) is not None
     )
 
 
-def _seen(path: str, raw: object) -> Remote:
-    if not isinstance(raw, Mapping):
-        raise RecordError(f"entry for {path!r} has a bad 'seen'")
-    size, etag, mtime_ns = raw.get("size"), raw.get("etag"), raw.get("mtime_ns")
+def _files(rows: object) -> dict[str, Entry]:
+    """Entries from the rows, each row dropped as soon as it is read (the
+    parsed rows and the entries are not held in full at the same time)."""
+    if type(rows) is not list:
+        raise RecordError("'files' is not a list")
+    files: dict[str, Entry] = {}
+    rows.reverse()
+    while rows:
+        row = rows.pop()
+        if type(row) is not list or len(row) != len(COLUMNS):
+            raise RecordError(f"a 'files' row is not a list of {len(COLUMNS)}")
+        path = row[0]
+        if not is_safe_path(path):
+            raise RecordError(f"unsafe path {path!r}")
+        if path in files:
+            raise RecordError(f"{path!r} is listed twice")
+        files[path] = _entry(*row)
+    return files
+
+
+def _entry(
+    path: str,
+    md5: object,
+    size: object,
+    source: object,
+    seen_size: object,
+    etag: object,
+    mtime_ns: object,
+) -> Entry:
+    if type(md5) is not str or not MD5.fullmatch(md5):
+        raise RecordError(f"entry for {path!r} has a bad md5")
     if not _is_count(size):
+        raise RecordError(f"entry for {path!r} has a bad size")
+    if source is not None and (type(source) is not str or not TOKEN.fullmatch(source)):
+        raise RecordError(f"entry for {path!r} has a bad source token")
+    if seen_size is None:
+        if etag is not None or mtime_ns is not None:
+            raise RecordError(f"entry for {path!r} has a bad seen size")
+        return Entry(md5, size, None, source)  # type: ignore[arg-type]
+    if not _is_count(seen_size):
         raise RecordError(f"entry for {path!r} has a bad seen size")
-    if etag is not None and (not isinstance(etag, str) or len(etag) > MAX_ETAG):
+    if etag is not None and (type(etag) is not str or len(etag) > MAX_ETAG):
         raise RecordError(f"entry for {path!r} has a bad etag")
     if mtime_ns is not None and not _is_count(mtime_ns):
         raise RecordError(f"entry for {path!r} has a bad mtime_ns")
-    return Remote(size, etag, mtime_ns)  # type: ignore[arg-type]
+    seen = Remote(seen_size, etag, mtime_ns)  # type: ignore[arg-type]
+    return Entry(md5, size, seen, source)  # type: ignore[arg-type]
 
 
 def _manifests(value: object) -> list[list[str]]:
@@ -212,7 +234,7 @@ def _state(value: object) -> dict[str, str]:
 
 
 def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return type(value) is int and value >= 0
 
 
 def load(backend: Backend, name: str, fingerprint: str) -> Record | None:

@@ -18,7 +18,7 @@ from .walk import Listed, fast_list, token_for
 CHUNK = 256 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
 class Source:
     """One file a finder offers: its path in ``storage`` and its destination path."""
 
@@ -31,7 +31,7 @@ class Source:
     token: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
 class Digest:
     """A source file's content: MD5 (hex) and size in bytes."""
 

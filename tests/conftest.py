@@ -44,6 +44,26 @@ def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:
 RECORD = ".collectstatic-plus.json"
 
 
+def record_files(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A sync record's rows as path -> {md5, size, source, seen}, leaving out
+    what is null; ``seen`` holds the non-null ``seen_*`` columns."""
+    columns = document["columns"]
+    files = {}
+    for row in document["files"]:
+        values = dict(zip(columns, row, strict=True))
+        entry = {
+            k: values[k] for k in ("md5", "size", "source") if values[k] is not None
+        }
+        if values["seen_size"] is not None:
+            entry["seen"] = {
+                key[len("seen_") :]: values[key]
+                for key in ("seen_size", "seen_etag", "seen_mtime_ns")
+                if values[key] is not None
+            }
+        files[values["path"]] = entry
+    return files
+
+
 def read_tree(root: Path, record: bool = False) -> dict[str, bytes]:
     """Every file under ``root`` (symlinks followed) as relative path -> bytes.
 

@@ -33,7 +33,13 @@ from collectstatic_plus.backends.azure import AzureBackend, client_session
 from collectstatic_plus.retry import classify
 
 from .azure_storages import ObservedAzureStorage
-from .conftest import read_tree, run_collectstatic, run_stock, write_tree
+from .conftest import (
+    read_tree,
+    record_files,
+    run_collectstatic,
+    run_stock,
+    write_tree,
+)
 from .servers.azurite import AzuriteServer, AzuriteUnavailable, Request
 
 REPO = Path(__file__).resolve().parents[1]
@@ -330,7 +336,7 @@ def test_record_holds_the_md5_and_size_of_each_new_blob(
     settings.STATICFILES_DIRS = [str(source)]
     use(settings, container.storage())
     run = collect(container, verbosity=2)
-    files = container.record()["files"]
+    files = record_files(container.record())
     assert {path: (e["md5"], e["size"]) for path, e in files.items()} == {
         name: (md5(data), len(data)) for name, data in read_tree(source).items()
     }
@@ -598,7 +604,7 @@ def test_parallel_8_fills_the_container_as_serial_does(
         use(settings, container.storage(location="static"))
         run = collect(container, parallel=parallel)
         record = container.record(f"static/{RECORD}")
-        runs.append((run, container.contents(), record["files"], run.kinds))
+        runs.append((run, container.contents(), record_files(record), run.kinds))
     assert runs[1][1] == runs[0][1]
     assert runs[1][0].stdout == runs[0][0].stdout == "\n67 static files copied.\n"
     assert [entry.pop("seen") for entry in runs[1][2].values()] == [

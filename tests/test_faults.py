@@ -37,7 +37,13 @@ from django.core.management import CommandError
 from django.test import override_settings
 
 from .buckets import RECORD, S3, S3_MANIFEST, Bucket, keys_of
-from .conftest import default_sigint, read_tree, run_collectstatic, write_tree
+from .conftest import (
+    default_sigint,
+    read_tree,
+    record_files,
+    run_collectstatic,
+    write_tree,
+)
 from .servers.fault_proxy import KINDS, FaultProxy
 from .servers.s3 import S3Server
 
@@ -473,7 +479,7 @@ def test_a_failing_key_fails_alone_and_the_next_run_uploads_only_it(
     expected = read_tree(source)
     assert bucket.contents() == {k: v for k, v in expected.items() if k != bad}
     record = json.loads(bucket.get(RECORD))
-    assert sorted(record["files"]) == sorted(set(expected) - {bad})
+    assert sorted(record_files(record)) == sorted(set(expected) - {bad})
     FIGURES.faults("failing key", proxy.faults())
 
     proxy.configure(fail_keys=[])
@@ -481,7 +487,7 @@ def test_a_failing_key_fails_alone_and_the_next_run_uploads_only_it(
     assert collect(parallel=8).error is None
     assert keys_of(s3_server.requests(), "PUT", bucket.name) == sorted([bad, RECORD])
     assert bucket.contents() == expected
-    assert bad in json.loads(bucket.get(RECORD))["files"]
+    assert bad in record_files(json.loads(bucket.get(RECORD)))
 
 
 @pytest.mark.s3
@@ -857,10 +863,10 @@ def test_ctrl_c_while_the_last_files_are_in_flight_stops_cleanly(
     assert run.returncode == 130, run.stderr
     assert "Traceback" not in run.stderr
     assert run.stderr.startswith("CommandError: Interrupted: ")
-    record = json.loads((runner.killed.root / RECORD).read_bytes())
+    record = record_files(json.loads((runner.killed.root / RECORD).read_bytes()))
     landed = read_tree(runner.killed.root)
     assert all(
-        record["files"][name]["md5"] == hashlib.md5(landed[name]).hexdigest()
+        record[name]["md5"] == hashlib.md5(landed[name]).hexdigest()
         for name in changed
-        if name in landed and name in record["files"]
+        if name in landed and name in record
     )

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from django.core.management import CommandError
 from .conftest import (
     RECORD,
     read_tree,
+    record_files,
     run_collectstatic,
     run_stock,
     stock_view,
@@ -152,8 +154,8 @@ def test_record_lists_each_file_with_its_content_hash(
     run_collectstatic()
     document = json.loads((static_root / RECORD).read_bytes())
     assert document["format"] == "collectstatic-plus-record"
-    assert sorted(document["files"]) == sorted(read_tree(source))
-    entry = document["files"]["d0/f0.js"]
+    assert sorted(record_files(document)) == sorted(read_tree(source))
+    entry = record_files(document)["d0/f0.js"]
     content = b"var v0 = 0;\n"
     assert entry["md5"] == hashlib.md5(content).hexdigest()
     assert entry["size"] == len(content)
@@ -161,21 +163,42 @@ def test_record_lists_each_file_with_its_content_hash(
     assert entry["seen"] == {"size": len(content), "mtime_ns": stat.st_mtime_ns}
 
 
-@pytest.mark.parametrize(
-    "content",
-    [b"[]", b"\xff\xfe", b'{"format": "collectstatic-plus-record", "version": 9}'],
-)
+def as_version_1(document: dict[str, Any]) -> dict[str, Any]:
+    files = record_files(document)
+    return {**document, "version": 1, "files": files}
+
+
+BROKEN_RECORDS: dict[str, Callable[[dict[str, Any]], object]] = {
+    "a list": lambda document: [],
+    "unknown version": lambda document: {**document, "version": 9},
+    "version 1, with objects as entries": as_version_1,
+    "a row twice": lambda d: {**d, "files": d["files"] + d["files"][:1]},
+    "other columns": lambda d: {**d, "columns": d["columns"][::-1]},
+    "a short row": lambda d: {**d, "files": [row[:6] for row in d["files"]]},
+    "seen columns without a seen size": lambda d: {
+        **d,
+        "files": [[*row[:4], None, *row[5:]] for row in d["files"]],
+    },
+}
+
+
+@pytest.mark.parametrize("broken", [*BROKEN_RECORDS, "not UTF-8"])
 def test_broken_record_is_ignored_with_a_warning(
-    source: Path, static_root: Path, content: bytes
+    source: Path, static_root: Path, broken: str
 ) -> None:
     run_collectstatic()
+    if broken == "not UTF-8":
+        content = b"\xff\xfe"
+    else:
+        document = json.loads((static_root / RECORD).read_bytes())
+        content = json.dumps(BROKEN_RECORDS[broken](document)).encode()
     (static_root / RECORD).write_bytes(content)
     (static_root / "d0/f3.js").write_text("tampered\n")
     stderr = io.StringIO()
     result = run_collectstatic(stderr=stderr)
     assert stderr.getvalue().startswith(f"Ignoring the sync record '{RECORD}': ")
     assert "1 static file copied" in result.stdout
-    assert json.loads((static_root / RECORD).read_bytes())["version"] == 1
+    assert json.loads((static_root / RECORD).read_bytes())["version"] == 2
 
 
 def test_dry_run_writes_no_record(source: Path, static_root: Path) -> None:

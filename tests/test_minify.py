@@ -21,7 +21,7 @@ from collectstatic_plus.minify import (
     has_nested_template,
 )
 
-from .conftest import RECORD, read_tree, run_collectstatic, write_tree
+from .conftest import RECORD, read_tree, record_files, run_collectstatic, write_tree
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN = Path(django.__file__).parent / "contrib" / "admin" / "static"
@@ -258,7 +258,9 @@ def test_incremental_with_minification(
     assert "Copying" in result.stdout and result.stdout.count("Copying") == 1
     assert (static_root / "js/c.js").read_bytes() == b"var  c  =  2 ;\n"
     record = json.loads((static_root / RECORD).read_bytes())
-    assert record["files"]["js/b.js"]["md5"] == hashlib.md5(b"var b=1;").hexdigest()
+    assert (
+        record_files(record)["js/b.js"]["md5"] == hashlib.md5(b"var b=1;").hexdigest()
+    )
 
 
 def test_bad_file_is_copied_as_is_with_a_warning(

@@ -201,15 +201,17 @@ def test_force_uploads_everything(
     assert run.kinds["PUT"] == 10
 
 
+HEAD = (
+    b'{"format": "collectstatic-plus-record", "version": 2, "fingerprint": "%(fp)s", '
+    b'"columns": ["path", "md5", "size", "source", "seen_size", "seen_etag", '
+    b'"seen_mtime_ns"], '
+)
 HOSTILE_RECORDS = {
     "not json": b"{not json",
-    "wrong types": b'{"format": "collectstatic-plus-record", "version": 1, '
-    b'"fingerprint": "%(fp)s", "files": {"d0/f0.css": {"md5": 5, "size": "x"}}}',
-    "escaping path": b'{"format": "collectstatic-plus-record", "version": 1, '
-    b'"fingerprint": "%(fp)s", "files": {"../../etc/passwd": '
-    b'{"md5": "00000000000000000000000000000000", "size": 1}}}',
-    "another bucket": b'{"format": "collectstatic-plus-record", "version": 1, '
-    b'"fingerprint": "0000", "files": {}}',
+    "wrong types": HEAD + b'"files": [["d0/f0.css", 5, "x", null, null, null, null]]}',
+    "escaping path": HEAD + b'"files": [["../../etc/passwd", '
+    b'"00000000000000000000000000000000", 1, null, null, null, null]]}',
+    "another bucket": HEAD.replace(b"%(fp)s", b"0000") + b'"files": []}',
 }
 
 

@@ -26,7 +26,7 @@ from django.core.files.storage import Storage
 from ..sources import Digest, digest_file
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
 class Remote:
     """What a listing says the destination holds at one path."""
 

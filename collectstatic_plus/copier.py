@@ -19,6 +19,7 @@ class Host(Protocol):
 
     storage: Storage
     dry_run: bool
+    verbosity: int
     copied_files: list[str]
     unmodified_files: list[str]
 
@@ -63,15 +64,17 @@ class Copier:
     def skip(self, source: Source, digest: Digest) -> None:
         with self._lock:
             self.kept[source.prefixed_path] = digest
-        self.report.file(
-            source.prefixed_path,
-            "unchanged",
-            source=source.origin,
-            size=digest.size,
-            md5=digest.md5,
-        )
+        if self.report.keep_files:  # a no-change run skips every file: keep it lean
+            self.report.file(
+                source.prefixed_path,
+                "unchanged",
+                source=source.origin,
+                size=digest.size,
+                md5=digest.md5,
+            )
         self.host.unmodified_files.append(source.prefixed_path)
-        self.host.log(f"Skipping '{source.path}' (not modified)")
+        if self.host.verbosity >= 2:
+            self.host.log(f"Skipping '{source.path}' (not modified)")
 
     def save(self, source: Source, name: str) -> tuple[str, Digest | None]:
         """One attempt at saving: the source is opened afresh each time."""

@@ -33,7 +33,9 @@ FORMAT = "collectstatic-plus-record"
 VERSION = 2
 #: Records larger than this are not read (about 300,000 files).
 MAX_BYTES = 64 * 1024 * 1024
-MD5 = TOKEN = re.compile(r"[0-9a-f]{32}")
+MD5 = re.compile(r"[0-9a-f]{32}")
+#: A stat token (hex numbers joined by "-") or a hash of one.
+TOKEN = re.compile(r"[0-9a-f][0-9a-f-]{0,99}")
 MAX_ETAG = 100
 
 
@@ -81,8 +83,8 @@ class Record:
     manifests: list[list[str]] = field(default_factory=list)
     state: dict[str, str] = field(default_factory=dict)
 
-    def same_content(self, other: Record | None) -> bool:
-        """Equal but for source tokens: not worth a write on their own."""
+    def same_content(self, other: Record | None, tokens: bool = False) -> bool:
+        """Equal but for source tokens (compared too if ``tokens``)."""
         if other is None or (self.fingerprint, self.manifests, self.state) != (
             other.fingerprint,
             other.manifests,
@@ -91,9 +93,13 @@ class Record:
             return False
         mine, theirs = self.files, other.files
         return mine.keys() == theirs.keys() and all(
-            entry.md5 == theirs[path].md5
-            and entry.size == theirs[path].size
-            and entry.seen == theirs[path].seen
+            entry is theirs[path]
+            or (
+                entry.md5 == theirs[path].md5
+                and entry.size == theirs[path].size
+                and entry.seen == theirs[path].seen
+                and (not tokens or entry.source == theirs[path].source)
+            )
             for path, entry in mine.items()
         )
 

@@ -130,18 +130,18 @@ class HashingFile(File):  # type: ignore[type-arg]
 
 
 def stat_token(storage: Storage, name: str) -> str | None:
-    """An opaque token for the source file's path, size and mtime.
+    """A token for the source file: its inode, size, mtime and ctime.
 
     Equal tokens across runs mean the file was not touched, so its recorded
-    digest can be reused without reading it. None when the source storage has
-    no local path.
+    digest can be reused without reading it: a new file (another inode), a
+    write (mtime) or a write whose mtime was put back (ctime) all change it.
+    None when the source storage has no local path.
     """
     try:
-        path = storage.path(name)
-        stat = os.stat(path)
+        stat = os.stat(storage.path(name))
     except Exception:  # no local path, a path outside its root, or gone
         return None
-    return token_for(path, stat)
+    return token_for(stat)
 
 
 def mixed(token: str, key: str) -> str:

@@ -14,7 +14,6 @@ storage goes through its own ``list`` (see :func:`sources.find_sources`).
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -30,10 +29,9 @@ from django.core.files.storage import FileSystemStorage, Storage
 Listed = tuple[str, Storage, "str | None"]
 
 
-def token_for(path: str, stat: os.stat_result) -> str:
-    """The stat token of the file at absolute ``path``: see ``stat_token``."""
-    text = f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}"
-    return hashlib.sha256(text.encode(), usedforsecurity=False).hexdigest()[:32]
+def token_for(stat: os.stat_result) -> str:
+    """The stat token of a file: see ``sources.stat_token``."""
+    return f"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}-{stat.st_ctime_ns:x}"
 
 
 def fast_list(
@@ -71,38 +69,41 @@ def _listing(
     storages: list[Storage], ignored: Callable[[str], object]
 ) -> Iterator[Listed]:
     for storage in storages:
-        for path, token in _walk(storage.path(""), "", ignored):
+        for path, token in _walk(storage.path(""), ignored):
             yield path, storage, token
 
 
-def _walk(
-    directory: str, location: str, ignored: Callable[[str], object]
-) -> Iterator[tuple[str, str | None]]:
-    """``get_files``: files of a directory in listing order, then its
-    subdirectories; a name is matched alone and, below the top, with its path."""
-    files: list[os.DirEntry[str]] = []
-    directories: list[os.DirEntry[str]] = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            (directories if entry.is_dir() else files).append(entry)
-    for entry in files:
-        name = entry.name
-        if ignored(name):
-            continue
-        if location:
-            name = location + os.sep + name
+def _walk(top: str, ignored: Callable[[str], object]) -> list[tuple[str, str | None]]:
+    """``get_files``: a directory's files in listing order, then each of its
+    subdirectories in turn; a name is matched alone and, below the top, with
+    its path. A loop with a stack, not recursion: the same order, cheaper."""
+    found: list[tuple[str, str | None]] = []
+    stack = [(top, "")]
+    while stack:
+        directory, location = stack.pop()
+        files: list[os.DirEntry[str]] = []
+        directories: list[os.DirEntry[str]] = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                (directories if entry.is_dir() else files).append(entry)
+        for entry in files:
+            name = entry.name
             if ignored(name):
                 continue
-        try:
-            token: str | None = token_for(entry.path, entry.stat())
-        except OSError:  # a broken symlink, or gone since the listing
-            token = None
-        yield name, token
-    for entry in directories:
-        if ignored(entry.name):
-            continue
-        below = location + os.sep + entry.name if location else entry.name
-        yield from _walk(entry.path, below, ignored)
+            if location:
+                name = location + os.sep + name
+                if ignored(name):
+                    continue
+            try:
+                token: str | None = token_for(entry.stat())
+            except OSError:  # a broken symlink, or gone since the listing
+                token = None
+            found.append((name, token))
+        for entry in reversed(directories):  # the first one is taken next
+            if not ignored(entry.name):
+                below = location + os.sep + entry.name if location else entry.name
+                stack.append((entry.path, below))
+    return found
 
 
 def _matcher(patterns: list[str]) -> Callable[[str], object]:

@@ -21,28 +21,29 @@ class LocalBackend(Backend):
 
     def listing(self) -> Listing | None:
         root = str(self.storage.location)  # type: ignore[attr-defined]
-        found: Listing = {}
-        if os.path.isdir(root):
-            _walk(root, "", found)
-        return found
+        return _walk(root) if os.path.isdir(root) else {}
 
 
-def _walk(directory: str, prefix: str, found: Listing) -> None:
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            name = prefix + entry.name
-            if entry.is_dir(follow_symlinks=False):
-                _walk(entry.path, name + "/", found)
-                continue
-            try:
-                stat = entry.stat()
-            except FileNotFoundError:  # a broken symlink
-                stat = entry.stat(follow_symlinks=False)
-            found[name] = Remote(
-                size=stat.st_size,
-                mtime_ns=stat.st_mtime_ns,
-                is_link=entry.is_symlink(),
-            )
+def _walk(root: str) -> Listing:
+    """Every file below ``root`` (symlinks to directories not followed)."""
+    found: Listing = {}
+    stack = [(root, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((entry.path, prefix + entry.name + "/"))
+                    continue
+                link = entry.is_symlink()
+                try:
+                    stat = entry.stat()
+                except FileNotFoundError:  # a broken symlink
+                    stat = entry.stat(follow_symlinks=False)
+                found[prefix + entry.name] = Remote(
+                    stat.st_size, None, stat.st_mtime_ns, link
+                )
+    return found
 
 
 BACKEND = LocalBackend

@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
 from ...backends import Backend, backend_for
-from ...collector import Collector, RunOptions
+from ...collector import Collector, RunOptions, older_objects_frozen
 from ...conf import REMOTE_WORKERS, conf, local_workers
 from ...minify import MinifySettings
 from ...report import Report
@@ -236,20 +236,23 @@ class Command(stock.Command):
 
     def log(self, msg: str, level: int = 2) -> None:
         """Serialise log lines: workers log concurrently."""
+        if level > self.verbosity:
+            return  # as stock would, without taking the lock
         with self._log_lock:
             super().log(msg, level)
 
     def execute(self, *args: Any, **options: Any) -> str | None:
-        """SIGTERM stops the run like Ctrl-C; user mistakes print as one line."""
+        """SIGTERM stops the run like Ctrl-C; user mistakes print as one line;
+        the GC leaves the objects from before the run alone."""
         previous = _on_sigterm(_interrupt)
+        from_command_line = getattr(self, "_called_from_command_line", False)
         try:
-            return super().execute(*args, **options)
+            with older_objects_frozen(thaw=not from_command_line):
+                return super().execute(*args, **options)
         except ImproperlyConfigured as error:
             # Stock raises these (Django's own tests expect it); on the command
             # line they deserve a message, not a traceback.
-            if getattr(self, "_called_from_command_line", False) and not options.get(
-                "traceback"
-            ):
+            if from_command_line and not options.get("traceback"):
                 raise CommandError(str(error)) from error
             raise
         finally:

@@ -23,13 +23,11 @@ import argparse
 import collections
 import http.client
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -39,9 +37,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .child import REPO_ROOT, ChildServer, write_port_file
 from .lifetime import exit_with_parent
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_DIR = REPO_ROOT / ".cache" / "npm-azurite"
 AZURITE_PACKAGE = "azurite@3"
 COUNTS_PATH = "/__requests__"
@@ -300,9 +298,7 @@ def serve(location: str, port_file: str) -> None:
     exit_with_parent()
     try:
         proxy = ProxyServer(upstream)
-        tmp = port_file + ".tmp"
-        Path(tmp).write_text(str(proxy.server_address[1]))
-        os.replace(tmp, port_file)
+        write_port_file(port_file, proxy.server_address[1])
         proxy.serve_forever()
     finally:
         azurite.terminate()
@@ -366,13 +362,22 @@ class Request:
         return self.path[len(prefix) :] if self.path.startswith(prefix) else None
 
 
-class AzuriteServer:
-    """Handle on Azurite plus its counting proxy, running in a child process."""
+class AzuriteServer(ChildServer):
+    """Handle on Azurite plus its counting proxy, running in a child process.
 
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[bytes] | None = None
-        self.location: str | None = None
-        self.port = 0
+    Azurite keeps its data in the handle's temporary folder.
+    """
+
+    module = "tests.servers.azurite"
+    title = "Azurite"
+    prefix = "azurite-"
+    keeps_log = True
+    stop_timeout = 15.0
+
+    @property
+    def location(self) -> str | None:
+        """The folder Azurite keeps its data in, while it runs."""
+        return None if self.folder is None else str(self.folder)
 
     @property
     def blob_endpoint(self) -> str:
@@ -388,51 +393,13 @@ class AzuriteServer:
     def start(self, timeout: float = 90.0) -> AzuriteServer:
         """Install Azurite if needed and start it; AzuriteUnavailable if not."""
         ensure_installed()
-        self.location = tempfile.mkdtemp(prefix="azurite-")
-        port_file = Path(self.location) / "port"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        log = open(Path(self.location) / "server.out", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.servers.azurite",
-                "--location",
-                self.location,
-                "--port-file",
-                str(port_file),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                output = (Path(self.location) / "server.out").read_text(
-                    errors="replace"
-                )
-                self.stop()
-                raise AzuriteUnavailable(
-                    f"Azurite did not start: {output.strip()[-800:]}"
-                )
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
-        return self
+        return super().start(timeout)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
-        if self.location is not None:
-            shutil.rmtree(self.location, ignore_errors=True)
-            self.location = None
+    def arguments(self) -> list[str]:
+        return ["--location", str(self.folder)]
+
+    def start_error(self, output: str) -> Exception:
+        return AzuriteUnavailable(f"Azurite did not start: {output[-800:]}")
 
     def _counts(self, method: str) -> list[Request]:
         request = urllib.request.Request(

@@ -52,19 +52,16 @@ import contextlib
 import json
 import os
 import random
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from .child import ChildServer, write_port_file
+
 CONTROL_PATH = "/__faults__"
 #: Transient faults, in the order the generator picks among them.
 KINDS = ("drop", "slowdown", "internal", "delay", "lost")
@@ -560,9 +557,7 @@ async def serve(
     server = await asyncio.start_server(
         proxy.handle, "127.0.0.1", port, backlog=1024, limit=MAX_HEAD
     )
-    tmp = port_file + ".tmp"
-    Path(tmp).write_text(str(server.sockets[0].getsockname()[1]))
-    os.replace(tmp, port_file)
+    write_port_file(port_file, server.sockets[0].getsockname()[1])
     deadline = time.monotonic() + lifetime
     try:
         # Stop by ourselves: at the end of our lifetime, or when orphaned.
@@ -574,8 +569,12 @@ async def serve(
         server.close()
 
 
-class FaultProxy:
+class FaultProxy(ChildServer):
     """Handle on a fault-injecting proxy running in a child process."""
+
+    module = "tests.servers.fault_proxy"
+    title = "the fault proxy"
+    prefix = "fault-proxy-"
 
     def __init__(
         self,
@@ -587,6 +586,7 @@ class FaultProxy:
         throttle_on: str = "*",
         lifetime: float = 1800.0,
     ) -> None:
+        super().__init__()
         self.target_port = target_port
         self.seed = seed
         self.fault_rate = fault_rate
@@ -594,66 +594,20 @@ class FaultProxy:
         self.throttle_seconds = throttle_seconds
         self.throttle_on = throttle_on
         self.lifetime = lifetime
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
 
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> FaultProxy:
-        port_file = Path(tempfile.mkdtemp(prefix="fault-proxy-")) / "port"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        command = [
-            sys.executable,
-            "-m",
-            "tests.servers.fault_proxy",
-            "--target-port",
-            str(self.target_port),
-            "--port-file",
-            str(port_file),
-            "--seed",
-            str(self.seed),
-            "--fault-rate",
-            str(self.fault_rate),
-            "--throttle-seconds",
-            str(self.throttle_seconds),
-            "--throttle-on",
-            self.throttle_on,
-            "--max-lifetime",
-            str(self.lifetime),
-            "--parent-pid",
-            str(os.getpid()),
+    def arguments(self) -> list[str]:
+        args = [
+            *("--target-port", str(self.target_port)),
+            *("--seed", str(self.seed)),
+            *("--fault-rate", str(self.fault_rate)),
+            *("--throttle-seconds", str(self.throttle_seconds)),
+            *("--throttle-on", self.throttle_on),
+            *("--max-lifetime", str(self.lifetime)),
+            *("--parent-pid", str(os.getpid())),
         ]
         for key in self.fail_keys:
-            command += ["--fail-key", key]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the fault proxy did not start")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-            self.process = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+            args += ["--fail-key", key]
+        return args
 
     def _call(self, path: str, body: bytes | None = None) -> dict[str, Any]:
         request = urllib.request.Request(

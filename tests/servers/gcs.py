@@ -37,22 +37,16 @@ import collections
 import io
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 import urllib.parse
 import urllib.request
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
+from .child import ChildServer, write_port_file
 from .lifetime import exit_with_parent
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COUNTS_PATH = "/__requests__"
 #: A call inside a ``multipart/mixed`` batch body.
 BATCHED_CALL = re.compile(rb"^(GET|POST|PUT|PATCH|DELETE) (\S+)", re.MULTILINE)
@@ -205,9 +199,7 @@ def serve(port_file: str, port: int = 0) -> None:
 
     server = ThreadingHTTPServer(("127.0.0.1", port), CountingHandler)
     server.daemon_threads = True
-    tmp = port_file + ".tmp"
-    Path(tmp).write_text(str(server.server_address[1]))
-    os.replace(tmp, port_file)
+    write_port_file(port_file, server.server_address[1])
     exit_with_parent()
     server.serve_forever()
 
@@ -218,53 +210,19 @@ def _path_of(target: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-class GCSServer:
-    """Handle on a counting GCS emulator running in a child process."""
+class GCSServer(ChildServer):
+    """Handle on a counting GCS emulator running in a child process.
 
+    Its ``endpoint_url`` is what ``STORAGE_EMULATOR_HOST`` must be for
+    clients to use it.
+    """
+
+    module = "tests.servers.gcs"
+    title = "the GCS emulator"
+    prefix = "gcs-emulator-"
+    keeps_log = True
     #: The project every test client names (the emulator accepts any).
     project = "collectstatic-plus-tests"
-
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-        self.log = Path(os.devnull)
-
-    @property
-    def endpoint_url(self) -> str:
-        """What ``STORAGE_EMULATOR_HOST`` must be for clients to use it."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> GCSServer:
-        folder = Path(tempfile.mkdtemp(prefix="gcs-emulator-"))
-        port_file, self.log = folder / "port", folder / "log"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        command = [sys.executable, "-m", "tests.servers.gcs"]
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                [*command, "--port-file", str(port_file)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                error = self.stop()
-                raise RuntimeError(f"the GCS emulator did not start: {error}")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
-        return self
-
-    def stop(self) -> str:
-        """Stop the process; what it wrote to stderr (its errors)."""
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            process.wait(timeout=10)
-        try:
-            return self.log.read_text(errors="replace").strip()
-        except OSError:
-            return ""
 
     def _recorded(self, reset: bool = False) -> dict[str, list[str]]:
         request = urllib.request.Request(

@@ -16,16 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import subprocess
-import sys
-import tempfile
-import time
-from pathlib import Path
 
+from .child import ChildServer, write_port_file
 from .lifetime import exit_with_parent
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CHUNK_SIZE = 64 * 1024
 # Chunks in flight per direction; a full queue stops reading (backpressure).
 MAX_QUEUED_CHUNKS = 256
@@ -119,64 +113,29 @@ async def serve(target_port: int, delay_ms: float, port_file: str, port: int) ->
         await handle(reader, writer, target_port, delay)
 
     server = await asyncio.start_server(on_connect, "127.0.0.1", port, backlog=1024)
-    tmp = port_file + ".tmp"
-    Path(tmp).write_text(str(server.sockets[0].getsockname()[1]))
-    os.replace(tmp, port_file)
+    write_port_file(port_file, server.sockets[0].getsockname()[1])
     exit_with_parent()
     async with server:
         await server.serve_forever()
 
 
-class LatencyProxy:
+class LatencyProxy(ChildServer):
     """Handle on a latency proxy running in a child process."""
 
+    module = "tests.servers.latency_proxy"
+    title = "the latency proxy"
+    prefix = "latency-proxy-"
+
     def __init__(self, target_port: int, delay_ms: float) -> None:
+        super().__init__()
         self.target_port = target_port
         self.delay_ms = delay_ms
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
 
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> LatencyProxy:
-        port_file = Path(tempfile.mkdtemp(prefix="latency-proxy-")) / "port"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        command = [
-            sys.executable,
-            "-m",
-            "tests.servers.latency_proxy",
-            "--target-port",
-            str(self.target_port),
-            "--delay-ms",
-            str(self.delay_ms),
-            "--port-file",
-            str(port_file),
+    def arguments(self) -> list[str]:
+        return [
+            *("--target-port", str(self.target_port)),
+            *("--delay-ms", str(self.delay_ms)),
         ]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the latency proxy did not start")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def __enter__(self) -> LatencyProxy:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def main() -> None:

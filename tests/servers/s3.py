@@ -13,20 +13,14 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
+from .child import ChildServer, write_port_file
 from .lifetime import exit_with_parent
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 COUNTS_PATH = "/__requests__"
 
 
@@ -71,47 +65,17 @@ def serve(port_file: str, port: int = 0) -> None:
     server = make_server(
         "127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler
     )
-    tmp = port_file + ".tmp"
-    Path(tmp).write_text(str(server.server_address[1]))
-    os.replace(tmp, port_file)
+    write_port_file(port_file, server.server_address[1])
     exit_with_parent()
     server.serve_forever()
 
 
-class S3Server:
+class S3Server(ChildServer):
     """Handle on a counting moto server running in a child process."""
 
-    def __init__(self) -> None:
-        self.process: subprocess.Popen[bytes] | None = None
-        self.port = 0
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> S3Server:
-        port_file = Path(tempfile.mkdtemp(prefix="moto-")) / "port"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.servers.s3", "--port-file", str(port_file)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("moto's S3 server did not start")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+    module = "tests.servers.s3"
+    title = "moto's S3 server"
+    prefix = "moto-"
 
     def requests(self) -> list[str]:
         with urllib.request.urlopen(self.endpoint_url + COUNTS_PATH) as response:

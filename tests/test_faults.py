@@ -386,6 +386,26 @@ def through(proxy: FaultProxy, bucket: Bucket, backend: str, **options: Any) -> 
     return bucket.storage(backend, endpoint_url=proxy.endpoint_url, **options)
 
 
+def static_tree(tmp_path: Path, settings: Any, rng: random.Random) -> Path:
+    """The files of ``tree_files(rng)`` in ``tmp_path/src``, the runs' source."""
+    source = write_tree(tmp_path / "src", tree_files(rng))
+    settings.STATICFILES_DIRS = [str(source)]
+    return source
+
+
+def bucket_through(
+    proxy: FaultProxy,
+    s3_server: S3Server,
+    settings: Any,
+    backend: str = S3,
+    **options: Any,
+) -> Bucket:
+    """A fresh bucket, which the runs write to through the proxy."""
+    bucket = Bucket(s3_server)
+    use(settings, through(proxy, bucket, backend, **options))
+    return bucket
+
+
 def sdk_without_retries() -> dict[str, Any]:
     """Storage options under which botocore tries each request once."""
     from botocore.config import Config
@@ -459,12 +479,8 @@ def test_transient_faults_leave_the_bucket_a_fault_free_run_leaves(
 def test_a_failing_key_fails_alone_and_the_next_run_uploads_only_it(
     tmp_path: Path, settings: Any, s3_server: S3Server, proxy: FaultProxy
 ) -> None:
-    source = write_tree(
-        tmp_path / "src", tree_files(random.Random(f"{SEED}-failing-key"))
-    )
-    settings.STATICFILES_DIRS = [str(source)]
-    bucket, bad = Bucket(s3_server), "css/c3.css"
-    use(settings, through(proxy, bucket, S3))
+    source = static_tree(tmp_path, settings, random.Random(f"{SEED}-failing-key"))
+    bucket, bad = bucket_through(proxy, s3_server, settings), "css/c3.css"
     proxy.configure(fail_keys=[bad])
 
     outcome = collect(parallel=8)
@@ -490,25 +506,34 @@ def test_a_failing_key_fails_alone_and_the_next_run_uploads_only_it(
     assert bad in record_files(json.loads(bucket.get(RECORD)))
 
 
+def ride_out_a_burst(
+    proxy: FaultProxy, throttle_on: str = "*", verbosity: int = 0
+) -> None:
+    """A run whose first second is throttled (503 SlowDown to every request,
+    or to every one of method ``throttle_on``) must succeed all the same."""
+    proxy.configure(throttle_seconds=1.0, throttle_on=throttle_on)
+    outcome = collect(parallel=8, verbosity=verbosity)
+    assert outcome.error is None, outcome.stderr
+
+
+def check_throttled(proxy: FaultProxy, name: str, at_least: int) -> None:
+    """The runs met ``at_least`` throttled requests; the figures ``name`` them."""
+    snapshot = proxy.faults()
+    FIGURES.faults(name, snapshot)
+    assert snapshot["faults"].get("throttle", 0) >= at_least, snapshot
+
+
 @pytest.mark.s3
 def test_a_throttled_burst_is_ridden_out(
     tmp_path: Path, settings: Any, s3_server: S3Server, proxy: FaultProxy
 ) -> None:
     rng = random.Random(f"{SEED}-burst")
-    source = write_tree(tmp_path / "src", tree_files(rng))
-    settings.STATICFILES_DIRS = [str(source)]
-    bucket = Bucket(s3_server)
-    use(settings, through(proxy, bucket, S3))
-    proxy.configure(throttle_seconds=1.0)
-    cold = collect(parallel=8)
-    assert cold.error is None, cold.stderr
+    source = static_tree(tmp_path, settings, rng)
+    bucket = bucket_through(proxy, s3_server, settings)
+    ride_out_a_burst(proxy)
     change(source, rng, "burst")
-    proxy.configure(throttle_seconds=1.0)  # a second burst, for the change
-    changed = collect(parallel=8)
-    assert changed.error is None, changed.stderr
-    snapshot = proxy.faults()
-    FIGURES.faults("throttled bursts", snapshot)
-    assert snapshot["faults"].get("throttle", 0) >= 2
+    ride_out_a_burst(proxy)  # a second burst, for the change
+    check_throttled(proxy, "throttled bursts", at_least=2)
     assert bucket.contents() == read_tree(source)
 
 
@@ -518,16 +543,11 @@ def test_a_throttled_burst_during_the_uploads_is_ridden_out_by_the_package(
 ) -> None:
     """botocore tries each request once: our retries (8 attempts, about 6 s
     of backoff at least) and the throttle that halves the workers must do."""
-    source = write_tree(tmp_path / "src", tree_files(random.Random(f"{SEED}-up")))
-    settings.STATICFILES_DIRS = [str(source)]
+    source = static_tree(tmp_path, settings, random.Random(f"{SEED}-up"))
     settings.COLLECTSTATIC_PLUS = {"RETRIES": 8}
-    bucket = Bucket(s3_server)
-    use(settings, through(proxy, bucket, S3, **sdk_without_retries()))
-    proxy.configure(throttle_seconds=1.0, throttle_on="PUT")
-    outcome = collect(parallel=8, verbosity=1)
-    FIGURES.faults("throttled burst on the uploads", proxy.faults())
-    assert proxy.faults()["faults"].get("throttle", 0) >= 8
-    assert outcome.error is None, outcome.stderr
+    bucket = bucket_through(proxy, s3_server, settings, **sdk_without_retries())
+    ride_out_a_burst(proxy, throttle_on="PUT", verbosity=1)
+    check_throttled(proxy, "throttled burst on the uploads", at_least=8)
     assert bucket.contents() == read_tree(source)
 
 
@@ -539,10 +559,8 @@ def test_a_record_that_cannot_be_read_for_a_moment_is_not_trusted(
     tmp_path: Path, settings: Any, s3_server: S3Server, proxy: FaultProxy
 ) -> None:
     rng = random.Random(f"{SEED}-record-read")
-    source = write_tree(tmp_path / "src", tree_files(rng))
-    settings.STATICFILES_DIRS = [str(source)]
-    bucket = Bucket(s3_server)
-    use(settings, through(proxy, bucket, S3, **sdk_without_retries()))
+    source = static_tree(tmp_path, settings, rng)
+    bucket = bucket_through(proxy, s3_server, settings, **sdk_without_retries())
     assert collect(parallel=4).error is None
     change(source, rng, "record-read")
     proxy.configure(script=[{"method": "GET", "key": RECORD, "kinds": ["internal"]}])
@@ -605,12 +623,13 @@ def test_one_transient_fault_is_retried_by_the_package(
 ) -> None:
     """With botocore's retries off, one fault must be absorbed by ours."""
     where = request.node.callspec.id
-    source = write_tree(tmp_path / "src", tree_files(random.Random(f"{SEED}-one")))
-    settings.STATICFILES_DIRS = [str(source)]
-    bucket, calm = Bucket(s3_server), Bucket(s3_server)
+    static_tree(tmp_path, settings, random.Random(f"{SEED}-one"))
+    calm = Bucket(s3_server)
     use(settings, calm.storage(backend))
     assert collect(parallel=4).error is None
-    use(settings, through(proxy, bucket, backend, **sdk_without_retries()))
+    bucket = bucket_through(
+        proxy, s3_server, settings, backend, **sdk_without_retries()
+    )
     proxy.configure(script=[rule])
     try:
         outcome = collect(parallel=4, verbosity=1)  # warnings on stderr

@@ -15,7 +15,7 @@ import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 import django
 from django.core.exceptions import ImproperlyConfigured
@@ -281,6 +281,7 @@ class Collector:
                     continue
                 entry = recorded.get(path)
                 if token is not None and entry is not None and entry.source == token:
+                    source.token = entry.source  # one string for both, not two
                     digests[path] = Digest(entry.md5, entry.size)
                 else:
                     pool.submit(path, read, source)
@@ -300,8 +301,14 @@ class Collector:
             raise CommandError(
                 f"Could not list the destination: {type(error).__name__}: {error}"
             ) from error
-        self.previous = self.load_record()
-        return Knowledge(listing, self.previous, cheap_reads=cheap)
+        if listing is not None:
+            listing = shared_paths(listing, self.sources)
+        self.previous = previous = self.load_record()
+        if previous is not None:
+            previous.files = shared_paths(previous.files, self.sources)
+            if listing is not None:
+                share_seen(listing, previous)
+        return Knowledge(listing, previous, cheap_reads=cheap)
 
     def load_record(self) -> Record | None:
         name = self.options.record_name
@@ -496,6 +503,27 @@ class Collector:
     def warn(self, message: str) -> None:
         if self.host.verbosity >= 1:
             self.host.stderr.write(message)
+
+
+T = TypeVar("T")
+
+
+def shared_paths(by_path: dict[str, T], sources: dict[str, Source]) -> dict[str, T]:
+    """``by_path`` keyed by the sources' own path strings where they match, so
+    that a path is held once, not once per map (50,000 paths: 3.5 MB each)."""
+    return {
+        (sources[path].prefixed_path if path in sources else path): value
+        for path, value in by_path.items()
+    }
+
+
+def share_seen(listing: Listing, previous: Record) -> None:
+    """Where the listing shows what the record saw, hold that once."""
+    files = previous.files
+    for path, remote in listing.items():
+        entry = files.get(path)
+        if entry is not None and entry.seen == remote:
+            listing[path] = entry.seen
 
 
 @contextmanager

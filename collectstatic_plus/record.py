@@ -132,12 +132,11 @@ class Record:
     @classmethod
     def from_bytes(cls, data: bytes, fingerprint: str) -> Record:
         """Parse and validate; raise RecordError for anything untrustworthy."""
-        if len(data) > MAX_BYTES:
-            raise RecordError(f"larger than {MAX_BYTES} bytes")
-        try:
-            document = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise RecordError(f"not valid JSON ({error})") from None
+        return cls.from_document(_parsed(_decoded(data)), fingerprint)
+
+    @classmethod
+    def from_document(cls, document: object, fingerprint: str) -> Record:
+        """Validate the parsed JSON; raise RecordError if untrustworthy."""
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise RecordError("not a collectstatic-plus record")
         if document.get("version") != VERSION:
@@ -156,6 +155,22 @@ class Record:
             manifests=_manifests(document.get("manifests", [])),
             state=_state(document.get("state", {})),
         )
+
+
+def _decoded(data: bytes) -> str:
+    if len(data) > MAX_BYTES:
+        raise RecordError(f"larger than {MAX_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RecordError(f"not valid JSON ({error})") from None
+
+
+def _parsed(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RecordError(f"not valid JSON ({error})") from None
 
 
 #: A relative path of non-empty parts, none "." or "..", without backslashes
@@ -217,6 +232,8 @@ def _entry(
         raise RecordError(f"entry for {path!r} has a bad etag")
     if mtime_ns is not None and not _is_count(mtime_ns):
         raise RecordError(f"entry for {path!r} has a bad mtime_ns")
+    if seen_size == size:
+        seen_size = size  # one int object for both
     seen = Remote(seen_size, etag, mtime_ns)  # type: ignore[arg-type]
     return Entry(md5, size, seen, source)  # type: ignore[arg-type]
 
@@ -258,7 +275,13 @@ def load(backend: Backend, name: str, fingerprint: str) -> Record | None:
         raise RecordError(f"cannot be read ({type(error).__name__}: {error})") from None
     if data is None:
         return None
-    return Record.from_bytes(data, fingerprint)
+    # Hold the record once at a time (bytes, text, objects), not all three:
+    # for 50,000 files each is several MB.
+    text = _decoded(data)
+    del data
+    document = _parsed(text)
+    del text
+    return Record.from_document(document, fingerprint)
 
 
 def save(backend: Backend, name: str, record: Record) -> None:

@@ -37,6 +37,9 @@ from .sources import Digest, Source, digest, find_sources, mixed
 from .staging import Staging, unwrap
 from .transfer import Failure, TransferPool
 
+#: Allocations between two young collections of the cyclic GC during a run
+#: (Python's default is 700, for programs that make cycles as they go).
+YOUNG_COLLECTION = 20_000
 #: Failed paths named in the final error message; stderr lists all of them.
 NAMED_FAILURES = 10
 
@@ -538,10 +541,13 @@ def older_objects_frozen(thaw: bool = True) -> Iterator[None]:
     only undoes that optimisation); without it (a process about to exit) the
     next full pass stays small too.
     """
+    thresholds = gc.get_threshold()
     gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION, *thresholds[1:])
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         if thaw:
             gc.unfreeze()
 

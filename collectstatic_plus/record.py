@@ -37,6 +37,9 @@ MD5 = re.compile(r"[0-9a-f]{32}")
 #: A stat token (hex numbers joined by "-") or a hash of one.
 TOKEN = re.compile(r"[0-9a-f][0-9a-f-]{0,99}")
 MAX_ETAG = 100
+#: A record larger than this is written to a temporary file before it is
+#: saved, not held in memory (50,000 files make about 7 MB).
+SPOOL_BYTES = 1024 * 1024
 
 
 class RecordError(ValueError):
@@ -292,11 +295,18 @@ def save(backend: Backend, name: str, record: Record) -> None:
     Elsewhere a single upload replaces the object; a storage that would pick
     another name for an existing file has the old one deleted first.
     """
+    import tempfile  # here: 4 ms to import, and most re-runs write no record
+
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        record.write(spool)  # type: ignore[arg-type]
+        content = File(spool, name=name)
+        content.size = spool.tell()
+        spool.seek(0)
+        _save(backend, name, content)
+
+
+def _save(backend: Backend, name: str, content: File) -> None:  # type: ignore[type-arg]
     storage = backend.storage
-    buffer = io.BytesIO()
-    record.write(buffer)
-    buffer.seek(0)
-    content = File(buffer)
     if backend.local:
         temporary = f"{name}.{os.getpid()}.tmp"
         written = storage.save(temporary, content)

@@ -102,6 +102,32 @@ def test_writing_a_large_record_holds_little_more_than_its_bytes() -> None:
     assert peak < 1.5 * len(written)
 
 
+def test_saving_a_large_record_spools_it_to_disk(tmp_path: Path) -> None:
+    from django.core.files.storage import FileSystemStorage
+
+    from collectstatic_plus.backends import Remote
+    from collectstatic_plus.backends.local import LocalBackend
+    from collectstatic_plus.record import SPOOL_BYTES, Entry, Record, save
+
+    files = {
+        f"app/css/file-{i:05}.css": Entry("0" * 32, i, Remote(i, None, i), "a" * 32)
+        for i in range(20_000)
+    }
+    record = Record("f" * 64, files=files)
+    expected = record.to_bytes()
+    assert len(expected) > 2 * SPOOL_BYTES
+    backend = LocalBackend(FileSystemStorage(location=str(tmp_path)))
+    tracemalloc.start()
+    try:
+        save(backend, RECORD, record)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / RECORD).read_bytes() == expected
+    assert os.listdir(tmp_path) == [RECORD]  # the temporary was renamed over it
+    assert peak < SPOOL_BYTES + 512 * 1024  # not the whole record in memory
+
+
 def test_retries_are_bounded() -> None:
     retry = Retry(attempts=3, sleep=lambda _: None)
     calls = []

@@ -149,7 +149,10 @@ class S3Backend(Backend):
             return None
         updated = dict(listing)
         for name, content in written.items():
-            updated[name] = Remote(content.size, etags[name])
+            etag = etags[name]
+            if etag == content.md5:
+                etag = content.md5  # one string for both
+            updated[name] = Remote(content.size, etag)
         return updated
 
     @contextmanager

@@ -52,8 +52,8 @@ class Report:
         self.dry_run = dry_run
         self.keep_files = keep_files
         self.files: dict[str, FileEntry] = {}
-        #: Bytes written per path, when ``files`` is not kept.
-        self.written: dict[str, int] = {}
+        #: Bytes written, when ``files`` is not kept.
+        self.written = 0
         self.extra: list[FileEntry] = []
         self.errors: list[dict[str, str]] = []
         self.timings: dict[str, float] = {}
@@ -69,7 +69,7 @@ class Report:
         if not self.keep_files:
             if action in ("new", "changed") and fields.get("size") is not None:
                 with self.lock:
-                    self.written[path] = fields["size"]
+                    self.written += fields["size"]  # once per file: one copy each
             return
         with self.lock:
             entry = self.files.get(path)
@@ -183,7 +183,7 @@ class Report:
 
     def phase_lines(self) -> list[str]:
         """Elapsed time per phase, bytes and requests, for ``-v 2``."""
-        written = sum(self.written.values()) + sum(
+        written = self.written + sum(
             e.size or 0 for e in self.files.values() if e.action in ("new", "changed")
         )
         phases = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from stat import S_ISLNK
 
 from django.core.files.storage import FileSystemStorage, Storage
 
+from ..sources import Digest
 from . import Backend, Listing, Remote
 
 
@@ -18,6 +21,22 @@ class LocalBackend(Backend):
     @staticmethod
     def handles(storage: Storage) -> bool:
         return isinstance(storage, FileSystemStorage)
+
+    def seen_after(
+        self, listing: Listing, written: Mapping[str, Digest]
+    ) -> Listing | None:
+        """The listing with each written file stat-ed again: no new walk."""
+        updated = dict(listing)
+        for name in written:
+            try:
+                stat = os.lstat(self.storage.path(name))
+            except FileNotFoundError:  # gone again: as a new walk would show
+                updated.pop(name, None)
+                continue
+            updated[name] = Remote(
+                stat.st_size, None, stat.st_mtime_ns, S_ISLNK(stat.st_mode)
+            )
+        return updated
 
     def listing(self) -> Listing | None:
         root = str(self.storage.location)  # type: ignore[attr-defined]

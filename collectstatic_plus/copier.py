@@ -62,16 +62,7 @@ class Copier:
             self.stock(source, digest)
 
     def skip(self, source: Source, digest: Digest) -> None:
-        with self._lock:
-            self.kept[source.prefixed_path] = digest
-        if self.report.keep_files:  # a no-change run skips every file: keep it lean
-            self.report.file(
-                source.prefixed_path,
-                "unchanged",
-                source=source.origin,
-                size=digest.size,
-                md5=digest.md5,
-            )
+        self.keep(source, digest)
         self.host.unmodified_files.append(source.prefixed_path)
         if self.host.verbosity >= 2:
             self.host.log(f"Skipping '{source.path}' (not modified)")
@@ -103,16 +94,21 @@ class Copier:
         """Stock's rule (exists, then modification times), for unknown storages."""
         if self.host.delete_file(source.path, source.prefixed_path, source.storage):
             self.copy(source, digest, exists=False)
-        else:
-            with self._lock:
-                self.kept[source.prefixed_path] = digest
+        else:  # stock's delete_file counted it as unmodified and logged it
+            self.keep(source, digest, reason="modification time")
+
+    def keep(self, source: Source, digest: Digest, reason: str | None = None) -> None:
+        """Remember that the destination holds this content, and report it."""
+        with self._lock:
+            self.kept[source.prefixed_path] = digest
+        if self.report.keep_files:  # a no-change run keeps every file: stay lean
             self.report.file(
                 source.prefixed_path,
                 "unchanged",
                 source=source.origin,
                 size=digest.size,
                 md5=digest.md5,
-                reason="modification time",
+                reason=reason,
             )
 
     def copy(

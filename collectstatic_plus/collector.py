@@ -15,7 +15,7 @@ import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import Any, Protocol, TextIO
 
 import django
 from django.core.exceptions import ImproperlyConfigured
@@ -23,7 +23,7 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
 from . import __version__, record
-from .backends import Backend, Listing, backend_for
+from .backends import Backend, Listing, Remote, backend_for
 from .copier import Copier
 from .minify import Minifier, MinifyingSource, MinifySettings, Outcome
 from .plan import Action, Decision, Knowledge, decide, needs_digest, saw_same
@@ -296,41 +296,58 @@ class Collector:
         cheap = self.backend.local
         if self.host.clear:
             return Knowledge(listing={}, record=None, cheap_reads=cheap)
+        # The record first, so that the listing can share its objects.
+        refused: PermanentError | None = None
         try:
-            listing = self.retry("Listing the destination", self.backend.listing)
+            self.previous = self.load_record()
+        except PermanentError as error:  # the listing's own error comes first
+            refused = error
+        try:
+            listing = self.retry("Listing the destination", self.listing)
         except PermanentError as error:
             raise CommandError(str(error)) from error
         except Exception as error:
             raise CommandError(
                 f"Could not list the destination: {type(error).__name__}: {error}"
             ) from error
-        if listing is not None:
-            listing = shared_paths(listing, self.sources)
-        self.previous = previous = self.load_record()
-        if previous is not None:
-            previous.files = shared_paths(previous.files, self.sources)
-            if listing is not None:
-                share_seen(listing, previous)
-        return Knowledge(listing, previous, cheap_reads=cheap)
+        if refused is not None:
+            raise CommandError(str(refused)) from refused
+        return Knowledge(listing, self.previous, cheap_reads=cheap)
 
     def load_record(self) -> Record | None:
         name = self.options.record_name
         try:
             return self.retry(
                 "Reading the sync record",
-                lambda: record.load(self.backend, name, self.backend.fingerprint()),
+                lambda: record.load(
+                    self.backend, name, self.backend.fingerprint(), self.shared_path
+                ),
             )
         except RecordError as error:
             self.warn(f"Ignoring the sync record '{name}': {error}.")
             return None
-        except PermanentError as error:
-            raise CommandError(str(error)) from error
-        except ImproperlyConfigured:
+        except (PermanentError, ImproperlyConfigured):
             raise
         except Exception as error:  # still failing after retries: know nothing
             reason = f"cannot be read ({type(error).__name__}: {error})"
             self.warn(f"Ignoring the sync record '{name}': {reason}.")
             return None
+
+    def listing(self) -> Listing | None:
+        return self.backend.listing(self.kept_listed)
+
+    def kept_listed(self, path: str, remote: Remote) -> tuple[str, Remote]:
+        """A listed file held as the sources' path and the record's object."""
+        path = self.shared_path(path)
+        entry = self.previous.files.get(path) if self.previous is not None else None
+        if entry is not None and entry.seen == remote:
+            return path, entry.seen
+        return path, remote
+
+    def shared_path(self, path: str) -> str:
+        """The string the sources hold for ``path``, else ``path`` itself."""
+        source = self.sources.get(path)
+        return path if source is None else source.prefixed_path
 
     def found_files(self) -> FoundFiles:
         """What stock's ``post_process`` is given: path -> (storage, path)."""
@@ -506,27 +523,6 @@ class Collector:
     def warn(self, message: str) -> None:
         if self.host.verbosity >= 1:
             self.host.stderr.write(message)
-
-
-T = TypeVar("T")
-
-
-def shared_paths(by_path: dict[str, T], sources: dict[str, Source]) -> dict[str, T]:
-    """``by_path`` keyed by the sources' own path strings where they match, so
-    that a path is held once, not once per map (50,000 paths: 3.5 MB each)."""
-    return {
-        (sources[path].prefixed_path if path in sources else path): value
-        for path, value in by_path.items()
-    }
-
-
-def share_seen(listing: Listing, previous: Record) -> None:
-    """Where the listing shows what the record saw, hold that once."""
-    files = previous.files
-    for path, remote in listing.items():
-        entry = files.get(path)
-        if entry is not None and entry.seen == remote:
-            listing[path] = entry.seen
 
 
 @contextmanager

@@ -18,14 +18,14 @@ import io
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import File
 
-from .backends import Backend, Remote
+from .backends import Backend, Readable, Remote, Share
 from .retry import classify
 
 FORMAT = "collectstatic-plus-record"
@@ -40,6 +40,11 @@ MAX_ETAG = 100
 #: A record larger than this is written to a temporary file before it is
 #: saved, not held in memory (50,000 files make about 7 MB).
 SPOOL_BYTES = 1024 * 1024
+#: The record is written with one row of ``files`` per line, between these.
+FILES_OPEN = b',"files":['
+FILES_CLOSE = b'],"manifests":'
+#: Bytes read from the record at a time.
+CHUNK = 64 * 1024
 
 
 class RecordError(ValueError):
@@ -112,10 +117,11 @@ class Record:
         return buffer.getvalue()
 
     def write(self, out: BinaryIO) -> None:
-        """Write compact JSON, one file's row at a time.
+        """Write compact JSON, one file's row at a time, one row per line.
 
         Building the whole document first would hold every entry twice more,
-        as lists and as one string: tens of MB for 50,000 files.
+        as lists and as one string: tens of MB for 50,000 files. The line
+        layout lets :func:`load` read it back a row at a time too.
         """
         encode = json.JSONEncoder(separators=(",", ":")).encode
         head = {
@@ -125,21 +131,34 @@ class Record:
             "state": dict(sorted(self.state.items())),
             "columns": COLUMNS,
         }
-        out.write(encode(head)[:-1].encode() + b',"files":[')
+        out.write(encode(head)[:-1].encode() + FILES_OPEN + b"\n")
         for number, path in enumerate(sorted(self.files)):
             row = encode(self.files[path].row(path))
-            out.write((b"," if number else b"") + row.encode())
+            out.write((b",\n" if number else b"") + row.encode())
         manifests = [sorted(paths) for paths in self.manifests]
-        out.write(b'],"manifests":' + encode(manifests).encode() + b"}")
+        out.write(b"\n" + FILES_CLOSE + encode(manifests).encode() + b"}\n")
 
     @classmethod
-    def from_bytes(cls, data: bytes, fingerprint: str) -> Record:
+    def from_bytes(
+        cls, data: bytes, fingerprint: str, share: Share | None = None
+    ) -> Record:
         """Parse and validate; raise RecordError for anything untrustworthy."""
-        return cls.from_document(_parsed(_decoded(data)), fingerprint)
+        return cls.from_document(_parsed(_decoded(data)), fingerprint, share)
 
     @classmethod
-    def from_document(cls, document: object, fingerprint: str) -> Record:
+    def from_document(
+        cls, document: object, fingerprint: str, share: Share | None = None
+    ) -> Record:
         """Validate the parsed JSON; raise RecordError if untrustworthy."""
+        record = cls.from_head(document, fingerprint)
+        assert isinstance(document, dict)
+        record.files = _files(document.pop("files", None), share)
+        record.manifests = _manifests(document.get("manifests", []))
+        return record
+
+    @classmethod
+    def from_head(cls, document: object, fingerprint: str) -> Record:
+        """A record without files from the document's head, validated."""
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise RecordError("not a collectstatic-plus record")
         if document.get("version") != VERSION:
@@ -151,13 +170,7 @@ class Record:
             )
         if document.get("columns") != list(COLUMNS):
             raise RecordError(f"unknown columns {document.get('columns')!r}")
-        rows = document.pop("files", None)
-        return cls(
-            fingerprint=fingerprint,
-            files=_files(rows),
-            manifests=_manifests(document.get("manifests", [])),
-            state=_state(document.get("state", {})),
-        )
+        return cls(fingerprint=fingerprint, state=_state(document.get("state", {})))
 
 
 def _decoded(data: bytes) -> str:
@@ -190,7 +203,7 @@ def is_safe_path(path: object) -> bool:
     )
 
 
-def _files(rows: object) -> dict[str, Entry]:
+def _files(rows: object, share: Share | None = None) -> dict[str, Entry]:
     """Entries from the rows, each row dropped as soon as it is read (the
     parsed rows and the entries are not held in full at the same time)."""
     if type(rows) is not list:
@@ -198,16 +211,22 @@ def _files(rows: object) -> dict[str, Entry]:
     files: dict[str, Entry] = {}
     rows.reverse()
     while rows:
-        row = rows.pop()
-        if type(row) is not list or len(row) != len(COLUMNS):
-            raise RecordError(f"a 'files' row is not a list of {len(COLUMNS)}")
-        path = row[0]
-        if not is_safe_path(path):
-            raise RecordError(f"unsafe path {path!r}")
-        if path in files:
-            raise RecordError(f"{path!r} is listed twice")
-        files[path] = _entry(*row)
+        _add(files, rows.pop(), share)
     return files
+
+
+def _add(files: dict[str, Entry], row: object, share: Share | None) -> None:
+    """Validate one row of ``files`` and add its entry."""
+    if type(row) is not list or len(row) != len(COLUMNS):
+        raise RecordError(f"a 'files' row is not a list of {len(COLUMNS)}")
+    path = row[0]
+    if not is_safe_path(path):
+        raise RecordError(f"unsafe path {path!r}")
+    if share is not None:
+        path = share(path)
+    if path in files:
+        raise RecordError(f"{path!r} is listed twice")
+    files[path] = _entry(*row)
 
 
 def _entry(
@@ -237,6 +256,8 @@ def _entry(
         raise RecordError(f"entry for {path!r} has a bad mtime_ns")
     if seen_size == size:
         seen_size = size  # one int object for both
+    if etag == md5:
+        etag = md5  # one string for both
     seen = Remote(seen_size, etag, mtime_ns)  # type: ignore[arg-type]
     return Entry(md5, size, seen, source)  # type: ignore[arg-type]
 
@@ -263,28 +284,77 @@ def _is_count(value: object) -> bool:
     return type(value) is int and value >= 0
 
 
-def load(backend: Backend, name: str, fingerprint: str) -> Record | None:
+def load(
+    backend: Backend, name: str, fingerprint: str, share: Share | None = None
+) -> Record | None:
     """The record in the destination, None if there is none.
 
-    Raises RecordError when one exists but cannot be trusted.
+    Read a chunk at a time and parsed a row at a time: neither the document
+    nor its parsed rows are ever held whole (for 50,000 files each is several
+    MB). ``share`` picks the string held for each path. Raises RecordError
+    when one exists but cannot be trusted.
     """
     try:
-        data = backend.read(name)
-    except ImproperlyConfigured:
+        with backend.stream(name) as stream:
+            return None if stream is None else read(stream, fingerprint, share)
+    except (RecordError, ImproperlyConfigured):
         raise
     except Exception as error:
         if classify(error) in ("transient", "throttled", "permanent"):
             raise  # the caller's retry (or fail-fast) handles these
         raise RecordError(f"cannot be read ({type(error).__name__}: {error})") from None
-    if data is None:
-        return None
-    # Hold the record once at a time (bytes, text, objects), not all three:
-    # for 50,000 files each is several MB.
-    text = _decoded(data)
-    del data
-    document = _parsed(text)
-    del text
-    return Record.from_document(document, fingerprint)
+
+
+def read(stream: Readable, fingerprint: str, share: Share | None = None) -> Record:
+    """Parse a record a line at a time, as :meth:`Record.write` lays it out.
+
+    Any other layout of the same JSON (an older writer's single line) is
+    parsed whole instead.
+    """
+    lines = _lines(stream)
+    first = next(lines, b"")
+    if not first.endswith(FILES_OPEN):
+        return Record.from_bytes(b"\n".join([first, *lines]), fingerprint, share)
+    head = _parsed_line(first[: -len(FILES_OPEN)] + b"}")
+    record = Record.from_head(head, fingerprint)
+    files = record.files
+    for number, line in enumerate(lines, start=2):
+        try:
+            if line.startswith(FILES_CLOSE):
+                tail = _parsed_line(b"{" + line[2:])  # '{"manifests":[...]}'
+                if not isinstance(tail, dict) or next(lines, None) is not None:
+                    raise RecordError("unexpected data after the files")
+                record.manifests = _manifests(tail.get("manifests", []))
+                return record
+            _add(files, _parsed_line(line.removesuffix(b",")), share)
+        except RecordError as error:
+            raise RecordError(f"line {number}: {error}") from None
+    raise RecordError("cut short")
+
+
+def _lines(stream: Readable) -> Iterator[bytes]:
+    """The stream's lines without their newlines, read a chunk at a time."""
+    total = 0
+    pending: list[bytes] = []
+    while chunk := stream.read(CHUNK):
+        total += len(chunk)
+        if total > MAX_BYTES:
+            raise RecordError(f"larger than {MAX_BYTES} bytes")
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            pending.append(chunk[start:end])
+            line = b"".join(pending)
+            pending.clear()
+            yield line
+            start = end + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+    if pending:
+        yield b"".join(pending)
+
+
+def _parsed_line(line: bytes) -> object:
+    return _parsed(_decoded(line))
 
 
 def save(backend: Backend, name: str, record: Record) -> None:

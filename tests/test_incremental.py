@@ -224,6 +224,79 @@ def test_broken_record_is_ignored_with_a_warning(
     assert json.loads((static_root / RECORD).read_bytes())["version"] == 2
 
 
+def test_record_has_one_row_per_line_and_its_one_line_form_is_still_read(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    lines = (static_root / RECORD).read_bytes().split(b"\n")
+    document = json.loads(b"\n".join(lines))
+    assert lines[0].endswith(b',"files":[')
+    rows = [
+        json.dumps(row, separators=(",", ":")).encode() for row in document["files"]
+    ]
+    assert lines[1:-2] == [row + b"," for row in rows[:-1]] + rows[-1:]
+    assert lines[-2].startswith(b'],"manifests":') and lines[-1] == b""
+    (static_root / RECORD).write_text(json.dumps(document))  # one line
+    (static_root / "d0/f3.js").write_text("tampered\n")
+    stderr = io.StringIO()
+    result = run_collectstatic(stderr=stderr)
+    assert stderr.getvalue() == ""  # trusted: a distrusted record is warned of
+    assert result.stdout.endswith(", 11 unmodified.\n")
+
+
+def on_lines(change: Callable[[list[bytes]], None]) -> Callable[[bytes], bytes]:
+    """Damage done to the record's lines: ``change`` edits the list in place."""
+
+    def damage(data: bytes) -> bytes:
+        lines = data.split(b"\n")
+        change(lines)
+        return b"\n".join(lines)
+
+    return damage
+
+
+BROKEN_LINES: dict[str, Callable[[bytes], bytes]] = {
+    "cut short": on_lines(lambda lines: lines.__delitem__(slice(-2, None))),
+    "data after the end": on_lines(lambda lines: lines.append(b"[]")),
+    "a row that is not JSON": on_lines(
+        lambda lines: lines.__setitem__(1, lines[1][:-3])
+    ),
+    "a row with a bad md5": on_lines(
+        lambda lines: lines.__setitem__(1, lines[1].replace(b'","', b'","x', 1))
+    ),
+    "a row twice": on_lines(lambda lines: lines.insert(1, lines[1])),
+    "an empty line": on_lines(lambda lines: lines.insert(2, b"")),
+}
+
+
+BROKEN_REASONS = {
+    "cut short": "cut short",
+    "data after the end": "line 14: unexpected data after the files",
+    "a row that is not JSON": "line 2: not valid JSON (Expecting ',' delimiter: "
+    "line 1 column 122 (char 121))",
+    "a row with a bad md5": "line 2: entry for 'd0/f0.js' has a bad md5",
+    "a row twice": "line 3: 'd0/f0.js' is listed twice",
+    "an empty line": "line 3: not valid JSON (Expecting value: line 1 column 1 "
+    "(char 0))",
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_LINES)
+def test_broken_record_line_is_ignored_with_a_warning(
+    source: Path, static_root: Path, broken: str
+) -> None:
+    run_collectstatic()
+    record = static_root / RECORD
+    record.write_bytes(BROKEN_LINES[broken](record.read_bytes()))
+    (static_root / "d0/f3.js").write_text("tampered\n")
+    stderr = io.StringIO()
+    result = run_collectstatic(stderr=stderr)
+    assert stderr.getvalue() == (
+        f"Ignoring the sync record '{RECORD}': {BROKEN_REASONS[broken]}.\n"
+    )
+    assert "1 static file copied" in result.stdout
+
+
 def test_dry_run_writes_no_record(source: Path, static_root: Path) -> None:
     run_collectstatic(dry_run=True)
     assert not static_root.exists() or os.listdir(static_root) == []

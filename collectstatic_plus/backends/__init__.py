@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from django.core.files.storage import Storage
 
@@ -45,6 +46,25 @@ class Remote:
 
 
 Listing = dict[str, Remote]
+#: Maps a path to the string to hold for it, so that each path is one string
+#: across a run's maps (the sources', the listing's, the record's).
+Share = Callable[[str], str]
+#: Given a listed path and what the listing says of it, the string and the
+#: object to hold for them (ones already held elsewhere, where equal).
+Keep = Callable[[str, Remote], tuple[str, Remote]]
+
+
+def add(found: Listing, name: str, remote: Remote, keep: Keep | None) -> None:
+    """Add one listed file to ``found``, held as ``keep`` says."""
+    if keep is not None:
+        name, remote = keep(name, remote)
+    found[name] = remote
+
+
+class Readable(Protocol):
+    """A file opened for reading in binary mode."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class Backend:
@@ -76,8 +96,11 @@ class Backend:
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def listing(self) -> Listing | None:
-        """Every file under the storage's location, or None if we cannot list."""
+    def listing(self, keep: Keep | None = None) -> Listing | None:
+        """Every file under the storage's location, or None if we cannot list.
+
+        Each file is held as ``keep`` returns it (see :func:`add`).
+        """
         return None
 
     def read(self, name: str) -> bytes | None:
@@ -90,6 +113,15 @@ class Backend:
         except (FileNotFoundError, NotImplementedError):
             return None
         return data.encode() if isinstance(data, str) else data
+
+    @contextmanager
+    def stream(self, name: str) -> Iterator[Readable | None]:
+        """The file to read a chunk at a time, None if it does not exist.
+
+        Here it is read whole first; backends that can stream say so.
+        """
+        data = self.read(name)
+        yield None if data is None else io.BytesIO(data)
 
     def digest(self, name: str) -> Digest | None:
         """MD5 and size of the destination file, None if it is not there."""

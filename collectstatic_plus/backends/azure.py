@@ -13,7 +13,7 @@ from django.core.files.storage import Storage
 
 from ..conf import conf
 from ..sources import Digest
-from . import Backend, Listing, Remote
+from . import Backend, Keep, Listing, Remote, add
 
 #: Blobs per List Blobs page (the service's maximum).
 AZURE_LIST_PAGE = 5000
@@ -91,7 +91,7 @@ class AzureBackend(Backend):
         text = f"{base}\0account_name={account}"
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def listing(self) -> Listing | None:
+    def listing(self, keep: Keep | None = None) -> Listing | None:
         prefix = self.prefix
         # The record's blob is listed under the record's own name, whatever
         # AzureStorage made of a leading dot, so that --delete keeps it.
@@ -110,7 +110,7 @@ class AzureBackend(Backend):
                 continue
             name = record if full == record_blob else full[len(prefix) :]
             if name:
-                found[name] = Remote(int(blob.size or 0), _etag(blob))
+                add(found, name, Remote(int(blob.size or 0), _etag(blob)), keep)
         return found
 
     def read(self, name: str) -> bytes | None:

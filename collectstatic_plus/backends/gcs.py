@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.core.files.storage import Storage
 
 from ..sources import Digest
-from . import Backend, Listing, Remote
+from . import Backend, Keep, Listing, Remote, add
 
 #: Calls in one batch request (the service's limit; the client allows more).
 GCS_DELETE_BATCH = 100
@@ -62,14 +62,14 @@ class GCSBackend(Backend):
         """GS_FILE_OVERWRITE (default True): ``save`` replaces the blob."""
         return bool(getattr(self.gcs, "file_overwrite", True))
 
-    def listing(self) -> Listing | None:
+    def listing(self, keep: Keep | None = None) -> Listing | None:
         found: Listing = {}
         prefix = self.prefix
         blobs = self.gcs.bucket.list_blobs(prefix=prefix, fields=LIST_FIELDS)
         for blob in blobs:
             name = blob.name[len(prefix) :]
             if name and not name.endswith("/"):
-                found[name] = Remote(int(blob.size or 0), _etag(blob))
+                add(found, name, Remote(int(blob.size or 0), _etag(blob)), keep)
         return found
 
     def read(self, name: str) -> bytes | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from stat import S_ISLNK
 
 from django.core.files.storage import FileSystemStorage, Storage
 
 from ..sources import Digest
-from . import Backend, Listing, Remote
+from . import Backend, Keep, Listing, Readable, Remote, add
 
 
 class LocalBackend(Backend):
@@ -38,12 +39,25 @@ class LocalBackend(Backend):
             )
         return updated
 
-    def listing(self) -> Listing | None:
+    @contextmanager
+    def stream(self, name: str) -> Iterator[Readable | None]:
+        """The file, opened through the storage: nothing is read up front."""
+        try:
+            handle = self.storage.open(name, "rb")
+        except FileNotFoundError:
+            handle = None
+        if handle is None:
+            yield None
+            return
+        with handle:
+            yield handle
+
+    def listing(self, keep: Keep | None = None) -> Listing | None:
         root = str(self.storage.location)  # type: ignore[attr-defined]
-        return _walk(root) if os.path.isdir(root) else {}
+        return _walk(root, keep) if os.path.isdir(root) else {}
 
 
-def _walk(root: str) -> Listing:
+def _walk(root: str, keep: Keep | None = None) -> Listing:
     """Every file below ``root`` (symlinks to directories not followed)."""
     found: Listing = {}
     stack = [(root, "")]
@@ -59,9 +73,8 @@ def _walk(root: str) -> Listing:
                     stat = entry.stat()
                 except FileNotFoundError:  # a broken symlink
                     stat = entry.stat(follow_symlinks=False)
-                found[prefix + entry.name] = Remote(
-                    stat.st_size, None, stat.st_mtime_ns, link
-                )
+                remote = Remote(stat.st_size, None, stat.st_mtime_ns, link)
+                add(found, prefix + entry.name, remote, keep)
     return found
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.files.storage import Storage
 
 from ..sources import Digest, digest_bytes
-from . import Backend, Listing, Remote
+from . import Backend, Keep, Listing, Readable, Remote, add
 
 #: Operations whose answer carries the new object's ETag.
 UPLOADS = {"PutObject", "CompleteMultipartUpload"}
@@ -61,7 +61,7 @@ class S3Backend(Backend):
     def client(self) -> Any:
         return self.s3.connection.meta.client
 
-    def listing(self) -> Listing | None:
+    def listing(self, keep: Keep | None = None) -> Listing | None:
         found: Listing = {}
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.s3.bucket_name, Prefix=self.prefix)
@@ -69,22 +69,36 @@ class S3Backend(Backend):
             for item in page.get("Contents", ()):
                 name = item["Key"][len(self.prefix) :]
                 if name and not name.endswith("/"):
-                    found[name] = Remote(item["Size"], item["ETag"].strip('"'))
+                    remote = Remote(item["Size"], item["ETag"].strip('"'))
+                    add(found, name, remote, keep)
         return found
 
     def read(self, name: str) -> bytes | None:
+        with self.stream(name) as stream:
+            return None if stream is None else stream.read()
+
+    @contextmanager
+    def stream(self, name: str) -> Iterator[Readable | None]:
+        """The object's body as it downloads (one GET, as ``read``)."""
         try:
             response = self.client.get_object(
                 Bucket=self.s3.bucket_name, Key=self.s3._normalize_name(name)
             )
         except Exception as error:
-            if _http_status(error) == 404:
-                return None
-            raise
-        data: bytes = response["Body"].read()
-        if response.get("ContentEncoding") == "gzip":
-            data = gzip.decompress(data)
-        return data
+            if _http_status(error) != 404:
+                raise
+            response = None
+        if response is None:
+            yield None
+            return
+        body = response["Body"]
+        try:
+            if response.get("ContentEncoding") == "gzip":
+                yield gzip.GzipFile(fileobj=body, mode="rb")
+            else:
+                yield body
+        finally:
+            body.close()
 
     def digest(self, name: str) -> Digest | None:
         data = self.read(name)

@@ -173,7 +173,9 @@ class Collector:
         storage = MinifyingSource(
             source.storage, source.prefixed_path, self.minifier, self.note_minified
         )
-        token = source.token and mixed(source.token, self.minifier.key)
+        token = source.token
+        if token is not None:
+            token = mixed(token, self.minifier.key)
         return replace(source, storage=storage, token=token)  # type: ignore[arg-type]
 
     def note_minified(self, path: str, outcome: Outcome) -> None:
@@ -284,8 +286,8 @@ class Collector:
                     continue
                 entry = recorded.get(path)
                 if token is not None and entry is not None and entry.source == token:
-                    source.token = entry.source  # one string for both, not two
-                    digests[path] = Digest(entry.md5, entry.size)
+                    source.token = entry.source  # one int for both, not two
+                    digests[path] = entry  # its content: no Digest of its own
                 else:
                     pool.submit(path, read, source)
         self.raise_failures(pool, verb="read")

@@ -27,6 +27,7 @@ from django.core.files.base import File
 
 from .backends import Backend, Readable, Remote, Share
 from .retry import classify
+from .sources import Digest
 
 FORMAT = "collectstatic-plus-record"
 #: 2: ``files`` became rows (lists) instead of objects: faster to read, smaller.
@@ -34,8 +35,10 @@ VERSION = 2
 #: Records larger than this are not read (about 300,000 files).
 MAX_BYTES = 64 * 1024 * 1024
 MD5 = re.compile(r"[0-9a-f]{32}")
-#: A stat token (hex numbers joined by "-") or a hash of one.
-TOKEN = re.compile(r"[0-9a-f][0-9a-f-]{0,99}")
+#: Source tokens are 64-bit hashes; releases before 0.2 wrote strings like
+#: these, which no longer match any token (the file is then read again).
+OLD_TOKEN = re.compile(r"[0-9a-f][0-9a-f-]{0,99}")
+TOKEN_LIMIT = 1 << 64
 MAX_ETAG = 100
 #: A record larger than this is written to a temporary file before it is
 #: saved, not held in memory (50,000 files make about 7 MB).
@@ -52,15 +55,16 @@ class RecordError(ValueError):
 
 
 @dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
-class Entry:
-    """One collected file: the source content written, and what then landed."""
+class Entry(Digest):
+    """One collected file: the source content written, and what then landed.
 
-    md5: str
-    size: int
+    It is the Digest of that content, so an unchanged file needs no other.
+    """
+
     #: What a listing of the destination showed right after the write.
     seen: Remote | None = None
-    #: The source's stat token (path, size, mtime) when it had this content.
-    source: str | None = None
+    #: The source's stat token (see ``sources.stat_token``) for this content.
+    source: int | None = None
 
     def row(self, path: str) -> list[Any]:
         """The entry as a row of the record's ``files`` (see :data:`COLUMNS`)."""
@@ -242,7 +246,9 @@ def _entry(
         raise RecordError(f"entry for {path!r} has a bad md5")
     if not _is_count(size):
         raise RecordError(f"entry for {path!r} has a bad size")
-    if source is not None and (type(source) is not str or not TOKEN.fullmatch(source)):
+    if type(source) is str and OLD_TOKEN.fullmatch(source):
+        source = None
+    elif source is not None and not _is_token(source):
         raise RecordError(f"entry for {path!r} has a bad source token")
     if seen_size is None:
         if etag is not None or mtime_ns is not None:
@@ -282,6 +288,10 @@ def _state(value: object) -> dict[str, str]:
 
 def _is_count(value: object) -> bool:
     return type(value) is int and value >= 0
+
+
+def _is_token(value: object) -> bool:
+    return type(value) is int and 0 <= value < TOKEN_LIMIT
 
 
 def load(

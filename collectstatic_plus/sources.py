@@ -28,15 +28,23 @@ class Source:
     #: Where it was found: the finder and, if it has several, which root/app.
     origin: str = ""
     #: Its stat token when it was listed (see :func:`stat_token`).
-    token: str | None = None
+    token: int | None = None
 
 
-@dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
+@dataclass(slots=True, eq=False)  # not frozen: one per file, and frozen inits are slow
 class Digest:
     """A source file's content: MD5 (hex) and size in bytes."""
 
     md5: str
     size: int
+
+    def __eq__(self, other: object) -> bool:
+        """Same content, whatever else a subclass (a record entry) holds."""
+        if not isinstance(other, Digest):
+            return NotImplemented
+        return self.md5 == other.md5 and self.size == other.size
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
@@ -129,7 +137,7 @@ class HashingFile(File):  # type: ignore[type-arg]
         return Digest(self._md5.hexdigest(), self._size)
 
 
-def stat_token(storage: Storage, name: str) -> str | None:
+def stat_token(storage: Storage, name: str) -> int | None:
     """A token for the source file: its inode, size, mtime and ctime.
 
     Equal tokens across runs mean the file was not touched, so its recorded
@@ -144,9 +152,10 @@ def stat_token(storage: Storage, name: str) -> str | None:
     return token_for(stat)
 
 
-def mixed(token: str, key: str) -> str:
+def mixed(token: int, key: str) -> int:
     """A stat token that also depends on ``key`` (minifier settings)."""
-    return hashlib.sha256(f"{token}\0{key}".encode()).hexdigest()[:32]
+    mix = hashlib.blake2b(f"{token}\0{key}".encode(), digest_size=8)
+    return int.from_bytes(mix.digest(), "little")
 
 
 def digest_bytes(data: bytes) -> Digest:

@@ -113,6 +113,29 @@ def test_touched_sources_are_read_but_not_the_destination(
     assert opened == [str(static_root / RECORD)]
 
 
+def test_string_tokens_of_older_releases_make_sources_read_once_without_a_warning(
+    source: Path, static_root: Path, opened: list[str]
+) -> None:
+    run_collectstatic()
+    document = json.loads((static_root / RECORD).read_bytes())
+    for row in document["files"]:
+        assert type(row[3]) is int and 0 <= row[3] < 2**64
+        row[3] = "22a994-1-18eb1225fdd79d05-18eb1225fdd79d05"
+    (static_root / RECORD).write_text(json.dumps(document))
+    opened.clear()
+    stderr = io.StringIO()
+    result = run_collectstatic(stderr=stderr)
+    assert stderr.getvalue() == ""
+    assert result.stdout == (
+        f"\n0 static files copied to '{static_root}', 12 unmodified.\n"
+    )
+    assert sorted(opened) == sorted(
+        [str(static_root / RECORD), *(str(p) for p in source.rglob("*.js"))]
+    )
+    rows = json.loads((static_root / RECORD).read_bytes())["files"]
+    assert all(type(row[3]) is int for row in rows)
+
+
 def test_changed_content_is_copied_even_when_older(
     source: Path, static_root: Path
 ) -> None:
@@ -198,6 +221,14 @@ BROKEN_RECORDS: dict[str, Callable[[dict[str, Any]], object]] = {
     "a row twice": lambda d: {**d, "files": d["files"] + d["files"][:1]},
     "other columns": lambda d: {**d, "columns": d["columns"][::-1]},
     "a short row": lambda d: {**d, "files": [row[:6] for row in d["files"]]},
+    "a token of 64 bits and more": lambda d: {
+        **d,
+        "files": [[*row[:3], 2**64, *row[4:]] for row in d["files"]],
+    },
+    "a token below zero": lambda d: {
+        **d,
+        "files": [[*row[:3], -1, *row[4:]] for row in d["files"]],
+    },
     "seen columns without a seen size": lambda d: {
         **d,
         "files": [[*row[:4], None, *row[5:]] for row in d["files"]],
@@ -259,7 +290,7 @@ BROKEN_LINES: dict[str, Callable[[bytes], bytes]] = {
     "cut short": on_lines(lambda lines: lines.__delitem__(slice(-2, None))),
     "data after the end": on_lines(lambda lines: lines.append(b"[]")),
     "a row that is not JSON": on_lines(
-        lambda lines: lines.__setitem__(1, lines[1][:-3])
+        lambda lines: lines.__setitem__(1, b'["d0/f0.js","0",')
     ),
     "a row with a bad md5": on_lines(
         lambda lines: lines.__setitem__(1, lines[1].replace(b'","', b'","x', 1))
@@ -273,7 +304,7 @@ BROKEN_REASONS = {
     "cut short": "cut short",
     "data after the end": "line 14: unexpected data after the files",
     "a row that is not JSON": "line 2: not valid JSON (Expecting ',' delimiter: "
-    "line 1 column 122 (char 121))",
+    "line 1 column 16 (char 15))",
     "a row with a bad md5": "line 2: entry for 'd0/f0.js' has a bad md5",
     "a row twice": "line 3: 'd0/f0.js' is listed twice",
     "an empty line": "line 3: not valid JSON (Expecting value: line 1 column 1 "

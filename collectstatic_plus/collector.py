@@ -458,7 +458,7 @@ class Collector:
         if copier.landed and listing is not None:
             seen_after = self.backend.seen_after(listing, copier.landed)
             if seen_after is None:
-                seen_after = self.retry("Listing the destination", self.backend.listing)
+                seen_after = self.retry("Listing the destination", self.listing)
         files: dict[str, Entry] = {}
         if previous is not None:
             for path, entry in previous.files.items():
@@ -466,21 +466,10 @@ class Collector:
                 gone = listing is not None and path not in listing
                 if path not in self.sources and not gone:
                     files[path] = entry
-        for found, seen in ((copier.kept, listing), (copier.landed, seen_after)):
-            for path, content in found.items():
-                remote = (seen or {}).get(path)
-                old = previous.files.get(path) if previous is not None else None
-                token = self.sources[path].token if path in self.sources else None
-                if old is not None and remote is not None and saw_same(old, remote):
-                    remote = old.seen  # the same object: keep what the record saw
-                    if (old.md5, old.size, old.source) == (
-                        content.md5,
-                        content.size,
-                        token,
-                    ):
-                        files[path] = old  # unchanged: one entry for both records
-                        continue
-                files[path] = Entry(content.md5, content.size, remote, token)
+        for path, content in copier.kept.items():
+            files[path] = self.entry(path, content, listing, fresh=False)
+        for path, landed in copier.landed.items():
+            files[path] = self.entry(path, landed, seen_after, fresh=True)
         manifests = previous.manifests if previous is not None else []
         if complete and self.manifest is not None and manifests[:1] != [self.manifest]:
             manifests = [self.manifest, *manifests][: self.options.keep_manifests]
@@ -488,6 +477,29 @@ class Collector:
         if complete and self.post_process_key is not None:
             state["postprocess"] = self.post_process_key
         return Record(self.backend.fingerprint(), files, manifests, state)
+
+    def entry(
+        self, path: str, content: Digest, seen: Listing | None, fresh: bool
+    ) -> Entry:
+        """The next record's entry for a file the destination holds.
+
+        ``fresh``: ``content`` is an Entry this run made (a file it wrote),
+        completed in place; any other is left as it is (the previous
+        record's entries are compared with the next one's).
+        """
+        previous = self.previous
+        remote = (seen or {}).get(path)
+        old = previous.files.get(path) if previous is not None else None
+        token = self.sources[path].token if path in self.sources else None
+        if old is not None and remote is not None and saw_same(old, remote):
+            remote = old.seen  # the same object: keep what the record saw
+            same = (old.md5, old.size, old.source) == (content.md5, content.size, token)
+            if same:
+                return old  # unchanged: one entry for both records
+        if fresh and isinstance(content, Entry):
+            content.seen, content.source = remote, token
+            return content
+        return Entry(content.md5, content.size, remote, token)
 
     def prune(self) -> None:
         pruner = Pruner(self.host, self.backend, self.options.max_delete, self.retry)

@@ -9,6 +9,7 @@ from django.core.files.storage import Storage
 
 from .backends import Backend
 from .plan import Action, Decision
+from .record import Entry
 from .report import Report
 from .retry import Retry
 from .sources import Digest, HashingFile, Source, digest_file
@@ -40,8 +41,9 @@ class Copier:
         self.backend = backend
         self.report = report
         self.retry = retry or Retry(attempts=1)
-        #: Paths written in this run, with the content written.
-        self.landed: dict[str, Digest] = {}
+        #: Paths written in this run, with the content written (as the
+        #: next sync record's entry, which the collector completes).
+        self.landed: dict[str, Entry] = {}
         #: Paths left alone because the destination holds this content.
         self.kept: dict[str, Digest] = {}
         #: Dry run: paths that would be written, with their content.
@@ -142,8 +144,9 @@ class Copier:
             # A storage may save under another name (stock accepts that); the
             # sync record then does not claim this path holds the content.
             if saved == name:
+                landed = Entry(digest.md5, digest.size)
                 with self._lock:
-                    self.landed[name] = digest
+                    self.landed[name] = landed
         host.copied_files.append(name)
         self.report.file(
             name,

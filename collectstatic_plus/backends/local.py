@@ -28,15 +28,14 @@ class LocalBackend(Backend):
     ) -> Listing | None:
         """The listing with each written file stat-ed again: no new walk."""
         updated = dict(listing)
-        for name in written:
+        for name, content in written.items():
             try:
                 stat = os.lstat(self.storage.path(name))
             except FileNotFoundError:  # gone again: as a new walk would show
                 updated.pop(name, None)
                 continue
-            updated[name] = Remote(
-                stat.st_size, None, stat.st_mtime_ns, S_ISLNK(stat.st_mode)
-            )
+            size = content.size if stat.st_size == content.size else stat.st_size
+            updated[name] = Remote(size, None, stat.st_mtime_ns, S_ISLNK(stat.st_mode))
         return updated
 
     @contextmanager

@@ -100,12 +100,14 @@ def test_app_directories_finder_listing_is_stocks(
     write_tree(tmp_path / "walkapp_two" / "static", {"two/app.js": "2"})
     monkeypatch.syspath_prepend(str(tmp_path))
     apps = ["walkapp_one", "walkapp_two", "walkapp_bare", "django.contrib.staticfiles"]
-    with override_settings(INSTALLED_APPS=apps):
-        theirs, ours = both(AppDirectoriesFinder())
+    try:
+        with override_settings(INSTALLED_APPS=apps):
+            theirs, ours = both(AppDirectoriesFinder())
+    finally:  # the override imported them: forget them, pass or fail
+        for app in apps[:3]:
+            sys.modules.pop(app, None)
     assert ours == theirs
     assert [path for path, _id, _token in ours][-1] == os.path.join("two", "app.js")
-    for app in apps[:3]:
-        sys.modules.pop(app, None)
 
 
 def test_a_finder_subclass_is_listed_by_its_own_list(tmp_path: Path) -> None:

@@ -84,12 +84,17 @@ def digest(source: Source) -> Digest:
 
 def digest_file(storage: Storage, name: str) -> Digest:
     """MD5 and size of a file in any storage, read in chunks."""
+    with storage.open(name, "rb") as handle:
+        return digest_stream(handle)
+
+
+def digest_stream(handle: Any) -> Digest:
+    """MD5 and size of what ``handle.read`` yields, read in chunks."""
     md5 = hashlib.md5(usedforsecurity=False)
     size = 0
-    with storage.open(name, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            md5.update(chunk)
-            size += len(chunk)
+    while chunk := handle.read(CHUNK):
+        md5.update(chunk)
+        size += len(chunk)
     return Digest(md5.hexdigest(), size)
 
 

@@ -136,6 +136,32 @@ def test_string_tokens_of_older_releases_make_sources_read_once_without_a_warnin
     assert all(type(row[3]) is int for row in rows)
 
 
+def test_listing_and_record_hold_the_sources_strings_and_one_seen_object(
+    source: Path, static_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collectstatic_plus.collector import Collector
+
+    run_collectstatic()
+    learned: list[tuple[Collector, Any]] = []
+    original = Collector.learn
+
+    def learn(self: Collector) -> Any:
+        learned.append((self, original(self)))
+        return learned[-1][1]
+
+    monkeypatch.setattr(Collector, "learn", learn)
+    run_collectstatic()
+    collector, known = learned[0]
+    listing, files = known.listing, known.record.files
+    assert sorted(listing) == sorted([RECORD, *files])
+    for path, source_file in collector.sources.items():
+        held = source_file.prefixed_path
+        assert next(key for key in listing if key == path) is held
+        assert next(key for key in files if key == path) is held
+        assert listing[path] is files[path].seen
+        assert source_file.token is files[path].source
+
+
 def test_changed_content_is_copied_even_when_older(
     source: Path, static_root: Path
 ) -> None:

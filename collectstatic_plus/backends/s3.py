@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.files.storage import Storage
 
-from ..sources import Digest, digest_bytes
+from ..sources import Digest, digest_stream
 from . import Backend, Keep, Listing, Readable, Remote, add
 
 #: Operations whose answer carries the new object's ETag.
@@ -101,8 +101,9 @@ class S3Backend(Backend):
             body.close()
 
     def digest(self, name: str) -> Digest | None:
-        data = self.read(name)
-        return None if data is None else digest_bytes(data)
+        """MD5 and size of the object's content, hashed as it downloads."""
+        with self.stream(name) as stream:
+            return None if stream is None else digest_stream(stream)
 
     def delete_many(self, names: Iterable[str]) -> None:
         keys = [self.s3._normalize_name(name) for name in names]

@@ -23,17 +23,17 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
 from . import __version__, record
-from .backends import Backend, Listing, Remote, backend_for
+from .backends import Backend, Remote, backend_for
 from .copier import Copier
 from .minify import Minifier, MinifyingSource, MinifySettings, Outcome
 from .plan import Action, Decision, Knowledge, decide, needs_digest, saw_same
 from .postprocess import FoundFiles, PostProcessor, inputs_key
 from .progress import Progress
 from .prune import Pruner
-from .record import Entry, Record, RecordError
+from .record import Entry, OnSources, Record, RecordError, Settled
 from .report import Report
 from .retry import PermanentError, Retry, Throttle
-from .sources import Digest, Source, digest, find_sources, mixed
+from .sources import Source, State, digest, find_sources, mixed
 from .staging import Staging, unwrap
 from .transfer import Failure, TransferPool
 
@@ -145,7 +145,7 @@ class Collector:
                         ) from None
             if not host.dry_run and not host.symlink:
                 with phase("record"):
-                    self.save_record(self.copier, self.knowledge, complete=True)
+                    self.save_record(complete=True)
             if self.options.delete:
                 with phase("delete"):
                     self.prune()
@@ -218,24 +218,20 @@ class Collector:
         with self.report.phase("read destination"):
             self.knowledge = knowledge = self.learn()
         with self.report.phase("hash"):
-            digests = self.hash_sources(knowledge)
+            self.hash_sources(knowledge)
         self.copier = copier = Copier(self.host, self.backend, self.report, self.retry)
         with self.report.phase("transfer"):
-            self.transfer(order, digests, knowledge, copier)
+            self.transfer(order, knowledge, copier)
 
     def transfer(
-        self,
-        order: list[Source | Duplicate],
-        digests: dict[str, Digest],
-        knowledge: Knowledge,
-        copier: Copier,
+        self, order: list[Source | Duplicate], knowledge: Knowledge, copier: Copier
     ) -> None:
         options = self.options
         progress = Progress(self.progress_to, "Collecting", len(self.sources))
 
-        def copy_one(item: Source, digest: Digest | None, decision: Decision) -> None:
-            copier.run(item, digest, decision)
-            done = copier.landed.get(item.prefixed_path) or digest
+        def copy_one(item: Source, decision: Decision) -> None:
+            copier.run(item, item.content, decision)
+            done = item.content
             progress.advance(1, done.size if done else 0)
 
         try:
@@ -244,20 +240,20 @@ class Collector:
                     if isinstance(item, Duplicate):
                         self.host.skip_duplicate(item.source.prefixed_path)
                         continue
-                    path = item.prefixed_path
+                    path, digest = item.prefixed_path, item.content
                     decision = decide(
                         path,
-                        digests.get(path),
+                        digest,
+                        item.recorded,
                         knowledge,
                         options.force,
                         options.verify,
                     )
-                    digest = digests.get(path)
                     if decision.action is Action.SKIP and digest is not None:
                         copier.skip(item, digest)  # no I/O: not worth a thread
                         progress.advance()
                     else:
-                        pool.submit(path, copy_one, item, digest, decision)
+                        pool.submit(path, copy_one, item, decision)
         except PermanentError as error:
             self.save_partial_record()
             raise CommandError(str(error)) from error
@@ -266,32 +262,30 @@ class Collector:
             self.save_partial_record()
         self.raise_failures(pool)
 
-    def hash_sources(self, known: Knowledge) -> dict[str, Digest]:
-        """The digests deciding needs; a file is read again only if touched.
+    def hash_sources(self, known: Knowledge) -> None:
+        """Each source's content, where deciding needs it; a file is read
+        again only if touched since the record saw it.
 
         Stat calls run inline; only the reads go to the pool.
         """
-        digests: dict[str, Digest] = {}
         force = self.options.force
         reread = force or self.options.verify
-        recorded = {} if reread or self.previous is None else self.previous.files
 
         def read(source: Source) -> None:
-            digests[source.prefixed_path] = digest(source)
+            source.content = digest(source)
 
         with self.pool() as pool:
             for source in self.sources.values():
                 path, token = source.prefixed_path, source.token
                 if not needs_digest(path, known, force):
                     continue
-                entry = recorded.get(path)
+                entry = None if reread else source.recorded
                 if token is not None and entry is not None and entry.source == token:
                     source.token = entry.source  # one int for both, not two
-                    digests[path] = entry  # its content: no Digest of its own
+                    source.content = entry  # its content: no Digest of its own
                 else:
                     pool.submit(path, read, source)
         self.raise_failures(pool, verb="read")
-        return digests
 
     def learn(self) -> Knowledge:
         """What the destination holds: a listing if the backend can, the record."""
@@ -317,39 +311,39 @@ class Collector:
         return Knowledge(listing, self.previous, cheap_reads=cheap)
 
     def load_record(self) -> Record | None:
+        """The previous record; its entries for sources are held on them."""
         name = self.options.record_name
+        files = OnSources(self.sources)
+
+        def load() -> Record | None:
+            files.clear()  # from an attempt that failed half-way
+            return record.load(self.backend, name, self.backend.fingerprint(), files)
+
         try:
-            return self.retry(
-                "Reading the sync record",
-                lambda: record.load(
-                    self.backend, name, self.backend.fingerprint(), self.shared_path
-                ),
-            )
+            return self.retry("Reading the sync record", load)
         except RecordError as error:
             self.warn(f"Ignoring the sync record '{name}': {error}.")
-            return None
         except (PermanentError, ImproperlyConfigured):
+            files.clear()
             raise
         except Exception as error:  # still failing after retries: know nothing
             reason = f"cannot be read ({type(error).__name__}: {error})"
             self.warn(f"Ignoring the sync record '{name}': {reason}.")
-            return None
+        files.clear()
+        return None
 
-    def listing(self) -> Listing | None:
+    def listing(self) -> dict[str, Remote] | None:
         return self.backend.listing(self.kept_listed)
 
     def kept_listed(self, path: str, remote: Remote) -> tuple[str, Remote]:
-        """A listed file held as the sources' path and the record's object."""
-        path = self.shared_path(path)
-        entry = self.previous.files.get(path) if self.previous is not None else None
-        if entry is not None and entry.seen == remote:
-            return path, entry.seen
-        return path, remote
-
-    def shared_path(self, path: str) -> str:
-        """The string the sources hold for ``path``, else ``path`` itself."""
+        """A listed file held as the source's path and the record's object."""
         source = self.sources.get(path)
-        return path if source is None else source.prefixed_path
+        if source is None:
+            return path, remote
+        entry = source.recorded
+        if entry is not None and entry.seen == remote:
+            return source.prefixed_path, entry.seen
+        return source.prefixed_path, remote
 
     def found_files(self) -> FoundFiles:
         """What stock's ``post_process`` is given: path -> (storage, path)."""
@@ -365,8 +359,12 @@ class Collector:
             host.post_processed_files = processor.run(self.found_files(), host.dry_run)
             report.post_processing = {"status": "ran"}
             return
-        digests = {**self.copier.kept, **self.copier.landed, **self.copier.pretended}
-        key = inputs_key(storage, digests)
+        contents = {
+            path: source.content
+            for path, source in self.sources.items()
+            if source.state is not State.PENDING and source.content is not None
+        }
+        key = inputs_key(storage, contents)
         if self.post_processing_current(key):
             self.post_process_key = key
             report.post_processing = {"status": "up to date"}
@@ -414,7 +412,7 @@ class Collector:
         name = getattr(storage, "manifest_name", None)
         if previous is None or previous.state.get("postprocess") != key or not name:
             return False
-        if self.copier.landed:
+        if self.copier.written:
             return False
         listing = self.knowledge.listing
         manifest_storage = getattr(storage, "manifest_storage", storage)
@@ -426,10 +424,10 @@ class Collector:
     def save_partial_record(self) -> None:
         """After a failure or an interrupt: record what landed, and only that."""
         if not self.host.dry_run:
-            self.save_record(self.copier, self.knowledge, complete=False)
+            self.save_record(complete=False)
 
-    def save_record(self, copier: Copier, known: Knowledge, complete: bool) -> None:
-        new = self.next_record(copier, known, complete)
+    def save_record(self, complete: bool) -> None:
+        new = self.next_record(complete)
         if new.same_content(self.previous, tokens=self.backend.local):
             # New source tokens alone (a fresh checkout) are worth a local
             # write, so later runs need not read every source again, but not
@@ -451,25 +449,19 @@ class Collector:
                 return
             raise CommandError(message) from error
 
-    def next_record(self, copier: Copier, known: Knowledge, complete: bool) -> Record:
-        previous = self.previous
-        listing = known.listing
-        seen_after: Listing | None = listing
-        if copier.landed and listing is not None:
-            seen_after = self.backend.seen_after(listing, copier.landed)
-            if seen_after is None:
-                seen_after = self.retry("Listing the destination", self.listing)
-        files: dict[str, Entry] = {}
+    def next_record(self, complete: bool) -> Record:
+        """This run's record: every source the destination holds, settled
+        (see :meth:`settle`), and the previous record's other paths that the
+        destination still has (``--delete`` may want them)."""
+        previous, listing = self.previous, self.knowledge.listing
+        self.settle(listing)
+        files = Settled(self.sources)
         if previous is not None:
-            for path, entry in previous.files.items():
-                # Files no longer collected, still there: --delete may want them.
+            others = getattr(previous.files, "others", previous.files)
+            for path, entry in others.items():
                 gone = listing is not None and path not in listing
                 if path not in self.sources and not gone:
-                    files[path] = entry
-        for path, content in copier.kept.items():
-            files[path] = self.entry(path, content, listing, fresh=False)
-        for path, landed in copier.landed.items():
-            files[path] = self.entry(path, landed, seen_after, fresh=True)
+                    files.others[path] = entry
         manifests = previous.manifests if previous is not None else []
         if complete and self.manifest is not None and manifests[:1] != [self.manifest]:
             manifests = [self.manifest, *manifests][: self.options.keep_manifests]
@@ -478,25 +470,43 @@ class Collector:
             state["postprocess"] = self.post_process_key
         return Record(self.backend.fingerprint(), files, manifests, state)
 
-    def entry(
-        self, path: str, content: Digest, seen: Listing | None, fresh: bool
-    ) -> Entry:
-        """The next record's entry for a file the destination holds.
+    def settle(self, listing: dict[str, Remote] | None) -> None:
+        """Make each source the destination holds carry its next record entry.
 
-        ``fresh``: ``content`` is an Entry this run made (a file it wrote),
-        completed in place; any other is left as it is (the previous
-        record's entries are compared with the next one's).
+        A kept file is as the listing showed it; a written one as the backend
+        saw it saved, else as one more listing shows it.
         """
-        previous = self.previous
-        remote = (seen or {}).get(path)
-        old = previous.files.get(path) if previous is not None else None
-        token = self.sources[path].token if path in self.sources else None
+        sources = self.sources.values()
+        if listing is not None:
+            unseen = [s for s in sources if s.state is State.WRITTEN and not seen(s)]
+            if unseen:
+                now = self.retry("Listing the destination", self.listing) or {}
+                for source in unseen:
+                    assert isinstance(source.content, Entry)
+                    source.content.seen = now.get(source.prefixed_path)
+        for source in sources:
+            if source.state is State.KEPT:
+                remote = listing.get(source.prefixed_path) if listing else None
+                source.content = self.settled(source, remote)
+            elif source.state is State.WRITTEN:
+                assert isinstance(source.content, Entry)
+                source.content = self.settled(source, source.content.seen)
+
+    def settled(self, source: Source, remote: Remote | None) -> Entry:
+        """The next record's entry for a source the destination holds.
+
+        A written file's content is an Entry this run made, completed in
+        place; any other is left as it is (the previous record's entries are
+        compared with the next one's).
+        """
+        old, content, token = source.recorded, source.content, source.token
+        assert content is not None
         if old is not None and remote is not None and saw_same(old, remote):
             remote = old.seen  # the same object: keep what the record saw
             same = (old.md5, old.size, old.source) == (content.md5, content.size, token)
             if same:
                 return old  # unchanged: one entry for both records
-        if fresh and isinstance(content, Entry):
+        if source.state is State.WRITTEN and isinstance(content, Entry):
             content.seen, content.source = remote, token
             return content
         return Entry(content.md5, content.size, remote, token)
@@ -560,6 +570,11 @@ def older_objects_frozen(thaw: bool = True) -> Iterator[None]:
         gc.set_threshold(*thresholds)
         if thaw:
             gc.unfreeze()
+
+
+def seen(source: Source) -> bool:
+    """Whether the backend said what a written file became."""
+    return isinstance(source.content, Entry) and source.content.seen is not None
 
 
 def summary(failures: list[Failure], verb: str) -> str:

@@ -12,7 +12,7 @@ from .plan import Action, Decision
 from .record import Entry
 from .report import Report
 from .retry import Retry
-from .sources import Digest, HashingFile, Source, digest_file
+from .sources import Digest, HashingFile, Source, State, digest_file
 
 
 class Host(Protocol):
@@ -32,7 +32,12 @@ class Host(Protocol):
 
 
 class Copier:
-    """Runs decisions; remembers what landed and what was found up to date."""
+    """Runs decisions; marks each source with what became of it.
+
+    A source's ``state`` and ``content`` say what landed (with the content
+    written, as the next record's entry, which the collector completes),
+    what was found up to date, and what a dry run would write.
+    """
 
     def __init__(
         self, host: Host, backend: Backend, report: Report, retry: Retry | None = None
@@ -41,13 +46,8 @@ class Copier:
         self.backend = backend
         self.report = report
         self.retry = retry or Retry(attempts=1)
-        #: Paths written in this run, with the content written (as the
-        #: next sync record's entry, which the collector completes).
-        self.landed: dict[str, Entry] = {}
-        #: Paths left alone because the destination holds this content.
-        self.kept: dict[str, Digest] = {}
-        #: Dry run: paths that would be written, with their content.
-        self.pretended: dict[str, Digest] = {}
+        #: How many files this run wrote.
+        self.written = 0
         self._lock = threading.Lock()
 
     def run(self, source: Source, digest: Digest | None, decision: Decision) -> None:
@@ -101,8 +101,7 @@ class Copier:
 
     def keep(self, source: Source, digest: Digest, reason: str | None = None) -> None:
         """Remember that the destination holds this content, and report it."""
-        with self._lock:
-            self.kept[source.prefixed_path] = digest
+        source.content, source.state = digest, State.KEPT
         if self.report.keep_files:  # a no-change run keeps every file: stay lean
             self.report.file(
                 source.prefixed_path,
@@ -133,8 +132,7 @@ class Copier:
         if host.dry_run:
             host.log(f"Pretending to copy '{source_path}'", level=1)
             digest = digest or digest_file(source.storage, source.path)
-            with self._lock:
-                self.pretended[name] = digest
+            source.content, source.state = digest, State.PRETENDED
         else:
             host.log(f"Copying '{source_path}'", level=2)
             saved, written = self.retry(
@@ -145,8 +143,10 @@ class Copier:
             # sync record then does not claim this path holds the content.
             if saved == name:
                 landed = Entry(digest.md5, digest.size)
+                landed.seen = self.backend.saved(name, landed)
+                source.content, source.state = landed, State.WRITTEN
                 with self._lock:
-                    self.landed[name] = landed
+                    self.written += 1
         host.copied_files.append(name)
         self.report.file(
             name,

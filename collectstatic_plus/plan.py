@@ -58,10 +58,17 @@ def needs_digest(path: str, known: Knowledge, force: bool) -> bool:
 
 
 def decide(
-    path: str, source: Digest | None, known: Knowledge, force: bool, verify: bool
+    path: str,
+    source: Digest | None,
+    entry: Entry | None,
+    known: Knowledge,
+    force: bool,
+    verify: bool,
 ) -> Decision:
-    """What to do with one file; ``source`` may be None if not needs_digest."""
-    entry = known.record.files.get(path) if known.record is not None else None
+    """What to do with one file; ``source`` may be None if not needs_digest.
+
+    ``entry`` is the record's entry for the path, if it has one.
+    """
     if known.listing is not None:
         return _with_listing(path, source, known, entry, force, verify)
     assert source is not None

@@ -18,16 +18,16 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import File
 
-from .backends import Backend, Readable, Remote, Share
+from .backends import Backend, Readable, Remote
 from .retry import classify
-from .sources import Digest
+from .sources import Digest, Source, State
 
 FORMAT = "collectstatic-plus-record"
 #: 2: ``files`` became rows (lists) instead of objects: faster to read, smaller.
@@ -86,6 +86,97 @@ class Entry(Digest):
 
 #: What each row of ``files`` holds; the seen_* are null when nothing was seen.
 COLUMNS = ("path", "md5", "size", "source", "seen_size", "seen_etag", "seen_mtime_ns")
+#: Where a record being read puts its entries (a dict when None).
+Files = MutableMapping[str, Entry] | None
+
+
+class OnSources(MutableMapping[str, Entry]):
+    """A record's entries, each collected path's held on its Source.
+
+    A run already holds one Source per collected file; keeping that file's
+    entry in a slot of it saves a dict slot per file (and a path string when
+    the record is read). Entries for other paths go in :attr:`others`.
+    """
+
+    def __init__(self, sources: Mapping[str, Source]) -> None:
+        self.sources = sources
+        self.others: dict[str, Entry] = {}
+
+    def held(self, source: Source) -> Entry | None:
+        """The entry that ``source`` holds for this record."""
+        return source.recorded
+
+    def hold(self, source: Source, entry: Entry | None) -> None:
+        source.recorded = entry
+
+    def __getitem__(self, path: str) -> Entry:
+        source = self.sources.get(path)
+        if source is None:
+            return self.others[path]
+        entry = self.held(source)
+        if entry is None:
+            raise KeyError(path)
+        return entry
+
+    def __contains__(self, path: object) -> bool:
+        source = self.sources.get(path)  # type: ignore[call-overload]
+        if source is None:
+            return path in self.others
+        return self.held(source) is not None
+
+    def __setitem__(self, path: str, entry: Entry) -> None:
+        source = self.sources.get(path)
+        if source is None:
+            self.others[path] = entry
+        else:
+            self.hold(source, entry)
+
+    def __delitem__(self, path: str) -> None:
+        source = self.sources.get(path)
+        if source is None:
+            del self.others[path]
+        elif self.held(source) is None:
+            raise KeyError(path)
+        else:
+            self.hold(source, None)
+
+    def __iter__(self) -> Iterator[str]:
+        held = self.held
+        for path, source in self.sources.items():
+            if held(source) is not None:
+                yield path
+        yield from self.others
+
+    def __len__(self) -> int:
+        held = self.held
+        return len(self.others) + sum(
+            held(source) is not None for source in self.sources.values()
+        )
+
+    def clear(self) -> None:
+        for source in self.sources.values():
+            self.hold(source, None)
+        self.others.clear()
+
+
+class Settled(OnSources):
+    """The next record's entries: each source's content, once settled.
+
+    A source is in it when the destination holds its content (kept or
+    written) and the collector has made that content an Entry.
+    """
+
+    def held(self, source: Source) -> Entry | None:
+        content = source.content
+        if source.state in ON_DESTINATION and isinstance(content, Entry):
+            return content
+        return None
+
+    def hold(self, source: Source, entry: Entry | None) -> None:
+        raise TypeError("the next record's entries are the sources' own")
+
+
+ON_DESTINATION = (State.KEPT, State.WRITTEN)
 
 
 @dataclass
@@ -93,7 +184,7 @@ class Record:
     """Collected paths, and the manifests' paths of the last runs, newest first."""
 
     fingerprint: str
-    files: dict[str, Entry] = field(default_factory=dict)
+    files: MutableMapping[str, Entry] = field(default_factory=dict)
     manifests: list[list[str]] = field(default_factory=list)
     state: dict[str, str] = field(default_factory=dict)
 
@@ -145,20 +236,23 @@ class Record:
         out.write(b"\n" + FILES_CLOSE + encode(manifests).encode() + b"}\n")
 
     @classmethod
-    def from_bytes(
-        cls, data: bytes, fingerprint: str, share: Share | None = None
-    ) -> Record:
-        """Parse and validate; raise RecordError for anything untrustworthy."""
-        return cls.from_document(_parsed(_decoded(data)), fingerprint, share)
+    def from_bytes(cls, data: bytes, fingerprint: str, files: Files = None) -> Record:
+        """Parse and validate; raise RecordError for anything untrustworthy.
+
+        The entries go into ``files`` if given (see :class:`Recorded`).
+        """
+        return cls.from_document(_parsed(_decoded(data)), fingerprint, files)
 
     @classmethod
     def from_document(
-        cls, document: object, fingerprint: str, share: Share | None = None
+        cls, document: object, fingerprint: str, files: Files = None
     ) -> Record:
         """Validate the parsed JSON; raise RecordError if untrustworthy."""
         record = cls.from_head(document, fingerprint)
         assert isinstance(document, dict)
-        record.files = _files(document.pop("files", None), share)
+        if files is not None:
+            record.files = files
+        _files(document.pop("files", None), record.files)
         record.manifests = _manifests(document.get("manifests", []))
         return record
 
@@ -209,27 +303,23 @@ def is_safe_path(path: object) -> bool:
     )
 
 
-def _files(rows: object, share: Share | None = None) -> dict[str, Entry]:
-    """Entries from the rows, each row dropped as soon as it is read (the
+def _files(rows: object, files: MutableMapping[str, Entry]) -> None:
+    """Add the rows' entries, each row dropped as soon as it is read (the
     parsed rows and the entries are not held in full at the same time)."""
     if type(rows) is not list:
         raise RecordError("'files' is not a list")
-    files: dict[str, Entry] = {}
     rows.reverse()
     while rows:
-        _add(files, rows.pop(), share)
-    return files
+        _add(files, rows.pop())
 
 
-def _add(files: dict[str, Entry], row: object, share: Share | None) -> None:
+def _add(files: MutableMapping[str, Entry], row: object) -> None:
     """Validate one row of ``files`` and add its entry."""
     if type(row) is not list or len(row) != len(COLUMNS):
         raise RecordError(f"a 'files' row is not a list of {len(COLUMNS)}")
     path = row[0]
     if not is_safe_path(path):
         raise RecordError(f"unsafe path {path!r}")
-    if share is not None:
-        path = share(path)
     if path in files:
         raise RecordError(f"{path!r} is listed twice")
     files[path] = _entry(*row)
@@ -297,18 +387,18 @@ def _is_token(value: object) -> bool:
 
 
 def load(
-    backend: Backend, name: str, fingerprint: str, share: Share | None = None
+    backend: Backend, name: str, fingerprint: str, files: Files = None
 ) -> Record | None:
     """The record in the destination, None if there is none.
 
     Read a chunk at a time and parsed a row at a time: neither the document
     nor its parsed rows are ever held whole (for 50,000 files each is several
-    MB). ``share`` picks the string held for each path. Raises RecordError
-    when one exists but cannot be trusted.
+    MB). The entries go into ``files`` if given. Raises RecordError when one
+    exists but cannot be trusted (``files`` may then hold some entries).
     """
     try:
         with backend.stream(name) as stream:
-            return None if stream is None else read(stream, fingerprint, share)
+            return None if stream is None else read(stream, fingerprint, files)
     except (RecordError, ImproperlyConfigured):
         raise
     except Exception as error:
@@ -317,7 +407,7 @@ def load(
         raise RecordError(f"cannot be read ({type(error).__name__}: {error})") from None
 
 
-def read(stream: Readable, fingerprint: str, share: Share | None = None) -> Record:
+def read(stream: Readable, fingerprint: str, files: Files = None) -> Record:
     """Parse a record a line at a time, as :meth:`Record.write` lays it out.
 
     Any other layout of the same JSON (an older writer's single line) is
@@ -326,20 +416,22 @@ def read(stream: Readable, fingerprint: str, share: Share | None = None) -> Reco
     lines = _lines(stream)
     first = next(lines, b"")
     if not first.endswith(FILES_OPEN):
-        return Record.from_bytes(b"\n".join([first, *lines]), fingerprint, share)
+        return Record.from_bytes(b"\n".join([first, *lines]), fingerprint, files)
     head = _parsed_line(first[: -len(FILES_OPEN)] + b"}")
     record = Record.from_head(head, fingerprint)
+    if files is not None:
+        record.files = files
     batch: list[bytes] = []
     number = 2  # the line of batch[0]
     for line in lines:
         if not line.startswith(FILES_CLOSE):
             batch.append(line)
             if len(batch) == BATCH:
-                _add_rows(record.files, batch, number, share)
+                _add_rows(record.files, batch, number)
                 number += len(batch)
                 batch.clear()
             continue
-        _add_rows(record.files, batch, number, share)
+        _add_rows(record.files, batch, number)
         number += len(batch)
         tail = _parsed_line(b"{" + line[2:])  # '{"manifests":[...]}'
         if not isinstance(tail, dict) or next(lines, None) is not None:
@@ -353,7 +445,7 @@ def read(stream: Readable, fingerprint: str, share: Share | None = None) -> Reco
 
 
 def _add_rows(
-    files: dict[str, Entry], lines: list[bytes], first: int, share: Share | None
+    files: MutableMapping[str, Entry], lines: list[bytes], first: int
 ) -> None:
     """Add the rows on ``lines`` (numbered from ``first``), one per line.
 
@@ -370,9 +462,9 @@ def _add_rows(
     for offset, line in enumerate(lines):
         try:
             if rows is None:
-                _add(files, _parsed_line(line.removesuffix(b",")), share)
+                _add(files, _parsed_line(line.removesuffix(b",")))
             else:
-                _add(files, rows[offset], share)
+                _add(files, rows[offset])
         except RecordError as error:
             raise RecordError(f"line {first + offset}: {error}") from None
 

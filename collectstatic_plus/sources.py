@@ -3,11 +3,12 @@ and hash their content."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.staticfiles.finders import BaseFinder, get_finders
 from django.core.files import File
@@ -15,12 +16,28 @@ from django.core.files.storage import Storage
 
 from .walk import Listed, fast_list, token_for
 
+if TYPE_CHECKING:
+    from .record import Entry
+
 CHUNK = 256 * 1024
+
+
+class State(enum.Enum):
+    """What a run did with a source, so far."""
+
+    PENDING = 0  # nothing yet, or it failed
+    KEPT = 1  # the destination already holds its content
+    WRITTEN = 2  # this run wrote it
+    PRETENDED = 3  # a dry run would have written it
 
 
 @dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
 class Source:
-    """One file a finder offers: its path in ``storage`` and its destination path."""
+    """One file a finder offers, and what a run learns and does about it.
+
+    It is the run's one object per file: the record entries and content
+    digests below live in its slots, not in dicts of their own.
+    """
 
     path: str
     prefixed_path: str
@@ -29,6 +46,13 @@ class Source:
     origin: str = ""
     #: Its stat token when it was listed (see :func:`stat_token`).
     token: int | None = None
+    #: The previous sync record's entry for its destination path, if any.
+    recorded: Entry | None = None
+    #: Its content, once known: the recorded entry if the file was not touched
+    #: since, else as read or written. Once the destination holds it, the
+    #: next record's entry (see ``Collector.settle``).
+    content: Digest | None = None
+    state: State = State.PENDING
 
 
 @dataclass(slots=True, eq=False)  # not frozen: one per file, and frozen inits are slow

@@ -17,7 +17,7 @@ import hashlib
 import importlib
 import io
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -46,9 +46,6 @@ class Remote:
 
 
 Listing = dict[str, Remote]
-#: Maps a path to the string to hold for it, so that each path is one string
-#: across a run's maps (the sources', the listing's, the record's).
-Share = Callable[[str], str]
 #: Given a listed path and what the listing says of it, the string and the
 #: object to hold for them (ones already held elsewhere, where equal).
 Keep = Callable[[str, Remote], tuple[str, Remote]]
@@ -150,10 +147,10 @@ class Backend:
         """Call ``count(kind)`` for each request the storage's client makes."""
         yield
 
-    def seen_after(
-        self, listing: Listing, written: Mapping[str, Digest]
-    ) -> Listing | None:
-        """The listing after ``written`` landed, if known without listing again."""
+    def saved(self, name: str, content: Digest) -> Remote | None:
+        """What a listing would now show at ``name``, just after ``content``
+        was saved there (in the thread that saved it), if known without
+        another request; None if not (the caller lists again)."""
         return None
 
 

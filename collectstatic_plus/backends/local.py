@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from stat import S_ISLNK
 
@@ -23,20 +23,14 @@ class LocalBackend(Backend):
     def handles(storage: Storage) -> bool:
         return isinstance(storage, FileSystemStorage)
 
-    def seen_after(
-        self, listing: Listing, written: Mapping[str, Digest]
-    ) -> Listing | None:
-        """The listing with each written file stat-ed again: no new walk."""
-        updated = dict(listing)
-        for name, content in written.items():
-            try:
-                stat = os.lstat(self.storage.path(name))
-            except FileNotFoundError:  # gone again: as a new walk would show
-                updated.pop(name, None)
-                continue
-            size = content.size if stat.st_size == content.size else stat.st_size
-            updated[name] = Remote(size, None, stat.st_mtime_ns, S_ISLNK(stat.st_mode))
-        return updated
+    def saved(self, name: str, content: Digest) -> Remote | None:
+        """The file as a walk would list it now: one ``lstat``."""
+        try:
+            stat = os.lstat(self.storage.path(name))
+        except FileNotFoundError:  # gone again: the caller lists again
+            return None
+        size = content.size if stat.st_size == content.size else stat.st_size
+        return Remote(size, None, stat.st_mtime_ns, S_ISLNK(stat.st_mode))
 
     @contextmanager
     def stream(self, name: str) -> Iterator[Readable | None]:

@@ -6,7 +6,7 @@ import copy
 import gzip
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -124,7 +124,7 @@ class S3Backend(Backend):
     @contextmanager
     def counting(self, count: Callable[[str], None]) -> Iterator[None]:
         """Count API calls (PutObject, ListObjectsV2, ...) on the client, and
-        remember the ETag each upload answered with (see :meth:`seen_after`)."""
+        remember the ETag each upload answered with (see :meth:`saved`)."""
         events = self.client.meta.events
         unique_id = f"collectstatic-plus-{id(count)}"
         prefix = self.prefix
@@ -151,24 +151,16 @@ class S3Backend(Backend):
             events.unregister("provide-client-params.s3", unique_id=unique_id + "-key")
             events.unregister("after-call.s3", unique_id=unique_id)
 
-    def seen_after(
-        self, listing: Listing, written: Mapping[str, Digest]
-    ) -> Listing | None:
-        """The listing as it now is, from the ETags the uploads answered with.
-
-        None if an upload's ETag was not seen: the caller lists again.
-        """
+    def saved(self, name: str, content: Digest) -> Remote | None:
+        """The object as a listing would show it, from the ETag its upload
+        answered with (None if that was not seen: the caller lists again)."""
         with self._lock:
-            etags = {name: self.uploaded.get(name) for name in written}
-        if not all(etags.values()):
+            etag = self.uploaded.pop(name, None)
+        if etag is None:
             return None
-        updated = dict(listing)
-        for name, content in written.items():
-            etag = etags[name]
-            if etag == content.md5:
-                etag = content.md5  # one string for both
-            updated[name] = Remote(content.size, etag)
-        return updated
+        if etag == content.md5:
+            etag = content.md5  # one string for both
+        return Remote(content.size, etag)
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:

@@ -14,7 +14,7 @@ from django.contrib.staticfiles.finders import BaseFinder, get_finders
 from django.core.files import File
 from django.core.files.storage import Storage
 
-from .walk import Listed, fast_list, token_for
+from .walk import TOKEN_BITS, Listed, fast_list, token_for
 
 if TYPE_CHECKING:
     from .record import Entry
@@ -184,7 +184,7 @@ def stat_token(storage: Storage, name: str) -> int | None:
 def mixed(token: int, key: str) -> int:
     """A stat token that also depends on ``key`` (minifier settings)."""
     mix = hashlib.blake2b(f"{token}\0{key}".encode(), digest_size=8)
-    return int.from_bytes(mix.digest(), "little")
+    return int.from_bytes(mix.digest(), "little") & TOKEN_BITS
 
 
 def digest_bytes(data: bytes) -> Digest:

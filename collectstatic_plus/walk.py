@@ -33,16 +33,19 @@ Listed = tuple[str, Storage, "int | None"]
 _PACKED = struct.Struct("<QQqq").pack
 #: Inode numbers are unsigned 64-bit on every platform we know of.
 _INODE = (1 << 64) - 1
+#: Tokens keep 60 bits of their hash: two of CPython's 30-bit int digits, a
+#: 32-byte int (64 bits take three digits and 48 bytes once allocated).
+TOKEN_BITS = (1 << 60) - 1
 
 
 def token_for(stat: os.stat_result) -> int:
-    """The stat token of a file (see ``sources.stat_token``): a 64-bit hash
-    of its inode, size, mtime and ctime, 36 bytes as a Python int where the
-    hex fields took 90 as a string."""
+    """The stat token of a file (see ``sources.stat_token``): a 60-bit hash
+    of its inode, size, mtime and ctime."""
     packed = _PACKED(
         stat.st_ino & _INODE, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
     )
-    return int.from_bytes(blake2b(packed, digest_size=8).digest(), "little")
+    hashed = blake2b(packed, digest_size=8).digest()
+    return int.from_bytes(hashed, "little") & TOKEN_BITS
 
 
 def fast_list(

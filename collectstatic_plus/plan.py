@@ -129,7 +129,7 @@ def saw_same(entry: Entry, remote: Remote) -> bool:
 
 
 def _by_md5(
-    md5: str, source: Digest, exists: bool, how: str, old_size: int | None = None
+    md5: int, source: Digest, exists: bool, how: str, old_size: int | None = None
 ) -> Decision:
     """Skip when ``md5`` (from ``how``) is the source's, else copy."""
     if md5 == source.md5:

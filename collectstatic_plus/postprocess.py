@@ -20,7 +20,7 @@ from django.core.management.base import CommandError, OutputWrapper
 
 from . import __version__
 from .progress import Progress
-from .sources import Digest
+from .sources import Digest, hex_md5
 from .staging import FlushError, Staging
 
 FoundFiles = dict[str, tuple[Storage, str]]
@@ -63,7 +63,7 @@ def inputs_key(storage: Storage, digests: Mapping[str, Digest]) -> str:
     deconstruct = getattr(storage, "deconstruct", None)
     options = deconstruct()[1:] if callable(deconstruct) else ()
     inputs = {
-        "files": sorted((path, digest.md5) for path, digest in digests.items()),
+        "files": sorted((path, hex_md5(d.md5)) for path, d in digests.items()),
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "options": stable(options),
         "attributes": {

@@ -25,9 +25,9 @@ from typing import Any, BinaryIO
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.base import File
 
-from .backends import Backend, Readable, Remote
+from .backends import Backend, Readable, Remote, etag_text, etag_value
 from .retry import classify
-from .sources import Digest, Source, State
+from .sources import Digest, Source, State, hex_md5
 
 FORMAT = "collectstatic-plus-record"
 #: 2: ``files`` became rows (lists) instead of objects: faster to read, smaller.
@@ -70,18 +70,11 @@ class Entry(Digest):
 
     def row(self, path: str) -> list[Any]:
         """The entry as a row of the record's ``files`` (see :data:`COLUMNS`)."""
-        seen = self.seen
+        seen, md5 = self.seen, hex_md5(self.md5)
         if seen is None:
-            return [path, self.md5, self.size, self.source, None, None, None]
-        return [
-            path,
-            self.md5,
-            self.size,
-            self.source,
-            seen.size,
-            seen.etag,
-            seen.mtime_ns,
-        ]
+            return [path, md5, self.size, self.source, None, None, None]
+        etag = etag_text(seen.etag)
+        return [path, md5, self.size, self.source, seen.size, etag, seen.mtime_ns]
 
 
 #: What each row of ``files`` holds; the seen_* are null when nothing was seen.
@@ -336,6 +329,7 @@ def _entry(
 ) -> Entry:
     if type(md5) is not str or not MD5.fullmatch(md5):
         raise RecordError(f"entry for {path!r} has a bad md5")
+    value = int(md5, 16)
     if not _is_count(size):
         raise RecordError(f"entry for {path!r} has a bad size")
     if type(source) is str and OLD_TOKEN.fullmatch(source):
@@ -345,7 +339,7 @@ def _entry(
     if seen_size is None:
         if etag is not None or mtime_ns is not None:
             raise RecordError(f"entry for {path!r} has a bad seen size")
-        return Entry(md5, size, None, source)  # type: ignore[arg-type]
+        return Entry(value, size, None, source)  # type: ignore[arg-type]
     if not _is_count(seen_size):
         raise RecordError(f"entry for {path!r} has a bad seen size")
     if etag is not None and (type(etag) is not str or len(etag) > MAX_ETAG):
@@ -354,10 +348,11 @@ def _entry(
         raise RecordError(f"entry for {path!r} has a bad mtime_ns")
     if seen_size == size:
         seen_size = size  # one int object for both
-    if etag == md5:
-        etag = md5  # one string for both
-    seen = Remote(seen_size, etag, mtime_ns)  # type: ignore[arg-type]
-    return Entry(md5, size, seen, source)  # type: ignore[arg-type]
+    held = etag_value(etag)
+    if held == value:
+        held = value  # one int for both
+    seen = Remote(seen_size, held, mtime_ns)  # type: ignore[arg-type]
+    return Entry(value, size, seen, source)  # type: ignore[arg-type]
 
 
 def _manifests(value: object) -> list[list[str]]:

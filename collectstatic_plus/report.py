@@ -20,6 +20,7 @@ from typing import Any
 import django
 
 from . import __version__
+from .sources import hex_md5
 
 SCHEMA_VERSION = 1
 
@@ -71,6 +72,9 @@ class Report:
                 with self.lock:
                     self.written += fields["size"]  # once per file: one copy each
             return
+        md5 = fields.get("md5")
+        if isinstance(md5, int):
+            fields["md5"] = hex_md5(md5)
         with self.lock:
             entry = self.files.get(path)
             if entry is None:

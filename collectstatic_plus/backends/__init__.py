@@ -17,6 +17,7 @@ import hashlib
 import importlib
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Protocol
 
 from django.core.files.storage import Storage
 
-from ..sources import Digest, digest_file
+from ..sources import Digest, digest_file, hex_md5
 
 
 @dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
@@ -32,17 +33,34 @@ class Remote:
     """What a listing says the destination holds at one path."""
 
     size: int
-    etag: str | None = None
+    #: An ETag (or what else changes with the content); one that is an MD5
+    #: (32 hex digits) is held as that MD5's int, as a Digest holds it
+    #: (see :func:`etag_value`).
+    etag: str | int | None = None
     mtime_ns: int | None = None
     is_link: bool = False
 
     @property
-    def md5(self) -> str | None:
+    def md5(self) -> int | None:
         """The content MD5 when the ETag is one (single-part, unencrypted PUT)."""
         etag = self.etag
-        if etag and len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
-            return etag
-        return None
+        return etag if isinstance(etag, int) else None
+
+
+#: An MD5 as a storage service writes it in an ETag.
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+def etag_value(etag: str | None) -> str | int | None:
+    """An ETag as a Remote holds it: an MD5 as its int, anything else as is."""
+    if etag is not None and len(etag) == 32 and _MD5.fullmatch(etag):
+        return int(etag, 16)
+    return etag
+
+
+def etag_text(etag: str | int | None) -> str | None:
+    """An ETag as a Remote holds it, as it was written."""
+    return hex_md5(etag) if isinstance(etag, int) else etag
 
 
 Listing = dict[str, Remote]

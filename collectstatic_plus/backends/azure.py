@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 from django.core.files.storage import Storage
 
 from ..conf import conf
-from ..sources import Digest
-from . import Backend, Keep, Listing, Remote, add
+from ..sources import Digest, md5_value
+from . import Backend, Keep, Listing, Remote, add, etag_value
 
 #: Blobs per List Blobs page (the service's maximum).
 AZURE_LIST_PAGE = 5000
@@ -110,7 +110,8 @@ class AzureBackend(Backend):
                 continue
             name = record if full == record_blob else full[len(prefix) :]
             if name:
-                add(found, name, Remote(int(blob.size or 0), _etag(blob)), keep)
+                remote = Remote(int(blob.size or 0), etag_value(_etag(blob)))
+                add(found, name, remote, keep)
         return found
 
     def read(self, name: str) -> bytes | None:
@@ -140,7 +141,7 @@ class AzureBackend(Backend):
                 size += len(chunk)
         except ResourceNotFoundError:
             return None
-        return Digest(md5.hexdigest(), size)
+        return Digest(md5_value(md5), size)
 
     @property
     def overwrites_in_place(self) -> bool:

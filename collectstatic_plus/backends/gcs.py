@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.core.files.storage import Storage
 
-from ..sources import Digest
-from . import Backend, Keep, Listing, Remote, add
+from ..sources import Digest, md5_value
+from . import Backend, Keep, Listing, Remote, add, etag_value
 
 #: Calls in one batch request (the service's limit; the client allows more).
 GCS_DELETE_BATCH = 100
@@ -69,7 +69,8 @@ class GCSBackend(Backend):
         for blob in blobs:
             name = blob.name[len(prefix) :]
             if name and not name.endswith("/"):
-                add(found, name, Remote(int(blob.size or 0), _etag(blob)), keep)
+                remote = Remote(int(blob.size or 0), etag_value(_etag(blob)))
+                add(found, name, remote, keep)
         return found
 
     def read(self, name: str) -> bytes | None:
@@ -93,7 +94,7 @@ class GCSBackend(Backend):
             blob.download_to_file(sink)
         except NotFound:
             return None
-        return Digest(sink.md5.hexdigest(), sink.size)
+        return Digest(md5_value(sink.md5), sink.size)
 
     def delete_many(self, names: Iterable[str]) -> None:
         """Batch requests of 100 deletes; a blob already gone is no error.

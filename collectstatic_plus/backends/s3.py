@@ -13,7 +13,7 @@ from typing import Any
 from django.core.files.storage import Storage
 
 from ..sources import Digest, digest_stream
-from . import Backend, Keep, Listing, Readable, Remote, add
+from . import Backend, Keep, Listing, Readable, Remote, add, etag_value
 
 #: Operations whose answer carries the new object's ETag.
 UPLOADS = {"PutObject", "CompleteMultipartUpload"}
@@ -69,7 +69,8 @@ class S3Backend(Backend):
             for item in page.get("Contents", ()):
                 name = item["Key"][len(self.prefix) :]
                 if name and not name.endswith("/"):
-                    remote = Remote(item["Size"], item["ETag"].strip('"'))
+                    etag = etag_value(item["ETag"].strip('"'))
+                    remote = Remote(item["Size"], etag)
                     add(found, name, remote, keep)
         return found
 
@@ -155,11 +156,12 @@ class S3Backend(Backend):
         """The object as a listing would show it, from the ETag its upload
         answered with (None if that was not seen: the caller lists again)."""
         with self._lock:
-            etag = self.uploaded.pop(name, None)
-        if etag is None:
+            uploaded = self.uploaded.pop(name, None)
+        if uploaded is None:
             return None
+        etag = etag_value(uploaded)
         if etag == content.md5:
-            etag = content.md5  # one string for both
+            etag = content.md5  # one int for both
         return Remote(content.size, etag)
 
     @contextmanager

@@ -455,7 +455,7 @@ class Collector:
         destination still has (``--delete`` may want them)."""
         previous, listing = self.previous, self.knowledge.listing
         self.settle(listing)
-        files = Settled(self.sources)
+        files = Settled(self.sources, self.settled_later)
         if previous is not None:
             others = getattr(previous.files, "others", previous.files)
             for path, entry in others.items():
@@ -474,10 +474,11 @@ class Collector:
         """Make each source the destination holds carry its next record entry.
 
         A kept file is as the listing showed it; a written one as the backend
-        saw it saved, else as one more listing shows it.
+        saw it saved, else as one more listing shows it (or, if the backend
+        sees later, as it says when the record is written).
         """
         sources = self.sources.values()
-        if listing is not None:
+        if listing is not None and not self.backend.sees_later:
             unseen = [s for s in sources if s.state is State.WRITTEN and not seen(s)]
             if unseen:
                 now = self.retry("Listing the destination", self.listing) or {}
@@ -488,9 +489,16 @@ class Collector:
             if source.state is State.KEPT:
                 remote = listing.get(source.prefixed_path) if listing else None
                 source.content = self.settled(source, remote)
-            elif source.state is State.WRITTEN:
-                assert isinstance(source.content, Entry)
+            elif source.state is State.WRITTEN and isinstance(source.content, Entry):
                 source.content = self.settled(source, source.content.seen)
+
+    def settled_later(self, source: Source) -> Entry:
+        """The next record's entry for a file written to a backend that sees
+        later (asked as the record is written; not held)."""
+        assert source.content is not None
+        return self.settled(
+            source, self.backend.saved(source.prefixed_path, source.content)
+        )
 
     def settled(self, source: Source, remote: Remote | None) -> Entry:
         """The next record's entry for a source the destination holds.

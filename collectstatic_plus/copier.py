@@ -112,6 +112,16 @@ class Copier:
                 reason=reason,
             )
 
+    def landed(self, name: str, digest: Digest) -> Digest:
+        """What a source holds for a file it wrote: an Entry with what the
+        backend saw, or only the content if the backend can say that later
+        (nothing more is held per file until the record is written)."""
+        if self.backend.sees_later:  # not a record entry: not this run's to change
+            return digest if type(digest) is Digest else Digest(digest.md5, digest.size)
+        landed = Entry(digest.md5, digest.size)
+        landed.seen = self.backend.saved(name, landed)
+        return landed
+
     def copy(
         self,
         source: Source,
@@ -142,8 +152,7 @@ class Copier:
             # A storage may save under another name (stock accepts that); the
             # sync record then does not claim this path holds the content.
             if saved == name:
-                landed = Entry(digest.md5, digest.size)
-                landed.seen = self.backend.saved(name, landed)
+                landed = self.landed(name, digest)
                 source.content, source.state = landed, State.WRITTEN
                 with self._lock:
                     self.written += 1

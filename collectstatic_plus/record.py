@@ -18,7 +18,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -95,6 +95,10 @@ class OnSources(MutableMapping[str, Entry]):
         self.sources = sources
         self.others: dict[str, Entry] = {}
 
+    def has(self, source: Source) -> bool:
+        """Whether ``source`` holds an entry for this record."""
+        return source.recorded is not None
+
     def held(self, source: Source) -> Entry | None:
         """The entry that ``source`` holds for this record."""
         return source.recorded
@@ -115,7 +119,7 @@ class OnSources(MutableMapping[str, Entry]):
         source = self.sources.get(path)  # type: ignore[call-overload]
         if source is None:
             return path in self.others
-        return self.held(source) is not None
+        return self.has(source)
 
     def __setitem__(self, path: str, entry: Entry) -> None:
         source = self.sources.get(path)
@@ -134,17 +138,15 @@ class OnSources(MutableMapping[str, Entry]):
             self.hold(source, None)
 
     def __iter__(self) -> Iterator[str]:
-        held = self.held
+        has = self.has
         for path, source in self.sources.items():
-            if held(source) is not None:
+            if has(source):
                 yield path
         yield from self.others
 
     def __len__(self) -> int:
-        held = self.held
-        return len(self.others) + sum(
-            held(source) is not None for source in self.sources.values()
-        )
+        has = self.has
+        return len(self.others) + sum(has(source) for source in self.sources.values())
 
     def clear(self) -> None:
         for source in self.sources.values():
@@ -153,17 +155,28 @@ class OnSources(MutableMapping[str, Entry]):
 
 
 class Settled(OnSources):
-    """The next record's entries: each source's content, once settled.
+    """The next record's entries: those of the sources the destination holds
+    (kept or written).
 
-    A source is in it when the destination holds its content (kept or
-    written) and the collector has made that content an Entry.
+    Each is the source's content, which the collector made an Entry, or which
+    ``settle`` makes one of each time it is asked (a file written to a
+    backend that :attr:`~.backends.Backend.sees_later`: nothing is held for it).
     """
 
+    def __init__(
+        self, sources: Mapping[str, Source], settle: Callable[[Source], Entry]
+    ) -> None:
+        super().__init__(sources)
+        self.settle = settle
+
+    def has(self, source: Source) -> bool:
+        return source.state in ON_DESTINATION and source.content is not None
+
     def held(self, source: Source) -> Entry | None:
+        if not self.has(source):
+            return None
         content = source.content
-        if source.state in ON_DESTINATION and isinstance(content, Entry):
-            return content
-        return None
+        return content if isinstance(content, Entry) else self.settle(source)
 
     def hold(self, source: Source, entry: Entry | None) -> None:
         raise TypeError("the next record's entries are the sources' own")

@@ -88,6 +88,9 @@ class Backend:
     kind = "generic"
     #: Whether reading a destination file is as cheap as a local read.
     local = False
+    #: Whether :meth:`saved` may be asked again any time after the save (it
+    #: costs a local stat), so that nothing need be held for it meanwhile.
+    sees_later = False
 
     @staticmethod
     def handles(storage: Storage) -> bool:
@@ -166,9 +169,10 @@ class Backend:
         yield
 
     def saved(self, name: str, content: Digest) -> Remote | None:
-        """What a listing would now show at ``name``, just after ``content``
-        was saved there (in the thread that saved it), if known without
-        another request; None if not (the caller lists again)."""
+        """What a listing would now show at ``name``, once this run saved
+        ``content`` there, if known without another request; None if not
+        (the caller lists again). Asked once, in the thread that saved it,
+        unless :attr:`sees_later`."""
         return None
 
 

@@ -18,6 +18,7 @@ class LocalBackend(Backend):
 
     kind = "local"
     local = True
+    sees_later = True
 
     @staticmethod
     def handles(storage: Storage) -> bool:

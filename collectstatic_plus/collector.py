@@ -23,14 +23,15 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
 from . import __version__, record
-from .backends import Backend, Remote, backend_for
+from .backends import Backend, Listing, Remote, backend_for
 from .copier import Copier
 from .minify import Minifier, MinifyingSource, MinifySettings, Outcome
+from .onsources import Listed, Recorded, Settled
 from .plan import Action, Decision, Knowledge, decide, needs_digest, saw_same
 from .postprocess import FoundFiles, PostProcessor, inputs_key
 from .progress import Progress
 from .prune import Pruner
-from .record import Entry, OnSources, Record, RecordError, Settled
+from .record import Entry, Record, RecordError
 from .report import Report
 from .retry import PermanentError, Retry, Throttle
 from .sources import Source, State, digest, find_sources, mixed
@@ -313,7 +314,7 @@ class Collector:
     def load_record(self) -> Record | None:
         """The previous record; its entries for sources are held on them."""
         name = self.options.record_name
-        files = OnSources(self.sources)
+        files = Recorded(self.sources)
 
         def load() -> Record | None:
             files.clear()  # from an attempt that failed half-way
@@ -332,18 +333,27 @@ class Collector:
         files.clear()
         return None
 
-    def listing(self) -> dict[str, Remote] | None:
-        return self.backend.listing(self.kept_listed)
+    def listing(self) -> Listing | None:
+        """The destination's listing, each collected path's held on its source."""
+        listed = Listed(self.sources)
+        listed.clear()  # from an attempt that failed half-way
+        found = self.backend.listing(self.kept_listed)
+        if found is None:
+            return None
+        listed.others = found
+        return listed
 
-    def kept_listed(self, path: str, remote: Remote) -> tuple[str, Remote]:
-        """A listed file held as the source's path and the record's object."""
+    def kept_listed(self, path: str, remote: Remote) -> tuple[str, Remote] | None:
+        """A collected path's listing entry goes on its source (as the record's
+        object, if equal); any other path's into the listing's own dict."""
         source = self.sources.get(path)
         if source is None:
             return path, remote
         entry = source.recorded
         if entry is not None and entry.seen == remote:
-            return source.prefixed_path, entry.seen
-        return source.prefixed_path, remote
+            remote = entry.seen
+        source.listed = remote
+        return None
 
     def found_files(self) -> FoundFiles:
         """What stock's ``post_process`` is given: path -> (storage, path)."""
@@ -470,18 +480,19 @@ class Collector:
             state["postprocess"] = self.post_process_key
         return Record(self.backend.fingerprint(), files, manifests, state)
 
-    def settle(self, listing: dict[str, Remote] | None) -> None:
+    def settle(self, listing: Listing | None) -> None:
         """Make each source the destination holds carry its next record entry.
 
         A kept file is as the listing showed it; a written one as the backend
         saw it saved, else as one more listing shows it (or, if the backend
-        sees later, as it says when the record is written).
+        told it after the save, as it tells when the record is written).
         """
         sources = self.sources.values()
-        if listing is not None and not self.backend.sees_later:
-            unseen = [s for s in sources if s.state is State.WRITTEN and not seen(s)]
+        if listing is not None:
+            unseen = [source for source in sources if seen_unknown(source)]
             if unseen:
-                now = self.retry("Listing the destination", self.listing) or {}
+                now = self.retry("Listing the destination", self.backend.listing)
+                now = now or {}
                 for source in unseen:
                     assert isinstance(source.content, Entry)
                     source.content.seen = now.get(source.prefixed_path)
@@ -493,11 +504,11 @@ class Collector:
                 source.content = self.settled(source, source.content.seen)
 
     def settled_later(self, source: Source) -> Entry:
-        """The next record's entry for a file written to a backend that sees
-        later (asked as the record is written; not held)."""
+        """The next record's entry for a written file that holds only its
+        content (see ``Copier.landed``): made as the record is written."""
         assert source.content is not None
         return self.settled(
-            source, self.backend.saved(source.prefixed_path, source.content)
+            source, self.backend.seen_again(source.prefixed_path, source.content)
         )
 
     def settled(self, source: Source, remote: Remote | None) -> Entry:
@@ -580,9 +591,12 @@ def older_objects_frozen(thaw: bool = True) -> Iterator[None]:
             gc.unfreeze()
 
 
-def seen(source: Source) -> bool:
-    """Whether the backend said what a written file became."""
-    return isinstance(source.content, Entry) and source.content.seen is not None
+def seen_unknown(source: Source) -> bool:
+    """Whether this run wrote the file and the backend could not say what
+    the destination then held (see ``Copier.landed``)."""
+    content = source.content
+    written = source.state is State.WRITTEN
+    return written and isinstance(content, Entry) and content.seen is None
 
 
 def summary(failures: list[Failure], verb: str) -> str:

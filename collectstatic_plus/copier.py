@@ -114,13 +114,17 @@ class Copier:
 
     def landed(self, name: str, digest: Digest) -> Digest:
         """What a source holds for a file it wrote: an Entry with what the
-        backend saw, or only the content if the backend can say that later
-        (nothing more is held per file until the record is written)."""
-        if self.backend.sees_later:  # not a record entry: not this run's to change
-            return digest if type(digest) is Digest else Digest(digest.md5, digest.size)
-        landed = Entry(digest.md5, digest.size)
-        landed.seen = self.backend.saved(name, landed)
-        return landed
+        backend saw, or only the content where the backend can tell that
+        again when the record is written (``seen_again``): then nothing more
+        is held per file meanwhile."""
+        backend = self.backend
+        content = digest if type(digest) is Digest else Digest(digest.md5, digest.size)
+        if backend.sees_later:
+            return content
+        seen = backend.saved(name, content)
+        if seen is not None and seen == backend.seen_again(name, content):
+            return content
+        return Entry(content.md5, content.size, seen)
 
     def copy(
         self,

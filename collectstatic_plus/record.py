@@ -18,7 +18,7 @@ import io
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -27,7 +27,7 @@ from django.core.files.base import File
 
 from .backends import Backend, Readable, Remote, etag_text, etag_value
 from .retry import classify
-from .sources import Digest, Source, State, hex_md5
+from .sources import Digest, hex_md5
 
 FORMAT = "collectstatic-plus-record"
 #: 2: ``files`` became rows (lists) instead of objects: faster to read, smaller.
@@ -81,108 +81,6 @@ class Entry(Digest):
 COLUMNS = ("path", "md5", "size", "source", "seen_size", "seen_etag", "seen_mtime_ns")
 #: Where a record being read puts its entries (a dict when None).
 Files = MutableMapping[str, Entry] | None
-
-
-class OnSources(MutableMapping[str, Entry]):
-    """A record's entries, each collected path's held on its Source.
-
-    A run already holds one Source per collected file; keeping that file's
-    entry in a slot of it saves a dict slot per file (and a path string when
-    the record is read). Entries for other paths go in :attr:`others`.
-    """
-
-    def __init__(self, sources: Mapping[str, Source]) -> None:
-        self.sources = sources
-        self.others: dict[str, Entry] = {}
-
-    def has(self, source: Source) -> bool:
-        """Whether ``source`` holds an entry for this record."""
-        return source.recorded is not None
-
-    def held(self, source: Source) -> Entry | None:
-        """The entry that ``source`` holds for this record."""
-        return source.recorded
-
-    def hold(self, source: Source, entry: Entry | None) -> None:
-        source.recorded = entry
-
-    def __getitem__(self, path: str) -> Entry:
-        source = self.sources.get(path)
-        if source is None:
-            return self.others[path]
-        entry = self.held(source)
-        if entry is None:
-            raise KeyError(path)
-        return entry
-
-    def __contains__(self, path: object) -> bool:
-        source = self.sources.get(path)  # type: ignore[call-overload]
-        if source is None:
-            return path in self.others
-        return self.has(source)
-
-    def __setitem__(self, path: str, entry: Entry) -> None:
-        source = self.sources.get(path)
-        if source is None:
-            self.others[path] = entry
-        else:
-            self.hold(source, entry)
-
-    def __delitem__(self, path: str) -> None:
-        source = self.sources.get(path)
-        if source is None:
-            del self.others[path]
-        elif self.held(source) is None:
-            raise KeyError(path)
-        else:
-            self.hold(source, None)
-
-    def __iter__(self) -> Iterator[str]:
-        has = self.has
-        for path, source in self.sources.items():
-            if has(source):
-                yield path
-        yield from self.others
-
-    def __len__(self) -> int:
-        has = self.has
-        return len(self.others) + sum(has(source) for source in self.sources.values())
-
-    def clear(self) -> None:
-        for source in self.sources.values():
-            self.hold(source, None)
-        self.others.clear()
-
-
-class Settled(OnSources):
-    """The next record's entries: those of the sources the destination holds
-    (kept or written).
-
-    Each is the source's content, which the collector made an Entry, or which
-    ``settle`` makes one of each time it is asked (a file written to a
-    backend that :attr:`~.backends.Backend.sees_later`: nothing is held for it).
-    """
-
-    def __init__(
-        self, sources: Mapping[str, Source], settle: Callable[[Source], Entry]
-    ) -> None:
-        super().__init__(sources)
-        self.settle = settle
-
-    def has(self, source: Source) -> bool:
-        return source.state in ON_DESTINATION and source.content is not None
-
-    def held(self, source: Source) -> Entry | None:
-        if not self.has(source):
-            return None
-        content = source.content
-        return content if isinstance(content, Entry) else self.settle(source)
-
-    def hold(self, source: Source, entry: Entry | None) -> None:
-        raise TypeError("the next record's entries are the sources' own")
-
-
-ON_DESTINATION = (State.KEPT, State.WRITTEN)
 
 
 @dataclass

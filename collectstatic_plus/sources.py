@@ -17,6 +17,7 @@ from django.core.files.storage import Storage
 from .walk import TOKEN_BITS, Listed, fast_list, token_for
 
 if TYPE_CHECKING:
+    from .backends import Remote
     from .record import Entry
 
 CHUNK = 256 * 1024
@@ -48,6 +49,8 @@ class Source:
     token: int | None = None
     #: The previous sync record's entry for its destination path, if any.
     recorded: Entry | None = None
+    #: What a listing of the destination showed at that path, if anything.
+    listed: Remote | None = None
     #: Its content, once known: the recorded entry if the file was not touched
     #: since, else as read or written. Once the destination holds it, the
     #: next record's entry (see ``Collector.settle``).

@@ -18,7 +18,7 @@ import importlib
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -63,16 +63,22 @@ def etag_text(etag: str | int | None) -> str | None:
     return hex_md5(etag) if isinstance(etag, int) else etag
 
 
-Listing = dict[str, Remote]
-#: Given a listed path and what the listing says of it, the string and the
-#: object to hold for them (ones already held elsewhere, where equal).
-Keep = Callable[[str, Remote], tuple[str, Remote]]
+#: What a backend's listing returns: every file at its path.
+Found = dict[str, Remote]
+#: A listing as a run reads it (see ``onsources.Listed``).
+Listing = Mapping[str, Remote]
+#: Given a listed path and what the listing says of it: None if it is held
+#: elsewhere, else the string and the object to hold for them in the listing.
+Keep = Callable[[str, Remote], "tuple[str, Remote] | None"]
 
 
-def add(found: Listing, name: str, remote: Remote, keep: Keep | None) -> None:
-    """Add one listed file to ``found``, held as ``keep`` says."""
+def add(found: Found, name: str, remote: Remote, keep: Keep | None) -> None:
+    """Add one listed file to ``found``, unless ``keep`` holds it elsewhere."""
     if keep is not None:
-        name, remote = keep(name, remote)
+        kept = keep(name, remote)
+        if kept is None:
+            return
+        name, remote = kept
     found[name] = remote
 
 
@@ -88,8 +94,8 @@ class Backend:
     kind = "generic"
     #: Whether reading a destination file is as cheap as a local read.
     local = False
-    #: Whether :meth:`saved` may be asked again any time after the save (it
-    #: costs a local stat), so that nothing need be held for it meanwhile.
+    #: Whether what a written file became is best asked when the record is
+    #: written (:meth:`seen_again`, a local stat), not as it is saved.
     sees_later = False
 
     @staticmethod
@@ -114,7 +120,7 @@ class Backend:
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def listing(self, keep: Keep | None = None) -> Listing | None:
+    def listing(self, keep: Keep | None = None) -> Found | None:
         """Every file under the storage's location, or None if we cannot list.
 
         Each file is held as ``keep`` returns it (see :func:`add`).
@@ -174,6 +180,13 @@ class Backend:
         (the caller lists again). Asked once, in the thread that saved it,
         unless :attr:`sees_later`."""
         return None
+
+    def seen_again(self, name: str, content: Digest) -> Remote | None:
+        """What :meth:`saved` said for ``content``, asked again when the
+        record is written, if it can be told without holding anything per
+        file: a stat if :attr:`sees_later`, else what an upload whose ETag is
+        the content's MD5 shows (callers hold anything else)."""
+        return Remote(content.size, content.md5)
 
 
 #: Backend modules, most specific first; each exposes ``BACKEND``.

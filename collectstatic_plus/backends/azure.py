@@ -13,7 +13,7 @@ from django.core.files.storage import Storage
 
 from ..conf import conf
 from ..sources import Digest, md5_value
-from . import Backend, Keep, Listing, Remote, add, etag_value
+from . import Backend, Found, Keep, Remote, add, etag_value
 
 #: Blobs per List Blobs page (the service's maximum).
 AZURE_LIST_PAGE = 5000
@@ -91,13 +91,13 @@ class AzureBackend(Backend):
         text = f"{base}\0account_name={account}"
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def listing(self, keep: Keep | None = None) -> Listing | None:
+    def listing(self, keep: Keep | None = None) -> Found | None:
         prefix = self.prefix
         # The record's blob is listed under the record's own name, whatever
         # AzureStorage made of a leading dot, so that --delete keeps it.
         record = conf.RECORD_NAME
         record_blob = self.blob_name(record)
-        found: Listing = {}
+        found: Found = {}
         blobs = self.azure.client.list_blobs(
             name_starts_with=prefix or None,
             include=["metadata"],

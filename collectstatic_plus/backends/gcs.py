@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.core.files.storage import Storage
 
 from ..sources import Digest, md5_value
-from . import Backend, Keep, Listing, Remote, add, etag_value
+from . import Backend, Found, Keep, Remote, add, etag_value
 
 #: Calls in one batch request (the service's limit; the client allows more).
 GCS_DELETE_BATCH = 100
@@ -62,8 +62,8 @@ class GCSBackend(Backend):
         """GS_FILE_OVERWRITE (default True): ``save`` replaces the blob."""
         return bool(getattr(self.gcs, "file_overwrite", True))
 
-    def listing(self, keep: Keep | None = None) -> Listing | None:
-        found: Listing = {}
+    def listing(self, keep: Keep | None = None) -> Found | None:
+        found: Found = {}
         prefix = self.prefix
         blobs = self.gcs.bucket.list_blobs(prefix=prefix, fields=LIST_FIELDS)
         for blob in blobs:

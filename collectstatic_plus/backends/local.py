@@ -10,7 +10,7 @@ from stat import S_ISLNK
 from django.core.files.storage import FileSystemStorage, Storage
 
 from ..sources import Digest
-from . import Backend, Keep, Listing, Readable, Remote, add
+from . import Backend, Found, Keep, Readable, Remote, add
 
 
 class LocalBackend(Backend):
@@ -23,6 +23,9 @@ class LocalBackend(Backend):
     @staticmethod
     def handles(storage: Storage) -> bool:
         return isinstance(storage, FileSystemStorage)
+
+    def seen_again(self, name: str, content: Digest) -> Remote | None:
+        return self.saved(name, content)
 
     def saved(self, name: str, content: Digest) -> Remote | None:
         """The file as a walk would list it now: one ``lstat``."""
@@ -46,14 +49,14 @@ class LocalBackend(Backend):
         with handle:
             yield handle
 
-    def listing(self, keep: Keep | None = None) -> Listing | None:
+    def listing(self, keep: Keep | None = None) -> Found | None:
         root = str(self.storage.location)  # type: ignore[attr-defined]
         return _walk(root, keep) if os.path.isdir(root) else {}
 
 
-def _walk(root: str, keep: Keep | None = None) -> Listing:
+def _walk(root: str, keep: Keep | None = None) -> Found:
     """Every file below ``root`` (symlinks to directories not followed)."""
-    found: Listing = {}
+    found: Found = {}
     stack = [(root, "")]
     while stack:
         directory, prefix = stack.pop()

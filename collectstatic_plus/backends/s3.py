@@ -13,7 +13,7 @@ from typing import Any
 from django.core.files.storage import Storage
 
 from ..sources import Digest, digest_stream
-from . import Backend, Keep, Listing, Readable, Remote, add, etag_value
+from . import Backend, Found, Keep, Readable, Remote, add, etag_value
 
 #: Operations whose answer carries the new object's ETag.
 UPLOADS = {"PutObject", "CompleteMultipartUpload"}
@@ -61,8 +61,8 @@ class S3Backend(Backend):
     def client(self) -> Any:
         return self.s3.connection.meta.client
 
-    def listing(self, keep: Keep | None = None) -> Listing | None:
-        found: Listing = {}
+    def listing(self, keep: Keep | None = None) -> Found | None:
+        found: Found = {}
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.s3.bucket_name, Prefix=self.prefix)
         for page in pages:

@@ -136,9 +136,12 @@ def test_string_tokens_of_older_releases_make_sources_read_once_without_a_warnin
     assert all(type(row[3]) is int for row in rows)
 
 
-def test_listing_and_record_hold_the_sources_strings_and_one_seen_object(
+def test_listing_and_record_entries_are_held_on_the_sources(
     source: Path, static_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """One object per file: what the listing and the record say of a
+    collected path sits in its Source (no dict of their own), the two share
+    one seen object, and the source and its entry share one token."""
     from collectstatic_plus.collector import Collector
 
     run_collectstatic()
@@ -150,16 +153,48 @@ def test_listing_and_record_hold_the_sources_strings_and_one_seen_object(
         return learned[-1][1]
 
     monkeypatch.setattr(Collector, "learn", learn)
-    run_collectstatic()
+    result = run_collectstatic()
+    assert result.stdout.endswith(
+        f"0 static files copied to '{static_root}', 12 unmodified.\n"
+    )
     collector, known = learned[0]
     listing, files = known.listing, known.record.files
-    assert sorted(listing) == sorted([RECORD, *files])
+    assert list(listing.others) == [RECORD] and files.others == {}
+    assert sorted(listing) == sorted([RECORD, *collector.sources])
+    assert sorted(files) == sorted(collector.sources)
     for path, source_file in collector.sources.items():
-        held = source_file.prefixed_path
-        assert next(key for key in listing if key == path) is held
-        assert next(key for key in files if key == path) is held
-        assert listing[path] is files[path].seen
-        assert source_file.token is files[path].source
+        assert next(key for key in listing if key == path) is source_file.prefixed_path
+        assert listing[path] is source_file.listed is source_file.recorded.seen
+        assert files[path] is source_file.recorded is source_file.content
+        assert source_file.token is source_file.recorded.source
+
+
+def test_a_file_written_to_local_disk_holds_only_its_content(
+    source: Path, static_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the record is written, when the file's stat is taken."""
+    from collectstatic_plus.collector import Collector
+    from collectstatic_plus.sources import Digest, State
+
+    held: list[tuple[str, Any]] = []
+    original = Collector.save_record
+
+    def save_record(self: Collector, complete: bool) -> None:
+        held.extend((p, s.content) for p, s in self.sources.items())
+        assert all(s.state is State.WRITTEN for s in self.sources.values())
+        original(self, complete)
+
+    monkeypatch.setattr(Collector, "save_record", save_record)
+    run_collectstatic()
+    assert len(held) == 12 and all(type(content) is Digest for _, content in held)
+    rows = record_files(json.loads((static_root / RECORD).read_bytes()))
+    for path, content in held:
+        stat = (static_root / path).lstat()
+        assert rows[path]["md5"] == f"{content.md5:032x}"
+        assert rows[path]["seen"] == {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+        }
 
 
 def test_changed_content_is_copied_even_when_older(

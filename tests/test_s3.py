@@ -25,7 +25,7 @@ import pytest
 from django.core.management import CommandError
 
 from .buckets import RECORD, S3_MANIFEST, Bucket, keys_of, kinds
-from .conftest import read_tree, run_collectstatic, write_tree
+from .conftest import read_tree, record_files, run_collectstatic, write_tree
 from .servers.s3 import S3Server
 from .storages import ObservedS3Storage
 
@@ -93,6 +93,34 @@ def test_cold_upload_is_one_put_per_file_and_no_per_file_reads(
     assert bucket.contents() == visible(sources)
     assert bucket.etags() == {
         name: hashlib.md5(data).hexdigest() for name, data in visible(sources).items()
+    }
+
+
+def test_an_upload_whose_etag_is_its_md5_holds_only_its_content(
+    sources: Path, settings: Any, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing more is held per uploaded file: the record's seen ETag is
+    rebuilt from the content, and it is what the bucket lists."""
+    from collectstatic_plus.collector import Collector
+    from collectstatic_plus.sources import Digest
+
+    held: list[Any] = []
+    original = Collector.save_record
+
+    def save_record(self: Collector, complete: bool) -> None:
+        held.extend(source.content for source in self.sources.values())
+        original(self, complete)
+
+    monkeypatch.setattr(Collector, "save_record", save_record)
+    use(settings, bucket.storage())
+    collect(bucket, parallel=8)
+
+    assert len(held) == 7 and all(type(content) is Digest for content in held)
+    rows = record_files(json.loads(bucket.get(RECORD)))
+    etags = bucket.etags()
+    assert {name: row["seen"] for name, row in rows.items()} == {
+        name: {"size": len(data), "etag": etags[name]}
+        for name, data in visible(sources).items()
     }
 
 

@@ -498,7 +498,7 @@ class Collector:
                     source.content.seen = now.get(source.prefixed_path)
         for source in sources:
             if source.state is State.KEPT:
-                remote = listing.get(source.prefixed_path) if listing else None
+                remote = source.listed if listing is not None else None
                 source.content = self.settled(source, remote)
             elif source.state is State.WRITTEN and isinstance(source.content, Entry):
                 source.content = self.settled(source, source.content.seen)
@@ -547,7 +547,7 @@ class Collector:
             existing = set(previous.files) if previous is not None else set()
             for paths in history:
                 existing.update(paths)
-        sizes = {path: remote.size for path, remote in (listing or {}).items()}
+        sizes = {} if listing is None else {p: r.size for p, r in listing.items()}
         for path in pruner.run(existing, keep):
             self.report.other(path, "deleted", size=sizes.get(path))
 

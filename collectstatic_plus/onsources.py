@@ -82,6 +82,10 @@ class OnSources(MutableMapping[str, V], Generic[V]):
         has = self.has
         return len(self.others) + sum(has(source) for source in self.sources.values())
 
+    def __bool__(self) -> bool:
+        """Without counting every entry (``__len__`` would)."""
+        return bool(self.others) or any(map(self.has, self.sources.values()))
+
     def clear(self) -> None:
         for source in self.sources.values():
             self.hold(source, None)

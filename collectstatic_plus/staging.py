@@ -218,7 +218,7 @@ class Staging:
             staged = self.staged.get(name)
         if staged is not None:
             return staged.digest.size
-        remote = (self.listing or {}).get(name)
+        remote = None if self.listing is None else self.listing.get(name)
         if remote is not None and name not in self.found_files:
             return remote.size
         return int(self.main.size(name))
@@ -258,7 +258,7 @@ class Staging:
 
     def _holds(self, name: str, digest: Digest) -> bool:
         """Whether the destination already has exactly this content at name."""
-        remote = (self.listing or {}).get(name)
+        remote = None if self.listing is None else self.listing.get(name)
         if self.local:
             return remote is not None and self.backend.digest(name) == digest
         return _same(remote, digest)

@@ -17,21 +17,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TextIO
 
-import django
-from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
-from . import __version__, record
 from .backends import Backend, Listing, Remote, backend_for
 from .copier import Copier
 from .minify import Minifier, MinifyingSource, MinifySettings, Outcome
-from .onsources import Listed, Recorded, Settled
-from .plan import Action, Decision, Knowledge, decide, needs_digest, saw_same
+from .onsources import Listed
+from .plan import Action, Decision, Knowledge, decide, needs_digest
 from .postprocess import FoundFiles, PostProcessor, inputs_key
 from .progress import Progress
 from .prune import Pruner
-from .record import Entry, Record, RecordError
+from .record import Record
+from .recorder import Recorder
 from .report import Report
 from .retry import PermanentError, Retry, Throttle
 from .sources import Source, State, digest, find_sources, mixed
@@ -111,6 +109,9 @@ class Collector:
         self.warned: set[str] = set()
         #: The file collected for each destination path, in finder order.
         self.sources: dict[str, Source] = {}
+        self.recorder = Recorder(
+            self.backend, self.retry, self.sources, options.record_name, self.warn
+        )
         self.previous: Record | None = None
         self.outputs: set[str] = set()
         self.manifest: list[str] | None = None
@@ -312,26 +313,7 @@ class Collector:
         return Knowledge(listing, self.previous, cheap_reads=cheap)
 
     def load_record(self) -> Record | None:
-        """The previous record; its entries for sources are held on them."""
-        name = self.options.record_name
-        files = Recorded(self.sources)
-
-        def load() -> Record | None:
-            files.clear()  # from an attempt that failed half-way
-            return record.load(self.backend, name, self.backend.fingerprint(), files)
-
-        try:
-            return self.retry("Reading the sync record", load)
-        except RecordError as error:
-            self.warn(f"Ignoring the sync record '{name}': {error}.")
-        except (PermanentError, ImproperlyConfigured):
-            files.clear()
-            raise
-        except Exception as error:  # still failing after retries: know nothing
-            reason = f"cannot be read ({type(error).__name__}: {error})"
-            self.warn(f"Ignoring the sync record '{name}': {reason}.")
-        files.clear()
-        return None
+        return self.recorder.load()
 
     def listing(self) -> Listing | None:
         """The destination's listing, each collected path's held on its source."""
@@ -437,98 +419,15 @@ class Collector:
             self.save_record(complete=False)
 
     def save_record(self, complete: bool) -> None:
-        new = self.next_record(complete)
-        if new.same_content(self.previous, tokens=self.backend.local):
-            # New source tokens alone (a fresh checkout) are worth a local
-            # write, so later runs need not read every source again, but not
-            # an upload: a fresh checkout uploads nothing.
-            return
-        try:
-            self.retry(
-                "Writing the sync record",
-                lambda: record.save(self.backend, self.options.record_name, new),
-            )
-        except RecordError as error:
-            self.warn(f"Could not write the sync record: {error}.")
-        except Exception as error:
-            message = (
-                f"Could not write the sync record: {type(error).__name__}: {error}"
-            )
-            if not complete:  # the failure being reported matters more
-                self.warn(message + ".")
-                return
-            raise CommandError(message) from error
-
-    def next_record(self, complete: bool) -> Record:
-        """This run's record: every source the destination holds, settled
-        (see :meth:`settle`), and the previous record's other paths that the
-        destination still has (``--delete`` may want them)."""
-        previous, listing = self.previous, self.knowledge.listing
-        self.settle(listing)
-        files = Settled(self.sources, self.settled_later)
-        if previous is not None:
-            others = getattr(previous.files, "others", previous.files)
-            for path, entry in others.items():
-                gone = listing is not None and path not in listing
-                if path not in self.sources and not gone:
-                    files.others[path] = entry
+        """Write what this run leaves on the destination (see Recorder)."""
+        previous = self.previous
         manifests = previous.manifests if previous is not None else []
         if complete and self.manifest is not None and manifests[:1] != [self.manifest]:
             manifests = [self.manifest, *manifests][: self.options.keep_manifests]
-        state = {"django": django.get_version(), "collectstatic_plus": __version__}
-        if complete and self.post_process_key is not None:
-            state["postprocess"] = self.post_process_key
-        return Record(self.backend.fingerprint(), files, manifests, state)
-
-    def settle(self, listing: Listing | None) -> None:
-        """Make each source the destination holds carry its next record entry.
-
-        A kept file is as the listing showed it; a written one as the backend
-        saw it saved, else as one more listing shows it (or, if the backend
-        told it after the save, as it tells when the record is written).
-        """
-        sources = self.sources.values()
-        if listing is not None:
-            unseen = [source for source in sources if seen_unknown(source)]
-            if unseen:
-                now = self.retry("Listing the destination", self.backend.listing)
-                now = now or {}
-                for source in unseen:
-                    assert isinstance(source.content, Entry)
-                    source.content.seen = now.get(source.prefixed_path)
-        for source in sources:
-            if source.state is State.KEPT:
-                remote = source.listed if listing is not None else None
-                source.content = self.settled(source, remote)
-            elif source.state is State.WRITTEN and isinstance(source.content, Entry):
-                source.content = self.settled(source, source.content.seen)
-
-    def settled_later(self, source: Source) -> Entry:
-        """The next record's entry for a written file that holds only its
-        content (see ``Copier.landed``): made as the record is written."""
-        assert source.content is not None
-        return self.settled(
-            source, self.backend.seen_again(source.prefixed_path, source.content)
-        )
-
-    def settled(self, source: Source, remote: Remote | None) -> Entry:
-        """The next record's entry for a source the destination holds.
-
-        A written file's content is an Entry this run made, completed in
-        place; any other is left as it is (the previous record's entries are
-        compared with the next one's).
-        """
-        old, content, token = source.recorded, source.content, source.token
-        assert content is not None
-        if old is not None and remote is not None and saw_same(old, remote):
-            remote = old.seen  # the same object: keep what the record saw
-            same = (old.md5, old.size, old.source) == (content.md5, content.size, token)
-            if same:
-                return old  # unchanged: one entry for both records
-        if source.state is State.WRITTEN and isinstance(content, Entry):
-            content.seen, content.source = remote, token
-            return content
-        return Entry(content.md5, content.size, remote, token)
+        postprocess = self.post_process_key if complete else None
+        listing = self.knowledge.listing
+        new = self.recorder.next(previous, listing, manifests, postprocess)
+        self.recorder.save(new, previous, complete)
 
     def prune(self) -> None:
         pruner = Pruner(self.host, self.backend, self.options.max_delete, self.retry)
@@ -589,14 +488,6 @@ def older_objects_frozen(thaw: bool = True) -> Iterator[None]:
         gc.set_threshold(*thresholds)
         if thaw:
             gc.unfreeze()
-
-
-def seen_unknown(source: Source) -> bool:
-    """Whether this run wrote the file and the backend could not say what
-    the destination then held (see ``Copier.landed``)."""
-    content = source.content
-    written = source.state is State.WRITTEN
-    return written and isinstance(content, Entry) and content.seen is None
 
 
 def summary(failures: list[Failure], verb: str) -> str:

@@ -53,7 +53,7 @@ class Source:
     listed: Remote | None = None
     #: Its content, once known: the recorded entry if the file was not touched
     #: since, else as read or written. Once the destination holds it, the
-    #: next record's entry (see ``Collector.settle``).
+    #: next record's entry (see ``Recorder.settle``).
     content: Digest | None = None
     state: State = State.PENDING
 

@@ -25,13 +25,10 @@ class LocalBackend(Backend):
         return isinstance(storage, FileSystemStorage)
 
     def seen_again(self, name: str, content: Digest) -> Remote | None:
-        return self.saved(name, content)
-
-    def saved(self, name: str, content: Digest) -> Remote | None:
         """The file as a walk would list it now: one ``lstat``."""
         try:
             stat = os.lstat(self.storage.path(name))
-        except FileNotFoundError:  # gone again: the caller lists again
+        except FileNotFoundError:  # gone since: nothing seen
             return None
         size = content.size if stat.st_size == content.size else stat.st_size
         return Remote(size, None, stat.st_mtime_ns, S_ISLNK(stat.st_mode))

@@ -100,17 +100,20 @@ class Record:
             other.state,
         ):
             return False
-        mine, theirs = self.files, other.files
-        return mine.keys() == theirs.keys() and all(
-            entry is theirs[path]
-            or (
-                entry.md5 == theirs[path].md5
-                and entry.size == theirs[path].size
-                and entry.seen == theirs[path].seen
-                and (not tokens or entry.source == theirs[path].source)
-            )
-            for path, entry in mine.items()
-        )
+        theirs, count = other.files, 0
+        for path, entry in self.files.items():  # one pass: maps may be views
+            old = theirs.get(path)
+            if old is None:
+                return False
+            if entry is not old and not (
+                entry.md5 == old.md5
+                and entry.size == old.size
+                and entry.seen == old.seen
+                and (not tokens or entry.source == old.source)
+            ):
+                return False
+            count += 1
+        return count == len(theirs)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

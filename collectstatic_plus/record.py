@@ -146,7 +146,7 @@ class Record:
     def from_bytes(cls, data: bytes, fingerprint: str, files: Files = None) -> Record:
         """Parse and validate; raise RecordError for anything untrustworthy.
 
-        The entries go into ``files`` if given (see :class:`Recorded`).
+        The entries go into ``files`` if given (see ``onsources.Recorded``).
         """
         return cls.from_document(_parsed(_decoded(data)), fingerprint, files)
 

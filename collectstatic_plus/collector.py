@@ -222,7 +222,7 @@ class Collector:
         with self.report.phase("hash"):
             self.hash_sources(knowledge)
         self.copier = copier = Copier(self.host, self.backend, self.report, self.retry)
-        with self.report.phase("transfer"):
+        with self.report.phase("transfer"), self.backend.saving():
             self.transfer(order, knowledge, copier)
 
     def transfer(

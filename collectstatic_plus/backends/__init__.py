@@ -174,6 +174,12 @@ class Backend:
         """Call ``count(kind)`` for each request the storage's client makes."""
         yield
 
+    @contextmanager
+    def saving(self) -> Iterator[None]:
+        """Around the saves whose :meth:`saved` is asked: a backend may
+        remember what those saves answered while it lasts, and no longer."""
+        yield
+
     def saved(self, name: str, content: Digest) -> Remote | None:
         """What a listing would now show at ``name``, once this run saved
         ``content`` there, if known without another request; None if not

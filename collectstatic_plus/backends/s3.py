@@ -36,8 +36,10 @@ class S3Backend(Backend):
 
     def __init__(self, storage: Storage) -> None:
         super().__init__(storage)
-        #: ETags that uploads in this run answered with, by name.
+        #: ETags that uploads answered with, by name, within :meth:`saving`
+        #: (each until :meth:`saved` asks for it).
         self.uploaded: dict[str, str] = {}
+        self.remembering = False
         self._lock = threading.Lock()
 
     @staticmethod
@@ -137,7 +139,8 @@ class S3Backend(Backend):
             count(model.name)
             key = context.get("collectstatic_plus_key")
             etag = parsed.get("ETag") if isinstance(parsed, dict) else None
-            if model.name in UPLOADS and key and etag and key.startswith(prefix):
+            remember = self.remembering and model.name in UPLOADS
+            if remember and key and etag and key.startswith(prefix):
                 with self._lock:
                     self.uploaded[key[len(prefix) :]] = etag.strip('"')
 
@@ -151,6 +154,18 @@ class S3Backend(Backend):
         finally:
             events.unregister("provide-client-params.s3", unique_id=unique_id + "-key")
             events.unregister("after-call.s3", unique_id=unique_id)
+
+    @contextmanager
+    def saving(self) -> Iterator[None]:
+        """Remember upload ETags only for the copies (not, say, the hashed
+        copies post-processing uploads: nobody asks for those)."""
+        self.remembering = True
+        try:
+            yield
+        finally:
+            self.remembering = False
+            with self._lock:
+                self.uploaded.clear()
 
     def saved(self, name: str, content: Digest) -> Remote | None:
         """The object as a listing would show it, from the ETag its upload

@@ -32,6 +32,17 @@ class State(enum.Enum):
     PRETENDED = 3  # a dry run would have written it
 
 
+@dataclass(frozen=True, slots=True)
+class Root:
+    """Where a finder lists files: the storage, and how reports name it.
+
+    One per root, not per file: a Source holds one slot for both.
+    """
+
+    storage: Storage
+    origin: str = ""
+
+
 @dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
 class Source:
     """One file a finder offers, and what a run learns and does about it.
@@ -42,9 +53,8 @@ class Source:
 
     path: str
     prefixed_path: str
-    storage: Storage
-    #: Where it was found: the finder and, if it has several, which root/app.
-    origin: str = ""
+    #: The storage it is in, and its name, shared by all the root's files.
+    root: Root
     #: Its stat token when it was listed (see :func:`stat_token`).
     token: int | None = None
     #: The previous sync record's entry for its destination path, if any.
@@ -56,6 +66,15 @@ class Source:
     #: next record's entry (see ``Recorder.settle``).
     content: Digest | None = None
     state: State = State.PENDING
+
+    @property
+    def storage(self) -> Storage:
+        return self.root.storage
+
+    @property
+    def origin(self) -> str:
+        """Where it was found: the finder and, if it has several, which root."""
+        return self.root.origin
 
 
 @dataclass(slots=True, eq=False)  # not frozen: one per file, and frozen inits are slow
@@ -86,16 +105,16 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
     """
     for finder in get_finders():
         roots = {id(s): key for key, s in getattr(finder, "storages", {}).items()}
-        origins: dict[int, str] = {}  # one string per root, not one per file
+        made: dict[int, Root] = {}  # one per root, not one per file
         for path, storage, token in _listed(finder, ignore_patterns):
             prefix = getattr(storage, "prefix", None)
             prefixed_path = os.path.join(prefix, path) if prefix else path
-            origin = origins.get(id(storage))
-            if origin is None:
-                root = roots.get(id(storage))
-                origin = type(finder).__name__ + (f":{root}" if root else "")
-                origins[id(storage)] = origin
-            yield Source(path, prefixed_path, storage, origin, token)
+            root = made.get(id(storage))
+            if root is None:
+                key = roots.get(id(storage))
+                origin = type(finder).__name__ + (f":{key}" if key else "")
+                root = made[id(storage)] = Root(storage, origin)
+            yield Source(path, prefixed_path, root, token)
 
 
 def _listed(finder: BaseFinder, ignore_patterns: list[str]) -> Iterator[Listed]:

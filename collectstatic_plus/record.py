@@ -35,8 +35,9 @@ VERSION = 2
 #: Records larger than this are not read (about 300,000 files).
 MAX_BYTES = 64 * 1024 * 1024
 MD5 = re.compile(r"[0-9a-f]{32}")
-#: Source tokens are 64-bit hashes; releases before 0.2 wrote strings like
-#: these, which no longer match any token (the file is then read again).
+#: Source tokens are 60-bit hashes. Earlier builds wrote strings like these,
+#: then 64-bit hashes (still accepted): neither matches a token any more, so
+#: those files are read again.
 OLD_TOKEN = re.compile(r"[0-9a-f][0-9a-f-]{0,99}")
 TOKEN_LIMIT = 1 << 64
 MAX_ETAG = 100
@@ -155,17 +156,18 @@ class Record:
         cls, document: object, fingerprint: str, files: Files = None
     ) -> Record:
         """Validate the parsed JSON; raise RecordError if untrustworthy."""
-        record = cls.from_head(document, fingerprint)
+        record = cls.from_head(document, fingerprint, files)
         assert isinstance(document, dict)
-        if files is not None:
-            record.files = files
         _files(document.pop("files", None), record.files)
         record.manifests = _manifests(document.get("manifests", []))
         return record
 
     @classmethod
-    def from_head(cls, document: object, fingerprint: str) -> Record:
-        """A record without files from the document's head, validated."""
+    def from_head(
+        cls, document: object, fingerprint: str, files: Files = None
+    ) -> Record:
+        """A record from the document's head, validated; its entries are to go
+        into ``files`` (a new dict when None)."""
         if not isinstance(document, dict) or document.get("format") != FORMAT:
             raise RecordError("not a collectstatic-plus record")
         if document.get("version") != VERSION:
@@ -177,7 +179,10 @@ class Record:
             )
         if document.get("columns") != list(COLUMNS):
             raise RecordError(f"unknown columns {document.get('columns')!r}")
-        return cls(fingerprint=fingerprint, state=_state(document.get("state", {})))
+        record = cls(fingerprint=fingerprint, state=_state(document.get("state", {})))
+        if files is not None:
+            record.files = files
+        return record
 
 
 def _decoded(data: bytes) -> str:
@@ -327,9 +332,7 @@ def read(stream: Readable, fingerprint: str, files: Files = None) -> Record:
     if not first.endswith(FILES_OPEN):
         return Record.from_bytes(b"\n".join([first, *lines]), fingerprint, files)
     head = _parsed_line(first[: -len(FILES_OPEN)] + b"}")
-    record = Record.from_head(head, fingerprint)
-    if files is not None:
-        record.files = files
+    record = Record.from_head(head, fingerprint, files)
     batch: list[bytes] = []
     number = 2  # the line of batch[0]
     for line in lines:

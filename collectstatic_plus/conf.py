@@ -1,18 +1,26 @@
-"""Settings for collectstatic-plus, read lazily from ``settings.COLLECTSTATIC_PLUS``.
+"""Settings, read lazily from ``settings.COLLECTSTATIC_PLUS``.
 
-Every property reads the Django setting when it is accessed, so
-``override_settings`` works in tests. Values are validated by the system checks
-in :mod:`collectstatic_plus.checks`; the properties fall back to defaults for
-anything malformed so that the checks, not a traceback, report it.
+One table, :data:`SETTINGS`, says for each key its default, what a valid
+value is and the system check that reports a bad one. The checks
+(:mod:`collectstatic_plus.checks`) and the run read it the same way, so a
+value the checks accept is the value the run uses; a bad value that reaches
+a run (checks skipped) stops it with the check's message.
+
+Every attribute of :data:`conf` reads the Django setting when accessed, so
+``override_settings`` works in tests. A leaf module but for :mod:`.paths`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from .paths import is_safe_path
 
 SETTING_NAME = "COLLECTSTATIC_PLUS"
 
@@ -26,91 +34,212 @@ def local_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
-DEFAULTS: dict[str, Any] = {
-    # Threads used by a bare ``--parallel``; None picks by destination.
-    "WORKERS": None,
-    # Name of the sync record, relative to the destination storage's root.
-    "RECORD_NAME": ".collectstatic-plus.json",
-    # Manifests whose files ``--delete`` keeps (the current one included).
-    "KEEP_MANIFESTS": 3,
-    # Minify CSS (rcssmin) and JS (rjsmin) as they are collected.
-    "MINIFY": False,
-    # Glob patterns (on the file name, or the path if they contain "/").
-    "MINIFY_INCLUDE": ["*.css", "*.js"],
-    "MINIFY_EXCLUDE": [],
-    # Also minify files that reference a source map (the map goes stale).
-    "MINIFY_SOURCE_MAPPED": False,
-    # Attempts per storage call on transient errors, and seconds for them all.
-    "RETRIES": 4,
-    "RETRY_BUDGET": 60,
-}
+def is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def is_positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def is_patterns(value: object) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of ``COLLECTSTATIC_PLUS``."""
+
+    key: str
+    default: Any
+    #: Whether a value the user gave is acceptable.
+    valid: Callable[[Any], bool]
+    #: The system check that reports an unacceptable value, and what it says.
+    check_id: str
+    must_be: str
+    hint: str = ""
+    #: How an accepted value is handed to the run.
+    convert: Callable[[Any], Any] = lambda value: value
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "WORKERS",
+        None,
+        lambda v: v is None or is_positive_int(v),
+        "collectstatic_plus.E005",
+        "a positive integer or None",
+        "None picks a default from the destination (local or remote).",
+    ),
+    Setting(
+        "RECORD_NAME",
+        ".collectstatic-plus.json",
+        is_safe_path,
+        "collectstatic_plus.E006",
+        "a relative path inside the destination",
+        "For example '.collectstatic-plus.json' or 'meta/sync.json'.",
+    ),
+    Setting(
+        "KEEP_MANIFESTS",
+        3,
+        is_positive_int,
+        "collectstatic_plus.E007",
+        "a positive integer",
+        "1 keeps only the current manifest's files.",
+    ),
+    Setting(
+        "MINIFY",
+        False,
+        lambda v: isinstance(v, bool),
+        "collectstatic_plus.E008",
+        "True or False",
+    ),
+    Setting(
+        "MINIFY_INCLUDE",
+        ("*.css", "*.js"),
+        is_patterns,
+        "collectstatic_plus.E009",
+        "a list of glob patterns",
+        "For example ['*.css', 'vendor/*.js'].",
+        convert=tuple,
+    ),
+    Setting(
+        "MINIFY_EXCLUDE",
+        (),
+        is_patterns,
+        "collectstatic_plus.E009",
+        "a list of glob patterns",
+        "For example ['*.css', 'vendor/*.js'].",
+        convert=tuple,
+    ),
+    Setting(
+        "MINIFY_SOURCE_MAPPED",
+        False,
+        lambda v: isinstance(v, bool),
+        "collectstatic_plus.E008",
+        "True or False",
+    ),
+    Setting(
+        "RETRIES",
+        4,
+        is_positive_int,
+        "collectstatic_plus.E010",
+        "a positive whole number",
+        "Attempts per storage call; 1 means no retry.",
+    ),
+    Setting(
+        "RETRY_BUDGET",
+        60,
+        is_positive_number,
+        "collectstatic_plus.E010",
+        "a positive number of seconds",
+        convert=float,
+    ),
+)
+
+BY_KEY = {setting.key: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with the setting, as a system check reports it."""
+
+    message: str
+    hint: str
+    check_id: str
+
+
+def problems(value: object) -> list[Problem]:
+    """Everything wrong with a ``COLLECTSTATIC_PLUS`` value, in table order."""
+    if not isinstance(value, Mapping):
+        return [
+            Problem(
+                f"{SETTING_NAME} must be a dict, not {type(value).__name__}.",
+                f"Use {SETTING_NAME} = {{'WORKERS': 32}}, for example.",
+                "collectstatic_plus.E003",
+            )
+        ]
+    found = []
+    unknown = sorted(str(key) for key in value if key not in BY_KEY)
+    if unknown:
+        found.append(
+            Problem(
+                f"{SETTING_NAME} has unknown key(s): {', '.join(unknown)}.",
+                f"Known keys: {', '.join(sorted(BY_KEY))}.",
+                "collectstatic_plus.E004",
+            )
+        )
+    for setting in SETTINGS:
+        if setting.key in value and not setting.valid(value[setting.key]):
+            found.append(_problem(setting, value[setting.key]))
+    return found
+
+
+def _problem(setting: Setting, value: object) -> Problem:
+    return Problem(
+        f"{SETTING_NAME}['{setting.key}'] must be {setting.must_be}, not {value!r}.",
+        setting.hint,
+        setting.check_id,
+    )
 
 
 class Settings:
-    """Typed, lazily read view of the ``COLLECTSTATIC_PLUS`` setting."""
+    """The ``COLLECTSTATIC_PLUS`` values a run uses, read on each access."""
 
-    @property
-    def user_settings(self) -> Mapping[str, Any]:
-        value = getattr(settings, SETTING_NAME, {})
-        return value if isinstance(value, Mapping) else {}
+    def validate(self) -> None:
+        """Raise ImproperlyConfigured with the first problem the checks report."""
+        found = problems(getattr(settings, SETTING_NAME, {}))
+        if found:
+            raise ImproperlyConfigured(found[0].message)
 
-    def get(self, key: str) -> Any:
-        return self.user_settings.get(key, DEFAULTS[key])
+    def value(self, key: str) -> Any:
+        """The user's value for ``key`` if valid, else the default; a bad
+        value raises ImproperlyConfigured with its check's message."""
+        setting = BY_KEY[key]
+        given = getattr(settings, SETTING_NAME, {})
+        if not isinstance(given, Mapping):
+            raise ImproperlyConfigured(problems(given)[0].message)
+        if key not in given:
+            return setting.convert(setting.default)
+        if not setting.valid(given[key]):
+            raise ImproperlyConfigured(_problem(setting, given[key]).message)
+        return setting.convert(given[key])
 
     @property
     def WORKERS(self) -> int | None:
-        value = self.get("WORKERS")
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-        return None
+        return self.value("WORKERS")  # type: ignore[no-any-return]
 
     @property
     def RECORD_NAME(self) -> str:
-        value = self.get("RECORD_NAME")
-        return value if isinstance(value, str) and value else DEFAULTS["RECORD_NAME"]
+        return str(self.value("RECORD_NAME"))
 
     @property
     def KEEP_MANIFESTS(self) -> int:
-        value = self.get("KEEP_MANIFESTS")
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-        return int(DEFAULTS["KEEP_MANIFESTS"])
+        return int(self.value("KEEP_MANIFESTS"))
 
     @property
     def MINIFY(self) -> bool:
-        return self.get("MINIFY") is True
+        return bool(self.value("MINIFY"))
 
     @property
     def MINIFY_INCLUDE(self) -> tuple[str, ...]:
-        return _patterns(self.get("MINIFY_INCLUDE"), DEFAULTS["MINIFY_INCLUDE"])
+        return self.value("MINIFY_INCLUDE")  # type: ignore[no-any-return]
 
     @property
     def MINIFY_EXCLUDE(self) -> tuple[str, ...]:
-        return _patterns(self.get("MINIFY_EXCLUDE"), DEFAULTS["MINIFY_EXCLUDE"])
+        return self.value("MINIFY_EXCLUDE")  # type: ignore[no-any-return]
 
     @property
     def MINIFY_SOURCE_MAPPED(self) -> bool:
-        return self.get("MINIFY_SOURCE_MAPPED") is True
+        return bool(self.value("MINIFY_SOURCE_MAPPED"))
 
     @property
     def RETRIES(self) -> int:
-        value = self.get("RETRIES")
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-        return int(DEFAULTS["RETRIES"])
+        return int(self.value("RETRIES"))
 
     @property
     def RETRY_BUDGET(self) -> float:
-        value = self.get("RETRY_BUDGET")
-        if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-            return float(value)
-        return float(DEFAULTS["RETRY_BUDGET"])
-
-
-def _patterns(value: object, default: list[str]) -> tuple[str, ...]:
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    return tuple(default)
+        return float(self.value("RETRY_BUDGET"))
 
 
 conf = Settings()

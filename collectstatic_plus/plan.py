@@ -1,10 +1,13 @@
-"""Decide, per file, what the destination needs: a pure function of what we know.
+"""Decide, per file, what the destination needs: pure functions of what we know.
 
 Inputs: the source's content digest, what a listing of the destination says
 (if the backend can list), what the sync record says we wrote (if there is a
 trustworthy one), and the user's ``--force``/``--verify``. Wherever a listing
 or a record speaks, content decides, never modification times; with neither,
 stock's own rule is used.
+
+This is the one place where a file is found unchanged: :func:`recorded_digest`
+(no need to read the source) and :func:`decide` (no need to write it).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .backends import Listing, Remote
+from .backends.base import Listing, Remote
+from .digest import Digest
 from .record import Entry, Record
-from .sources import Digest
+from .sources import Source
 
 
 class Action(enum.Enum):
@@ -24,7 +28,7 @@ class Action(enum.Enum):
     STOCK = "stock"  # nothing known: stock's exists + modification time rule
 
 
-@dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
+@dataclass(frozen=True, slots=True)
 class Decision:
     action: Action
     #: Whether the destination holds a file at this path; None: not known.
@@ -45,36 +49,44 @@ class Knowledge:
     record: Record | None
     #: Whether reading a destination file is cheap enough to compare content.
     cheap_reads: bool = False
+    force: bool = False
+    verify: bool = False
+
+    def entry(self, path: str) -> Entry | None:
+        """The record's entry for ``path``, unless ``--verify`` ignores it."""
+        if self.record is None or self.verify:
+            return None
+        return self.record.files.get(path)
 
 
-def needs_digest(path: str, known: Knowledge, force: bool) -> bool:
+def recorded_digest(source: Source, known: Knowledge) -> Digest | None:
+    """The source's content without reading it: the record's, if the file
+    was not touched since the record saw it (same stat token)."""
+    entry = None if known.force else known.entry(source.prefixed_path)
+    if entry is None or source.token is None or entry.token != source.token:
+        return None
+    return Digest(entry.md5, entry.size)
+
+
+def needs_digest(path: str, known: Knowledge) -> bool:
     """Whether deciding needs the source's digest before any copy.
 
     A file the listing does not have (or that ``--force`` copies anyway) is
     copied whatever its content: its digest is taken while copying, so a cold
     run reads each source once.
     """
-    return known.listing is None or (not force and path in known.listing)
+    return known.listing is None or (not known.force and path in known.listing)
 
 
-def decide(
-    path: str,
-    source: Digest | None,
-    entry: Entry | None,
-    known: Knowledge,
-    force: bool,
-    verify: bool,
-) -> Decision:
-    """What to do with one file; ``source`` may be None if not needs_digest.
-
-    ``entry`` is the record's entry for the path, if it has one.
-    """
+def decide(path: str, source: Digest | None, known: Knowledge) -> Decision:
+    """What to do with one file; ``source`` may be None if not needs_digest."""
+    entry = known.entry(path)
     if known.listing is not None:
-        return _with_listing(path, source, known, entry, force, verify)
+        return _with_listing(path, source, known, entry)
     assert source is not None
-    if force:
+    if known.force:
         return Decision(Action.COPY, None, "forced")
-    if verify:
+    if known.verify:
         return Decision(Action.CHECK, None, "verify")
     if known.record is None:
         return Decision(Action.STOCK, None, "no record")
@@ -84,24 +96,19 @@ def decide(
 
 
 def _with_listing(
-    path: str,
-    source: Digest | None,
-    known: Knowledge,
-    entry: Entry | None,
-    force: bool,
-    verify: bool,
+    path: str, source: Digest | None, known: Knowledge, entry: Entry | None
 ) -> Decision:
     assert known.listing is not None
     remote = known.listing.get(path)
     if remote is None:
         return NEW
     size = remote.size
-    if force:
+    if known.force:
         return Decision(Action.COPY, True, "forced", size)
     assert source is not None
     if remote.is_link:
         return Decision(Action.COPY, True, "replacing a symlink", size)
-    if entry is not None and not verify and saw_same(entry, remote):
+    if entry is not None and saw_same(entry, remote):
         return _by_md5(entry.md5, source, exists=True, how="record", old_size=size)
     if remote.md5 == source.md5:
         return Decision(Action.SKIP, True, "same content (etag)", size)
@@ -109,7 +116,7 @@ def _with_listing(
         return Decision(Action.COPY, True, "size differs", size)
     # An ETag that differs may still be this content stored differently
     # (gzipped, encrypted, multipart): only reading it can tell.
-    if known.cheap_reads or verify:
+    if known.cheap_reads or known.verify:
         return Decision(Action.CHECK, True, "compare content", size)
     return Decision(Action.COPY, True, "content differs or unknown", size)
 
@@ -129,7 +136,7 @@ def saw_same(entry: Entry, remote: Remote) -> bool:
 
 
 def _by_md5(
-    md5: int, source: Digest, exists: bool, how: str, old_size: int | None = None
+    md5: str, source: Digest, exists: bool, how: str, old_size: int | None = None
 ) -> Decision:
     """Skip when ``md5`` (from ``how``) is the source's, else copy."""
     if md5 == source.md5:

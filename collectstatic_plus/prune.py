@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
 
 from django.core.management.base import CommandError
 
-from .backends import Backend
-from .record import is_safe_path
+from .backends.base import Backend
+from .options import RunOptions
+from .paths import is_safe_path
 from .retry import Retry
 
 #: Derived files that post-processors write beside a kept file (WhiteNoise
@@ -16,27 +16,21 @@ from .retry import Retry
 DERIVED_SUFFIXES = (".gz", ".br")
 
 
-class Host(Protocol):
-    dry_run: bool
-
-    def log(self, msg: str, level: int = 2) -> None: ...
-    def note_deleted(self, path: str) -> None: ...
-
-
 class Pruner:
     """Decides which files are stale and deletes them, in batches if it can."""
 
     def __init__(
         self,
-        host: Host,
         backend: Backend,
-        max_delete: int | None,
-        retry: Retry | None = None,
+        retry: Retry,
+        log: Callable[..., None],
+        options: RunOptions,
     ) -> None:
-        self.host = host
         self.backend = backend
-        self.max_delete = max_delete
-        self.retry = retry or Retry(attempts=1)
+        self.retry = retry
+        self.log = log
+        self.dry_run = options.dry_run
+        self.max_delete = options.max_delete
 
     def stale(self, existing: Iterable[str], keep: set[str]) -> list[str]:
         kept = keep | {path + suffix for path in keep for suffix in DERIVED_SUFFIXES}
@@ -45,6 +39,7 @@ class Pruner:
         )
 
     def run(self, existing: Iterable[str], keep: set[str]) -> list[str]:
+        """Delete (or, dry, pretend to) what is stale; the names."""
         stale = self.stale(existing, keep)
         if self.max_delete is not None and len(stale) > self.max_delete:
             raise CommandError(
@@ -52,9 +47,8 @@ class Pruner:
                 f"--max-delete {self.max_delete}; nothing was deleted."
             )
         for path in stale:
-            verb = "Pretending to delete" if self.host.dry_run else "Deleting"
-            self.host.log(f"{verb} stale '{path}'", level=1)
-            self.host.note_deleted(path)
-        if stale and not self.host.dry_run:
+            verb = "Pretending to delete" if self.dry_run else "Deleting"
+            self.log(f"{verb} stale '{path}'", level=1)
+        if stale and not self.dry_run:
             self.retry("Deleting stale files", lambda: self.backend.delete_many(stale))
         return stale

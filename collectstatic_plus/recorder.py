@@ -1,71 +1,109 @@
-"""The record step: read the previous sync record, write the next one.
+"""The record step: read the previous sync record, make and write the next one.
 
-The previous record's entries for collected paths go onto their sources
-(``Source.recorded``). After the transfer, every source the destination holds
-is *settled*: its content becomes its entry in the next record, sharing the
-previous record's objects where nothing changed. A record that would say
+The format is :mod:`.record`'s; this module moves records in and out of the
+destination storage, streamed both ways, and decides what the next record
+says: every collected file the destination now holds (kept or written), with
+what a listing showed right after, plus the previous record's other paths the
+destination still has (``--delete`` may want them). A record that would say
 nothing new is not written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Callable, Collection, Mapping
 
 import django
 from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import File
 from django.core.management.base import CommandError
 
-from . import __version__, record
-from .backends import Backend, Listing, Remote
-from .onsources import Recorded, Settled
+from . import __version__
+from .backends.base import Backend, Listing, Remote
 from .plan import saw_same
-from .record import Entry, Record, RecordError
+from .record import Entry, Record, RecordError, read
 from .retry import PermanentError, Retry
-from .sources import Source, State
+from .sources import Source
+
+#: A record larger than this is spooled to a temporary file while it is
+#: saved, not held in memory (50,000 files make about 7 MB).
+SPOOL_BYTES = 1024 * 1024
 
 
 class Recorder:
-    """Reads and writes one destination's sync record for one run."""
+    """Reads and writes one destination's sync record."""
 
     def __init__(
-        self,
-        backend: Backend,
-        retry: Retry,
-        sources: Mapping[str, Source],
-        name: str,
-        warn: Callable[[str], None],
+        self, backend: Backend, retry: Retry, name: str, warn: Callable[[str], None]
     ) -> None:
         self.backend = backend
         self.retry = retry
-        self.sources = sources
         self.name = name
         self.warn = warn
 
     def load(self) -> Record | None:
-        """The previous record, its entries for sources held on them; None
-        (with a warning) if it is missing or cannot be trusted.
-
-        A permanent storage error is raised for the caller to report.
-        """
-        files = Recorded(self.sources)
+        """The previous record; None (with a warning) if it is missing or
+        cannot be trusted. A permanent storage error is raised."""
+        fingerprint = self.backend.fingerprint()
 
         def load() -> Record | None:
-            files.clear()  # from an attempt that failed half-way
-            fingerprint = self.backend.fingerprint()
-            return record.load(self.backend, self.name, fingerprint, files)
+            with self.backend.stream(self.name) as stream:
+                return None if stream is None else read(stream, fingerprint)
 
         try:
             return self.retry("Reading the sync record", load)
         except RecordError as error:
             self.warn(f"Ignoring the sync record '{self.name}': {error}.")
         except (PermanentError, ImproperlyConfigured):
-            files.clear()
             raise
         except Exception as error:  # still failing after retries: know nothing
             reason = f"cannot be read ({type(error).__name__}: {error})"
             self.warn(f"Ignoring the sync record '{self.name}': {reason}.")
-        files.clear()
         return None
+
+    def next(
+        self,
+        sources: Mapping[str, Source],
+        previous: Record | None,
+        listing: Listing | None,
+        written: Mapping[str, Remote | None],
+        kept: Collection[str],
+        manifests: list[list[str]],
+        postprocess: str | None,
+    ) -> Record:
+        """This run's record.
+
+        ``written`` maps each file this run wrote to what the backend saw
+        right after (None: not known, so the destination is listed once more);
+        ``kept`` holds the files found up to date.
+        """
+        old = previous.files if previous is not None else {}
+        if listing is not None and None in written.values():
+            now = self.retry("Listing the destination", self.backend.listing) or {}
+            written = {path: seen or now.get(path) for path, seen in written.items()}
+        files: dict[str, Entry] = {}
+        for path, source in sources.items():
+            if source.digest is None:
+                continue
+            if path in written:
+                seen = written[path]
+            elif path in kept:
+                seen = None if listing is None else listing.get(path)
+                entry = old.get(path)
+                if entry is not None and seen is not None and saw_same(entry, seen):
+                    seen = entry.seen  # as the record saw it: no needless rewrite
+            else:
+                continue
+            files[path] = Entry(
+                source.digest.md5, source.digest.size, source.token, seen
+            )
+        for path, entry in old.items():
+            if path not in sources and (listing is None or path in listing):
+                files[path] = entry
+        state = {"django": django.get_version(), "collectstatic_plus": __version__}
+        if postprocess is not None:
+            state["postprocess"] = postprocess
+        return Record(self.backend.fingerprint(), files, manifests, state)
 
     def save(self, new: Record, previous: Record | None, complete: bool) -> None:
         """Write ``new`` unless it says what ``previous`` does.
@@ -73,16 +111,12 @@ class Recorder:
         A failure is a CommandError after a complete run, a warning after a
         partial one (the failure being reported then matters more).
         """
+        # New source tokens alone (a fresh checkout) are worth a local write,
+        # so later runs need not read every source again, but not an upload.
         if new.same_content(previous, tokens=self.backend.local):
-            # New source tokens alone (a fresh checkout) are worth a local
-            # write, so later runs need not read every source again, but not
-            # an upload: a fresh checkout uploads nothing.
             return
         try:
-            self.retry(
-                "Writing the sync record",
-                lambda: record.save(self.backend, self.name, new),
-            )
+            self.retry("Writing the sync record", lambda: self._save(new))
         except RecordError as error:
             self.warn(f"Could not write the sync record: {error}.")
         except Exception as error:
@@ -94,83 +128,31 @@ class Recorder:
                 return
             raise CommandError(message) from error
 
-    def next(
-        self,
-        previous: Record | None,
-        listing: Listing | None,
-        manifests: list[list[str]],
-        postprocess: str | None,
-    ) -> Record:
-        """This run's record: every source the destination holds, settled
-        (see :meth:`settle`), and the previous record's other paths that the
-        destination still has (``--delete`` may want them)."""
-        self.settle(listing)
-        files = Settled(self.sources, self.settled_later)
-        if previous is not None:
-            others = getattr(previous.files, "others", previous.files)
-            for path, entry in others.items():
-                gone = listing is not None and path not in listing
-                if path not in self.sources and not gone:
-                    files.others[path] = entry
-        state = {"django": django.get_version(), "collectstatic_plus": __version__}
-        if postprocess is not None:
-            state["postprocess"] = postprocess
-        return Record(self.backend.fingerprint(), files, manifests, state)
+    def _save(self, record: Record) -> None:
+        """Write the record through the storage, replacing any previous one.
 
-    def settle(self, listing: Listing | None) -> None:
-        """Make each source the destination holds carry its next record entry.
-
-        A kept file is as the listing showed it; a written one as the backend
-        saw it saved, else as one more listing shows it (or, if the backend
-        told it after the save, as it tells when the record is written).
+        On local disk it is written beside the target and renamed over it,
+        so a reader sees the old record or the new one, never half of one.
+        Elsewhere one upload replaces the object; a storage that would pick
+        another name for an existing file has the old one deleted first.
         """
-        sources = self.sources.values()
-        if listing is not None:
-            unseen = [source for source in sources if seen_unknown(source)]
-            if unseen:
-                now = self.retry("Listing the destination", self.backend.listing)
-                now = now or {}
-                for source in unseen:
-                    assert isinstance(source.content, Entry)
-                    source.content.seen = now.get(source.prefixed_path)
-        for source in sources:
-            if source.state is State.KEPT:
-                remote = source.listed if listing is not None else None
-                source.content = self.settled(source, remote)
-            elif source.state is State.WRITTEN and isinstance(source.content, Entry):
-                source.content = self.settled(source, source.content.seen)
+        import tempfile  # here: most re-runs write no record
 
-    def settled_later(self, source: Source) -> Entry:
-        """The next record's entry for a written file that holds only its
-        content (see ``Copier.landed``): made as the record is written."""
-        assert source.content is not None
-        return self.settled(
-            source, self.backend.seen_again(source.prefixed_path, source.content)
-        )
-
-    def settled(self, source: Source, remote: Remote | None) -> Entry:
-        """The next record's entry for a source the destination holds.
-
-        A written file's content is an Entry this run made, completed in
-        place; any other is left as it is (the previous record's entries are
-        compared with the next one's).
-        """
-        old, content, token = source.recorded, source.content, source.token
-        assert content is not None
-        if old is not None and remote is not None and saw_same(old, remote):
-            remote = old.seen  # the same object: keep what the record saw
-            same = (old.md5, old.size, old.source) == (content.md5, content.size, token)
-            if same:
-                return old  # unchanged: one entry for both records
-        if source.state is State.WRITTEN and isinstance(content, Entry):
-            content.seen, content.source = remote, token
-            return content
-        return Entry(content.md5, content.size, remote, token)
-
-
-def seen_unknown(source: Source) -> bool:
-    """Whether this run wrote the file and the backend could not say what
-    the destination then held (see ``Copier.landed``)."""
-    content = source.content
-    written = source.state is State.WRITTEN
-    return written and isinstance(content, Entry) and content.seen is None
+        name, storage = self.name, self.backend.storage
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            record.write(spool)  # type: ignore[arg-type]
+            content = File(spool, name=name)
+            content.size = spool.tell()
+            spool.seek(0)
+            if self.backend.local:
+                temporary = storage.save(f"{name}.{os.getpid()}.tmp", content)
+                os.replace(storage.path(temporary), storage.path(name))
+                return
+            if not self.backend.overwrites_in_place and storage.exists(name):
+                storage.delete(name)
+            written = storage.save(name, content)
+        if written != name:
+            storage.delete(written)
+            raise RecordError(
+                f"the storage saved it as {written!r} instead of {name!r}"
+            )

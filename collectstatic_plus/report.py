@@ -20,7 +20,6 @@ from typing import Any
 import django
 
 from . import __version__
-from .sources import hex_md5
 
 SCHEMA_VERSION = 1
 
@@ -72,9 +71,6 @@ class Report:
                 with self.lock:
                     self.written += fields["size"]  # once per file: one copy each
             return
-        md5 = fields.get("md5")
-        if isinstance(md5, int):
-            fields["md5"] = hex_md5(md5)
         with self.lock:
             entry = self.files.get(path)
             if entry is None:

@@ -22,85 +22,39 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 
-TRANSIENT_STATUS = {500, 502, 503, 504}
-TRANSIENT_CODES = {
-    "SlowDown",
-    "RequestTimeout",
-    "InternalError",
-    "ServiceUnavailable",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "ServerBusy",
-    "OperationTimedOut",
-}
-THROTTLING_CODES = {"SlowDown", "Throttling", "ThrottlingException", "ServerBusy"}
-PERMANENT_CODES = {
-    "AccessDenied",
-    "AllAccessDisabled",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "NoSuchBucket",
-    "AccountProblem",
-    "AuthenticationFailed",
-    "AuthorizationFailure",
-    "ContainerNotFound",
-}
-TRANSIENT_NAMES = {
-    "EndpointConnectionError",
-    "ConnectionClosedError",
-    "ReadTimeoutError",
-    "ConnectTimeoutError",
-    "ProtocolError",
-    "IncompleteReadError",
-    "ResponseStreamingError",
-    "ServiceRequestError",
-    "ServiceResponseError",
-}
-PERMANENT_NAMES = {
-    "NoCredentialsError",
-    "PartialCredentialsError",
-    "ClientAuthenticationError",
-}
+
+class Errors(Protocol):
+    """What a retry needs to know about a storage's errors (a ``Backend``)."""
+
+    def classify(self, error: BaseException) -> str:
+        """One of "transient", "throttled", "permanent" or "other"."""
+        ...
+
+    def describe(self, error: BaseException) -> tuple[int | None, str | None]:
+        """The HTTP status and service error code, where the error has them."""
+        ...
+
+
+class BuiltinErrors:
+    """Without a backend: only the standard library's network errors retry."""
+
+    def classify(self, error: BaseException) -> str:
+        return (
+            "transient"
+            if isinstance(error, ConnectionError | TimeoutError)
+            else "other"
+        )
+
+    def describe(self, error: BaseException) -> tuple[int | None, str | None]:
+        return None, None
 
 
 class PermanentError(Exception):
     """A failure no other file will escape; the message says what to fix."""
-
-
-def describe(error: BaseException) -> tuple[int | None, str | None]:
-    """HTTP status and service error code of an SDK error, where it has them."""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        code = response.get("Error", {}).get("Code")
-        return (int(status) if status else None), (str(code) if code else None)
-    status = getattr(error, "status_code", None)
-    code = getattr(error, "error_code", None)
-    return (int(status) if isinstance(status, int) else None), (
-        str(code) if code else None
-    )
-
-
-def classify(error: BaseException) -> str:
-    """``"transient"``, ``"throttled"``, ``"permanent"`` or ``"other"``."""
-    names = {cls.__name__ for cls in type(error).__mro__}
-    if names & PERMANENT_NAMES:
-        return "permanent"
-    status, code = describe(error)
-    if code in PERMANENT_CODES or status in (401, 403):
-        return "permanent"
-    if code in THROTTLING_CODES or status == 503:
-        return "throttled"
-    if code in TRANSIENT_CODES or status in TRANSIENT_STATUS:
-        return "transient"
-    if names & TRANSIENT_NAMES or isinstance(error, ConnectionError | TimeoutError):
-        return "transient"
-    return "other"
 
 
 class Throttle:
@@ -148,7 +102,9 @@ class Retry:
         cap: float = 5.0,
         throttle: Throttle | None = None,
         sleep: Callable[[float], Any] = time.sleep,
+        errors: Errors | None = None,
     ) -> None:
+        self.errors = errors or BuiltinErrors()
         self.attempts = attempts
         self.budget = budget
         self.base = base
@@ -166,9 +122,9 @@ class Retry:
                 with self.throttle:
                     result = call()
             except Exception as error:
-                kind = classify(error)
+                kind = self.errors.classify(error)
                 if kind == "permanent":
-                    status, code = describe(error)
+                    status, code = self.errors.describe(error)
                     cause = code or (
                         f"HTTP {status}" if status else type(error).__name__
                     )

@@ -1,100 +1,63 @@
-"""Find the source files to collect, in the order stock collectstatic does,
-and hash their content."""
+"""Find the source files to collect, in the order stock collectstatic does.
+
+Each file a finder offers becomes a :class:`Source`, with a *stat token*: a
+hash of its inode, size, modification and change times. A token equal to the
+one the sync record saw means the file was not touched since, so its recorded
+digest can be used without reading it (see :mod:`.plan`).
+
+``FileSystemFinder`` and ``AppDirectoriesFinder`` list files through
+``staticfiles.utils.get_files``: a ``storage.listdir`` per directory, each
+name matched against each ignore pattern, then collecting stats every file
+again. For exactly those two classes (with their own storage classes) this
+module walks the same directories with ``os.scandir``, matches one compiled
+pattern and takes each token from the directory entry: the same paths in the
+same order. Any other finder is listed by its own ``list``.
+"""
 
 from __future__ import annotations
 
-import enum
-import hashlib
+import fnmatch
 import os
-from collections.abc import Iterator
+import re
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from hashlib import blake2b
 
-from django.contrib.staticfiles.finders import BaseFinder, get_finders
-from django.core.files import File
-from django.core.files.storage import Storage
+from django.contrib.staticfiles.finders import (
+    AppDirectoriesFinder,
+    BaseFinder,
+    FileSystemFinder,
+    get_finders,
+)
+from django.core.files.storage import FileSystemStorage, Storage
 
-from .walk import TOKEN_BITS, Listed, fast_list, token_for
+from .digest import Digest
 
-if TYPE_CHECKING:
-    from .backends import Remote
-    from .record import Entry
-
-CHUNK = 256 * 1024
-
-
-class State(enum.Enum):
-    """What a run did with a source, so far."""
-
-    PENDING = 0  # nothing yet, or it failed
-    KEPT = 1  # the destination already holds its content
-    WRITTEN = 2  # this run wrote it
-    PRETENDED = 3  # a dry run would have written it
+#: (path in its storage, the storage, the file's stat token or None)
+Listed = tuple[str, Storage, "int | None"]
+#: A token hashes these stat fields; the times may be before 1970.
+_PACKED = struct.Struct("<QQqq").pack
+#: Inode numbers are unsigned 64-bit on every platform we know of.
+_INODE = (1 << 64) - 1
 
 
-@dataclass(frozen=True, slots=True)
-class Root:
-    """Where a finder lists files: the storage, and how reports name it.
-
-    One per root, not per file: a Source holds one slot for both.
-    """
-
-    storage: Storage
-    origin: str = ""
-
-
-@dataclass(slots=True)  # not frozen: one per file, and frozen inits are slow
+@dataclass(slots=True, eq=False)
 class Source:
-    """One file a finder offers, and what a run learns and does about it.
-
-    It is the run's one object per file: the record entries and content
-    digests below live in its slots, not in dicts of their own.
-    """
+    """One file a finder offers for a destination path."""
 
     path: str
     prefixed_path: str
-    #: The storage it is in, and its name, shared by all the root's files.
-    root: Root
-    #: Its stat token when it was listed (see :func:`stat_token`).
+    #: The storage it is in (a minifying view of it, if it is minified).
+    storage: Storage
+    #: Where it was found, for reports: the finder and, if it has several
+    #: roots, which one.
+    origin: str
+    #: Its stat token (see :func:`token_for`), None without a local path.
     token: int | None = None
-    #: The previous sync record's entry for its destination path, if any.
-    recorded: Entry | None = None
-    #: What a listing of the destination showed at that path, if anything.
-    listed: Remote | None = None
-    #: Its content, once known: the recorded entry if the file was not touched
-    #: since, else as read or written. Once the destination holds it, the
-    #: next record's entry (see ``Recorder.settle``).
-    content: Digest | None = None
-    state: State = State.PENDING
-
-    @property
-    def storage(self) -> Storage:
-        return self.root.storage
-
-    @property
-    def origin(self) -> str:
-        """Where it was found: the finder and, if it has several, which root."""
-        return self.root.origin
-
-
-@dataclass(slots=True, eq=False)  # not frozen: one per file, and frozen inits are slow
-class Digest:
-    """A file's content: its MD5 and its size in bytes.
-
-    The MD5 is an int (48 bytes allocated; its 32 hex digits as a string take
-    80): compared as often as a string, and written out as hex (:func:`hex_md5`).
-    """
-
-    md5: int
-    size: int
-
-    def __eq__(self, other: object) -> bool:
-        """Same content, whatever else a subclass (a record entry) holds."""
-        if not isinstance(other, Digest):
-            return NotImplemented
-        return self.md5 == other.md5 and self.size == other.size
-
-    __hash__ = None  # type: ignore[assignment]
+    #: Its content as it is written (minified, if it is), once known: from
+    #: the sync record, read, or hashed while it was copied.
+    digest: Digest | None = None
 
 
 def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
@@ -105,16 +68,39 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
     """
     for finder in get_finders():
         roots = {id(s): key for key, s in getattr(finder, "storages", {}).items()}
-        made: dict[int, Root] = {}  # one per root, not one per file
         for path, storage, token in _listed(finder, ignore_patterns):
             prefix = getattr(storage, "prefix", None)
             prefixed_path = os.path.join(prefix, path) if prefix else path
-            root = made.get(id(storage))
-            if root is None:
-                key = roots.get(id(storage))
-                origin = type(finder).__name__ + (f":{key}" if key else "")
-                root = made[id(storage)] = Root(storage, origin)
-            yield Source(path, prefixed_path, root, token)
+            key = roots.get(id(storage))
+            origin = type(finder).__name__ + (f":{key}" if key else "")
+            yield Source(path, prefixed_path, storage, origin, token)
+
+
+def token_for(stat: os.stat_result) -> int:
+    """A file's stat token: a 64-bit hash of its inode, size, mtime and ctime.
+
+    A new file (another inode), a write (mtime) or a write whose mtime was
+    put back (ctime) all change it.
+    """
+    packed = _PACKED(
+        stat.st_ino & _INODE, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+    )
+    return int.from_bytes(blake2b(packed, digest_size=8).digest(), "little")
+
+
+def stat_token(storage: Storage, name: str) -> int | None:
+    """The stat token of a file in a storage; None without a local path."""
+    try:
+        stat = os.stat(storage.path(name))
+    except Exception:  # no local path, a path outside its root, or gone
+        return None
+    return token_for(stat)
+
+
+def mixed(token: int, key: str) -> int:
+    """A stat token that also depends on ``key`` (minifier settings)."""
+    mix = blake2b(f"{token}\0{key}".encode(), digest_size=8)
+    return int.from_bytes(mix.digest(), "little")
 
 
 def _listed(finder: BaseFinder, ignore_patterns: list[str]) -> Iterator[Listed]:
@@ -127,101 +113,81 @@ def _listed(finder: BaseFinder, ignore_patterns: list[str]) -> Iterator[Listed]:
         yield path, storage, stat_token(storage, path)
 
 
-def digest(source: Source) -> Digest:
-    """Read the source once, in chunks, and return its MD5 and size."""
-    return digest_file(source.storage, source.path)
-
-
-def digest_file(storage: Storage, name: str) -> Digest:
-    """MD5 and size of a file in any storage, read in chunks."""
-    with storage.open(name, "rb") as handle:
-        return digest_stream(handle)
-
-
-def digest_stream(handle: Any) -> Digest:
-    """MD5 and size of what ``handle.read`` yields, read in chunks."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    size = 0
-    while chunk := handle.read(CHUNK):
-        md5.update(chunk)
-        size += len(chunk)
-    return Digest(md5_value(md5), size)
-
-
-def md5_value(hasher: Any) -> int:
-    """An MD5 hasher's digest as the int a Digest holds."""
-    return int.from_bytes(hasher.digest(), "big")
-
-
-def hex_md5(value: int) -> str:
-    """An MD5 held as an int, as its 32 lowercase hex digits."""
-    return f"{value:032x}"
-
-
-class HashingFile(File):  # type: ignore[type-arg]
-    """A source file that hashes what a storage reads from it while saving.
-
-    ``digest`` is the content's digest if the file was read once from its
-    start to its end, else None (the caller then reads it again).
-    """
-
-    def __init__(self, file: Any, name: str | None = None) -> None:
-        super().__init__(file, name)
-        self._raw: Any = file
-        self._reset()
-
-    def _reset(self) -> None:
-        self._md5 = hashlib.md5(usedforsecurity=False)
-        self._size = 0
-        self._whole = True
-
-    def read(self, size: int = -1) -> bytes:
-        data: bytes = self._raw.read(size)
-        self._md5.update(data)
-        self._size += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        if (offset, whence) == (0, os.SEEK_SET):
-            self._reset()
-        else:
-            self._whole = False
-        return int(self._raw.seek(offset, whence))
-
-    @property
-    def digest(self) -> Digest | None:
-        """None unless every byte went through ``read`` (a storage may read
-        the underlying ``file`` directly, as AzureStorage does)."""
-        try:
-            through_us = self._raw.tell() == self._size
-            at_end = self._raw.read(1) == b""
-        except (AttributeError, OSError, ValueError):
-            return None
-        if not (self._whole and through_us and at_end):
-            return None
-        return Digest(md5_value(self._md5), self._size)
-
-
-def stat_token(storage: Storage, name: str) -> int | None:
-    """A token for the source file: its inode, size, mtime and ctime.
-
-    Equal tokens across runs mean the file was not touched, so its recorded
-    digest can be reused without reading it: a new file (another inode), a
-    write (mtime) or a write whose mtime was put back (ctime) all change it.
-    None when the source storage has no local path.
-    """
-    try:
-        stat = os.stat(storage.path(name))
-    except Exception:  # no local path, a path outside its root, or gone
+def fast_list(
+    finder: BaseFinder, ignore_patterns: list[str]
+) -> Iterator[Listed] | None:
+    """What ``finder.list(ignore_patterns)`` yields, with tokens; None if this
+    finder is not one whose listing we can reproduce."""
+    if type(finder) is FileSystemFinder:
+        storages = _filesystem_storages(finder)
+    elif type(finder) is AppDirectoriesFinder:
+        storages = _app_storages(finder)
+    else:
         return None
-    return token_for(stat)
+    if storages is None:
+        return None
+    return _listing(storages, _matcher(ignore_patterns))
 
 
-def mixed(token: int, key: str) -> int:
-    """A stat token that also depends on ``key`` (minifier settings)."""
-    mix = hashlib.blake2b(f"{token}\0{key}".encode(), digest_size=8)
-    return int.from_bytes(mix.digest(), "little") & TOKEN_BITS
+def _filesystem_storages(finder: FileSystemFinder) -> list[Storage] | None:
+    storages: list[Storage] = []
+    for _prefix, root in finder.locations:
+        if os.path.isdir(root):  # FileSystemFinder.list skips other roots
+            storages.append(finder.storages[root])
+    return storages if all(type(s) is FileSystemStorage for s in storages) else None
 
 
-def digest_bytes(data: bytes) -> Digest:
-    return Digest(md5_value(hashlib.md5(data, usedforsecurity=False)), len(data))
+def _app_storages(finder: AppDirectoriesFinder) -> list[Storage] | None:
+    storages = list(finder.storages.values())
+    if not all(type(s) is finder.storage_class for s in storages):
+        return None
+    return [s for s in storages if s.exists("")]  # as AppDirectoriesFinder.list
+
+
+def _listing(
+    storages: list[Storage], ignored: Callable[[str], object]
+) -> Iterator[Listed]:
+    for storage in storages:
+        for path, token in _walk(storage.path(""), ignored):
+            yield path, storage, token
+
+
+def _walk(top: str, ignored: Callable[[str], object]) -> list[tuple[str, int | None]]:
+    """``get_files``: a directory's files in listing order, then each of its
+    subdirectories in turn; a name is matched alone and, below the top, with
+    its path."""
+    found: list[tuple[str, int | None]] = []
+    stack = [(top, "")]
+    while stack:
+        directory, location = stack.pop()
+        files: list[os.DirEntry[str]] = []
+        directories: list[os.DirEntry[str]] = []
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                (directories if entry.is_dir() else files).append(entry)
+        for entry in files:
+            name = entry.name
+            if ignored(name):
+                continue
+            if location:
+                name = location + os.sep + name
+                if ignored(name):
+                    continue
+            try:
+                token: int | None = token_for(entry.stat())
+            except OSError:  # a broken symlink, or gone since the listing
+                token = None
+            found.append((name, token))
+        for entry in reversed(directories):  # the first one is taken next
+            if not ignored(entry.name):
+                below = location + os.sep + entry.name if location else entry.name
+                stack.append((entry.path, below))
+    return found
+
+
+def _matcher(patterns: list[str]) -> Callable[[str], object]:
+    """``matches_patterns(name, patterns)`` as one compiled expression."""
+    if not patterns:
+        return lambda name: False
+    either = "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)
+    return re.compile(either).match

@@ -37,10 +37,11 @@ from typing import Any
 from django.core.files import File
 from django.core.files.storage import Storage
 
-from .backends import Backend, Listing, Remote, backend_for
+from .backends import backend_for
+from .backends.base import Backend, Listing, Remote
+from .digest import Digest, digest_bytes, digest_file
+from .pool import TransferPool
 from .retry import Retry
-from .sources import Digest, digest_bytes, digest_file
-from .transfer import TransferPool
 
 FoundFiles = dict[str, tuple[Storage, str]]
 PATCHED = ("exists", "open", "delete", "_save", "size")
@@ -354,7 +355,7 @@ def _stage(content: Any) -> Staged:
 
 def _same(remote: Remote | None, digest: Digest) -> bool:
     return (
-        remote is not None and remote.size == digest.size and (remote.md5 == digest.md5)
+        remote is not None and remote.size == digest.size and remote.md5 == digest.md5
     )
 
 

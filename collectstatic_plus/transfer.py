@@ -1,148 +1,156 @@
-"""Run one task per file, inline or on a thread pool, and carry errors back.
+"""Carry out each file's decision, printing what stock prints for the same act.
 
-``TransferPool`` is the only place threads are made. A task's exception never
-escapes a worker silently: it is recorded against the file's path and the
-caller reports every failure once all other files are done. Ctrl-C stops new
-work, lets work in flight finish, and becomes a one-line CommandError. A
-configuration error (``ImproperlyConfigured``, or a storage's PermanentError)
-is the same for every file: it stops the run and is raised as it is. The number
-of queued tasks is bounded, so a very large tree does not become a very large
-queue of pending futures.
+This is where a file is uploaded or copied: :meth:`Copier.copy` saves the
+source through the destination storage's own ``save`` (hashing it as the
+storage reads it), after deleting the old file where the storage would not
+overwrite it. Called from the worker pool, one file per call.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import CommandError
+from django.core.files.storage import Storage
 
-from .retry import PermanentError
+from .backends.base import Backend, Remote
+from .digest import Digest, HashingFile, digest_file
+from .plan import Action, Decision
+from .report import Report
+from .retry import Retry
+from .sources import Source
 
-#: Tasks allowed to wait in the queue per worker, beyond those running.
-QUEUE_PER_WORKER = 4
-
-#: Errors that no other file can escape either: raised, not collected.
-FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, PermanentError)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A file whose task raised, and the exception it raised."""
-
-    path: str
-    error: BaseException
-
-    @property
-    def reason(self) -> str:
-        text = str(self.error)
-        name = type(self.error).__name__
-        return f"{name}: {text}" if text else name
+#: Stock's rule for a destination we know nothing about (its ``delete_file``):
+#: False if the file is unmodified (stock then counts and logs it itself).
+StockRule = Callable[[str, str, Storage], bool]
+Log = Callable[..., None]
 
 
-class TransferPool:
-    """Run ``fn(*args)`` per file with ``workers`` threads (1 means inline)."""
+class Copier:
+    """Runs decisions, and remembers what became of each file."""
 
     def __init__(
-        self, workers: int, on_interrupt: Callable[[], None] | None = None
-    ) -> None:
-        self.workers = workers
-        self.on_interrupt = on_interrupt
-        self.failures: list[Failure] = []
-        self.completed = 0
-        self.fatal: Exception | None = None
-        self._lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._closing: ThreadPoolExecutor | None = None
-        self._slots: threading.BoundedSemaphore | None = None
-        if workers > 1:
-            self._executor = ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix="collectstatic"
-            )
-            self._slots = threading.BoundedSemaphore(workers * (1 + QUEUE_PER_WORKER))
-
-    def __enter__(self) -> TransferPool:
-        return self
-
-    def __exit__(
         self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
+        storage: Storage,
+        backend: Backend,
+        retry: Retry,
+        report: Report,
+        log: Log,
+        stock_rule: StockRule,
+        dry_run: bool,
     ) -> None:
-        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
-        try:
-            self.close(cancel=exc_type is not None)
-        except KeyboardInterrupt:
-            # Ctrl-C while waiting for the last files: stop like any other.
-            interrupted = True
-            with contextlib.suppress(KeyboardInterrupt):  # a second one: go
-                self.close(cancel=True)
-        if interrupted:
-            if self.on_interrupt is not None:
-                self.on_interrupt()
-            raise CommandError(
-                f"Interrupted: {self.completed} file(s) collected before the "
-                "interrupt; run collectstatic again to finish.",
-                returncode=130,
-            ) from None
+        self.storage = storage
+        self.backend = backend
+        self.retry = retry
+        self.report = report
+        self.log = log
+        self.stock_rule = stock_rule
+        self.dry_run = dry_run
+        #: Stock's lists: paths copied (or, dry, that would be), and found
+        #: unmodified (but those stock's own rule counted itself).
+        self.copied: list[str] = []
+        self.unmodified: list[str] = []
+        #: What the destination showed right after each file this run wrote
+        #: (None: not known), and the files it already held.
+        self.written: dict[str, Remote | None] = {}
+        self.kept: set[str] = set()
+        self._lock = threading.Lock()
 
-    def submit(self, path: str, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` for ``path`` now (serial) or on a worker."""
-        if self._executor is None or self._slots is None:
-            self._run(path, fn, args)
-            self._raise_fatal()
-            return
-        self._raise_fatal()
-        self._slots.acquire()
-        try:
-            future = self._executor.submit(self._run, path, fn, args)
-        except BaseException:
-            self._slots.release()
-            raise
-        future.add_done_callback(self._release)
-
-    def close(self, cancel: bool = False) -> None:
-        """Wait for queued work, or with ``cancel`` only for work in flight.
-
-        Raises the first fatal error a task met, unless cancelling.
-        """
-        if self._executor is not None:
-            self._closing, self._executor = self._executor, None
-        if self._closing is not None:
-            try:
-                self._closing.shutdown(wait=True, cancel_futures=cancel)
-            except KeyboardInterrupt:
-                self._closing.shutdown(wait=False, cancel_futures=True)
-                raise
-        if not cancel:
-            self._raise_fatal()
-
-    def _raise_fatal(self) -> None:
-        if self.fatal is not None:
-            raise self.fatal
-
-    def _run(self, path: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        if self.fatal is not None:
-            return
-        try:
-            fn(*args)
-        except FATAL_ERRORS as error:
-            with self._lock:
-                self.fatal = self.fatal or error
-        except Exception as error:
-            with self._lock:
-                self.failures.append(Failure(path, error))
+    def run(self, source: Source, decision: Decision) -> None:
+        action = decision.action
+        if action is Action.COPY:
+            self.copy(source, decision.exists, decision.old_size)
+        elif action is Action.SKIP:
+            self.skip(source)
+        elif action is Action.CHECK:
+            self.check(source, decision.exists, decision.old_size)
         else:
-            with self._lock:
-                self.completed += 1
+            self.stock(source)
 
-    def _release(self, future: Future[None]) -> None:
-        assert self._slots is not None
-        self._slots.release()
+    def skip(self, source: Source) -> None:
+        self.keep(source)
+        with self._lock:
+            self.unmodified.append(source.prefixed_path)
+        self.log(f"Skipping '{source.path}' (not modified)")
+
+    def check(self, source: Source, exists: bool | None, old_size: int | None) -> None:
+        """Read what the destination holds and compare it with the source."""
+        name = source.prefixed_path
+        held = self.retry(f"Reading '{name}'", lambda: self.backend.digest(name))
+        if held == source.digest:
+            self.skip(source)
+            return
+        if exists is None:
+            exists = held is not None
+        self.copy(source, exists, held.size if held else old_size)
+
+    def stock(self, source: Source) -> None:
+        """Stock's rule (exists, then modification times), for unknown storages."""
+        if self.stock_rule(source.path, source.prefixed_path, source.storage):
+            self.copy(source, exists=False)
+        else:
+            self.keep(source, reason="modification time")
+
+    def keep(self, source: Source, reason: str | None = None) -> None:
+        """The destination holds this content: remember it, and report it."""
+        assert source.digest is not None
+        with self._lock:
+            self.kept.add(source.prefixed_path)
+        if self.report.keep_files:
+            self.report.file(
+                source.prefixed_path,
+                "unchanged",
+                source=source.origin,
+                size=source.digest.size,
+                md5=source.digest.md5,
+                reason=reason,
+            )
+
+    def copy(
+        self, source: Source, exists: bool | None, old_size: int | None = None
+    ) -> None:
+        storage, name = self.storage, source.prefixed_path
+        if exists is None:
+            exists = self.retry(f"Checking '{name}'", lambda: storage.exists(name))
+        if exists and not self.backend.overwrites_in_place:
+            if self.dry_run:
+                self.log(f"Pretending to delete '{source.path}'")
+            else:
+                self.log(f"Deleting '{source.path}'")
+                self.retry(f"Deleting '{name}'", lambda: storage.delete(name))
+        source_path = source.storage.path(source.path)
+        if self.dry_run:
+            self.log(f"Pretending to copy '{source_path}'", level=1)
+        else:
+            self.log(f"Copying '{source_path}'", level=2)
+            saved, written = self.retry(f"Writing '{name}'", lambda: self.save(source))
+            source.digest = source.digest or written or self.read(source)
+            # A storage may save under another name (stock accepts that); the
+            # sync record then does not claim this path holds the content.
+            if saved == name:
+                seen = self.backend.saved(name, source.digest)
+                with self._lock:
+                    self.written[name] = seen
+        digest = source.digest = source.digest or self.read(source)  # a dry run's
+        with self._lock:
+            self.copied.append(name)
+        self.report.file(
+            name,
+            "changed" if exists else "new",
+            source=source.origin,
+            size=digest.size,
+            old_size=old_size if exists else None,
+            md5=digest.md5,
+        )
+
+    def save(self, source: Source) -> tuple[str, Digest | None]:
+        """One attempt at saving: the source is opened afresh each time."""
+        with source.storage.open(source.path) as handle:
+            content = HashingFile(handle.file, handle.name)
+            saved = str(self.storage.save(source.prefixed_path, content))
+            return saved, content.digest
+
+    @staticmethod
+    def read(source: Source) -> Digest:
+        """The source's digest, read again (the storage did not read it through)."""
+        return digest_file(source.storage, source.path)

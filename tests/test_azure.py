@@ -27,10 +27,10 @@ from typing import Any
 
 import django
 import pytest
+from django.core.files.storage import Storage
 
 from collectstatic_plus.backends import backend_for
 from collectstatic_plus.backends.azure import AzureBackend, client_session
-from collectstatic_plus.retry import classify
 
 from .azure_storages import ObservedAzureStorage
 from .conftest import (
@@ -236,10 +236,9 @@ def test_listing_maps_each_blob_to_its_content_md5(
     container.server.reset_requests()
     listing = backend_for(storage).listing()
     assert listing is not None
-    # An MD5 is held as an int (see Digest).
     assert {name: (r.size, r.md5) for name, r in listing.items()} == {
-        "a.css": (1, int(md5(b"a"), 16)),
-        "sub/b.js": (2, int(md5(b"bb"), 16)),
+        "a.css": (1, md5(b"a")),
+        "sub/b.js": (2, md5(b"bb")),
     }
     assert container.server.counts() == {"ListBlobs": 1}
 
@@ -551,7 +550,7 @@ def test_a_blob_that_cannot_be_deleted_fails_the_run_by_name(
         "could not delete 1 blob(s): 'stale-leased.css' (412 LeaseIdMissing)"
     )
     # Not retried: a lease is not a transient failure.
-    assert classify(raised.value) == "other"
+    assert AzureBackend(Storage()).classify(raised.value) == "other"
     assert "stale-free.css" not in container.names()
     assert "stale-leased.css" in container.names()
 

@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from collectstatic_plus.checks import check_app_order, check_settings
+from collectstatic_plus.conf import SETTINGS, conf
 
 
 def ids(messages: list[checks.CheckMessage]) -> list[str | None]:
@@ -83,6 +85,7 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
         ({"MINIFY_INCLUDE": "*.css"}, ["collectstatic_plus.E009"]),
         ({"RETRIES": 2, "RETRY_BUDGET": 0.5}, []),
         ({"RETRIES": 0}, ["collectstatic_plus.E010"]),
+        ({"RETRIES": 2.5}, ["collectstatic_plus.E010"]),
         ({"RETRY_BUDGET": "1m"}, ["collectstatic_plus.E010"]),
     ],
 )
@@ -111,12 +114,60 @@ def test_collectstatic_runs_the_checks_and_stops_on_errors(
     assert not static_root.exists()
 
 
-def test_invalid_workers_setting_falls_back_to_default_at_runtime(
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            {"RETRIES": 2.5},
+            "COLLECTSTATIC_PLUS['RETRIES'] must be a positive whole number, not 2.5.",
+        ),
+        (
+            {"WORKERS": "lots"},
+            "COLLECTSTATIC_PLUS['WORKERS'] must be a positive integer or None, "
+            "not 'lots'.",
+        ),
+        ([("WORKERS", 4)], "COLLECTSTATIC_PLUS must be a dict, not list."),
+    ],
+)
+def test_a_value_the_checks_refuse_stops_a_run_that_skipped_them(
+    settings: Any, static_root: Any, value: Any, message: str
+) -> None:
+    settings.COLLECTSTATIC_PLUS = value
+    assert check_settings()  # the checks refuse it ...
+    with pytest.raises(ImproperlyConfigured) as raised:  # ... and so does a run
+        call_command("collectstatic", interactive=False, verbosity=0)
+    assert str(raised.value) == message
+    assert not static_root.exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "given", "used"),
+    [
+        ("WORKERS", 12, 12),
+        ("WORKERS", None, None),
+        ("RECORD_NAME", "meta/sync.json", "meta/sync.json"),
+        ("KEEP_MANIFESTS", 1, 1),
+        ("MINIFY", True, True),
+        ("MINIFY_INCLUDE", ["*.css"], ("*.css",)),
+        ("MINIFY_EXCLUDE", ("vendor/*",), ("vendor/*",)),
+        ("MINIFY_SOURCE_MAPPED", True, True),
+        ("RETRIES", 2, 2),
+        ("RETRY_BUDGET", 0.5, 0.5),
+    ],
+)
+def test_a_value_the_checks_accept_is_the_value_the_run_uses(
+    settings: Any, key: str, given: Any, used: Any
+) -> None:
+    settings.COLLECTSTATIC_PLUS = {key: given}
+    assert check_settings() == []
+    assert getattr(conf, key) == used
+
+
+def test_every_default_passes_its_own_check_and_is_what_the_run_uses(
     settings: Any,
 ) -> None:
-    from collectstatic_plus.conf import conf
-
-    settings.COLLECTSTATIC_PLUS = {"WORKERS": "lots"}
-    assert conf.WORKERS is None
-    settings.COLLECTSTATIC_PLUS = {"WORKERS": 12}
-    assert conf.WORKERS == 12
+    settings.COLLECTSTATIC_PLUS = {s.key: s.default for s in SETTINGS}
+    assert check_settings() == []
+    settings.COLLECTSTATIC_PLUS = {}
+    for setting in SETTINGS:
+        assert getattr(conf, setting.key) == setting.convert(setting.default)

@@ -250,7 +250,7 @@ def test_interrupted_local_write_leaves_no_temporary_file(
     from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
 
     from collectstatic_plus import staging
-    from collectstatic_plus.sources import digest_bytes
+    from collectstatic_plus.digest import digest_bytes
 
     root = tmp_path / "root"
     storage = ManifestStaticFilesStorage(location=str(root))

@@ -16,9 +16,12 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from django.core.files.storage import Storage
 from django.core.management import CommandError
 
-from collectstatic_plus.retry import PermanentError, Retry, Throttle, classify
+from collectstatic_plus.backends.base import Backend
+from collectstatic_plus.backends.s3 import S3Backend
+from collectstatic_plus.retry import PermanentError, Retry, Throttle
 
 from .buckets import Bucket
 from .conftest import RECORD, read_tree, record_files, run_collectstatic, write_tree
@@ -52,13 +55,29 @@ def client_error(status: int, code: str) -> ClientError:
         (ValueError("bad"), "other"),
     ],
 )
-def test_errors_are_classified(error: Exception, kind: str) -> None:
-    assert classify(error) == kind
+def test_s3_errors_are_classified(error: Exception, kind: str) -> None:
+    assert S3Backend(Storage()).classify(error) == kind
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (ConnectionResetError(), "transient"),
+        (TimeoutError(), "transient"),
+        (client_error(503, "SlowDown"), "other"),  # botocore's: the S3 backend's
+        (ValueError("bad"), "other"),
+    ],
+)
+def test_any_storage_retries_only_network_errors(error: Exception, kind: str) -> None:
+    assert Backend(Storage()).classify(error) == kind
+
+
+S3_ERRORS = S3Backend(Storage())
 
 
 def test_transient_failures_are_retried_with_growing_jittered_delays() -> None:
     delays: list[float] = []
-    retry = Retry(attempts=4, base=0.1, cap=5, sleep=delays.append)
+    retry = Retry(attempts=4, base=0.1, cap=5, sleep=delays.append, errors=S3_ERRORS)
     failures = [client_error(500, "InternalError")] * 3
 
     def flaky() -> str:
@@ -74,11 +93,11 @@ def test_transient_failures_are_retried_with_growing_jittered_delays() -> None:
 
 
 def test_writing_a_large_record_holds_little_more_than_its_bytes() -> None:
-    from collectstatic_plus.backends import Remote
+    from collectstatic_plus.backends.base import Remote
     from collectstatic_plus.record import Entry, Record
 
     files = {
-        f"app/css/file-{i:05}.css": Entry(0, i, Remote(i, int("e" * 32, 16)), 2**59)
+        f"app/css/file-{i:05}.css": Entry("0" * 32, i, 2**59, Remote(i, "e" * 32))
         for i in range(20_000)
     }
     record = Record("f" * 64, files=files)
@@ -105,21 +124,25 @@ def test_writing_a_large_record_holds_little_more_than_its_bytes() -> None:
 def test_saving_a_large_record_spools_it_to_disk(tmp_path: Path) -> None:
     from django.core.files.storage import FileSystemStorage
 
-    from collectstatic_plus.backends import Remote
+    from collectstatic_plus.backends.base import Remote
     from collectstatic_plus.backends.local import LocalBackend
-    from collectstatic_plus.record import SPOOL_BYTES, Entry, Record, save
+    from collectstatic_plus.record import Entry, Record
+    from collectstatic_plus.recorder import SPOOL_BYTES, Recorder
 
     files = {
-        f"app/css/file-{i:05}.css": Entry(0, i, Remote(i, None, i), 2**59)
+        f"app/css/file-{i:05}.css": Entry("0" * 32, i, 2**59, Remote(i, None, i))
         for i in range(30_000)
     }
     record = Record("f" * 64, files=files)
-    expected = record.to_bytes()
+    buffer = io.BytesIO()
+    record.write(buffer)
+    expected = buffer.getvalue()
     assert len(expected) > 2 * SPOOL_BYTES
     backend = LocalBackend(FileSystemStorage(location=str(tmp_path)))
+    recorder = Recorder(backend, Retry(attempts=1), RECORD, print)
     tracemalloc.start()
     try:
-        save(backend, RECORD, record)
+        recorder.save(record, None, complete=True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -129,7 +152,7 @@ def test_saving_a_large_record_spools_it_to_disk(tmp_path: Path) -> None:
 
 
 def test_retries_are_bounded() -> None:
-    retry = Retry(attempts=3, sleep=lambda _: None)
+    retry = Retry(attempts=3, sleep=lambda _: None, errors=S3_ERRORS)
     calls = []
 
     def always() -> None:
@@ -142,7 +165,7 @@ def test_retries_are_bounded() -> None:
 
 
 def test_permanent_errors_stop_at_once_with_one_message() -> None:
-    retry = Retry(attempts=5, sleep=lambda _: None)
+    retry = Retry(attempts=5, sleep=lambda _: None, errors=S3_ERRORS)
     calls = []
 
     def denied() -> None:

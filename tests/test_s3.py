@@ -96,61 +96,19 @@ def test_cold_upload_is_one_put_per_file_and_no_per_file_reads(
     }
 
 
-def test_an_upload_whose_etag_is_its_md5_holds_only_its_content(
-    sources: Path, settings: Any, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+def test_record_sees_each_upload_as_its_put_answered_without_listing_again(
+    sources: Path, settings: Any, bucket: Bucket
 ) -> None:
-    """Nothing more is held per uploaded file: the record's seen ETag is
-    rebuilt from the content, and it is what the bucket lists."""
-    from collectstatic_plus.collector import Collector
-    from collectstatic_plus.sources import Digest
-
-    held: list[Any] = []
-    original = Collector.save_record
-
-    def save_record(self: Collector, complete: bool) -> None:
-        held.extend(source.content for source in self.sources.values())
-        original(self, complete)
-
-    monkeypatch.setattr(Collector, "save_record", save_record)
     use(settings, bucket.storage())
-    collect(bucket, parallel=8)
+    run = collect(bucket, parallel=8)
 
-    assert len(held) == 7 and all(type(content) is Digest for content in held)
+    assert run.kinds == {"GET": 1, "LIST": 1, "PUT": 8}
     rows = record_files(json.loads(bucket.get(RECORD)))
     etags = bucket.etags()
     assert {name: row["seen"] for name, row in rows.items()} == {
         name: {"size": len(data), "etag": etags[name]}
         for name, data in visible(sources).items()
     }
-
-
-def test_upload_etags_are_remembered_only_for_the_copies(
-    tmp_path: Path, settings: Any, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Post-processing uploads hashed copies too; nobody asks for their ETags,
-    so none is held (a manifest run of 50,000 files held ~10 MB of them)."""
-    from collectstatic_plus.collector import Collector
-
-    remembered: list[dict[str, str]] = []
-    original = Collector.save_record
-
-    def save_record(self: Collector, complete: bool) -> None:
-        remembered.append(dict(self.backend.uploaded))  # type: ignore[attr-defined]
-        original(self, complete)
-
-    monkeypatch.setattr(Collector, "save_record", save_record)
-    source = write_tree(tmp_path / "src", {"a.css": "a { color: red }", "b.js": "1;"})
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage(S3_MANIFEST))
-    run = collect(bucket, parallel=4)
-
-    assert run.keys("PUT").count("staticfiles.json") == 1
-    assert sorted(k for k in run.keys("PUT") if k.startswith(("a.", "b."))) == sorted(
-        ["a.css", "b.js", *(k for k in bucket.contents() if k.count(".") == 2)]
-    )
-    assert remembered == [{}]
-    rows = record_files(json.loads(bucket.get(RECORD)))
-    assert rows["a.css"]["seen"]["etag"] == bucket.etags()["a.css"]
 
 
 def test_no_change_rerun_reads_a_listing_page_per_thousand_files(

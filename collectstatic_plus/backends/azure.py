@@ -1,4 +1,11 @@
-"""Azure Blob Storage: django-storages' AzureStorage and its subclasses."""
+"""Azure Blob Storage: django-storages' AzureStorage and its subclasses.
+
+Private members used here, checked against django-storages 1.14.0-1.14.6 and
+azure-storage-blob 12.x: ``AzureStorage._get_valid_path`` (the blob a name
+is stored as); the client's ``_pipeline._transport`` (azure-core's requests
+transport, to count and widen its connections) and requests'
+``HTTPAdapter._pool_*`` (its pool sizes, put back afterwards).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.core.files.storage import Storage
 
-from ..conf import conf
-from ..sources import Digest, md5_value
-from . import Backend, Found, Keep, Remote, add, etag_value
+from ..digest import Digest
+from .base import Backend, Listing, Remote
 
 #: Blobs per List Blobs page (the service's maximum).
 AZURE_LIST_PAGE = 5000
@@ -52,6 +58,13 @@ class AzureBackend(Backend):
     """
 
     kind = "azure"
+    transient_names = frozenset({"ServiceRequestError", "ServiceResponseError"})
+    permanent_names = frozenset({"ClientAuthenticationError"})
+    transient_codes = frozenset({"InternalError", "OperationTimedOut"})
+    throttling_codes = frozenset({"ServerBusy"})
+    permanent_codes = frozenset(
+        {"AuthenticationFailed", "AuthorizationFailure", "ContainerNotFound"}
+    )
     #: Blobs asked for per List Blobs request.
     page_size = AZURE_LIST_PAGE
     #: Blobs deleted per blob batch request.
@@ -91,13 +104,9 @@ class AzureBackend(Backend):
         text = f"{base}\0account_name={account}"
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def listing(self, keep: Keep | None = None) -> Found | None:
+    def listing(self) -> Listing | None:
         prefix = self.prefix
-        # The record's blob is listed under the record's own name, whatever
-        # AzureStorage made of a leading dot, so that --delete keeps it.
-        record = conf.RECORD_NAME
-        record_blob = self.blob_name(record)
-        found: Found = {}
+        found: Listing = {}
         blobs = self.azure.client.list_blobs(
             name_starts_with=prefix or None,
             include=["metadata"],
@@ -108,13 +117,18 @@ class AzureBackend(Backend):
             full: str = blob.name
             if full.endswith("/") or _is_directory(blob):
                 continue
-            name = record if full == record_blob else full[len(prefix) :]
+            name = full[len(prefix) :]
             if name:
-                remote = Remote(int(blob.size or 0), etag_value(_etag(blob)))
-                add(found, name, remote, keep)
+                found[name] = Remote(int(blob.size or 0), _etag(blob))
         return found
 
+    def listed_name(self, name: str) -> str:
+        """AzureStorage strips dots from the ends of a blob name: with no
+        location, ``.collectstatic-plus.json`` is listed without its dot."""
+        return self.blob_name(name)[len(self.prefix) :]
+
     def read(self, name: str) -> bytes | None:
+        """One download of the stored bytes (not decompressed)."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
@@ -141,7 +155,7 @@ class AzureBackend(Backend):
                 size += len(chunk)
         except ResourceNotFoundError:
             return None
-        return Digest(md5_value(md5), size)
+        return Digest(md5.hexdigest(), size)
 
     @property
     def overwrites_in_place(self) -> bool:

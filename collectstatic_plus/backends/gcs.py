@@ -1,4 +1,11 @@
-"""Google Cloud Storage: django-storages' GoogleCloudStorage and its subclasses."""
+"""Google Cloud Storage: django-storages' GoogleCloudStorage and its subclasses.
+
+Private members used here, checked against django-storages 1.14.0-1.14.6 and
+google-cloud-storage 2.x-3.x: ``GoogleCloudStorage._normalize_name`` (the blob
+a name is stored as); the client's ``_http`` (its requests session, to count
+and widen its connections); a batch's ``_responses`` (each call's outcome,
+read where the client offers no public way); requests' ``HTTPAdapter._pool_*``.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.core.files.storage import Storage
 
-from ..sources import Digest, md5_value
-from . import Backend, Found, Keep, Remote, add, etag_value
+from ..digest import Digest
+from .base import Backend, Listing, Remote
 
 #: Calls in one batch request (the service's limit; the client allows more).
 GCS_DELETE_BATCH = 100
@@ -34,6 +41,9 @@ class GCSBackend(Backend):
     """
 
     kind = "gcs"
+    # requests' ConnectionError and Timeout are not the built-in ones.
+    transient_names = frozenset({"ConnectionError", "Timeout", "ChunkedEncodingError"})
+    permanent_names = frozenset({"DefaultCredentialsError", "RefreshError"})
 
     @staticmethod
     def handles(storage: Storage) -> bool:
@@ -62,15 +72,14 @@ class GCSBackend(Backend):
         """GS_FILE_OVERWRITE (default True): ``save`` replaces the blob."""
         return bool(getattr(self.gcs, "file_overwrite", True))
 
-    def listing(self, keep: Keep | None = None) -> Found | None:
-        found: Found = {}
+    def listing(self) -> Listing | None:
+        found: Listing = {}
         prefix = self.prefix
         blobs = self.gcs.bucket.list_blobs(prefix=prefix, fields=LIST_FIELDS)
         for blob in blobs:
             name = blob.name[len(prefix) :]
             if name and not name.endswith("/"):
-                remote = Remote(int(blob.size or 0), etag_value(_etag(blob)))
-                add(found, name, remote, keep)
+                found[name] = Remote(int(blob.size or 0), _etag(blob))
         return found
 
     def read(self, name: str) -> bytes | None:
@@ -94,7 +103,7 @@ class GCSBackend(Backend):
             blob.download_to_file(sink)
         except NotFound:
             return None
-        return Digest(md5_value(sink.md5), sink.size)
+        return Digest(sink.md5.hexdigest(), sink.size)
 
     def delete_many(self, names: Iterable[str]) -> None:
         """Batch requests of 100 deletes; a blob already gone is no error.
@@ -149,6 +158,13 @@ class GCSBackend(Backend):
             except Exception as error:
                 failed.append((blob, f"{type(error).__name__}: {error}"))
         return failed
+
+    def describe(self, error: BaseException) -> tuple[int | None, str | None]:
+        """google-api-core's errors carry the HTTP status as ``code``."""
+        code = getattr(error, "code", None)
+        if isinstance(code, int) and not isinstance(code, bool):
+            return code, None
+        return super().describe(error)
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:

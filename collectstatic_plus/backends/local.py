@@ -1,4 +1,4 @@
-"""Local disk: FileSystemStorage and its subclasses."""
+"""Local disk: FileSystemStorage and its subclasses (WhiteNoise's included)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,23 @@ from stat import S_ISLNK
 
 from django.core.files.storage import FileSystemStorage, Storage
 
-from ..sources import Digest
-from . import Backend, Found, Keep, Readable, Remote, add
+from ..digest import Digest
+from .base import Backend, Listing, Readable, Remote
 
 
 class LocalBackend(Backend):
-    """FileSystemStorage: a listing is one directory walk."""
+    """FileSystemStorage: a listing is one directory walk, a file one lstat."""
 
     kind = "local"
     local = True
-    sees_later = True
 
     @staticmethod
     def handles(storage: Storage) -> bool:
         return isinstance(storage, FileSystemStorage)
 
-    def seen_again(self, name: str, content: Digest) -> Remote | None:
-        """The file as a walk would list it now: one ``lstat``."""
-        try:
-            stat = os.lstat(self.storage.path(name))
-        except FileNotFoundError:  # gone since: nothing seen
-            return None
-        size = content.size if stat.st_size == content.size else stat.st_size
-        return Remote(size, None, stat.st_mtime_ns, S_ISLNK(stat.st_mode))
+    def listing(self) -> Listing | None:
+        root = str(self.storage.location)  # type: ignore[attr-defined]
+        return _walk(root) if os.path.isdir(root) else {}
 
     @contextmanager
     def stream(self, name: str) -> Iterator[Readable | None]:
@@ -39,21 +33,27 @@ class LocalBackend(Backend):
         try:
             handle = self.storage.open(name, "rb")
         except FileNotFoundError:
-            handle = None
-        if handle is None:
             yield None
             return
         with handle:
             yield handle
 
-    def listing(self, keep: Keep | None = None) -> Found | None:
-        root = str(self.storage.location)  # type: ignore[attr-defined]
-        return _walk(root, keep) if os.path.isdir(root) else {}
+    def saved(self, name: str, content: Digest) -> Remote | None:
+        """The file as a walk would list it now: one ``lstat``."""
+        try:
+            return _remote(os.lstat(self.storage.path(name)))
+        except FileNotFoundError:
+            return None
 
 
-def _walk(root: str, keep: Keep | None = None) -> Found:
+def _remote(stat: os.stat_result, link: bool | None = None) -> Remote:
+    is_link = S_ISLNK(stat.st_mode) if link is None else link
+    return Remote(stat.st_size, None, stat.st_mtime_ns, is_link)
+
+
+def _walk(root: str) -> Listing:
     """Every file below ``root`` (symlinks to directories not followed)."""
-    found: Found = {}
+    found: Listing = {}
     stack = [(root, "")]
     while stack:
         directory, prefix = stack.pop()
@@ -62,13 +62,11 @@ def _walk(root: str, keep: Keep | None = None) -> Found:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append((entry.path, prefix + entry.name + "/"))
                     continue
-                link = entry.is_symlink()
                 try:
                     stat = entry.stat()
                 except FileNotFoundError:  # a broken symlink
                     stat = entry.stat(follow_symlinks=False)
-                remote = Remote(stat.st_size, None, stat.st_mtime_ns, link)
-                add(found, prefix + entry.name, remote, keep)
+                found[prefix + entry.name] = _remote(stat, entry.is_symlink())
     return found
 
 

@@ -1,4 +1,11 @@
-"""django-storages' S3Storage and its subclasses (S3-compatible services too)."""
+"""django-storages' S3Storage and its subclasses (S3-compatible services too).
+
+Private members of django-storages used here, checked against 1.14.0-1.14.6
+(the versions setup.cfg allows; the test matrix runs the oldest and newest):
+``S3Storage._normalize_name`` (the key a name is stored under),
+``S3Storage._bucket`` and ``S3Storage._connections`` (its cached bucket and
+per-thread connections, replaced for the run so that threads share one client).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +19,8 @@ from typing import Any
 
 from django.core.files.storage import Storage
 
-from ..sources import Digest, digest_stream
-from . import Backend, Found, Keep, Readable, Remote, add, etag_value
+from ..digest import Digest, digest_stream
+from .base import Backend, Listing, Readable, Remote
 
 #: Operations whose answer carries the new object's ETag.
 UPLOADS = {"PutObject", "CompleteMultipartUpload"}
@@ -33,6 +40,34 @@ class S3Backend(Backend):
     """
 
     kind = "s3"
+    transient_names = frozenset(
+        {
+            "EndpointConnectionError",
+            "ConnectionClosedError",
+            "ReadTimeoutError",
+            "ConnectTimeoutError",
+            "ProtocolError",
+            "IncompleteReadError",
+            "ResponseStreamingError",
+        }
+    )
+    permanent_names = frozenset({"NoCredentialsError", "PartialCredentialsError"})
+    transient_codes = frozenset(
+        {"RequestTimeout", "InternalError", "ServiceUnavailable", "SlowDown"}
+    )
+    throttling_codes = frozenset(
+        {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
+    )
+    permanent_codes = frozenset(
+        {
+            "AccessDenied",
+            "AllAccessDisabled",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "NoSuchBucket",
+            "AccountProblem",
+        }
+    )
 
     def __init__(self, storage: Storage) -> None:
         super().__init__(storage)
@@ -63,22 +98,16 @@ class S3Backend(Backend):
     def client(self) -> Any:
         return self.s3.connection.meta.client
 
-    def listing(self, keep: Keep | None = None) -> Found | None:
-        found: Found = {}
+    def listing(self) -> Listing | None:
+        found: Listing = {}
         paginator = self.client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self.s3.bucket_name, Prefix=self.prefix)
         for page in pages:
             for item in page.get("Contents", ()):
                 name = item["Key"][len(self.prefix) :]
                 if name and not name.endswith("/"):
-                    etag = etag_value(item["ETag"].strip('"'))
-                    remote = Remote(item["Size"], etag)
-                    add(found, name, remote, keep)
+                    found[name] = Remote(item["Size"], item["ETag"].strip('"'))
         return found
-
-    def read(self, name: str) -> bytes | None:
-        with self.stream(name) as stream:
-            return None if stream is None else stream.read()
 
     @contextmanager
     def stream(self, name: str) -> Iterator[Readable | None]:
@@ -88,7 +117,7 @@ class S3Backend(Backend):
                 Bucket=self.s3.bucket_name, Key=self.s3._normalize_name(name)
             )
         except Exception as error:
-            if _http_status(error) != 404:
+            if self.describe(error)[0] != 404:
                 raise
             response = None
         if response is None:
@@ -174,10 +203,16 @@ class S3Backend(Backend):
             uploaded = self.uploaded.pop(name, None)
         if uploaded is None:
             return None
-        etag = etag_value(uploaded)
-        if etag == content.md5:
-            etag = content.md5  # one int for both
-        return Remote(content.size, etag)
+        return Remote(content.size, uploaded)
+
+    def describe(self, error: BaseException) -> tuple[int | None, str | None]:
+        """botocore's ClientError carries both in its ``response``."""
+        response = getattr(error, "response", None)
+        if not isinstance(response, dict):
+            return super().describe(error)
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = response.get("Error", {}).get("Code")
+        return (int(status) if status else None), (str(code) if code else None)
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:
@@ -198,14 +233,6 @@ class S3Backend(Backend):
         finally:
             s3.client_config, s3.transfer_config = saved
             _drop_clients(s3)
-
-
-def _http_status(error: Exception) -> int | None:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        return int(status) if status is not None else None
-    return None
 
 
 def _botocore_config(max_pool_connections: int) -> Any:

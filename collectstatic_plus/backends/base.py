@@ -1,0 +1,206 @@
+"""The backend contract: what a run may ask of a destination storage.
+
+:class:`Backend` works with any ``Storage`` through its public API. A
+subclass for a storage we know adds read-only fast paths (a listing of the
+destination in a few requests, streamed reads), tunes the storage's client
+for threads, counts its requests, and says which of its errors are worth
+retrying. Every write still goes through the storage's own ``save`` and
+``delete``, except batched deletes, which use the storage's own client,
+bucket and location.
+
+To add a backend, subclass :class:`Backend` in a module of this package,
+set ``BACKEND`` to it and add the module to ``backends.MODULES`` (see
+``docs/design.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.core.files.storage import Storage
+
+from ..digest import Digest, digest_file
+
+#: An MD5 as storage services write it in an ETag or a checksum field.
+MD5 = re.compile(r"[0-9a-f]{32}")
+
+#: How a failed storage call is treated (see :meth:`Backend.classify`).
+TRANSIENT = "transient"  # try again after a backoff
+THROTTLED = "throttled"  # the service asks for fewer calls: back off harder
+PERMANENT = "permanent"  # every call will fail the same way: stop the run
+OTHER = "other"  # this file's own problem: report it, go on with the others
+
+#: HTTP statuses worth another attempt.
+TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """What a listing says the destination holds at one path."""
+
+    size: int
+    #: An ETag, Content-MD5 or generation: what changes with the content.
+    etag: str | None = None
+    mtime_ns: int | None = None
+    is_link: bool = False
+
+    @property
+    def md5(self) -> str | None:
+        """The content's MD5 when the ETag is one (a single-part upload)."""
+        etag = self.etag
+        return etag if etag is not None and MD5.fullmatch(etag) else None
+
+
+#: What a listing returns: every file under the storage's location.
+Listing = dict[str, Remote]
+
+
+class Readable(Protocol):
+    """A file opened for reading in binary mode."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class Backend:
+    """Any storage, through the Storage API only."""
+
+    kind = "generic"
+    #: Whether reading a destination file is as cheap as a local read.
+    local = False
+    #: Storage attributes that identify where it writes (see fingerprint).
+    where = ("location", "bucket_name", "endpoint_url", "azure_container")
+    #: Exception class names (anywhere in an error's MRO) and service error
+    #: codes that :meth:`classify` knows; subclasses add their SDK's.
+    transient_names: frozenset[str] = frozenset()
+    permanent_names: frozenset[str] = frozenset()
+    transient_codes: frozenset[str] = frozenset()
+    throttling_codes: frozenset[str] = frozenset()
+    permanent_codes: frozenset[str] = frozenset()
+
+    @staticmethod
+    def handles(storage: Storage) -> bool:
+        return True
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    @property
+    def storage_class(self) -> type[Any]:
+        return self.storage.__class__  # unwraps staticfiles_storage's LazyObject
+
+    def fingerprint(self) -> str:
+        """Identifies the destination: class and where it writes."""
+        cls = self.storage_class
+        parts: dict[str, str] = {"class": f"{cls.__module__}.{cls.__qualname__}"}
+        for attr in self.where:
+            value = getattr(self.storage, attr, None)
+            if value is not None:
+                parts[attr] = str(value)
+        text = json.dumps(parts, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # Reading ----------------------------------------------------------------
+
+    def listing(self) -> Listing | None:
+        """Every file under the storage's location, or None if we cannot list."""
+        return None
+
+    def listed_name(self, name: str) -> str:
+        """The name a listing shows for a file saved as ``name``."""
+        return name
+
+    def read(self, name: str) -> bytes | None:
+        """The file's bytes, None if it does not exist or cannot be read."""
+        if not callable(getattr(self.storage, "_open", None)):
+            return None
+        try:
+            with self.storage.open(name, "rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, NotImplementedError):
+            return None
+        return data.encode() if isinstance(data, str) else data
+
+    @contextmanager
+    def stream(self, name: str) -> Iterator[Readable | None]:
+        """The file to read a chunk at a time, None if it does not exist.
+
+        Here it is read whole first (:meth:`read`); backends that can stream do.
+        """
+        data = self.read(name)
+        yield None if data is None else io.BytesIO(data)
+
+    def digest(self, name: str) -> Digest | None:
+        """MD5 and size of the destination file, None if it is not there."""
+        if not callable(getattr(self.storage, "_open", None)):
+            return None
+        try:
+            return digest_file(self.storage, name)
+        except (FileNotFoundError, NotImplementedError):
+            return None
+
+    # Writing ----------------------------------------------------------------
+
+    @property
+    def overwrites_in_place(self) -> bool:
+        """Whether ``save`` replaces an existing file instead of renaming."""
+        return bool(getattr(self.storage, "file_overwrite", False))
+
+    def delete_many(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.storage.delete(name)
+
+    @contextmanager
+    def saving(self) -> Iterator[None]:
+        """Around the saves whose :meth:`saved` is asked (the copies)."""
+        yield
+
+    def saved(self, name: str, content: Digest) -> Remote | None:
+        """What a listing would now show at ``name``, right after this run
+        saved ``content`` there, if known without a request; None if not
+        (the file is then listed once more before the record is written)."""
+        return None
+
+    # Running ----------------------------------------------------------------
+
+    @contextmanager
+    def prepared_for_threads(self, workers: int) -> Iterator[None]:
+        """Make the storage's client ready for ``workers`` threads."""
+        yield
+
+    @contextmanager
+    def counting(self, count: Callable[[str], None]) -> Iterator[None]:
+        """Call ``count(kind)`` for each request the storage's client makes."""
+        yield
+
+    def classify(self, error: BaseException) -> str:
+        """Whether a failed call is TRANSIENT, THROTTLED, PERMANENT or OTHER."""
+        names = {cls.__name__ for cls in type(error).__mro__}
+        if names & self.permanent_names:
+            return PERMANENT
+        status, code = self.describe(error)
+        if code in self.permanent_codes or status in (401, 403):
+            return PERMANENT
+        if code in self.throttling_codes or status in (429, 503):
+            return THROTTLED
+        if code in self.transient_codes or status in TRANSIENT_STATUS:
+            return TRANSIENT
+        if names & self.transient_names:
+            return TRANSIENT
+        if isinstance(error, ConnectionError | TimeoutError):
+            return TRANSIENT
+        return OTHER
+
+    def describe(self, error: BaseException) -> tuple[int | None, str | None]:
+        """The HTTP status and service error code of a failed call, if any."""
+        status = getattr(error, "status_code", None)
+        code = getattr(error, "error_code", None)
+        return (status if isinstance(status, int) else None), (
+            str(code) if code else None
+        )

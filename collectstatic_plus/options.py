@@ -1,0 +1,218 @@
+"""The options we add to collectstatic, and what a run is told.
+
+:func:`add_arguments` adds our flags beside stock's; :func:`run_options`
+turns the parsed options (from the command line or ``call_command``) and the
+settings into one :class:`RunOptions`, refusing values and combinations that
+make no sense with one clear line.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from .conf import REMOTE_WORKERS, conf, local_workers
+from .minify import MinifySettings
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run is told: stock's options and ours, settings resolved."""
+
+    dry_run: bool = False
+    clear: bool = False
+    post_process: bool = True
+    ignore_patterns: list[str] = field(default_factory=list)
+    workers: int = 1
+    force: bool = False
+    verify: bool = False
+    delete: bool = False
+    max_delete: int | None = None
+    keep_manifests: int = 3
+    record_name: str = ".collectstatic-plus.json"
+    minify: MinifySettings = field(default_factory=MinifySettings)
+    retries: int = 4
+    retry_budget: float = 60.0
+    #: A bare ``--parallel``: ``workers`` is picked by :meth:`for_destination`.
+    auto_workers: bool = False
+
+    def for_destination(self, local: bool) -> RunOptions:
+        """These options with a bare ``--parallel``'s worker count picked:
+        the WORKERS setting, else by destination."""
+        if not self.auto_workers:
+            return self
+        count = conf.WORKERS or (local_workers() if local else REMOTE_WORKERS)
+        return replace(self, workers=count, auto_workers=False)
+
+
+def positive(value: str, what: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive whole number of {what}, not {value!r}"
+        )
+    return number
+
+
+def worker_count(value: str) -> int | str:
+    """argparse type for ``--parallel N``: a positive number, or "auto"."""
+    return AUTO if value == AUTO else positive(value, "workers")
+
+
+def count(value: str) -> int:
+    """argparse type for ``--max-delete``: zero or more."""
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 or a positive number, not {value!r}"
+        )
+    return number
+
+
+def add_arguments(parser: CommandParser) -> None:
+    """Our options, after stock's."""
+    parser.add_argument(
+        "--parallel",
+        nargs="?",
+        const=AUTO,
+        default=None,
+        type=worker_count,
+        metavar="N",
+        help=(
+            "Copy or upload files with N threads. Without N (or with 'auto'): "
+            f"the WORKERS setting, else {REMOTE_WORKERS} for a remote "
+            f"destination and {local_workers()} for a local one."
+        ),
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="Copy every file, even those the destination already holds.",
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="Ignore the sync record: check each file against the destination.",
+    )
+    parser.add_argument(
+        "--delete",
+        action="store_true",
+        help=(
+            "After a successful run, delete destination files this collection "
+            "did not produce."
+        ),
+    )
+    parser.add_argument(
+        "--max-delete",
+        type=count,
+        metavar="N",
+        help="With --delete: stop, deleting nothing, if more than N are stale.",
+    )
+    parser.add_argument(
+        "--minify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Minify CSS and JS as they are collected (default: the MINIFY setting).",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="Write a JSON report of the run to FILE ('-' for stdout).",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=(
+            "Dry run that exits with status 1 if anything would change "
+            "(implies --dry-run)."
+        ),
+    )
+    parser.add_argument(
+        "--keep-manifests",
+        type=lambda value: positive(value, "manifests"),
+        metavar="K",
+        help=(
+            "With --delete: keep the files named by the last K manifests "
+            "(default: the KEEP_MANIFESTS setting, 3)."
+        ),
+    )
+
+
+def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
+    """What a run is told, from the command's parsed options and the settings
+    (see :meth:`RunOptions.for_destination` for a bare ``--parallel``)."""
+    conf.validate()
+    if options.get("delete") and symlink:
+        raise CommandError("--delete cannot be combined with --link.")
+    minify = options.get("minify")
+    minify = conf.MINIFY if minify is None else bool(minify)
+    if minify and symlink:
+        raise CommandError(
+            "--link cannot be combined with minification (--minify or the "
+            "MINIFY setting): a symlink serves the source as it is."
+        )
+    keep = _number(options, "keep_manifests", minimum=1)
+    count = workers(options.get("parallel"))
+    return RunOptions(
+        dry_run=bool(options.get("dry_run")),
+        clear=bool(options.get("clear")),
+        post_process=bool(options.get("post_process", True)),
+        ignore_patterns=list(options.get("ignore_patterns") or []),
+        workers=count or 1,
+        auto_workers=count is None,
+        force=bool(options.get("force")),
+        verify=bool(options.get("verify")),
+        delete=bool(options.get("delete")),
+        max_delete=_number(options, "max_delete", minimum=0),
+        keep_manifests=keep if keep is not None else conf.KEEP_MANIFESTS,
+        record_name=conf.RECORD_NAME,
+        retries=conf.RETRIES,
+        retry_budget=conf.RETRY_BUDGET,
+        minify=MinifySettings(
+            enabled=minify,
+            include=conf.MINIFY_INCLUDE,
+            exclude=conf.MINIFY_EXCLUDE,
+            source_mapped=conf.MINIFY_SOURCE_MAPPED,
+        ),
+    )
+
+
+def workers(parallel: object) -> int | None:
+    """Workers for a ``--parallel`` value: 1 without one, None for "auto", N."""
+    if parallel is None:
+        return 1
+    if isinstance(parallel, str):
+        try:
+            parallel = worker_count(parallel)
+        except argparse.ArgumentTypeError as error:
+            raise CommandError(f"--parallel {error}.") from None
+    if parallel == AUTO:
+        return None
+    if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
+        raise CommandError(
+            f"--parallel must be a positive whole number of workers, not {parallel!r}."
+        )
+    return parallel
+
+
+def _number(options: dict[str, Any], key: str, minimum: int) -> int | None:
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        flag = "--" + key.replace("_", "-")
+        raise CommandError(
+            f"{flag} must be a whole number >= {minimum}, not {value!r}."
+        )
+    return value

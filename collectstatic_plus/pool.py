@@ -1,0 +1,148 @@
+"""Run one task per file, inline or on a thread pool, and carry errors back.
+
+``TransferPool`` is the only place threads are made. A task's exception never
+escapes a worker silently: it is recorded against the file's path and the
+caller reports every failure once all other files are done. Ctrl-C stops new
+work, lets work in flight finish, and becomes a one-line CommandError. A
+configuration error (``ImproperlyConfigured``, or a storage's PermanentError)
+is the same for every file: it stops the run and is raised as it is. The number
+of queued tasks is bounded, so a very large tree does not become a very large
+queue of pending futures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
+
+from .retry import PermanentError
+
+#: Tasks allowed to wait in the queue per worker, beyond those running.
+QUEUE_PER_WORKER = 4
+
+#: Errors that no other file can escape either: raised, not collected.
+FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, PermanentError)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A file whose task raised, and the exception it raised."""
+
+    path: str
+    error: BaseException
+
+    @property
+    def reason(self) -> str:
+        text = str(self.error)
+        name = type(self.error).__name__
+        return f"{name}: {text}" if text else name
+
+
+class TransferPool:
+    """Run ``fn(*args)`` per file with ``workers`` threads (1 means inline)."""
+
+    def __init__(
+        self, workers: int, on_interrupt: Callable[[], None] | None = None
+    ) -> None:
+        self.workers = workers
+        self.on_interrupt = on_interrupt
+        self.failures: list[Failure] = []
+        self.completed = 0
+        self.fatal: Exception | None = None
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._closing: ThreadPoolExecutor | None = None
+        self._slots: threading.BoundedSemaphore | None = None
+        if workers > 1:
+            self._executor = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix="collectstatic"
+            )
+            self._slots = threading.BoundedSemaphore(workers * (1 + QUEUE_PER_WORKER))
+
+    def __enter__(self) -> TransferPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        try:
+            self.close(cancel=exc_type is not None)
+        except KeyboardInterrupt:
+            # Ctrl-C while waiting for the last files: stop like any other.
+            interrupted = True
+            with contextlib.suppress(KeyboardInterrupt):  # a second one: go
+                self.close(cancel=True)
+        if interrupted:
+            if self.on_interrupt is not None:
+                self.on_interrupt()
+            raise CommandError(
+                f"Interrupted: {self.completed} file(s) collected before the "
+                "interrupt; run collectstatic again to finish.",
+                returncode=130,
+            ) from None
+
+    def submit(self, path: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` for ``path`` now (serial) or on a worker."""
+        if self._executor is None or self._slots is None:
+            self._run(path, fn, args)
+            self._raise_fatal()
+            return
+        self._raise_fatal()
+        self._slots.acquire()
+        try:
+            future = self._executor.submit(self._run, path, fn, args)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(self._release)
+
+    def close(self, cancel: bool = False) -> None:
+        """Wait for queued work, or with ``cancel`` only for work in flight.
+
+        Raises the first fatal error a task met, unless cancelling.
+        """
+        if self._executor is not None:
+            self._closing, self._executor = self._executor, None
+        if self._closing is not None:
+            try:
+                self._closing.shutdown(wait=True, cancel_futures=cancel)
+            except KeyboardInterrupt:
+                self._closing.shutdown(wait=False, cancel_futures=True)
+                raise
+        if not cancel:
+            self._raise_fatal()
+
+    def _raise_fatal(self) -> None:
+        if self.fatal is not None:
+            raise self.fatal
+
+    def _run(self, path: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if self.fatal is not None:
+            return
+        try:
+            fn(*args)
+        except FATAL_ERRORS as error:
+            with self._lock:
+                self.fatal = self.fatal or error
+        except Exception as error:
+            with self._lock:
+                self.failures.append(Failure(path, error))
+        else:
+            with self._lock:
+                self.completed += 1
+
+    def _release(self, future: Future[None]) -> None:
+        assert self._slots is not None
+        self._slots.release()

@@ -1,0 +1,374 @@
+"""One collectstatic run, in order: the only module that knows the steps.
+
+clear -> find sources -> read the destination (listing and sync record) ->
+hash what must be hashed -> decide and copy on the pool -> post-process ->
+write the sync record -> prune.
+
+Nothing after a failed step writes to the destination, except the sync
+record, which then lists only what landed. The run returns what happened in
+stock's terms (:class:`Outcome`); the command prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TextIO
+
+import django
+from django.core.files.storage import Storage
+from django.core.management.base import CommandError, OutputWrapper
+
+from .backends import backend_for
+from .backends.base import Listing
+from .digest import digest_file
+from .minify import Minifier, MinifyingSource
+from .minify import Outcome as Minified
+from .options import RunOptions
+from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
+from .pool import Failure, TransferPool
+from .postprocess import PostProcessing
+from .progress import Progress
+from .prune import Pruner
+from .record import Record
+from .recorder import Recorder
+from .report import Report
+from .retry import PermanentError, Retry, Throttle
+from .sources import Source, find_sources, mixed
+from .transfer import Copier
+
+#: Failed paths named in the final error message; stderr lists all of them.
+NAMED_FAILURES = 10
+#: Django 6.0 moved the duplicate-path and clearing messages to -v 2.
+NOTICE_LEVEL = 2 if django.VERSION >= (6, 0) else 1
+
+
+@dataclass
+class Outcome:
+    """What a run did, as stock's lists (see the command's ``collected``)."""
+
+    copied: list[str] = field(default_factory=list)
+    unmodified: list[str] = field(default_factory=list)
+    post_processed: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    #: Later files for a path already found (not collected).
+    skipped: list[str] = field(default_factory=list)
+
+
+class Host(Protocol):
+    """What a run needs of the command: its output and two of stock's rules."""
+
+    stderr: OutputWrapper
+    verbosity: int
+
+    def log(self, msg: str, level: int = 2) -> None: ...
+    def delete_file(
+        self, path: str, prefixed_path: str, source_storage: Storage
+    ) -> bool: ...
+    def clear_dir(self, path: str) -> None: ...
+
+
+class Failed(Exception):
+    """Files that could not be collected: the command prints each, then
+    raises a CommandError with this message."""
+
+    def __init__(self, failures: list[Failure], verb: str = "collected") -> None:
+        self.failures = sorted(failures, key=lambda failure: failure.path)
+        paths = [failure.path for failure in self.failures]
+        named = ", ".join(paths[:NAMED_FAILURES])
+        if len(paths) > NAMED_FAILURES:
+            named += f" and {len(paths) - NAMED_FAILURES} more"
+        noun = "file" if len(paths) == 1 else "files"
+        super().__init__(f"{len(paths)} static {noun} could not be {verb}: {named}.")
+
+
+class Run:
+    def __init__(
+        self,
+        storage: Storage,
+        options: RunOptions,
+        host: Host,
+        report: Report,
+        progress_to: TextIO | None = None,
+    ) -> None:
+        self.storage = storage
+        self.options = options
+        self.host = host
+        self.report = report
+        self.progress_to = progress_to
+        self.backend = backend = backend_for(storage)
+        self.retry = Retry(
+            options.retries,
+            options.retry_budget,
+            throttle=Throttle(options.workers),
+            errors=backend,
+        )
+        self.minifier = Minifier(options.minify)
+        self.recorder = Recorder(backend, self.retry, options.record_name, self.warn)
+        self.copier = Copier(
+            storage,
+            backend,
+            self.retry,
+            report,
+            host.log,
+            host.delete_file,
+            options.dry_run,
+        )
+        self.outcome = Outcome()
+        #: Every file the finders offered, in their order (duplicates too),
+        #: and the one collected for each destination path.
+        self.found: list[Source] = []
+        self.sources: dict[str, Source] = {}
+        #: What the destination holds, before this run writes anything.
+        self.listing: Listing | None = None
+        self.previous: Record | None = None
+        self.post_processing = PostProcessing(
+            storage, backend, self.retry, report, host, options, progress_to
+        )
+        self.warned: set[str] = set()
+
+    def run(self) -> Outcome:
+        phase, options = self.report.phase, self.options
+        with (
+            self.backend.prepared_for_threads(options.workers),
+            self.backend.counting(self.report.count_request),
+        ):
+            if options.clear:
+                with phase("clear"):
+                    self.clear()
+            with phase("find"):
+                self.find()
+            with phase("read destination"):
+                self.learn()
+            known = Knowledge(
+                self.listing,
+                self.previous,
+                self.backend.local,
+                options.force,
+                options.verify,
+            )
+            with phase("hash"):
+                self.hash(known)
+            with phase("transfer"), self.backend.saving():
+                self.transfer(known)
+            if options.post_process:
+                with phase("post-process"):
+                    self.post_process()
+            if not options.dry_run:
+                with phase("record"):
+                    self.save_record(complete=True)
+            if options.delete:
+                with phase("delete"):
+                    self.prune()
+        return self.outcome
+
+    def clear(self) -> None:
+        """``--clear``: stock's on local disk; elsewhere a listing and batched
+        deletes (stock's ``exists("")`` breaks S3 with no location)."""
+        listing = None
+        if not self.backend.local:
+            listing = self.retry("Listing the destination", self.backend.listing)
+        if listing is None:
+            self.host.clear_dir("")
+            return
+        names = sorted(listing)
+        for name in names:
+            verb = "Pretending to delete" if self.options.dry_run else "Deleting"
+            self.host.log(f"{verb} '{name}'", level=NOTICE_LEVEL)
+        self.outcome.deleted += names
+        if names and not self.options.dry_run:
+            self.retry(
+                "Clearing the destination", lambda: self.backend.delete_many(names)
+            )
+
+    def find(self) -> None:
+        """The sources in finder order; later files for a path are duplicates."""
+        minify = self.minifier.settings.enabled
+        for source in find_sources(self.options.ignore_patterns):
+            path = source.prefixed_path
+            winner = self.sources.get(path)
+            if winner is not None:
+                self.report.other(
+                    path,
+                    "conflict",
+                    source=source.origin,
+                    reason=f"{winner.origin} won",
+                )
+            elif minify and self.minifier.applies_to(path):
+                source = self.sources[path] = self.minifying(source)
+            else:
+                self.sources[path] = source
+            self.found.append(source)
+
+    def minifying(self, source: Source) -> Source:
+        """The source as it is written: every reader sees the minified bytes."""
+        storage = MinifyingSource(
+            source.storage, source.prefixed_path, self.minifier, self.note_minified
+        )
+        token = None if source.token is None else mixed(source.token, self.minifier.key)
+        return replace(source, storage=storage, token=token)  # type: ignore[arg-type]
+
+    def note_minified(self, path: str, outcome: Minified) -> None:
+        trouble = outcome.reason == "not UTF-8" or outcome.reason.startswith(
+            "minifier error"
+        )
+        if trouble and path not in self.warned:
+            self.warned.add(path)
+            self.warn(f"Not minified '{path}' ({outcome.reason}); copied as it is.")
+        entry = self.report.files.get(path)
+        self.report.file(
+            path,
+            entry.action if entry is not None else "new",
+            minify={
+                "minified": outcome.minified,
+                "before": outcome.before,
+                "after": outcome.after,
+                **({"reason": outcome.reason} if outcome.reason else {}),
+            },
+        )
+
+    def learn(self) -> None:
+        """What the destination holds: the sync record, and a listing if the
+        backend can list (none after ``--clear``: it holds nothing)."""
+        if self.options.clear:
+            self.listing = {}
+            return
+        refused: PermanentError | None = None
+        try:
+            self.previous = self.recorder.load()
+        except PermanentError as error:  # the listing's own error comes first
+            refused = error
+        try:
+            self.listing = self.retry("Listing the destination", self.backend.listing)
+        except PermanentError as error:
+            raise CommandError(str(error)) from error
+        except Exception as error:
+            raise CommandError(
+                f"Could not list the destination: {type(error).__name__}: {error}"
+            ) from error
+        if refused is not None:
+            raise CommandError(str(refused)) from refused
+
+    def hash(self, known: Knowledge) -> None:
+        """Each source's content, where deciding needs it: the record's if the
+        file was not touched since, else read (on the pool)."""
+
+        def read(source: Source) -> None:
+            source.digest = digest_file(source.storage, source.path)
+
+        with self.pool() as pool:
+            for path, source in self.sources.items():
+                if not needs_digest(path, known):
+                    continue
+                source.digest = recorded_digest(source, known)
+                if source.digest is None:
+                    pool.submit(path, read, source)
+        self.raise_failures(pool, verb="read")
+
+    def transfer(self, known: Knowledge) -> None:
+        """Decide each file in finder order, and copy on the pool."""
+        copier, outcome = self.copier, self.outcome
+        progress = Progress(self.progress_to, "Collecting", len(self.sources))
+
+        def copy(source: Source, decision: object) -> None:
+            copier.run(source, decision)  # type: ignore[arg-type]
+            progress.advance(1, source.digest.size if source.digest else 0)
+
+        try:
+            with self.pool(on_interrupt=self.save_partial_record) as pool:
+                for source in self.found:
+                    path = source.prefixed_path
+                    if self.sources[path] is not source:
+                        outcome.skipped.append(path)
+                        self.host.log(duplicate_message(path), level=NOTICE_LEVEL)
+                        continue
+                    decision = decide(path, source.digest, known)
+                    if decision.action is Action.SKIP:
+                        copier.skip(source)  # no I/O: not worth a thread
+                        progress.advance()
+                    else:
+                        pool.submit(path, copy, source, decision)
+        except PermanentError as error:
+            self.save_partial_record()
+            raise CommandError(str(error)) from error
+        progress.close()
+        outcome.copied += copier.copied
+        outcome.unmodified += copier.unmodified
+        if pool.failures:
+            self.save_partial_record()
+        self.raise_failures(pool)
+
+    def post_process(self) -> None:
+        """The storage's own ``post_process``, staged (see postprocess.py)."""
+        copied = bool(self.copier.copied)
+        self.outcome.post_processed = self.post_processing.run(
+            self.sources, self.listing, self.previous, copied
+        )
+
+    def save_partial_record(self) -> None:
+        """After a failure or an interrupt: record what landed, and only that."""
+        if not self.options.dry_run:
+            self.save_record(complete=False)
+
+    def save_record(self, complete: bool) -> None:
+        previous, done = self.previous, self.post_processing
+        manifests = previous.manifests if previous is not None else []
+        manifest = done.manifest
+        if complete and manifest is not None and manifests[:1] != [manifest]:
+            manifests = [manifest, *manifests][: self.options.keep_manifests]
+        new = self.recorder.next(
+            self.sources,
+            previous,
+            self.listing,
+            self.copier.written,
+            self.copier.kept,
+            manifests,
+            done.key if complete else None,
+        )
+        self.recorder.save(new, previous, complete)
+
+    def prune(self) -> None:
+        """``--delete``: what this collection did not produce (see prune.py)."""
+        options, previous = self.options, self.previous
+        keep = set(self.sources) | self.post_processing.outputs
+        keep.add(self.backend.listed_name(options.record_name))
+        manifest_name = getattr(self.storage, "manifest_name", None)
+        if isinstance(manifest_name, str):
+            keep.add(manifest_name)
+        history = previous.manifests if previous is not None else []
+        for paths in [self.post_processing.manifest or [], *history][
+            : options.keep_manifests
+        ]:
+            keep.update(paths)
+        if self.listing is not None:
+            existing = set(self.listing)
+        else:
+            existing = set(previous.files) if previous is not None else set()
+            for paths in history:
+                existing.update(paths)
+        pruner = Pruner(self.backend, self.retry, self.host.log, options)
+        for path in pruner.run(existing, keep):
+            remote = None if self.listing is None else self.listing.get(path)
+            self.report.other(path, "deleted", size=remote.size if remote else None)
+            self.outcome.deleted.append(path)
+
+    def pool(self, on_interrupt: Callable[[], None] | None = None) -> TransferPool:
+        return TransferPool(self.options.workers, on_interrupt=on_interrupt)
+
+    def raise_failures(self, pool: TransferPool, verb: str = "collected") -> None:
+        if pool.failures:
+            for failure in pool.failures:
+                self.report.error(failure.path, failure.reason)
+            raise Failed(pool.failures, verb)
+
+    def warn(self, message: str) -> None:
+        if self.host.verbosity >= 1:
+            self.host.stderr.write(message)
+
+
+def duplicate_message(path: str) -> str:
+    return (
+        f"Found another file with the destination path '{path}'. It will be "
+        "ignored since only the first encountered file is collected. If this "
+        "is not what you want, make sure every static file has a unique path."
+    )

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.files import File
 from django.core.files.storage import Storage
@@ -17,8 +16,7 @@ from django.core.files.storage import Storage
 CHUNK = 256 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
+class Digest(NamedTuple):
     """A file's content: its MD5 (32 lowercase hex digits) and size in bytes."""
 
     md5: str

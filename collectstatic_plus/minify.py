@@ -24,13 +24,17 @@ import json
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import rcssmin
 import rjsmin
 from django.core.files import File
 from django.core.files.storage import Storage
+
+from .options import MinifySettings
+from .report import Report
+from .sources import Source, mixed
 
 SOURCE_MAP = re.compile(rb"[#@]\s*sourceMappingURL\s*=")
 #: Content with a line this long, or lines this long on average, is minified.
@@ -46,14 +50,6 @@ class Outcome:
     before: int
     after: int
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class MinifySettings:
-    enabled: bool = False
-    include: tuple[str, ...] = ("*.css", "*.js")
-    exclude: tuple[str, ...] = ()
-    source_mapped: bool = False
 
 
 class Minifier:
@@ -292,3 +288,46 @@ class MinifyingSource:
 
     def __getattr__(self, attribute: str) -> Any:
         return getattr(self._storage, attribute)
+
+
+class SourceMinifier:
+    """Makes the sources to minify read minified, and reports each outcome."""
+
+    def __init__(
+        self, settings: MinifySettings, report: Report, warn: Callable[[str], None]
+    ) -> None:
+        self.minifier = Minifier(settings)
+        self.report = report
+        self.warn = warn
+        self.warned: set[str] = set()
+
+    def wrap(self, source: Source) -> Source:
+        """The source as it is written: every reader sees the minified bytes,
+        and its stat token also depends on the minifier's settings."""
+        if not self.minifier.applies_to(source.prefixed_path):
+            return source
+        storage = MinifyingSource(
+            source.storage, source.prefixed_path, self.minifier, self.note
+        )
+        token = source.token
+        token = None if token is None else mixed(token, self.minifier.key)
+        return replace(source, storage=storage, token=token)  # type: ignore[arg-type]
+
+    def note(self, path: str, outcome: Outcome) -> None:
+        trouble = outcome.reason == "not UTF-8" or outcome.reason.startswith(
+            "minifier error"
+        )
+        if trouble and path not in self.warned:
+            self.warned.add(path)
+            self.warn(f"Not minified '{path}' ({outcome.reason}); copied as it is.")
+        entry = self.report.files.get(path)
+        self.report.file(
+            path,
+            entry.action if entry is not None else "new",
+            minify={
+                "minified": outcome.minified,
+                "before": outcome.before,
+                "after": outcome.after,
+                **({"reason": outcome.reason} if outcome.reason else {}),
+            },
+        )

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.management.base import CommandError, CommandParser
 
 from .conf import REMOTE_WORKERS, conf, local_workers
-from .minify import MinifySettings
 
 AUTO = "auto"
+
+
+class MinifySettings(NamedTuple):
+    enabled: bool = False
+    include: tuple[str, ...] = ("*.css", "*.js")
+    exclude: tuple[str, ...] = ()
+    source_mapped: bool = False
 
 
 @dataclass(frozen=True)

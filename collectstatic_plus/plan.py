@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .backends.base import Listing, Remote
 from .digest import Digest
@@ -28,8 +29,7 @@ class Action(enum.Enum):
     STOCK = "stock"  # nothing known: stock's exists + modification time rule
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     action: Action
     #: Whether the destination holds a file at this path; None: not known.
     exists: bool | None

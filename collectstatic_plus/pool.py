@@ -16,9 +16,8 @@ import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
@@ -32,8 +31,7 @@ QUEUE_PER_WORKER = 4
 FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, PermanentError)
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(NamedTuple):
     """A file whose task raised, and the exception it raised."""
 
     path: str

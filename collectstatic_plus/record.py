@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from .backends.base import Readable, Remote
 from .paths import is_safe_path
@@ -50,8 +50,7 @@ class RecordError(ValueError):
     """The record exists but cannot be trusted; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """One collected file: the content written, and what then landed."""
 
     md5: str
@@ -66,11 +65,15 @@ class Entry:
         seen = self.seen
         if seen is None:
             return [path, self.md5, self.size, self.token, None, None, None]
-        return [path, self.md5, self.size, self.token, *_seen(seen)]
-
-
-def _seen(seen: Remote) -> tuple[int, str | None, int | None]:
-    return seen.size, seen.etag, seen.mtime_ns
+        return [
+            path,
+            self.md5,
+            self.size,
+            self.token,
+            seen.size,
+            seen.etag,
+            seen.mtime_ns,
+        ]
 
 
 @dataclass
@@ -92,12 +95,10 @@ class Record:
             return False
         if tokens:
             return self.files == other.files
-        if self.files.keys() != other.files.keys():
-            return False
-        return all(
-            (entry.md5, entry.size, entry.seen) == (old.md5, old.size, old.seen)
+        theirs = other.files
+        return self.files.keys() == theirs.keys() and all(
+            entry._replace(token=None) == theirs[path]._replace(token=None)
             for path, entry in self.files.items()
-            if (old := other.files[path]) is not entry
         )
 
     def write(self, out: BinaryIO) -> None:

@@ -94,9 +94,8 @@ class Recorder:
                     seen = entry.seen  # as the record saw it: no needless rewrite
             else:
                 continue
-            files[path] = Entry(
-                source.digest.md5, source.digest.size, source.token, seen
-            )
+            digest = source.digest
+            files[path] = Entry(digest.md5, digest.size, source.token, seen)
         for path, entry in old.items():
             if path not in sources and (listing is None or path in listing):
                 files[path] = entry

@@ -12,8 +12,8 @@ stock's terms (:class:`Outcome`); the command prints it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Protocol, TextIO
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 import django
 from django.core.files.storage import Storage
@@ -22,8 +22,6 @@ from django.core.management.base import CommandError, OutputWrapper
 from .backends import backend_for
 from .backends.base import Listing
 from .digest import digest_file
-from .minify import Minifier, MinifyingSource
-from .minify import Outcome as Minified
 from .options import RunOptions
 from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failure, TransferPool
@@ -34,8 +32,11 @@ from .record import Record
 from .recorder import Recorder
 from .report import Report
 from .retry import PermanentError, Retry, Throttle
-from .sources import Source, find_sources, mixed
+from .sources import Source, find_sources
 from .transfer import Copier
+
+if TYPE_CHECKING:
+    from .minify import SourceMinifier
 
 #: Failed paths named in the final error message; stderr lists all of them.
 NAMED_FAILURES = 10
@@ -103,7 +104,11 @@ class Run:
             throttle=Throttle(options.workers),
             errors=backend,
         )
-        self.minifier = Minifier(options.minify)
+        self.minifying: SourceMinifier | None = None
+        if options.minify.enabled:
+            from .minify import SourceMinifier  # here: rcssmin, rjsmin
+
+            self.minifying = SourceMinifier(options.minify, report, self.warn)
         self.recorder = Recorder(backend, self.retry, options.record_name, self.warn)
         self.copier = Copier(
             storage,
@@ -125,7 +130,6 @@ class Run:
         self.post_processing = PostProcessing(
             storage, backend, self.retry, report, host, options, progress_to
         )
-        self.warned: set[str] = set()
 
     def run(self) -> Outcome:
         phase, options = self.report.phase, self.options
@@ -183,7 +187,6 @@ class Run:
 
     def find(self) -> None:
         """The sources in finder order; later files for a path are duplicates."""
-        minify = self.minifier.settings.enabled
         for source in find_sources(self.options.ignore_patterns):
             path = source.prefixed_path
             winner = self.sources.get(path)
@@ -194,38 +197,11 @@ class Run:
                     source=source.origin,
                     reason=f"{winner.origin} won",
                 )
-            elif minify and self.minifier.applies_to(path):
-                source = self.sources[path] = self.minifying(source)
             else:
+                if self.minifying is not None:
+                    source = self.minifying.wrap(source)
                 self.sources[path] = source
             self.found.append(source)
-
-    def minifying(self, source: Source) -> Source:
-        """The source as it is written: every reader sees the minified bytes."""
-        storage = MinifyingSource(
-            source.storage, source.prefixed_path, self.minifier, self.note_minified
-        )
-        token = None if source.token is None else mixed(source.token, self.minifier.key)
-        return replace(source, storage=storage, token=token)  # type: ignore[arg-type]
-
-    def note_minified(self, path: str, outcome: Minified) -> None:
-        trouble = outcome.reason == "not UTF-8" or outcome.reason.startswith(
-            "minifier error"
-        )
-        if trouble and path not in self.warned:
-            self.warned.add(path)
-            self.warn(f"Not minified '{path}' ({outcome.reason}); copied as it is.")
-        entry = self.report.files.get(path)
-        self.report.file(
-            path,
-            entry.action if entry is not None else "new",
-            minify={
-                "minified": outcome.minified,
-                "before": outcome.before,
-                "after": outcome.after,
-                **({"reason": outcome.reason} if outcome.reason else {}),
-            },
-        )
 
     def learn(self) -> None:
         """What the destination holds: the sync record, and a listing if the

@@ -67,12 +67,15 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
     caller decides what to do with later ones, as stock does.
     """
     for finder in get_finders():
-        roots = {id(s): key for key, s in getattr(finder, "storages", {}).items()}
+        name = type(finder).__name__
+        origins = {
+            id(storage): f"{name}:{key}"
+            for key, storage in getattr(finder, "storages", {}).items()
+        }
         for path, storage, token in _listed(finder, ignore_patterns):
             prefix = getattr(storage, "prefix", None)
             prefixed_path = os.path.join(prefix, path) if prefix else path
-            key = roots.get(id(storage))
-            origin = type(finder).__name__ + (f":{key}" if key else "")
+            origin = origins.get(id(storage), name)
             yield Source(path, prefixed_path, storage, origin, token)
 
 

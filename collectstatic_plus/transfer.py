@@ -8,7 +8,6 @@ overwrite it. Called from the worker pool, one file per call.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from django.core.files.storage import Storage
@@ -51,10 +50,10 @@ class Copier:
         self.copied: list[str] = []
         self.unmodified: list[str] = []
         #: What the destination showed right after each file this run wrote
-        #: (None: not known), and the files it already held.
+        #: (None: not known), and the files it already held. Workers add to
+        #: these lists, dict and set: each addition is atomic.
         self.written: dict[str, Remote | None] = {}
         self.kept: set[str] = set()
-        self._lock = threading.Lock()
 
     def run(self, source: Source, decision: Decision) -> None:
         action = decision.action
@@ -69,8 +68,7 @@ class Copier:
 
     def skip(self, source: Source) -> None:
         self.keep(source)
-        with self._lock:
-            self.unmodified.append(source.prefixed_path)
+        self.unmodified.append(source.prefixed_path)
         self.log(f"Skipping '{source.path}' (not modified)")
 
     def check(self, source: Source, exists: bool | None, old_size: int | None) -> None:
@@ -94,8 +92,7 @@ class Copier:
     def keep(self, source: Source, reason: str | None = None) -> None:
         """The destination holds this content: remember it, and report it."""
         assert source.digest is not None
-        with self._lock:
-            self.kept.add(source.prefixed_path)
+        self.kept.add(source.prefixed_path)
         if self.report.keep_files:
             self.report.file(
                 source.prefixed_path,
@@ -128,12 +125,9 @@ class Copier:
             # A storage may save under another name (stock accepts that); the
             # sync record then does not claim this path holds the content.
             if saved == name:
-                seen = self.backend.saved(name, source.digest)
-                with self._lock:
-                    self.written[name] = seen
+                self.written[name] = self.backend.saved(name, source.digest)
         digest = source.digest = source.digest or self.read(source)  # a dry run's
-        with self._lock:
-            self.copied.append(name)
+        self.copied.append(name)
         self.report.file(
             name,
             "changed" if exists else "new",

@@ -21,8 +21,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from django.core.files.storage import Storage
 
@@ -41,8 +40,7 @@ OTHER = "other"  # this file's own problem: report it, go on with the others
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
 
 
-@dataclass(frozen=True, slots=True)
-class Remote:
+class Remote(NamedTuple):
     """What a listing says the destination holds at one path."""
 
     size: int

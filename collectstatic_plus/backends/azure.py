@@ -10,7 +10,6 @@ transport, to count and widen its connections) and requests'
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -72,11 +71,11 @@ class AzureBackend(Backend):
 
     @staticmethod
     def handles(storage: Storage) -> bool:
-        # An AzureStorage instance means its module is loaded; importing it
-        # otherwise would cost the Azure SDK's import for nothing.
-        module = sys.modules.get("storages.backends.azure_storage")
-        cls = getattr(module, "AzureStorage", None)
-        return cls is not None and isinstance(storage, cls)
+        from storages.backends.azure_storage import (
+            AzureStorage,  # loaded already (see backends/__init__.py)
+        )
+
+        return isinstance(storage, AzureStorage)
 
     @property
     def azure(self) -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,11 +46,11 @@ class GCSBackend(Backend):
 
     @staticmethod
     def handles(storage: Storage) -> bool:
-        # A GoogleCloudStorage instance means its module is loaded; importing
-        # it otherwise would import the Google SDK for nothing.
-        module = sys.modules.get("storages.backends.gcloud")
-        cls = getattr(module, "GoogleCloudStorage", None)
-        return cls is not None and isinstance(storage, cls)
+        from storages.backends.gcloud import (
+            GoogleCloudStorage,  # loaded already (see backends/__init__.py)
+        )
+
+        return isinstance(storage, GoogleCloudStorage)
 
     @property
     def gcs(self) -> Any:

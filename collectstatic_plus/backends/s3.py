@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import gzip
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -79,11 +78,11 @@ class S3Backend(Backend):
 
     @staticmethod
     def handles(storage: Storage) -> bool:
-        # An S3Storage instance means its module is loaded; importing it
-        # otherwise would cost boto3's import (a sixth of a second) for nothing.
-        module = sys.modules.get("storages.backends.s3")
-        cls = getattr(module, "S3Storage", None)
-        return cls is not None and isinstance(storage, cls)
+        from storages.backends.s3 import (
+            S3Storage,  # loaded already (see backends/__init__.py)
+        )
+
+        return isinstance(storage, S3Storage)
 
     @property
     def s3(self) -> Any:

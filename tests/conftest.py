@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -18,7 +19,11 @@ from django.utils.functional import empty
 
 from collectstatic_plus.management.commands.collectstatic import Command
 
+from .servers.azurite import AzuriteServer, AzuriteUnavailable
+from .servers.gcs import GCSServer
 from .servers.s3 import S3Server
+
+NO_BUCKET_METADATA = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
 def default_sigint() -> None:
@@ -79,6 +84,31 @@ def read_tree(root: Path, record: bool = False) -> dict[str, bytes]:
     return found
 
 
+def many(root: Path, count: int) -> Path:
+    """``count`` small CSS files in five folders under ``root``."""
+    return write_tree(
+        root, {f"d{i % 5}/f{i}.css": f".c{i} {{ color: red }}\n" for i in range(count)}
+    )
+
+
+def visible(root: Path) -> dict[str, bytes]:
+    """The files under ``root`` that stock's default ignore patterns keep."""
+    return {
+        name: data
+        for name, data in read_tree(root).items()
+        if not name.startswith(".") and not name.endswith("~")
+    }
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def use(settings: Any, storage: dict[str, Any]) -> None:
+    """Make ``storage`` (a STORAGES entry) the staticfiles storage."""
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
+
+
 SMALL_TREE: dict[str, bytes | str] = {
     "css/site.css": "body { background: url('../img/bg.png'); }\n",
     "css/print.css": "@media print { body { color: black; } }\n",
@@ -89,6 +119,16 @@ SMALL_TREE: dict[str, bytes | str] = {
     "deep/a/b/c/file.txt": "deep\n",
     ".hidden": "ignored by default\n",
     "backup.txt~": "ignored by default\n",
+}
+
+
+MANIFEST_TREE: dict[str, bytes | str] = {
+    "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
+    "css/b.css": "p { background: url('../i/y.png') }\n",
+    "css/c.css": "q { color: red }\n",
+    "i/x.png": b"x" * 100,
+    "i/y.png": b"y" * 100,
+    "js/app.js": "console.log(1);\n",
 }
 
 
@@ -148,6 +188,43 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteServer]:
+    """Azurite's blob service on 127.0.0.1, in its own process, for the session."""
+    try:
+        server = AzuriteServer().start()
+    except AzuriteUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"Azurite is required on CI and could not start: {error}")
+        pytest.skip(f"LOUD SKIP: Azurite could not start, Azure untested: {error}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GCSServer]:
+    """The GCS emulator on 127.0.0.1, in its own process, for the session.
+
+    If it cannot start, the GCS tests are skipped with the reason, except in
+    CI (``CI`` set), where that is a failure.
+    """
+    try:
+        import gcp_storage_emulator  # type: ignore[import-untyped]  # noqa: F401
+        import storages.backends.gcloud  # noqa: F401
+
+        server = GCSServer().start()
+    except Exception as error:
+        message = f"GCS emulator unavailable, GCS tests not run: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STORAGE_EMULATOR_HOST", server.endpoint_url)
+        patch.setenv(NO_BUCKET_METADATA, "true")
+        yield server
+    server.stop()
+
+
 @pytest.fixture(autouse=True)
 def storages_override_keeps_options(monkeypatch: pytest.MonkeyPatch) -> None:
     """Django 4.2 only: overriding STORAGES in a test drops its OPTIONS.
@@ -193,4 +270,14 @@ def sources(tmp_path: Path, settings: Any) -> Path:
     return root
 
 
-__all__ = ["Command", "Run", "read_tree", "run_collectstatic", "run_stock"]
+__all__ = [
+    "Command",
+    "Run",
+    "many",
+    "md5",
+    "read_tree",
+    "run_collectstatic",
+    "run_stock",
+    "use",
+    "visible",
+]

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import collections
 import gzip
-import hashlib
 import io
 import json
 import logging
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
 from django.core.files.storage import Storage
 
@@ -34,13 +30,15 @@ from collectstatic_plus.backends.azure import AzureBackend, client_session
 
 from .azure_storages import ObservedAzureStorage
 from .conftest import (
+    MANIFEST_TREE,
+    many,
+    md5,
     read_tree,
-    record_files,
     run_collectstatic,
-    run_stock,
+    use,
     write_tree,
 )
-from .servers.azurite import AzuriteServer, AzuriteUnavailable, Request
+from .servers.azurite import AzuriteServer, Request
 
 REPO = Path(__file__).resolve().parents[1]
 AZURE = "storages.backends.azure_storage.AzureStorage"
@@ -50,23 +48,7 @@ RECORD = ".collectstatic-plus.json"
 #: strips dots from both ends of a blob name.
 RECORD_BLOB = "collectstatic-plus.json"
 
-# django-storages' AzureStorage calls datetime.utcnow() in __init__.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:datetime.datetime.utcnow:DeprecationWarning:storages"
-)
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[AzuriteServer]:
-    """Azurite's blob service on 127.0.0.1, in its own process, for the session."""
-    try:
-        server = AzuriteServer().start()
-    except AzuriteUnavailable as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"Azurite is required on CI and could not start: {error}")
-        pytest.skip(f"LOUD SKIP: Azurite could not start, Azure untested: {error}")
-    yield server
-    server.stop()
+pytestmark = pytest.mark.azure
 
 
 class Container:
@@ -130,10 +112,6 @@ def container(azurite: AzuriteServer) -> Container:
     return Container(azurite)
 
 
-def use(settings: Any, storage: dict[str, Any]) -> None:
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
-
-
 class Requests:
     """The requests one run made, as Azurite's proxy saw them."""
 
@@ -168,24 +146,6 @@ def collect(container: Container, **options: Any) -> Requests:
     stdout, stderr = io.StringIO(), io.StringIO()
     run_collectstatic(stdout=stdout, stderr=stderr, **options)
     return Requests(container, stdout.getvalue(), stderr.getvalue())
-
-
-def many(root: Path, count: int) -> Path:
-    return write_tree(
-        root, {f"d{i % 5}/f{i}.css": f".c{i} {{ color: red }}\n" for i in range(count)}
-    )
-
-
-def visible(root: Path) -> dict[str, bytes]:
-    return {
-        name: data
-        for name, data in read_tree(root).items()
-        if not name.startswith(".") and not name.endswith("~")
-    }
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
 
 
 # --- the backend ------------------------------------------------------------
@@ -279,115 +239,6 @@ def test_listing_reads_one_page_per_page_size(
 # --- incremental runs -------------------------------------------------------
 
 
-@pytest.mark.parametrize("parallel", [None, 8])
-def test_cold_run_uploads_each_file_once_with_its_bytes(
-    sources: Path, settings: Any, container: Container, parallel: Any
-) -> None:
-    many(sources / "many", 40)
-    use(settings, container.storage())
-    run = collect(container, parallel=parallel)
-
-    assert run.stdout == "\n47 static files copied.\n"
-    # Record read (absent), one listing before and one after, one PUT each.
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 2, "PutBlob": 48}
-    assert run.blobs("PutBlob") == sorted([*visible(sources), RECORD_BLOB])
-    assert container.contents() == visible(sources)
-    assert container.md5s() == {
-        name: md5(data) for name, data in visible(sources).items()
-    }
-
-
-def test_no_change_rerun_reads_the_record_and_one_listing_page(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 1200))]
-    use(settings, container.storage())
-    collect(container, parallel=32)
-    run = collect(container, parallel=32)
-
-    assert run.stdout == "\n0 static files copied, 1200 unmodified.\n"
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 1}
-    assert run.blobs("GetBlob") == [RECORD_BLOB]
-
-
-@pytest.mark.parametrize("parallel", [None, 8])
-def test_changing_k_files_puts_exactly_those_blobs_and_the_record(
-    tmp_path: Path, settings: Any, container: Container, parallel: Any
-) -> None:
-    source = many(tmp_path / "src", 30)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, container.storage())
-    collect(container)
-    changed = ["d0/f5.css", "d1/f11.css", "d4/f29.css"]
-    for name in changed:
-        (source / name).write_text("/* changed */\n")
-    run = collect(container, parallel=parallel)
-
-    assert run.stdout == "\n3 static files copied, 27 unmodified.\n"
-    assert run.blobs("PutBlob") == sorted([*changed, RECORD_BLOB])
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 2, "PutBlob": 4}
-    assert container.contents() == read_tree(source)
-
-
-def test_record_holds_the_md5_and_size_of_each_new_blob(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    source = many(tmp_path / "src", 5)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, container.storage())
-    run = collect(container, verbosity=2)
-    files = record_files(container.record())
-    assert {path: (e["md5"], e["size"]) for path, e in files.items()} == {
-        name: (md5(data), len(data)) for name, data in read_tree(source).items()
-    }
-    assert f"Bytes copied: {sum(map(len, read_tree(source).values()))}" in run.stdout
-
-
-def test_fresh_checkout_with_new_mtimes_uploads_nothing(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    source = many(tmp_path / "src", 20)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, container.storage())
-    collect(container)
-    future = time.time() + 3600
-    for path in source.rglob("*.css"):
-        os.utime(path, (future, future))
-    run = collect(container, parallel=4)
-    assert run.stdout == "\n0 static files copied, 20 unmodified.\n"
-    assert "PutBlob" not in run.kinds
-
-
-def test_without_a_record_content_md5s_decide(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    source = many(tmp_path / "src", 20)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, container.storage())
-    collect(container)
-    container.delete(RECORD_BLOB)
-    (source / "d2/f7.css").write_text("/* new */\n")
-    run = collect(container)
-    assert run.stdout == "\n1 static file copied, 19 unmodified.\n"
-    assert run.blobs("PutBlob") == sorted(["d2/f7.css", RECORD_BLOB])
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 2, "PutBlob": 2}
-
-
-def test_out_of_band_changes_are_noticed_by_the_listing(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    source = many(tmp_path / "src", 20)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, container.storage())
-    collect(container)
-    container.delete("d0/f0.css")
-    container.put("d1/f1.css", b"tampered")
-    run = collect(container)
-    # Same content as recorded again, same Content-MD5: no record rewrite.
-    assert run.blobs("PutBlob") == ["d0/f0.css", "d1/f1.css"]
-    assert container.contents() == read_tree(source)
-
-
 def test_verify_reads_only_the_blobs_the_listing_cannot_vouch_for(
     tmp_path: Path, settings: Any, container: Container
 ) -> None:
@@ -472,33 +323,6 @@ def test_default_overwrite_files_false_deletes_then_saves(
 # --- --delete -----------------------------------------------------------------
 
 
-def test_delete_removes_exactly_the_stale_blobs_inside_the_location(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, container.storage(location="static"))
-    collect(container)
-    container.put("elsewhere/keep.css", b"outside the location")
-    container.put("static-not-inside/keep.css", b"outside, same prefix")
-    container.put("static/stale-by-hand.css", b"stale")
-    (source / "d0/f0.css").unlink()
-    run = collect(container, delete=True, verbosity=2)
-
-    assert run.batches() == [["static/d0/f0.css", "static/stale-by-hand.css"]]
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 1, "BlobBatch": 1}
-    assert "Deleting stale 'd0/f0.css'" in run.stdout
-    assert "Deleting stale 'stale-by-hand.css'" in run.stdout
-    deleted = "2 static files deleted, " if django.VERSION >= (6, 0) else ""
-    assert run.stdout.endswith(f"\n{deleted}0 static files copied, 9 unmodified.\n")
-    assert container.contents(record=True) == {
-        "elsewhere/keep.css": b"outside the location",
-        "static-not-inside/keep.css": b"outside, same prefix",
-        **{f"static/{name}": data for name, data in read_tree(source).items()},
-        f"static/{RECORD}": container.get(f"static/{RECORD}"),
-    }
-
-
 def test_delete_keeps_the_record_when_there_is_no_location(
     tmp_path: Path, settings: Any, container: Container
 ) -> None:
@@ -555,63 +379,7 @@ def test_a_blob_that_cannot_be_deleted_fails_the_run_by_name(
     assert "stale-leased.css" in container.names()
 
 
-def test_clear_lists_and_batch_deletes(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 10))]
-    use(settings, container.storage())
-    collect(container)
-    container.put("old/stale.css", b"old")
-    run = collect(container, clear=True, verbosity=2)
-    assert "Deleting 'old/stale.css'" in run.stdout
-    assert run.batches() == [
-        sorted([*read_tree(tmp_path / "src"), "old/stale.css", RECORD_BLOB])
-    ]
-    assert "GetBlobProperties" not in run.kinds
-    assert container.contents() == read_tree(tmp_path / "src")
-
-
 # --- dry runs and parallel runs -------------------------------------------------
-
-
-def test_dry_run_writes_nothing(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, container.storage())
-    cold = collect(container, dry_run=True, parallel=4)
-    assert cold.kinds == {"GetBlob": 1, "ListBlobs": 1}
-    assert container.names() == []
-
-    collect(container)
-    (source / "d0/f0.css").write_text("/* changed */\n")
-    container.put("stale.css", b"stale")
-    before = container.contents(record=True)
-    dry = collect(container, dry_run=True, delete=True, parallel=4)
-    assert dry.kinds == {"GetBlob": 1, "ListBlobs": 1}
-    assert "Pretending to copy" in dry.stdout
-    assert container.contents(record=True) == before
-
-
-def test_parallel_8_fills_the_container_as_serial_does(
-    sources: Path, settings: Any, azurite: AzuriteServer
-) -> None:
-    many(sources / "many", 60)
-    runs = []
-    for parallel in (None, 8):
-        container = Container(azurite)
-        use(settings, container.storage(location="static"))
-        run = collect(container, parallel=parallel)
-        record = container.record(f"static/{RECORD}")
-        runs.append((run, container.contents(), record_files(record), run.kinds))
-    assert runs[1][1] == runs[0][1]
-    assert runs[1][0].stdout == runs[0][0].stdout == "\n67 static files copied.\n"
-    assert [entry.pop("seen") for entry in runs[1][2].values()] == [
-        entry.pop("seen") for entry in runs[0][2].values()
-    ]
-    assert runs[1][2] == runs[0][2]
-    assert runs[1][3] == runs[0][3]
 
 
 def test_parallel_uploads_share_one_client_with_a_wide_pool(
@@ -666,71 +434,6 @@ def test_reported_requests_are_the_requests_azurite_saw(
 
 
 # --- manifest storage ---------------------------------------------------------
-
-
-MANIFEST_TREE: dict[str, bytes | str] = {
-    "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
-    "css/b.css": "p { background: url('../i/y.png') }\n",
-    "css/c.css": "q { color: red }\n",
-    "i/x.png": b"x" * 100,
-    "i/y.png": b"y" * 100,
-    "js/app.js": "console.log(1);\n",
-}
-
-
-def test_manifest_storage_container_is_byte_identical_to_stock(
-    tmp_path: Path, settings: Any, azurite: AzuriteServer
-) -> None:
-    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
-    theirs, ours = Container(azurite), Container(azurite)
-    use(settings, theirs.storage(AZURE_MANIFEST))
-    stock = run_stock()
-    use(settings, ours.storage(AZURE_MANIFEST))
-    first = collect(ours, parallel=8)
-    collect(ours, parallel=8)
-    assert ours.contents() == theirs.contents()
-    assert len(ours.contents()) == 13
-    assert (
-        first.stdout == stock.stdout == ("\n6 static files copied, 6 post-processed.\n")
-    )
-
-
-def test_manifest_no_change_rerun_makes_no_write(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
-    use(settings, container.storage(AZURE_MANIFEST))
-    collect(container, parallel=8)
-    run = collect(container, parallel=8)
-    assert run.stdout == (
-        "Post-processing up to date.\n\n0 static files copied, 6 unmodified.\n"
-    )
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 1}
-
-
-def test_manifest_one_changed_css_uploads_only_what_depends_on_it(
-    tmp_path: Path, settings: Any, container: Container
-) -> None:
-    source = write_tree(tmp_path / "src", MANIFEST_TREE)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, container.storage(AZURE_MANIFEST))
-    collect(container, parallel=8)
-    (source / "css/b.css").write_text("p { background: url('../i/x.png') }\n")
-    run = collect(container, parallel=8)
-
-    manifest = json.loads(container.get("staticfiles.json"))["paths"]
-    assert run.blobs("PutBlob") == sorted(
-        [
-            "css/b.css",
-            manifest["css/b.css"],
-            manifest["css/a.css"],
-            "staticfiles.json",
-            RECORD_BLOB,
-        ]
-    )
-    assert container.contents()[manifest["css/b.css"]] == (
-        b'p { background: url("../i/x.' + manifest["i/x.png"][4:].encode() + b'") }\n'
-    )
 
 
 def test_manifest_is_rewritten_in_place_without_a_delete(

@@ -7,9 +7,10 @@ points, for S3Storage, S3ManifestStaticStorage and the local
 ManifestStaticFilesStorage) are each followed by a clean run, and the
 destination must then equal the one a history of clean runs gives.
 
-The seed is ``FAULT_SEED`` (environment) or a fixed default; the figures of
-a run (trials, faults injected by kind, bytes lost) are written to
-``.cache/fault-figures.json`` and printed at the end of the module.
+The seed is ``FAULT_SEED`` (environment) or a fixed default. Each test
+records what it injected and found with pytest's ``record_property``
+(``faults``, ``bytes_lost``, ``kill_trials``, ``note``); the fault figures
+are a benchmark's to sum and print (``python -m benchmarks.faults``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from .conftest import (
     read_tree,
     record_files,
     run_collectstatic,
+    use,
     write_tree,
 )
 from .servers.fault_proxy import KINDS, FaultProxy
@@ -49,7 +51,6 @@ from .servers.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = int(os.environ.get("FAULT_SEED", "1"))
-FIGURES_PATH = REPO / ".cache" / "fault-figures.json"
 #: Kill trials per storage.
 TRIALS = 20
 #: Seconds each save sleeps in a killed run, so that kills land mid-run.
@@ -290,64 +291,20 @@ def bytes_lost(expected: dict[str, bytes], found: dict[str, bytes]) -> int:
 
 # Figures --------------------------------------------------------------------
 
+Record = Callable[[str, object], None]
 
-@dataclass
-class Figures:
-    fault_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    kill_trials: dict[str, Counter[str]] = field(default_factory=dict)
-    bytes_lost: int = 0
-    notes: list[str] = field(default_factory=list)
 
-    def faults(self, name: str, snapshot: dict[str, Any]) -> None:
-        self.fault_runs[name] = {
+def record_faults(record: Record, name: str, snapshot: dict[str, Any]) -> None:
+    """What the proxy injected during a test, for benchmarks/faults.py."""
+    record(
+        "faults",
+        {
+            "name": name,
             "requests": snapshot["requests"],
             "forwarded": snapshot["forwarded"],
             "faults": snapshot["faults"],
-        }
-
-    def document(self, seconds: float) -> dict[str, Any]:
-        injected: Counter[str] = Counter()
-        for run in self.fault_runs.values():
-            injected.update(run["faults"])
-        return {
-            "seed": SEED,
-            "seconds": round(seconds, 1),
-            "trials": sum(t["trials"] for t in self.kill_trials.values()),
-            "kill_trials": {k: dict(v) for k, v in self.kill_trials.items()},
-            "faults_injected": dict(sorted(injected.items())),
-            "faults_injected_total": sum(injected.values()),
-            "fault_runs": self.fault_runs,
-            "bytes_lost": self.bytes_lost,
-            "notes": self.notes,
-        }
-
-
-FIGURES = Figures()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def figures(request: pytest.FixtureRequest) -> Iterator[Figures]:
-    """Collects the module's figures; writes and prints them at its end."""
-    started = time.monotonic()
-    yield FIGURES
-    document = FIGURES.document(time.monotonic() - started)
-    FIGURES_PATH.parent.mkdir(exist_ok=True)
-    FIGURES_PATH.write_text(json.dumps(document, indent=1) + "\n")
-    line = (
-        f"fault figures (seed {SEED}): {document['trials']} kill trials "
-        f"{document['kill_trials']}; faults injected "
-        f"{document['faults_injected_total']} {document['faults_injected']}; "
-        f"bytes lost {document['bytes_lost']}; written to {FIGURES_PATH}"
+        },
     )
-    plugins = request.config.pluginmanager
-    capture, reporter = (
-        plugins.get_plugin("capturemanager"),
-        plugins.get_plugin("terminalreporter"),
-    )
-    if capture is not None and reporter is not None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line("")
-            reporter.write_line(line)
 
 
 # The fault proxy ------------------------------------------------------------
@@ -376,10 +333,6 @@ def proxy(fault_proxy: FaultProxy) -> FaultProxy:
     fault_proxy.configure(**CALM)
     fault_proxy.reset()
     return fault_proxy
-
-
-def use(settings: Any, storage: dict[str, Any]) -> None:
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
 
 
 def through(proxy: FaultProxy, bucket: Bucket, backend: str, **options: Any) -> Any:
@@ -444,6 +397,7 @@ def test_transient_faults_leave_the_bucket_a_fault_free_run_leaves(
     s3_server: S3Server,
     proxy: FaultProxy,
     backend: str,
+    record_property: Record,
 ) -> None:
     rng = random.Random(f"{SEED}-transient-{backend}")
     # Three trees, 120 files: enough requests that 5 % of them is some.
@@ -467,17 +421,23 @@ def test_transient_faults_leave_the_bucket_a_fault_free_run_leaves(
         assert sorted(found) == sorted(expected)
         assert found == expected
         if outcome.stderr:
-            FIGURES.notes.append(f"{backend} {step} run warned: {outcome.stderr!r}")
+            record_property("note", f"{backend} {step} run warned: {outcome.stderr!r}")
     snapshot = proxy.faults()
-    FIGURES.faults(f"transient 5% {backend.rsplit('.', 1)[1]}", snapshot)
-    FIGURES.bytes_lost += lost
+    record_faults(
+        record_property, f"transient 5% {backend.rsplit('.', 1)[1]}", snapshot
+    )
+    record_property("bytes_lost", lost)
     assert snapshot["transient"] > 0, snapshot
     assert lost == 0
 
 
 @pytest.mark.s3
 def test_a_failing_key_fails_alone_and_the_next_run_uploads_only_it(
-    tmp_path: Path, settings: Any, s3_server: S3Server, proxy: FaultProxy
+    tmp_path: Path,
+    settings: Any,
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    record_property: Record,
 ) -> None:
     source = static_tree(tmp_path, settings, random.Random(f"{SEED}-failing-key"))
     bucket, bad = bucket_through(proxy, s3_server, settings), "css/c3.css"
@@ -496,7 +456,7 @@ def test_a_failing_key_fails_alone_and_the_next_run_uploads_only_it(
     assert bucket.contents() == {k: v for k, v in expected.items() if k != bad}
     record = json.loads(bucket.get(RECORD))
     assert sorted(record_files(record)) == sorted(set(expected) - {bad})
-    FIGURES.faults("failing key", proxy.faults())
+    record_faults(record_property, "failing key", proxy.faults())
 
     proxy.configure(fail_keys=[])
     s3_server.reset_requests()
@@ -516,16 +476,22 @@ def ride_out_a_burst(
     assert outcome.error is None, outcome.stderr
 
 
-def check_throttled(proxy: FaultProxy, name: str, at_least: int) -> None:
+def check_throttled(
+    proxy: FaultProxy, name: str, at_least: int, record: Record
+) -> None:
     """The runs met ``at_least`` throttled requests; the figures ``name`` them."""
     snapshot = proxy.faults()
-    FIGURES.faults(name, snapshot)
+    record_faults(record, name, snapshot)
     assert snapshot["faults"].get("throttle", 0) >= at_least, snapshot
 
 
 @pytest.mark.s3
 def test_a_throttled_burst_is_ridden_out(
-    tmp_path: Path, settings: Any, s3_server: S3Server, proxy: FaultProxy
+    tmp_path: Path,
+    settings: Any,
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    record_property: Record,
 ) -> None:
     rng = random.Random(f"{SEED}-burst")
     source = static_tree(tmp_path, settings, rng)
@@ -533,13 +499,17 @@ def test_a_throttled_burst_is_ridden_out(
     ride_out_a_burst(proxy)
     change(source, rng, "burst")
     ride_out_a_burst(proxy)  # a second burst, for the change
-    check_throttled(proxy, "throttled bursts", at_least=2)
+    check_throttled(proxy, "throttled bursts", 2, record_property)
     assert bucket.contents() == read_tree(source)
 
 
 @pytest.mark.s3
 def test_a_throttled_burst_during_the_uploads_is_ridden_out_by_the_package(
-    tmp_path: Path, settings: Any, s3_server: S3Server, proxy: FaultProxy
+    tmp_path: Path,
+    settings: Any,
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    record_property: Record,
 ) -> None:
     """botocore tries each request once: our retries (8 attempts, about 6 s
     of backoff at least) and the throttle that halves the workers must do."""
@@ -547,7 +517,7 @@ def test_a_throttled_burst_during_the_uploads_is_ridden_out_by_the_package(
     settings.COLLECTSTATIC_PLUS = {"RETRIES": 8}
     bucket = bucket_through(proxy, s3_server, settings, **sdk_without_retries())
     ride_out_a_burst(proxy, throttle_on="PUT", verbosity=1)
-    check_throttled(proxy, "throttled burst on the uploads", at_least=8)
+    check_throttled(proxy, "throttled burst on the uploads", 8, record_property)
     assert bucket.contents() == read_tree(source)
 
 
@@ -556,7 +526,11 @@ def test_a_throttled_burst_during_the_uploads_is_ridden_out_by_the_package(
 
 @pytest.mark.s3
 def test_a_record_that_cannot_be_read_for_a_moment_is_not_trusted(
-    tmp_path: Path, settings: Any, s3_server: S3Server, proxy: FaultProxy
+    tmp_path: Path,
+    settings: Any,
+    s3_server: S3Server,
+    proxy: FaultProxy,
+    record_property: Record,
 ) -> None:
     rng = random.Random(f"{SEED}-record-read")
     source = static_tree(tmp_path, settings, rng)
@@ -568,9 +542,9 @@ def test_a_record_that_cannot_be_read_for_a_moment_is_not_trusted(
     assert outcome.error is None, outcome.stderr
     assert proxy.faults()["faults"] == {"internal": 1}
     assert bucket.contents() == read_tree(source)
-    FIGURES.faults("record read", proxy.faults())
+    record_faults(record_property, "record read", proxy.faults())
     if outcome.stderr:
-        FIGURES.notes.append(f"one 500 on the record read: {outcome.stderr.strip()}")
+        record_property("note", f"one 500 on the record read: {outcome.stderr.strip()}")
     assert outcome.stdout.endswith(" unmodified.\n"), outcome.stdout
 
 
@@ -620,6 +594,7 @@ def test_one_transient_fault_is_retried_by_the_package(
     backend: str,
     rule: dict[str, Any],
     request: pytest.FixtureRequest,
+    record_property: Record,
 ) -> None:
     """With botocore's retries off, one fault must be absorbed by ours."""
     where = request.node.callspec.id
@@ -636,7 +611,7 @@ def test_one_transient_fault_is_retried_by_the_package(
     except Exception as error:  # not even a CommandError: a traceback
         raise AssertionError(f"the run crashed: {error!r}") from error
     finally:
-        FIGURES.faults(f"single fault: {where}", proxy.faults())
+        record_faults(record_property, f"single fault: {where}", proxy.faults())
     assert proxy.faults()["transient"] == 1
     assert outcome.error is None, outcome.stderr
     assert outcome.stderr == ""
@@ -783,6 +758,7 @@ def test_killed_runs_then_a_clean_run_give_what_clean_runs_give(
     storage: str,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
+    record_property: Record,
 ) -> None:
     case = request.node.callspec.id
     rng = random.Random(f"{SEED}-kill-{case}")
@@ -791,7 +767,6 @@ def test_killed_runs_then_a_clean_run_give_what_clean_runs_give(
     killed, clean = runner.killed, runner.clean
     manifest = "Manifest" in storage
     stats: Counter[str] = Counter()
-    FIGURES.kill_trials[case] = stats
     runner.collect(clean)
     runner.collect(killed)
     leftovers: set[str] = set()
@@ -820,11 +795,14 @@ def test_killed_runs_then_a_clean_run_give_what_clean_runs_give(
         expected, found = clean.digests(), killed.digests()
         if found != expected:
             lost = bytes_lost(clean.contents(), killed.contents())
-            FIGURES.bytes_lost += lost
+            record_property("kill_trials", {case: dict(stats)})
+            record_property("bytes_lost", lost)
             raise AssertionError(
                 f"{where}: {differences(expected, found)}, {lost} bytes lost; "
                 f"events {run.events}; stderr {run.stderr[-2000:]}"
             )
+    record_property("kill_trials", {case: dict(stats)})
+    record_property("bytes_lost", 0)
     final, current = killed.contents(), read_tree(source)
     assert final == clean.contents()
     assert {name: final.get(name) for name in current} == current

@@ -25,7 +25,6 @@ off with the client's own switch, ``DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADA
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import logging
 import os
@@ -34,47 +33,29 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
-import django
 import pytest
-from django.core.management import CommandError
 
-from .conftest import read_tree, run_collectstatic, run_stock, write_tree
-from .servers.gcs import GCSServer
+from .conftest import (
+    MANIFEST_TREE,
+    NO_BUCKET_METADATA,
+    many,
+    md5,
+    read_tree,
+    run_collectstatic,
+    use,
+    write_tree,
+)
+from .servers.gcs import GCSServer, kind
 
+pytestmark = pytest.mark.gcs
 REPO = Path(__file__).resolve().parents[1]
 RECORD = ".collectstatic-plus.json"
 GCS = "storages.backends.gcloud.GoogleCloudStorage"
 GCS_MANIFEST = "tests.gcs_storages.GCSManifestStorage"
-NO_BUCKET_METADATA = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
-
-
-@pytest.fixture(scope="session")
-def gcs_server() -> Iterator[GCSServer]:
-    """The GCS emulator on 127.0.0.1, in its own process, for the session.
-
-    If it cannot start, the GCS tests are skipped with the reason, except in
-    CI (``CI`` set), where that is a failure.
-    """
-    try:
-        import gcp_storage_emulator  # type: ignore[import-untyped]  # noqa: F401
-        import storages.backends.gcloud  # noqa: F401
-
-        server = GCSServer().start()
-    except Exception as error:
-        message = f"GCS emulator unavailable, GCS tests not run: {error}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STORAGE_EMULATOR_HOST", server.endpoint_url)
-        patch.setenv(NO_BUCKET_METADATA, "true")
-        yield server
-    server.stop()
 
 
 class GCSBucket:
@@ -160,29 +141,6 @@ def forget_configured_storage() -> None:
     cast(Any, staticfiles_storage)._wrapped = empty
 
 
-def use(settings: Any, storage: dict[str, Any]) -> None:
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
-
-
-def kind(line: str) -> str:
-    """A request's kind: LIST, META, DOWNLOAD, UPLOAD, DELETE, BATCH, BUCKET."""
-    method, target = line.split(" ", 1)
-    path = urlsplit(target).path
-    if path.startswith("/batch/"):
-        return "BATCH"
-    if path.startswith("/upload/"):
-        return "UPLOAD"
-    if path.startswith("/download/") or "alt=media" in target:
-        return "DOWNLOAD"
-    if path.endswith("/o"):
-        return "LIST" if method == "GET" else method
-    if "/o/" in path:
-        return {"GET": "META", "DELETE": "DELETE"}.get(method, method)
-    if method == "GET" and path.startswith("/storage/v1/b/"):
-        return "BUCKET"
-    return method
-
-
 def object_name(line: str, bucket: str) -> str:
     """The object a request or batched call names in its path."""
     path = urlsplit(line.split(" ", 1)[1]).path
@@ -225,42 +183,6 @@ def collect(bucket: GCSBucket, **options: Any) -> Requests:
     return Requests(bucket, stdout.getvalue(), stderr.getvalue())
 
 
-def many(root: Path, count: int) -> Path:
-    return write_tree(
-        root, {f"d{i % 5}/f{i}.css": f".c{i} {{ color: red }}\n" for i in range(count)}
-    )
-
-
-def visible(root: Path) -> dict[str, bytes]:
-    return {
-        name: data
-        for name, data in read_tree(root).items()
-        if not name.startswith(".") and not name.endswith("~")
-    }
-
-
-def md5(data: bytes) -> str:
-    return hashlib.md5(data).hexdigest()
-
-
-@pytest.mark.parametrize("parallel", [None, 8])
-def test_cold_run_uploads_every_file_with_its_bytes_in_one_upload_each(
-    sources: Path, settings: Any, bucket: GCSBucket, parallel: Any
-) -> None:
-    many(sources / "many", 40)
-    use(settings, bucket.storage())
-    run = collect(bucket, parallel=parallel)
-
-    assert run.stdout == "\n47 static files copied.\n"
-    # Record read (absent), a listing before and one after; each file and
-    # the record: django-storages' metadata lookup, then one upload.
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 2, "META": 48, "UPLOAD": 48}
-    assert run.names("DOWNLOAD") == [RECORD]
-    assert run.uploaded == sorted([*visible(sources), RECORD])
-    assert bucket.contents() == visible(sources)
-    assert bucket.md5s() == {name: md5(data) for name, data in visible(sources).items()}
-
-
 def test_no_change_rerun_reads_the_record_and_a_listing_page_per_thousand_blobs(
     tmp_path: Path, settings: Any, bucket: GCSBucket
 ) -> None:
@@ -273,60 +195,6 @@ def test_no_change_rerun_reads_the_record_and_a_listing_page_per_thousand_blobs(
     # One download of the record, two listing pages; nothing written.
     assert run.kinds == {"DOWNLOAD": 1, "LIST": 2}
     assert run.names("DOWNLOAD") == [RECORD]
-
-
-@pytest.mark.parametrize("parallel", [None, 8])
-def test_changing_k_files_uploads_exactly_those_blobs_and_the_record(
-    tmp_path: Path, settings: Any, bucket: GCSBucket, parallel: Any
-) -> None:
-    source = many(tmp_path / "src", 30)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    before = bucket.generations()
-    changed = ["d0/f5.css", "d1/f11.css", "d4/f29.css"]
-    for name in changed:
-        (source / name).write_text("/* changed */\n")
-    run = collect(bucket, parallel=parallel)
-
-    assert run.stdout == "\n3 static files copied, 27 unmodified.\n"
-    assert run.uploaded == sorted([*changed, RECORD])
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 2, "META": 4, "UPLOAD": 4}
-    after = bucket.generations()
-    assert sorted(n for n in after if after[n] != before[n]) == sorted(
-        [*changed, RECORD]
-    )
-    assert bucket.contents() == read_tree(source)
-
-
-def test_delete_removes_exactly_the_stale_blobs_inside_the_location(
-    tmp_path: Path, settings: Any, bucket: GCSBucket
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage(location="static"))
-    collect(bucket)
-    bucket.put("elsewhere/keep.css", b"outside the location")
-    bucket.put("static-other/keep.css", b"shares the prefix, outside the location")
-    bucket.put("static/stale-by-hand.css", b"stale")
-    (source / "d0/f0.css").unlink()
-    run = collect(bucket, delete=True, verbosity=2)
-
-    assert "Deleting stale 'd0/f0.css'" in run.stdout
-    assert "Deleting stale 'stale-by-hand.css'" in run.stdout
-    deleted = "2 static files deleted, " if django.VERSION >= (6, 0) else ""
-    assert run.stdout.endswith(f"\n{deleted}0 static files copied, 9 unmodified.\n")
-    # One batch request holding exactly the two stale blobs' deletes.
-    assert run.batch_deleted == ["static/d0/f0.css", "static/stale-by-hand.css"]
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1, "BATCH": 1}
-    assert "prefix=static%2F" in next(
-        line for line in run.lines if kind(line) == "LIST"
-    )
-    assert sorted(bucket.contents()) == sorted(
-        ["elsewhere/keep.css", "static-other/keep.css"]
-        + [f"static/{name}" for name in read_tree(source)]
-    )
-    assert f"static/{RECORD}" in bucket.contents(record=True)
 
 
 def test_delete_sends_at_most_100_deletes_per_batch_request(
@@ -346,82 +214,6 @@ def test_delete_sends_at_most_100_deletes_per_batch_request(
     assert sorted(bucket.contents()) == sorted(read_tree(source))
 
 
-def test_clear_lists_then_deletes_in_batches(
-    tmp_path: Path, settings: Any, bucket: GCSBucket
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    bucket.put("old/stale.css", b"old")
-    run = collect(bucket, clear=True, verbosity=2)
-
-    assert "Deleting 'old/stale.css'" in run.stdout
-    assert run.batch_deleted == sorted([*read_tree(source), "old/stale.css", RECORD])
-    assert run.kinds["BATCH"] == 1
-    assert "DELETE" not in run.kinds
-    assert bucket.contents() == read_tree(source)
-
-
-@pytest.mark.parametrize("delete", [False, True])
-def test_dry_run_reads_but_writes_nothing(
-    tmp_path: Path, settings: Any, bucket: GCSBucket, delete: bool
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    bucket.put("stale.css", b"stale")
-    (source / "d0/f0.css").write_text("/* changed */\n")
-    write_tree(source, {"new.css": "p { color: blue }\n"})
-    before = bucket.contents(record=True), bucket.generations()
-
-    run = collect(bucket, dry_run=True, delete=delete, verbosity=2)
-    assert f"Pretending to copy '{source / 'd0/f0.css'}'" in run.stdout
-    assert f"Pretending to copy '{source / 'new.css'}'" in run.stdout
-    assert ("Pretending to delete stale 'stale.css'" in run.stdout) is delete
-    # Only reads: the record and one listing, as a real no-change run.
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
-    assert (bucket.contents(record=True), bucket.generations()) == before
-
-
-def test_cold_dry_run_into_an_empty_bucket_writes_nothing(
-    sources: Path, settings: Any, bucket: GCSBucket
-) -> None:
-    use(settings, bucket.storage())
-    run = collect(bucket, dry_run=True)
-    assert run.stdout.endswith("\n7 static files copied.\n")
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
-    assert bucket.blobs(record=True) == []
-
-
-def test_parallel_8_leaves_the_bucket_identical_to_a_serial_run(
-    tmp_path: Path, settings: Any, gcs_server: GCSServer
-) -> None:
-    source = many(tmp_path / "src", 60)
-    write_tree(source, {"img/logo.png": bytes(range(256)) * 8, "js/app.js": "1;\n"})
-    settings.STATICFILES_DIRS = [str(source)]
-    runs = []
-    for parallel in (None, 8):
-        bucket = GCSBucket(gcs_server)
-        use(settings, bucket.storage(location="assets"))
-        run = collect(bucket, parallel=parallel)
-        blobs = {blob.name: blob for blob in bucket.blobs()}
-        described = {
-            name: (blob.size, blob.md5_hash, blob.content_type)
-            for name, blob in blobs.items()
-        }
-        runs.append((run, bucket.contents(), described))
-    (serial, serial_bytes, serial_blobs), (threaded, threaded_bytes, threaded_blobs) = (
-        runs
-    )
-    assert threaded_bytes == serial_bytes
-    assert threaded_blobs == serial_blobs
-    assert serial_bytes == {f"assets/{n}": d for n, d in read_tree(source).items()}
-    assert threaded.stdout == serial.stdout == "\n62 static files copied.\n"
-    assert threaded.kinds == serial.kinds
-
-
 def test_parallel_uploads_share_one_client_with_a_pool_as_wide_as_the_workers(
     sources: Path, settings: Any, bucket: GCSBucket, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -439,35 +231,6 @@ def test_parallel_uploads_share_one_client_with_a_pool_as_wide_as_the_workers(
     # The session is as configured again after the run.
     adapter = configured_storage().client._http.get_adapter("http://127.0.0.1/")
     assert adapter._pool_maxsize == 10
-
-
-def test_without_a_record_the_listed_md5_hashes_decide(
-    tmp_path: Path, settings: Any, bucket: GCSBucket
-) -> None:
-    source = many(tmp_path / "src", 20)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    bucket.delete(RECORD)
-    (source / "d2/f7.css").write_text("/* new */\n")
-    run = collect(bucket)
-    assert run.stdout == "\n1 static file copied, 19 unmodified.\n"
-    assert run.uploaded == sorted(["d2/f7.css", RECORD])
-
-
-def test_out_of_band_changes_are_noticed_by_the_listing(
-    tmp_path: Path, settings: Any, bucket: GCSBucket
-) -> None:
-    source = many(tmp_path / "src", 20)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    bucket.delete("d0/f0.css")
-    bucket.put("d1/f1.css", b"tampered")
-    run = collect(bucket)
-    # Same content as recorded again: the record needs no rewrite.
-    assert run.uploaded == ["d0/f0.css", "d1/f1.css"]
-    assert bucket.contents() == read_tree(source)
 
 
 def test_verify_trusts_listed_md5s_and_downloads_only_the_blob_that_differs(
@@ -501,77 +264,6 @@ def test_gzipped_blobs_are_recognised_by_the_record(
     run = collect(bucket)
     assert run.stdout == "\n0 static files copied, 10 unmodified.\n"
     assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
-
-
-def test_force_uploads_everything(
-    tmp_path: Path, settings: Any, bucket: GCSBucket
-) -> None:
-    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 10))]
-    use(settings, bucket.storage())
-    collect(bucket)
-    run = collect(bucket, force=True, parallel=4)
-    assert run.stdout == "\n10 static files copied.\n"
-    assert run.kinds["UPLOAD"] == 10
-
-
-def test_no_deletion_after_a_failed_upload(
-    tmp_path: Path, settings: Any, bucket: GCSBucket, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    (source / "d0/f0.css").unlink()
-    (source / "d1/f1.css").write_text("/* changed */")
-    (source / "d2/f2.css").write_text("/* changed */")
-    use(settings, bucket.storage("tests.gcs_storages.FailingGCSStorage"))
-    monkeypatch.setenv("FAIL_ON", "d1/f1.css")
-    with pytest.raises(CommandError):
-        collect(bucket, delete=True, parallel=4)
-    assert "d0/f0.css" in bucket.contents()
-    # The record lists what landed (f2), not what failed (f1).
-    monkeypatch.delenv("FAIL_ON")
-    run = collect(bucket)
-    assert run.uploaded == sorted(["d1/f1.css", RECORD])
-
-
-MANIFEST_TREE: dict[str, bytes | str] = {
-    "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
-    "css/b.css": "p { background: url('../i/y.png') }\n",
-    "i/x.png": b"x" * 100,
-    "i/y.png": b"y" * 100,
-    "js/app.js": "console.log(1);\n",
-}
-
-
-def test_manifest_storage_bucket_is_byte_identical_to_stock_collectstatic(
-    tmp_path: Path, settings: Any, gcs_server: GCSServer
-) -> None:
-    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
-    stock_bucket, ours_bucket = GCSBucket(gcs_server), GCSBucket(gcs_server)
-    use(settings, stock_bucket.storage(GCS_MANIFEST))
-    stock = run_stock()
-    forget_configured_storage()
-    use(settings, ours_bucket.storage(GCS_MANIFEST))
-    ours = run_collectstatic(parallel=8)
-
-    assert ours.stdout == stock.stdout == "\n5 static files copied, 5 post-processed.\n"
-    assert "staticfiles.json" in stock_bucket.contents()
-    assert ours_bucket.contents() == stock_bucket.contents()
-    assert ours_bucket.md5s() == stock_bucket.md5s()
-
-
-def test_manifest_storage_no_change_rerun_writes_nothing(
-    tmp_path: Path, settings: Any, bucket: GCSBucket
-) -> None:
-    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
-    use(settings, bucket.storage(GCS_MANIFEST))
-    collect(bucket)
-    before = bucket.generations()
-    run = collect(bucket, verbosity=2)
-    assert "Post-processing up to date." in run.stdout
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
-    assert bucket.generations() == before
 
 
 def test_manifest_storage_no_change_rerun_in_a_new_process_writes_nothing(

@@ -20,12 +20,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import django
 import pytest
-from django.core.management import CommandError
 
 from .buckets import RECORD, S3_MANIFEST, Bucket, keys_of, kinds
-from .conftest import read_tree, record_files, run_collectstatic, write_tree
+from .conftest import (
+    many,
+    read_tree,
+    record_files,
+    run_collectstatic,
+    use,
+    visible,
+    write_tree,
+)
 from .servers.s3 import S3Server
 from .storages import ObservedS3Storage
 
@@ -36,10 +42,6 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def bucket(s3_server: S3Server) -> Bucket:
     return Bucket(s3_server)
-
-
-def use(settings: Any, storage: dict[str, Any]) -> None:
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
 
 
 class Requests:
@@ -61,20 +63,6 @@ def collect(bucket: Bucket, **options: Any) -> Requests:
     stdout, stderr = io.StringIO(), io.StringIO()
     run_collectstatic(stdout=stdout, stderr=stderr, **options)
     return Requests(bucket, stdout.getvalue(), stderr.getvalue())
-
-
-def many(root: Path, count: int) -> Path:
-    return write_tree(
-        root, {f"d{i % 5}/f{i}.css": f".c{i} {{ color: red }}\n" for i in range(count)}
-    )
-
-
-def visible(root: Path) -> dict[str, bytes]:
-    return {
-        name: data
-        for name, data in read_tree(root).items()
-        if not name.startswith(".") and not name.endswith("~")
-    }
 
 
 @pytest.mark.parametrize("parallel", [None, 8])
@@ -124,69 +112,6 @@ def test_no_change_rerun_reads_a_listing_page_per_thousand_files(
     assert sum(run.kinds.values()) <= math.ceil(1200 / 1000) + 3
 
 
-@pytest.mark.parametrize("parallel", [None, 8])
-def test_changing_k_files_puts_exactly_those_files_and_the_record(
-    tmp_path: Path, settings: Any, bucket: Bucket, parallel: Any
-) -> None:
-    source = many(tmp_path / "src", 30)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    changed = ["d0/f5.css", "d1/f11.css", "d4/f29.css"]
-    for name in changed:
-        (source / name).write_text("/* changed */\n")
-    run = collect(bucket, parallel=parallel)
-
-    assert run.stdout == "\n3 static files copied, 27 unmodified.\n"
-    assert run.keys("PUT") == sorted([*changed, RECORD])
-    assert run.kinds == {"GET": 1, "LIST": 1, "PUT": 4}
-    assert bucket.contents() == read_tree(source)
-
-
-def test_fresh_checkout_with_new_mtimes_uploads_nothing(
-    tmp_path: Path, settings: Any, bucket: Bucket
-) -> None:
-    source = many(tmp_path / "src", 20)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    future = time.time() + 3600
-    for path in source.rglob("*.css"):
-        os.utime(path, (future, future))
-    run = collect(bucket, parallel=4)
-    assert run.stdout == "\n0 static files copied, 20 unmodified.\n"
-    assert "PUT" not in run.kinds
-
-
-def test_without_a_record_plain_etags_decide(
-    tmp_path: Path, settings: Any, bucket: Bucket
-) -> None:
-    source = many(tmp_path / "src", 20)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    bucket.delete(RECORD)
-    (source / "d2/f7.css").write_text("/* new */\n")
-    run = collect(bucket)
-    assert run.stdout == "\n1 static file copied, 19 unmodified.\n"
-    assert run.keys("PUT") == sorted(["d2/f7.css", RECORD])
-
-
-def test_out_of_band_changes_are_noticed_by_the_listing(
-    tmp_path: Path, settings: Any, bucket: Bucket
-) -> None:
-    source = many(tmp_path / "src", 20)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    bucket.delete("d0/f0.css")
-    bucket.put("d1/f1.css", b"tampered")
-    run = collect(bucket)
-    # Same content as recorded again: the record needs no rewrite.
-    assert run.keys("PUT") == ["d0/f0.css", "d1/f1.css"]
-    assert bucket.contents() == read_tree(source)
-
-
 def test_verify_ignores_the_record_and_checks_every_file(
     tmp_path: Path, settings: Any, bucket: Bucket
 ) -> None:
@@ -203,17 +128,6 @@ def test_verify_ignores_the_record_and_checks_every_file(
     assert run.stdout == "\n1 static file copied, 9 unmodified.\n"
     assert run.keys("PUT") == ["d0/f5.css"]
     assert run.kinds == {"GET": 11, "LIST": 1, "PUT": 1}
-
-
-def test_force_uploads_everything(
-    tmp_path: Path, settings: Any, bucket: Bucket
-) -> None:
-    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 10))]
-    use(settings, bucket.storage())
-    collect(bucket)
-    run = collect(bucket, force=True, parallel=4)
-    assert run.stdout == "\n10 static files copied.\n"
-    assert run.kinds["PUT"] == 10
 
 
 HEAD = (
@@ -252,70 +166,6 @@ def test_untrustworthy_record_is_ignored_with_a_warning(
     assert b'"d0/f0.css"' in bucket.get(RECORD)
 
 
-def test_delete_removes_exactly_the_stale_files_inside_the_location(
-    tmp_path: Path, settings: Any, bucket: Bucket
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage(location="static"))
-    collect(bucket)
-    bucket.put("elsewhere/keep.css", b"outside the location")
-    bucket.put("static/stale-by-hand.css", b"stale")
-    (source / "d0/f0.css").unlink()
-    run = collect(bucket, delete=True, verbosity=2)
-
-    assert run.kinds["BATCH_DELETE"] == 1
-    assert "Deleting stale 'd0/f0.css'" in run.stdout
-    deleted = "2 static files deleted, " if django.VERSION >= (6, 0) else ""
-    assert run.stdout.endswith(f"\n{deleted}0 static files copied, 9 unmodified.\n")
-    assert sorted(bucket.contents()) == sorted(
-        ["elsewhere/keep.css"] + [f"static/{name}" for name in read_tree(source)]
-    )
-    assert f"static/{RECORD}" in bucket.contents(record=True)
-
-
-def test_max_delete_aborts_before_deleting_anything(
-    tmp_path: Path, settings: Any, bucket: Bucket
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    (source / "d0/f0.css").unlink()
-    (source / "d1/f1.css").unlink()
-    with pytest.raises(CommandError) as raised:
-        collect(bucket, delete=True, max_delete=1)
-    assert str(raised.value) == (
-        "--delete would remove 2 stale files, more than --max-delete 1; "
-        "nothing was deleted."
-    )
-    assert len(bucket.contents()) == 10
-
-
-def test_no_deletion_after_a_failed_upload(
-    tmp_path: Path, settings: Any, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source = many(tmp_path / "src", 10)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage())
-    collect(bucket)
-    (source / "d0/f0.css").unlink()
-    (source / "d1/f1.css").write_text("/* changed */")
-    (source / "d2/f2.css").write_text("/* changed */")
-    storage = bucket.storage()
-    storage["BACKEND"] = "tests.storages.FailingS3Storage"
-    use(settings, storage)
-    monkeypatch.setenv("FAIL_ON", "d1/f1.css")
-    with pytest.raises(CommandError):
-        collect(bucket, delete=True, parallel=4)
-    assert "d0/f0.css" in bucket.contents()
-    # The record lists what landed (f2), not what failed (f1): the next run
-    # uploads only f1.
-    monkeypatch.delenv("FAIL_ON")
-    run = collect(bucket)
-    assert run.keys("PUT") == sorted(["d1/f1.css", RECORD])
-
-
 def test_keep_manifests_keeps_the_last_k_manifests_files(
     tmp_path: Path, settings: Any, bucket: Bucket
 ) -> None:
@@ -346,33 +196,6 @@ def test_clear_with_empty_location_uses_batched_deletes(
     assert "Deleting 'old/stale.css'" in run.stdout
     assert "old/stale.css" not in bucket.contents()
     assert len(bucket.contents()) == 10
-
-
-def test_manifest_storage_parallel_equals_serial(
-    tmp_path: Path, settings: Any, s3_server: S3Server
-) -> None:
-    source = write_tree(
-        tmp_path / "src",
-        {
-            "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
-            "css/b.css": "p { background: url('../i/y.png') }\n",
-            "i/x.png": b"x" * 100,
-            "i/y.png": b"y" * 100,
-            "js/app.js": "console.log(1);\n",
-        },
-    )
-    settings.STATICFILES_DIRS = [str(source)]
-    runs = []
-    for parallel in (None, 8):
-        bucket = Bucket(s3_server)
-        use(settings, bucket.storage(S3_MANIFEST))
-        run = collect(bucket, parallel=parallel)
-        runs.append((run, bucket.contents()))
-    assert runs[1][1] == runs[0][1]
-    assert "staticfiles.json" in runs[1][1]
-    assert runs[1][0].stdout == runs[0][0].stdout
-    assert runs[1][0].stdout == "\n5 static files copied, 5 post-processed.\n"
-    assert sum(runs[1][0].kinds.values()) <= sum(runs[0][0].kinds.values())
 
 
 def test_parallel_uploads_share_one_client_with_a_wide_pool(
@@ -486,73 +309,6 @@ def test_killed_upload_then_normal_run_converges(
     # The rerun redid only what the killed run had not finished.
     assert RECORD in redone
     assert 1 <= len(redone) - 1 < 27
-
-
-MANIFEST_TREE: dict[str, bytes | str] = {
-    "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
-    "css/b.css": "p { background: url('../i/y.png') }\n",
-    "css/c.css": "q { color: red }\n",
-    "i/x.png": b"x" * 100,
-    "i/y.png": b"y" * 100,
-    "js/app.js": "console.log(1);\n",
-}
-
-
-def test_manifest_storage_bucket_is_byte_identical_to_stock(
-    tmp_path: Path, settings: Any, s3_server: S3Server
-) -> None:
-    from .conftest import run_stock
-
-    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
-    theirs, ours = Bucket(s3_server), Bucket(s3_server)
-    use(settings, theirs.storage(S3_MANIFEST))
-    run_stock()
-    use(settings, ours.storage(S3_MANIFEST))
-    collect(ours, parallel=8)
-    collect(ours, parallel=8)
-    assert ours.contents() == theirs.contents()
-    assert len(ours.contents()) == 13
-
-
-def test_manifest_no_change_rerun_makes_no_write(
-    tmp_path: Path, settings: Any, bucket: Bucket
-) -> None:
-    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
-    use(settings, bucket.storage(S3_MANIFEST))
-    collect(bucket, parallel=8)
-    run = collect(bucket, parallel=8)
-    assert run.stdout == (
-        "Post-processing up to date.\n\n0 static files copied, 6 unmodified.\n"
-    )
-    assert run.kinds == {"GET": 1, "LIST": 1}
-    assert sum(run.kinds.values()) <= math.ceil(6 / 1000) + 4
-
-
-def test_manifest_one_changed_css_uploads_only_what_depends_on_it(
-    tmp_path: Path, settings: Any, bucket: Bucket
-) -> None:
-    source = write_tree(tmp_path / "src", MANIFEST_TREE)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, bucket.storage(S3_MANIFEST))
-    collect(bucket, parallel=8)
-    (source / "css/b.css").write_text("p { background: url('../i/x.png') }\n")
-    run = collect(bucket, parallel=8)
-
-    manifest = json.loads(bucket.get("staticfiles.json"))["paths"]
-    # b.css changed, and a.css imports it: both get new hashed copies.
-    assert run.keys("PUT") == sorted(
-        [
-            "css/b.css",
-            manifest["css/b.css"],
-            manifest["css/a.css"],
-            "staticfiles.json",
-            RECORD,
-        ]
-    )
-    assert "DELETE" not in run.kinds
-    assert bucket.contents()[manifest["css/b.css"]] == (
-        b'p { background: url("../i/x.' + manifest["i/x.png"][4:].encode() + b'") }\n'
-    )
 
 
 def test_multipart_objects_are_skipped_through_the_record(

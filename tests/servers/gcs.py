@@ -43,6 +43,7 @@ import urllib.parse
 import urllib.request
 from http.server import ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from .child import ChildServer, write_port_file
 from .lifetime import exit_with_parent
@@ -254,6 +255,25 @@ class GCSServer(ChildServer):
     def counts(self) -> collections.Counter[str]:
         """Requests by method since the last reset, e.g. ``{"POST": 3, "GET": 2}``."""
         return collections.Counter(line.split(" ", 1)[0] for line in self.requests())
+
+
+def kind(line: str) -> str:
+    """A request's kind: LIST, META, DOWNLOAD, UPLOAD, DELETE, BATCH, BUCKET."""
+    method, target = line.split(" ", 1)
+    path = urlsplit(target).path
+    if path.startswith("/batch/"):
+        return "BATCH"
+    if path.startswith("/upload/"):
+        return "UPLOAD"
+    if path.startswith("/download/") or "alt=media" in target:
+        return "DOWNLOAD"
+    if path.endswith("/o"):
+        return "LIST" if method == "GET" else method
+    if "/o/" in path:
+        return {"GET": "META", "DELETE": "DELETE"}.get(method, method)
+    if method == "GET" and path.startswith("/storage/v1/b/"):
+        return "BUCKET"
+    return method
 
 
 def main() -> None:

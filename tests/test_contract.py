@@ -1,0 +1,489 @@
+"""The backend contract: every shared scenario, once per destination.
+
+Each test runs on local disk, S3 (moto), Azure Blob (Azurite) and Google
+Cloud Storage (the emulator), through the real protocol. Requests are the
+exact counts the servers saw, from the table in ``tests/destinations.py``;
+what a run wrote is read at the server (on local disk: the files whose inode,
+size or mtime changed). What only one backend does is tested in its own file
+(``test_s3.py``, ``test_azure.py``, ``test_gcs.py``, ``test_incremental.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import django
+import pytest
+from django.core.management import CommandError
+from django.utils.module_loading import import_string
+
+from collectstatic_plus import run as run_module
+
+from .conftest import (
+    MANIFEST_TREE,
+    RECORD,
+    many,
+    read_tree,
+    record_files,
+    run_collectstatic,
+    run_stock,
+    write_tree,
+)
+from .destinations import (
+    REQUESTS,
+    AzureDestination,
+    Destination,
+    GCSDestination,
+    LocalDestination,
+    S3Destination,
+)
+
+KINDS = [
+    "local",
+    pytest.param("s3", marks=pytest.mark.s3),
+    pytest.param("azure", marks=pytest.mark.azure),
+    pytest.param("gcs", marks=pytest.mark.gcs),
+]
+SERVERS = {"s3": "s3_server", "azure": "azurite", "gcs": "gcs_server"}
+CLASSES: dict[str, Any] = {
+    "s3": S3Destination,
+    "azure": AzureDestination,
+    "gcs": GCSDestination,
+}
+#: Django 6.0 counts deletions in the summary line.
+COUNTS_DELETED = django.VERSION >= (6, 0)
+
+MakeDestination = Callable[..., Destination]
+
+
+@pytest.fixture(params=KINDS)
+def make(request: pytest.FixtureRequest, tmp_path: Path) -> MakeDestination:
+    """Makes fresh destinations of one kind (the test's parameter)."""
+    kind: str = request.param
+    server = None if kind == "local" else request.getfixturevalue(SERVERS[kind])
+    made = iter(range(100))
+
+    def make(location: str = "") -> Destination:
+        if kind == "local":
+            return LocalDestination(tmp_path / f"bucket-{next(made)}", location)
+        return CLASSES[kind](server, location)  # type: ignore[no-any-return]
+
+    return make
+
+
+@pytest.fixture
+def destination(make: MakeDestination) -> Destination:
+    return make()
+
+
+@dataclass
+class Result:
+    """What one run printed, asked and wrote."""
+
+    stdout: str
+    stderr: str
+    requests: Counter[str]
+    written: list[str]
+
+
+def collect(destination: Destination, **options: Any) -> Result:
+    destination.start()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        run_collectstatic(stdout=stdout, stderr=stderr, **options)
+    finally:
+        destination.written_by_last = destination.written()  # type: ignore[attr-defined]
+    return Result(
+        stdout.getvalue(),
+        stderr.getvalue(),
+        destination.requests(),
+        destination.written_by_last,  # type: ignore[attr-defined]
+    )
+
+
+def summary(destination: Destination, copied: int, unmodified: int = 0) -> str:
+    """Stock's summary line (it names the destination only on local disk)."""
+    noun = "file" if copied == 1 else "files"
+    where = ""
+    if isinstance(destination, LocalDestination):
+        from django.conf import settings
+
+        where = f" to '{settings.STATIC_ROOT}'"
+    line = f"{copied} static {noun} copied{where}"
+    if unmodified:
+        line += f", {unmodified} unmodified"
+    return line + "."
+
+
+def keys(destination: Destination, names: list[str]) -> list[str]:
+    return sorted(destination.key(name) for name in names)
+
+
+def contents(destination: Destination) -> dict[str, bytes]:
+    """What the destination holds, by the names the storage uses."""
+    prefix = f"{destination.location}/" if destination.location else ""
+    return {
+        name[len(prefix) :]: data
+        for name, data in destination.contents().items()
+        if name.startswith(prefix)
+    }
+
+
+@pytest.fixture
+def source(tmp_path: Path, settings: Any) -> Path:
+    root = many(tmp_path / "src", 30)
+    settings.STATICFILES_DIRS = [str(root)]
+    return root
+
+
+# --- writing ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("parallel", [None, 8])
+def test_a_cold_run_writes_each_file_once_and_then_the_record(
+    destination: Destination, source: Path, settings: Any, parallel: Any
+) -> None:
+    destination.use(settings)
+    run = collect(destination, parallel=parallel)
+
+    files = read_tree(source)
+    assert run.stdout == f"\n{summary(destination, 30)}\n"
+    assert run.written == keys(destination, [*files, RECORD])
+    assert run.requests == destination.expected(writes=31)
+    assert contents(destination) == files
+    rows = record_files(json.loads(destination.get(destination.record_key)))
+    assert {path: (row["md5"], row["size"]) for path, row in rows.items()} == {
+        name: (hashlib.md5(data).hexdigest(), len(data)) for name, data in files.items()
+    }
+
+
+def test_a_no_change_rerun_reads_the_record_and_a_listing_and_writes_nothing(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    run = collect(destination, parallel=8)
+
+    assert run.stdout == f"\n{summary(destination, 0, 30)}\n"
+    assert run.written == []
+    assert run.requests == destination.expected()
+
+
+@pytest.mark.parametrize("parallel", [None, 8])
+def test_changing_k_files_writes_exactly_those_and_the_record(
+    destination: Destination, source: Path, settings: Any, parallel: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    changed = ["d0/f5.css", "d1/f11.css", "d4/f29.css"]
+    for name in changed:
+        (source / name).write_text("/* changed */\n")
+    run = collect(destination, parallel=parallel)
+
+    assert run.stdout == f"\n{summary(destination, 3, 27)}\n"
+    assert run.written == keys(destination, [*changed, RECORD])
+    assert run.requests == destination.expected(writes=4)
+    assert contents(destination) == read_tree(source)
+
+
+def test_a_fresh_checkout_with_new_mtimes_writes_no_file(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    future = time.time() + 3600
+    for path in source.rglob("*.css"):
+        os.utime(path, (future, future))
+    run = collect(destination, parallel=4)
+
+    assert run.stdout == f"\n{summary(destination, 0, 30)}\n"
+    # New stat tokens alone are worth a local record (the next run then
+    # reads no source again), not an upload.
+    local = isinstance(destination, LocalDestination)
+    assert run.written == (keys(destination, [RECORD]) if local else [])
+    assert run.requests == destination.expected()
+
+
+def test_without_a_record_the_listing_decides_by_content(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    destination.delete(destination.record_key)
+    (source / "d2/f7.css").write_text("/* new */\n")
+    run = collect(destination)
+
+    assert run.stdout == f"\n{summary(destination, 1, 29)}\n"
+    assert run.written == keys(destination, ["d2/f7.css", RECORD])
+
+
+def test_out_of_band_changes_are_noticed_by_the_listing(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    destination.delete(destination.key("d0/f0.css"))
+    destination.put(destination.key("d1/f1.css"), b"tampered")
+    run = collect(destination)
+
+    # Remote listings show the same ETag or MD5 as recorded again, so the
+    # record stands; on local disk the files' mtimes are new.
+    again = ["d0/f0.css", "d1/f1.css"]
+    local = isinstance(destination, LocalDestination)
+    assert run.written == keys(destination, again + ([RECORD] if local else []))
+    assert contents(destination) == read_tree(source)
+
+
+def test_force_writes_every_file(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    run = collect(destination, force=True, parallel=4)
+
+    assert run.stdout == f"\n{summary(destination, 30)}\n"
+    local = isinstance(destination, LocalDestination)
+    assert run.written == keys(
+        destination, [*read_tree(source)] + ([RECORD] if local else [])
+    )
+
+
+@pytest.mark.parametrize("parallel", [None, 8])
+def test_parallel_leaves_what_serial_leaves(
+    make: MakeDestination, source: Path, settings: Any, parallel: Any
+) -> None:
+    serial, threaded = make("static"), make("static")
+    serial.use(settings)
+    one = collect(serial)
+    threaded.use(settings)
+    other = collect(threaded, parallel=parallel)
+
+    assert contents(threaded) == contents(serial) == read_tree(source)
+    assert other.requests == one.requests
+    record = record_files(json.loads(threaded.get(threaded.record_key)))
+    assert {p: (r["md5"], r["size"]) for p, r in record.items()} == {
+        p: (r["md5"], r["size"])
+        for p, r in record_files(json.loads(serial.get(serial.record_key))).items()
+    }
+
+
+# --- deleting ---------------------------------------------------------------
+
+
+def test_delete_removes_exactly_the_stale_files_inside_the_location(
+    make: MakeDestination, source: Path, settings: Any
+) -> None:
+    destination = make("static")
+    destination.use(settings)
+    collect(destination)
+    destination.put("elsewhere/keep.css", b"outside the location")
+    destination.put("static-other/keep.css", b"outside, same prefix")
+    destination.put("static/stale-by-hand.css", b"stale")
+    (source / "d0/f0.css").unlink()
+    run = collect(destination, delete=True, verbosity=2)
+
+    assert "Deleting stale 'd0/f0.css'" in run.stdout
+    assert "Deleting stale 'stale-by-hand.css'" in run.stdout
+    deleted = "2 static files deleted, " if COUNTS_DELETED else ""
+    assert run.stdout.endswith(f"\n{deleted}{summary(destination, 0, 29)}\n")
+    assert run.requests == destination.expected(batches=1)
+    assert sorted(destination.names()) == sorted(
+        [
+            "elsewhere/keep.css",
+            "static-other/keep.css",
+            destination.record_key,
+            *keys(destination, list(read_tree(source))),
+        ]
+    )
+
+
+def test_max_delete_aborts_before_deleting_anything(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    (source / "d0/f0.css").unlink()
+    (source / "d1/f1.css").unlink()
+    before = destination.names()
+    with pytest.raises(CommandError) as raised:
+        collect(destination, delete=True, max_delete=1)
+
+    assert str(raised.value) == (
+        "--delete would remove 2 stale files, more than --max-delete 1; "
+        "nothing was deleted."
+    )
+    assert destination.names() == before
+
+
+def test_no_deletion_after_a_failed_write_and_the_record_lists_what_landed(
+    destination: Destination,
+    source: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    (source / "d0/f0.css").unlink()
+    (source / "d1/f1.css").write_text("/* changed */")
+    (source / "d2/f2.css").write_text("/* changed */")
+    storage_class = import_string(destination.class_path)
+    real_save = storage_class._save
+
+    def failing_save(self: Any, name: str, content: Any) -> Any:
+        if name.endswith("d1/f1.css"):
+            raise OSError(f"simulated failure writing {name}")
+        return real_save(self, name, content)
+
+    monkeypatch.setattr(storage_class, "_save", failing_save)
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(stderr=stderr, delete=True, parallel=4)
+    assert str(raised.value) == "1 static file could not be collected: d1/f1.css."
+    assert "Could not collect 'd1/f1.css': OSError: simulated failure" in (
+        stderr.getvalue()
+    )
+    assert destination.key("d0/f0.css") in destination.names()
+
+    monkeypatch.setattr(storage_class, "_save", real_save)
+    run = collect(destination)
+    assert run.written == keys(destination, ["d1/f1.css", RECORD])
+
+
+def test_clear_empties_the_destination_first_in_one_batch_where_it_can(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    destination.put(destination.key("old/stale.css"), b"old")
+    run = collect(destination, clear=True, verbosity=2)
+
+    assert "Deleting 'old/stale.css'" in run.stdout
+    assert contents(destination) == read_tree(source)
+    # Stock asks the storage about every name; ours lists and batch-deletes.
+    table = REQUESTS.get(destination.kind)
+    if table is not None:
+        assert {kind: run.requests[kind] for kind in table.batch} == table.batch
+
+
+# --- dry runs and interruptions ---------------------------------------------
+
+
+@pytest.mark.parametrize("delete", [False, True])
+def test_a_dry_run_reads_as_a_real_run_and_writes_nothing(
+    destination: Destination, source: Path, settings: Any, delete: bool
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    destination.put(destination.key("stale.css"), b"stale")
+    (source / "d0/f0.css").write_text("/* changed */\n")
+    write_tree(source, {"new.css": "p { color: blue }\n"})
+    before = destination.contents(record=True)
+    run = collect(destination, dry_run=True, delete=delete, verbosity=2)
+
+    assert f"Pretending to copy '{source / 'd0/f0.css'}'" in run.stdout
+    assert f"Pretending to copy '{source / 'new.css'}'" in run.stdout
+    assert ("Pretending to delete stale 'stale.css'" in run.stdout) is delete
+    assert run.requests == destination.expected()
+    assert run.written == []
+    assert destination.contents(record=True) == before
+
+
+def test_an_interrupted_run_records_only_what_landed_and_the_next_finishes(
+    destination: Destination,
+    source: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    for path in sorted(source.rglob("*.css")):
+        path.write_text(f"/* changed {path.name} */\n")
+    real_decide = run_module.decide
+    decided: list[str] = []
+
+    def ctrl_c_at_the_eleventh(path: str, *args: Any) -> Any:
+        if len(decided) == 10:  # Ctrl-C as the main thread hands out file 11
+            raise KeyboardInterrupt
+        decided.append(path)
+        return real_decide(path, *args)
+
+    monkeypatch.setattr(run_module, "decide", ctrl_c_at_the_eleventh)
+    with pytest.raises(CommandError) as raised:
+        collect(destination)
+    assert raised.value.returncode == 130
+    assert str(raised.value) == (
+        "Interrupted: 10 file(s) collected before the interrupt; run "
+        "collectstatic again to finish."
+    )
+    assert sorted(destination.written_by_last) == keys(destination, [*decided, RECORD])
+
+    monkeypatch.setattr(run_module, "decide", real_decide)
+    run = collect(destination)
+    rest = sorted(set(read_tree(source)) - set(decided))
+    assert run.written == keys(destination, [*rest, RECORD])
+    assert contents(destination) == read_tree(source)
+
+
+# --- post-processing --------------------------------------------------------
+
+
+def test_a_manifest_storage_leaves_what_stock_leaves_and_a_rerun_writes_nothing(
+    make: MakeDestination, tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "manifest-src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    theirs, ours = make(), make()
+    theirs.use_manifest(settings)
+    stock = run_stock()
+    assert stock.stdout == f"\n{summary(theirs, 6)[:-1]}, 6 post-processed.\n"
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.utils.functional import empty
+
+    staticfiles_storage._wrapped = empty
+    ours.use_manifest(settings)
+    first = collect(ours, parallel=8)
+    again = collect(ours, parallel=8)
+
+    assert first.stdout == f"\n{summary(ours, 6)[:-1]}, 6 post-processed.\n"
+    assert contents(ours) == contents(theirs)
+    assert len(contents(ours)) == 13  # six files, six hashed copies, the manifest
+    assert again.stdout.startswith("Post-processing up to date.\n")
+    assert again.written == []
+    assert again.requests == ours.expected()
+
+
+def test_a_changed_css_file_writes_only_what_depends_on_it(
+    destination: Destination, tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "manifest-src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    destination.use_manifest(settings)
+    collect(destination, parallel=8)
+    (source / "css/b.css").write_text("p { background: url('../i/x.png') }\n")
+    run = collect(destination, parallel=8)
+
+    manifest = json.loads(destination.get(destination.key("staticfiles.json")))
+    hashed = manifest["paths"]
+    # b.css changed, and a.css imports it: both get new hashed copies.
+    assert run.written == keys(
+        destination,
+        [
+            "css/b.css",
+            hashed["css/b.css"],
+            hashed["css/a.css"],
+            "staticfiles.json",
+            RECORD,
+        ],
+    )
+    assert contents(destination)[hashed["css/b.css"]] == (
+        b'p { background: url("../i/x.' + hashed["i/x.png"][4:].encode() + b'") }\n'
+    )

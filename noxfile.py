@@ -16,6 +16,8 @@ PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 DJANGOS = {"4.2": "4.2.*", "5.2": "5.2.*", "6.0": "6.0.*", "6.1": "6.1.*"}
 OLDEST = ("3.10", "4.2")
 NEWEST = ("3.13", "6.1")
+#: The oldest django-storages setup.cfg allows, tested with the oldest pair.
+OLDEST_STORAGES = "django-storages==1.14.3"
 
 
 def supported(python: str, django: str) -> bool:
@@ -28,5 +30,8 @@ def tests(session: nox.Session, django: str) -> None:
     """The pytest suite on one Python and one Django series."""
     if not supported(str(session.python), django):
         session.skip(f"Django {django} does not support Python {session.python}")
-    session.install("-e", ".[test]", f"django=={DJANGOS[django]}")
+    pins = [f"django=={DJANGOS[django]}"]
+    if (str(session.python), django) == OLDEST:
+        pins.append(OLDEST_STORAGES)
+    session.install("-e", ".[test]", *pins)
     session.run("python", "-m", "pytest", "-q", *session.posargs)

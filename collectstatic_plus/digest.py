@@ -39,9 +39,6 @@ def digest_file(storage: Storage, name: str) -> Digest:
         return digest_stream(handle)
 
 
-def digest_bytes(data: bytes) -> Digest:
-    return Digest(hashlib.md5(data, usedforsecurity=False).hexdigest(), len(data))
-
 
 class HashingFile(File):  # type: ignore[type-arg]
     """A source file that hashes what a storage reads from it while saving.

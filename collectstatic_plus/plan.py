@@ -51,6 +51,9 @@ class Knowledge:
     cheap_reads: bool = False
     force: bool = False
     verify: bool = False
+    #: Originals the post-processor removes each run (WhiteNoise's
+    #: WHITENOISE_KEEP_ONLY_HASHED_FILES): absent from the listing on purpose.
+    consumed: frozenset[str] = frozenset()
 
     def entry(self, path: str) -> Entry | None:
         """The record's entry for ``path``, unless ``--verify`` ignores it."""
@@ -75,7 +78,9 @@ def needs_digest(path: str, known: Knowledge) -> bool:
     copied whatever its content: its digest is taken while copying, so a cold
     run reads each source once.
     """
-    return known.listing is None or (not known.force and path in known.listing)
+    if known.listing is None:
+        return True
+    return not known.force and (path in known.listing or path in known.consumed)
 
 
 def decide(path: str, source: Digest | None, known: Knowledge) -> Decision:
@@ -101,6 +106,10 @@ def _with_listing(
     assert known.listing is not None
     remote = known.listing.get(path)
     if remote is None:
+        if path in known.consumed and not known.force and entry is not None:
+            assert source is not None
+            if entry.md5 == source.md5:
+                return Decision(Action.SKIP, False, "removed by post-processing")
         return NEW
     size = remote.size
     if known.force:

@@ -1,87 +1,50 @@
-"""Hand the collected files to the storage's own ``post_process``, as stock does.
+"""Hand the collected files to the storage's own ``post_process``, as stock does,
+but only as many as must be.
 
-Remote or local, the storage's I/O is staged (see :mod:`.staging`); and when
-nothing post-processing depends on has changed since the last run (the sync
-record keeps a key of it, :func:`inputs_key`), it is skipped altogether.
+Each run chooses one of three ways (:meth:`PostProcessing.plan`), and the
+report says which and why:
+
+- *up to date*: nothing post-processing depends on changed since the last
+  complete run, and all it wrote is still there: skipped;
+- *incremental*: the storage's ``post_process`` is given the files whose
+  output can differ (see :mod:`.incremental`), and the manifest still names
+  every file;
+- *full*: every file, as stock does, when anything cannot be vouched for.
+
+Either way the storage's I/O is staged (see :mod:`.staging`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections.abc import Mapping
 from typing import Any, Protocol, TextIO
 
 import django
-from django.conf import settings
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
-from . import __version__
 from .backends.base import Backend, Listing
-from .digest import Digest
+from .hooks import Hooks, NotSettled
+from .incremental import (
+    Plan,
+    compressing,
+    full_order,
+    settings_key,
+    settles,
+    vouch,
+)
+from .incremental import (
+    plan as plan_for,
+)
 from .options import RunOptions
 from .progress import Progress
-from .record import Record
+from .record import Processed, Record
 from .report import Report
 from .retry import Retry
 from .sources import Source
 from .staging import FlushError, Staging, unwrap
 
 FoundFiles = dict[str, tuple[Storage, str]]
-
-#: Storage attributes that change what HashedFilesMixin produces.
-HASHING_ATTRIBUTES = (
-    "manifest_name",
-    "manifest_strict",
-    "max_post_process_passes",
-    "keep_intermediate_files",
-    "support_js_module_import_aggregation",
-    "patterns",
-)
-
-
-def stable(value: Any) -> Any:
-    """``value`` as plain data that is the same in every process.
-
-    Objects such as credentials are reduced to their class: their repr holds
-    a memory address that would change the key on every run.
-    """
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if isinstance(value, list | tuple):
-        return [stable(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): stable(item) for key, item in sorted(value.items())}
-    if isinstance(value, re.Pattern):  # also a lazily compiled one (Django 6.x)
-        return {"pattern": stable(value.pattern), "flags": value.flags}
-    return f"<{type(value).__module__}.{type(value).__qualname__}>"
-
-
-def inputs_key(storage: Storage, digests: Mapping[str, Digest]) -> str:
-    """Everything post-processing depends on, as one hash.
-
-    Source contents, the storage's class and options, Django and this
-    package's versions, and STATIC_URL (absolute URLs are rewritten by it).
-    """
-    cls = storage.__class__
-    deconstruct = getattr(storage, "deconstruct", None)
-    options = deconstruct()[1:] if callable(deconstruct) else ()
-    inputs = {
-        "files": sorted((path, d.md5) for path, d in digests.items()),
-        "class": f"{cls.__module__}.{cls.__qualname__}",
-        "options": stable(options),
-        "attributes": {
-            a: stable(getattr(storage, a, None)) for a in HASHING_ATTRIBUTES
-        },
-        "django": django.get_version(),
-        "collectstatic_plus": __version__,
-        "static_url": str(settings.STATIC_URL),
-    }
-    text = json.dumps(inputs, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
 
 #: Django 6.1 turned a failed post-process into a CommandError with its notes.
 RAISES_COMMAND_ERROR = django.VERSION >= (6, 1)
@@ -109,140 +72,247 @@ class PostProcessing:
         progress_to: TextIO | None,
     ) -> None:
         self.storage = storage
+        #: The storage itself, not staticfiles_storage's LazyObject.
+        self.target = unwrap(storage)
         self.backend = backend
         self.retry = retry
         self.report = report
         self.host = host
         self.options = options
         self.progress_to = progress_to
-        #: The key of what a complete post-process was given (for the record).
-        self.key: str | None = None
-        #: The hashed names of the manifest this run wrote, sorted.
+        self.key = settings_key(storage) if hasattr(storage, "post_process") else ""
+        #: For the next record: what each source's post-process did (empty
+        #: unless this run post-processed completely), and the hashed names of
+        #: the manifest written.
+        self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
-        #: Names the post-processor wrote (hashed copies, for instance).
-        self.outputs: set[str] = set()
-        #: The last name each original was post-processed as.
-        self.names: dict[str, str] = {}
+
+    @property
+    def outputs(self) -> set[str]:
+        """What the post-processor wrote and is still there (for --delete)."""
+        rows = (self.processed or {}).values()
+        return {name for row in rows for name in row.outputs}
+
+    @property
+    def consumed(self) -> set[str]:
+        """Originals the post-processor removed."""
+        rows = (self.processed or {}).items()
+        return {path for path, row in rows if row.consumed}
+
+    def consumes(self, previous: Record | None) -> set[str]:
+        """Originals the post-processor removed last time and will remove again
+        (same settings): not worth copying again while unchanged."""
+        if previous is None or previous.state.get("postprocess") != self.key:
+            return set()
+        return {path for path, row in previous.processed.items() if row.consumed}
 
     def run(
         self,
         sources: Mapping[str, Source],
         listing: Listing | None,
         previous: Record | None,
-        copied: bool,
+        copied: set[str],
     ) -> list[str]:
-        """Post-process unless it is up to date; the originals processed."""
-        storage, report = self.storage, self.report
-        if not hasattr(storage, "post_process"):
+        """Post-process what must be; the originals processed."""
+        if not hasattr(self.storage, "post_process"):
             return []
-        digests = {p: s.digest for p, s in sources.items() if s.digest is not None}
-        key = inputs_key(storage, digests)
-        if not copied and self.current(key, previous, listing):
-            self.key = key
-            report.post_processing = {"status": "up to date"}
+        digests = {p: s.digest.md5 for p, s in sources.items() if s.digest}
+        plan = plan_for(self.target, self.key, digests, listing, previous, copied)
+        if plan.mode == "up to date":
+            assert previous is not None
+            self.processed = dict(previous.processed)
+            self.report.post_processing = {"status": "up to date"}
             self.host.log("Post-processing up to date.", level=1)
             return []
-        found = {path: (s.storage, s.path) for path, s in sources.items()}
-        staging = Staging(
-            storage,
-            self.backend,
-            found,
-            listing,
-            self.options.workers,
-            simulate=self.options.dry_run,
-            retry=self.retry,
-        )
         try:
-            processed = self.staged(found, staging)
+            done = self.attempt(plan, sources, listing, previous, digests)
+            if done is None and plan.mode == "incremental":
+                # A complete run would not settle its references: run one.
+                reason = "references would not settle in a complete run"
+                full = Plan("full", dict.fromkeys(digests, "full run"), reason)
+                done = self.attempt(full, sources, listing, previous, digests)
         except KeyboardInterrupt:
             raise CommandError(
                 "Interrupted during post-processing; the previous manifest is "
                 "still in place. Run collectstatic again to finish.",
                 returncode=130,
             ) from None
-        if processed is None:
-            return []
-        if not staging.simulate:
-            self.key = key
-            hashed = getattr(storage, "hashed_files", None)
-            if isinstance(hashed, dict):
-                self.manifest = sorted(set(hashed.values()))
-        report.post_processing = staging.outcome()
-        for original, hashed_name in self.names.items():
-            if original in report.files:
-                report.file(
-                    original, report.files[original].action, hashed_name=hashed_name
-                )
+        return done or []
+
+    def attempt(
+        self,
+        plan: Plan,
+        sources: Mapping[str, Source],
+        listing: Listing | None,
+        previous: Record | None,
+        digests: Mapping[str, str],
+    ) -> list[str] | None:
+        """Run the plan; None if it was incremental and a complete run would
+        not settle (nothing is written then)."""
+        storage = self.target
+        found = {path: (s.storage, s.path) for path, s in sources.items()}
+        known = vouch(storage) is None and not compressing(storage)
+        staging = Staging(
+            self.storage,
+            self.backend,
+            found,
+            listing,
+            self.options.workers,
+            simulate=self.options.dry_run,
+            retry=self.retry,
+            digests={p: s.digest for p, s in sources.items() if s.digest},
+            deferred=known,
+        )
+        rows = previous.processed if previous is not None else {}
+        incremental = plan.mode == "incremental"
+        outside = {}
+        if incremental:
+            outside = {
+                path: row.hashed
+                for path, row in rows.items()
+                if path in digests and path not in plan.files and row.hashed
+            }
+
+        def before_manifest() -> None:
+            """Every file is processed: a complete run would have settled
+            (else nothing is written), and the files land before the manifest
+            and anything the storage does after it (WhiteNoise compresses)."""
+            if incremental and not settles(
+                storage, digests, rows, hooks.refs, plan.files
+            ):
+                raise NotSettled
+            staging.write_staged()
+
+        order = full_order(list(sources)) if incremental else None
+        hooks = Hooks(storage, outside, order, before_manifest)
+        self.report.post_processing = self.described(plan)
+        try:
+            try:
+                results = self.each(staging, hooks, plan.files, incremental)
+            except NotSettled:
+                return None
+            if results is None:  # a dry run that could not be simulated
+                return []
+            processed, names, outputs = results
+            if not staging.simulate:
+                self.flush(staging)
+        finally:
+            staging.close()
+        self.remember(storage, plan, digests, rows, hooks, names, outputs, staging)
+        self.report_plan(plan, staging, names)
         return processed
 
-    def current(
-        self, key: str, previous: Record | None, listing: Listing | None
-    ) -> bool:
-        """Same inputs as the last complete post-process, and its output is there.
-
-        Not after a run that copied anything: a post-processor may have
-        removed what it wrote last time (WHITENOISE_KEEP_ONLY_HASHED_FILES).
-        """
-        storage = self.storage
-        name = getattr(storage, "manifest_name", None)
-        if previous is None or previous.state.get("postprocess") != key or not name:
-            return False
-        manifest_storage = getattr(storage, "manifest_storage", storage)
-        if listing is None or unwrap(manifest_storage) is not unwrap(storage):
-            return bool(manifest_storage.exists(name))
-        hashed = previous.manifests[0] if previous.manifests else []
-        return name in listing and all(path in listing for path in hashed)
-
-    def staged(self, found: FoundFiles, staging: Staging) -> list[str] | None:
-        """The storage's ``post_process`` with its I/O staged; then, unless
-        simulated, written out. None if a dry run could not simulate it."""
-        if not staging.simulate:
-            processed = self.each(staging)
-            self.flush(staging)
-            return processed
-        storage = staging.main.storage
-        # A dry run leaves the storage's in-memory manifest as it was.
-        saved = {
-            name: vars(storage)[name]
-            for name in ("hashed_files", "manifest_hash")
-            if name in vars(storage)
-        }
+    def each(
+        self,
+        staging: Staging,
+        hooks: Hooks,
+        files: Mapping[str, str],
+        incremental: bool = False,
+    ) -> tuple[list[str], dict[str, str], dict[str, set[str]]] | None:
+        """Run ``post_process`` over ``files`` and log each result as stock
+        does: the originals processed, each one's name, and what was written
+        for each. None if a dry run could not simulate it."""
+        progress = Progress(self.progress_to, "Post-processing", len(files))
+        post_process: Any = getattr(self.storage, "post_process")  # noqa: B009
+        processed: list[str] = []
+        names: dict[str, str] = {}
+        outputs: dict[str, set[str]] = {}
+        owner: dict[str, str] = {}  # an output's source
+        saved = dict(vars(staging.main.storage))
         try:
-            return self.each(staging)
+            with staging.active(), hooks.installed():
+                paths = staging.paths(files)
+                for original, processed_path, done in post_process(
+                    paths, dry_run=False
+                ):
+                    if isinstance(done, RuntimeError) and incremental:
+                        raise NotSettled  # its passes ran out: run them all
+                    if isinstance(done, Exception):
+                        self.fail(original, done)
+                    source = owner.get(original, original)
+                    if isinstance(processed_path, str):
+                        names.setdefault(source, processed_path)
+                        owner.setdefault(processed_path, source)
+                        outputs.setdefault(source, set()).add(processed_path)
+                    if done:
+                        self.host.log(
+                            f"Post-processed '{original}' as '{processed_path}'",
+                            level=2,
+                        )
+                        processed.append(original)
+                    else:
+                        self.host.log(f"Skipped post-processing '{original}'")
+                    progress.advance()
         except Exception as error:
+            if not staging.simulate or isinstance(error, NotSettled):
+                raise
             self.report.post_processing = {
                 "status": f"not simulated ({type(error).__name__}: {error})"
             }
             return None
         finally:
-            vars(storage).update(saved)
-
-    def each(self, staging: Staging) -> list[str]:
-        """Run ``post_process`` and log each result as stock does."""
-        progress = Progress(
-            self.progress_to, "Post-processing", len(staging.found_files)
-        )
-        post_process: Any = getattr(self.storage, "post_process")  # noqa: B009
-        processed: list[str] = []
-        with staging.active():
-            results = post_process(staging.paths(), dry_run=False)
-            for original, processed_path, done in results:
-                if isinstance(done, Exception):
-                    self.fail(original, done)
-                if isinstance(processed_path, str):
-                    self.outputs.add(processed_path)
-                    self.names.setdefault(original, processed_path)
-                if done:
-                    self.host.log(
-                        f"Post-processed '{original}' as '{processed_path}'", level=2
-                    )
-                    processed.append(original)
-                else:
-                    self.host.log(f"Skipped post-processing '{original}'")
-                progress.advance()
+            if staging.simulate:  # a dry run leaves the storage's state alone
+                for name in ("hashed_files", "manifest_hash"):
+                    if name in saved:
+                        vars(staging.main.storage)[name] = saved[name]
         if progress.files:
             progress.close()
-        return processed
+        return processed, names, outputs
+
+    def remember(
+        self,
+        storage: Any,
+        plan: Plan,
+        digests: Mapping[str, str],
+        rows: Mapping[str, Processed],
+        hooks: Hooks,
+        names: dict[str, str],
+        outputs: dict[str, set[str]],
+        staging: Staging,
+    ) -> None:
+        """What the next record says of this post-process."""
+        if staging.simulate:
+            return
+        hashing = not compressing(storage)
+        # WhiteNoise removes the originals it hashed (we know its code).
+        removes = hashing and bool(getattr(storage, "keep_only_hashed_files", False))
+        fresh = {
+            path: Processed(
+                digests[path],
+                names.get(path) if hashing else None,
+                tuple(sorted(hooks.refs.get(path, ()))),
+                tuple(sorted(outputs.get(path, ()))),
+                removes and names.get(path, path) != path,
+            )
+            for path in plan.files
+        }
+        kept = {} if plan.mode == "full" else rows
+        self.processed = {
+            path: fresh[path] if path in fresh else kept[path]
+            for path in digests
+            if path in fresh or path in kept
+        }
+        hashed = getattr(storage, "hashed_files", None)
+        if isinstance(hashed, dict):
+            self.manifest = sorted(set(hashed.values()))
+
+    @staticmethod
+    def described(plan: Plan) -> dict[str, Any]:
+        """How post-processing runs and why, for the report."""
+        described: dict[str, Any] = {"status": "failed", "mode": plan.mode}
+        if plan.reason:
+            described["reason"] = plan.reason
+        if plan.mode == "incremental":
+            described["files"] = dict(plan.files)
+        return described
+
+    def report_plan(self, plan: Plan, staging: Staging, names: dict[str, str]) -> None:
+        report = self.report
+        report.post_processing = {**self.described(plan), **staging.outcome()}
+        for original, hashed_name in names.items():
+            if original in report.files:
+                action = report.files[original].action
+                report.file(original, action, hashed_name=hashed_name)
 
     def flush(self, staging: Staging) -> None:
         try:

@@ -8,6 +8,11 @@ whether the file changed out of band. It also keeps the paths named by the
 last few manifests, so pruning never removes files that cached pages may
 still reference.
 
+After a complete post-process it also keeps, per source, what the
+post-processor did with it (:class:`Processed`: the MD5 it was given, its
+hashed name, the files it refers to, what was written for it), so that the
+next run can post-process only what changed (see :mod:`.incremental`).
+
 The record lives where others can write, so it is untrusted input: it is
 size-limited and validated field by field, and any doubt is a
 :class:`RecordError` (the caller then trusts nothing), never "unchanged".
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, NamedTuple
 
@@ -27,9 +32,13 @@ from .backends.base import Readable, Remote
 from .paths import is_safe_path
 
 FORMAT = "collectstatic-plus-record"
-VERSION = 2
+#: 3 added ``processed``; a version 2 record is read as one without it.
+VERSION = 3
+VERSIONS = (2, 3)
 #: What each row of ``files`` holds; the seen_* are null when nothing was seen.
 COLUMNS = ("path", "md5", "size", "source", "seen_size", "seen_etag", "seen_mtime_ns")
+#: What each row of ``processed`` holds (see :class:`Processed`).
+PROCESSED_COLUMNS = ("path", "md5", "hashed", "refs", "outputs", "consumed")
 #: Records larger than this are not read (about 300,000 files).
 MAX_BYTES = 64 * 1024 * 1024
 MAX_ETAG = 100
@@ -39,6 +48,7 @@ OLD_TOKEN = re.compile(r"[0-9a-f][0-9a-f-]{0,99}")
 TOKEN_LIMIT = 1 << 64
 #: The rows of ``files`` are written one per line, between these.
 FILES_OPEN = b',"files":['
+PROCESSED_OPEN = b'],"processed":['
 FILES_CLOSE = b'],"manifests":'
 #: Bytes read at a time, and rows parsed at a time (one ``json.loads`` for a
 #: thousand rows is several times faster than one per row).
@@ -76,6 +86,25 @@ class Entry(NamedTuple):
         ]
 
 
+class Processed(NamedTuple):
+    """What the last complete post-process did with one source."""
+
+    md5: str
+    #: Its hashed name (None for a storage that does not hash names).
+    hashed: str | None = None
+    #: The sources its rewritten content refers to.
+    refs: tuple[str, ...] = ()
+    #: What the post-processor wrote for it (hashed copy, compressed files).
+    outputs: tuple[str, ...] = ()
+    #: Whether the post-processor removed the collected original
+    #: (WHITENOISE_KEEP_ONLY_HASHED_FILES).
+    consumed: bool = False
+
+    def row(self, path: str) -> list[Any]:
+        refs, outputs = list(self.refs), list(self.outputs)
+        return [path, self.md5, self.hashed, refs, outputs, self.consumed]
+
+
 @dataclass
 class Record:
     """Collected paths, and the manifests' paths of the last runs, newest first."""
@@ -84,14 +113,17 @@ class Record:
     files: dict[str, Entry] = field(default_factory=dict)
     manifests: list[list[str]] = field(default_factory=list)
     state: dict[str, str] = field(default_factory=dict)
+    #: Per source, the last complete post-process (empty if none is known).
+    processed: dict[str, Processed] = field(default_factory=dict)
 
     def same_content(self, other: Record | None, tokens: bool = False) -> bool:
         """Equal to ``other`` but for source tokens (compared too if ``tokens``)."""
-        if other is None or (self.fingerprint, self.manifests, self.state) != (
-            other.fingerprint,
-            other.manifests,
-            other.state,
-        ):
+        if other is None or (
+            self.fingerprint,
+            self.manifests,
+            self.state,
+            self.processed,
+        ) != (other.fingerprint, other.manifests, other.state, other.processed):
             return False
         if tokens:
             return self.files == other.files
@@ -102,8 +134,9 @@ class Record:
         )
 
     def write(self, out: BinaryIO) -> None:
-        """Write compact JSON with one row of ``files`` per line, so that
-        :func:`read` can parse it a row at a time (and never whole)."""
+        """Write compact JSON with one row of ``files`` (and of ``processed``)
+        per line, so that :func:`read` can parse it a row at a time (and never
+        whole)."""
         encode = json.JSONEncoder(separators=(",", ":")).encode
         head = {
             "format": FORMAT,
@@ -111,13 +144,27 @@ class Record:
             "fingerprint": self.fingerprint,
             "state": dict(sorted(self.state.items())),
             "columns": COLUMNS,
+            "processed_columns": PROCESSED_COLUMNS,
         }
         out.write(encode(head)[:-1].encode() + FILES_OPEN + b"\n")
-        for number, path in enumerate(sorted(self.files)):
-            row = encode(self.files[path].row(path))
-            out.write((b",\n" if number else b"") + row.encode())
+        _write_rows(out, self.files, encode)
+        out.write(PROCESSED_OPEN + b"\n")
+        _write_rows(out, self.processed, encode)
         manifests = [sorted(paths) for paths in self.manifests]
-        out.write(b"\n" + FILES_CLOSE + encode(manifests).encode() + b"}\n")
+        out.write(FILES_CLOSE + encode(manifests).encode() + b"}\n")
+
+
+def _write_rows(
+    out: BinaryIO,
+    section: Mapping[str, Entry | Processed],
+    encode: Callable[[Any], str],
+) -> None:
+    """One row per line, each but the last followed by a comma."""
+    paths = sorted(section)
+    last = len(paths) - 1
+    for number, path in enumerate(paths):
+        row = encode(section[path].row(path)).encode()
+        out.write(row + (b",\n" if number < last else b"\n"))
 
 
 def read(stream: Readable, fingerprint: str) -> Record:
@@ -131,25 +178,32 @@ def read(stream: Readable, fingerprint: str) -> Record:
     if not first.endswith(FILES_OPEN):
         return parse(b"\n".join([first, *lines]), fingerprint)
     record = _head(_parsed(first[: -len(FILES_OPEN)] + b"}"), fingerprint)
+    section, add = record.files, _add
     batch: list[bytes] = []
     number = 2  # the line of batch[0]
     for line in lines:
-        if not line.startswith(FILES_CLOSE):
+        if not line.startswith(b"]"):
             batch.append(line)
             if len(batch) == BATCH:
-                _add_rows(record.files, batch, number)
+                _add_rows(section, add, batch, number)
                 number += len(batch)
                 batch.clear()
             continue
-        _add_rows(record.files, batch, number)
-        number += len(batch)
+        _add_rows(section, add, batch, number)
+        number += len(batch) + 1
+        batch.clear()
+        if line == PROCESSED_OPEN and section is record.files:
+            section, add = record.processed, _add_processed  # type: ignore[assignment]
+            continue
+        if not line.startswith(FILES_CLOSE):
+            raise RecordError(f"line {number - 1}: unexpected data")
         tail = _parsed(b"{" + line[2:])  # '{"manifests":[...]}'
         if not isinstance(tail, dict) or next(lines, None) is not None:
-            raise RecordError(f"line {number}: unexpected data after the files")
+            raise RecordError(f"line {number - 1}: unexpected data after the files")
         try:
             record.manifests = _manifests(tail.get("manifests", []))
         except RecordError as error:
-            raise RecordError(f"line {number}: {error}") from None
+            raise RecordError(f"line {number - 1}: {error}") from None
         return record
     raise RecordError("cut short")
 
@@ -166,6 +220,11 @@ def parse(data: bytes, fingerprint: str) -> Record:
         raise RecordError("'files' is not a list")
     for row in rows:
         _add(record.files, row)
+    processed = document.get("processed", [])
+    if type(processed) is not list:
+        raise RecordError("'processed' is not a list")
+    for row in processed:
+        _add_processed(record.processed, row)
     record.manifests = _manifests(document.get("manifests", []))
     return record
 
@@ -174,7 +233,7 @@ def _head(document: object, fingerprint: str) -> Record:
     """An empty record from the document's head, validated."""
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise RecordError("not a collectstatic-plus record")
-    if document.get("version") != VERSION:
+    if document.get("version") not in VERSIONS:
         raise RecordError(f"unknown version {document.get('version')!r}")
     if document.get("fingerprint") != fingerprint:
         raise RecordError(
@@ -182,6 +241,9 @@ def _head(document: object, fingerprint: str) -> Record:
         )
     if document.get("columns") != list(COLUMNS):
         raise RecordError(f"unknown columns {document.get('columns')!r}")
+    processed = document.get("processed_columns", list(PROCESSED_COLUMNS))
+    if processed != list(PROCESSED_COLUMNS):
+        raise RecordError(f"unknown processed columns {processed!r}")
     return Record(fingerprint=fingerprint, state=_state(document.get("state", {})))
 
 
@@ -192,7 +254,12 @@ def _parsed(data: bytes) -> object:
         raise RecordError(f"not valid JSON ({error})") from None
 
 
-def _add_rows(files: dict[str, Entry], lines: list[bytes], first: int) -> None:
+def _add_rows(
+    section: dict[str, Any],
+    add: Callable[[Any, object], None],
+    lines: list[bytes],
+    first: int,
+) -> None:
     """Add the rows on ``lines`` (numbered from ``first``), one per line:
     parsed together, or line by line to name a bad one."""
     try:
@@ -205,7 +272,7 @@ def _add_rows(files: dict[str, Entry], lines: list[bytes], first: int) -> None:
     for offset, line in enumerate(lines):
         try:
             row = rows[offset] if rows is not None else _parsed(line.removesuffix(b","))
-            _add(files, row)
+            add(section, row)
         except RecordError as error:
             raise RecordError(f"line {first + offset}: {error}") from None
 
@@ -220,6 +287,29 @@ def _add(files: dict[str, Entry], row: object) -> None:
     if path in files:
         raise RecordError(f"{path!r} is listed twice")
     files[path] = _entry(*row)
+
+
+def _add_processed(processed: dict[str, Processed], row: object) -> None:
+    """Validate one row of ``processed`` and add it."""
+    if type(row) is not list or len(row) != len(PROCESSED_COLUMNS):
+        raise RecordError(
+            f"a 'processed' row is not a list of {len(PROCESSED_COLUMNS)}"
+        )
+    path, md5, hashed, refs, outputs, consumed = row
+    if not is_safe_path(path):
+        raise RecordError(f"unsafe path {path!r}")
+    if path in processed:
+        raise RecordError(f"{path!r} is processed twice")
+    if type(md5) is not str or not MD5.fullmatch(md5):
+        raise RecordError(f"processed {path!r} has a bad md5")
+    if hashed is not None and not is_safe_path(hashed):
+        raise RecordError(f"processed {path!r} has a bad hashed name")
+    for names in (refs, outputs):
+        if type(names) is not list or not all(is_safe_path(n) for n in names):
+            raise RecordError(f"processed {path!r} has a bad list of paths")
+    if type(consumed) is not bool:
+        raise RecordError(f"processed {path!r} has a bad consumed flag")
+    processed[path] = Processed(md5, hashed, tuple(refs), tuple(outputs), consumed)
 
 
 def _entry(

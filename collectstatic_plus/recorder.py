@@ -21,7 +21,7 @@ from django.core.management.base import CommandError
 from . import __version__
 from .backends.base import Backend, Listing, Remote
 from .plan import saw_same
-from .record import Entry, Record, RecordError, read
+from .record import Entry, Processed, Record, RecordError, read
 from .retry import PermanentError, Retry
 from .sources import Source
 
@@ -70,12 +70,17 @@ class Recorder:
         kept: Collection[str],
         manifests: list[list[str]],
         postprocess: str | None,
+        processed: dict[str, Processed],
+        consumed: Collection[str] = (),
     ) -> Record:
         """This run's record.
 
         ``written`` maps each file this run wrote to what the backend saw
         right after (None: not known, so the destination is listed once more);
-        ``kept`` holds the files found up to date.
+        ``kept`` holds the files found up to date; ``consumed`` the originals
+        post-processing removed (recorded as written, with nothing seen);
+        ``processed`` and ``postprocess`` say what the last complete
+        post-process did, and with which settings.
         """
         old = previous.files if previous is not None else {}
         if listing is not None and None in written.values():
@@ -85,7 +90,9 @@ class Recorder:
         for path, source in sources.items():
             if source.digest is None:
                 continue
-            if path in written:
+            if path in consumed:
+                seen = None
+            elif path in written:
                 seen = written[path]
             elif path in kept:
                 seen = None if listing is None else listing.get(path)
@@ -102,7 +109,7 @@ class Recorder:
         state = {"django": django.get_version(), "collectstatic_plus": __version__}
         if postprocess is not None:
             state["postprocess"] = postprocess
-        return Record(self.backend.fingerprint(), files, manifests, state)
+        return Record(self.backend.fingerprint(), files, manifests, state, processed)
 
     def save(self, new: Record, previous: Record | None, complete: bool) -> None:
         """Write ``new`` unless it says what ``previous`` does.

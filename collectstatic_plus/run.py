@@ -144,12 +144,16 @@ class Run:
                 self.find()
             with phase("read destination"):
                 self.learn()
+            consumed: frozenset[str] = frozenset()
+            if options.post_process and not options.clear:
+                consumed = frozenset(self.post_processing.consumes(self.previous))
             known = Knowledge(
                 self.listing,
                 self.previous,
                 self.backend.local,
                 options.force,
                 options.verify,
+                consumed,
             )
             with phase("hash"):
                 self.hash(known)
@@ -276,9 +280,8 @@ class Run:
 
     def post_process(self) -> None:
         """The storage's own ``post_process``, staged (see postprocess.py)."""
-        copied = bool(self.copier.copied)
         self.outcome.post_processed = self.post_processing.run(
-            self.sources, self.listing, self.previous, copied
+            self.sources, self.listing, self.previous, set(self.copier.copied)
         )
 
     def save_partial_record(self) -> None:
@@ -287,11 +290,20 @@ class Run:
             self.save_record(complete=False)
 
     def save_record(self, complete: bool) -> None:
+        """The next sync record; after a complete post-process it says what
+        that did, else what the last complete one did (still in place)."""
         previous, done = self.previous, self.post_processing
         manifests = previous.manifests if previous is not None else []
         manifest = done.manifest
         if complete and manifest is not None and manifests[:1] != [manifest]:
             manifests = [manifest, *manifests][: self.options.keep_manifests]
+        key: str | None
+        if complete and done.processed is not None:
+            key, processed = done.key, done.processed
+        elif previous is not None:
+            key, processed = previous.state.get("postprocess"), previous.processed
+        else:
+            key, processed = None, {}
         new = self.recorder.next(
             self.sources,
             previous,
@@ -299,7 +311,9 @@ class Run:
             self.copier.written,
             self.copier.kept,
             manifests,
-            done.key if complete else None,
+            key,
+            processed,
+            done.consumed,
         )
         self.recorder.save(new, previous, complete)
 

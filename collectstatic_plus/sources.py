@@ -23,6 +23,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from hashlib import blake2b
+from typing import Any
 
 from django.contrib.staticfiles.finders import (
     AppDirectoriesFinder,
@@ -30,6 +31,7 @@ from django.contrib.staticfiles.finders import (
     FileSystemFinder,
     get_finders,
 )
+from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
 
 from .digest import Digest
@@ -194,3 +196,29 @@ def _matcher(patterns: list[str]) -> Callable[[str], object]:
         return lambda name: False
     either = "|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)
     return re.compile(either).match
+
+
+class SourceFile(File):  # type: ignore[type-arg]
+    """A collected file as post_process opens it: where it came from, and
+    its content's digest if the run knows it."""
+
+    origin: tuple[Storage, str]
+    digest: Digest | None
+
+
+class Sources:
+    """Stands in for a finder's storage in ``post_process``'s ``paths``."""
+
+    def __init__(self, storage: Storage, digest: Digest | None = None) -> None:
+        self._storage = storage
+        self._digest = digest
+
+    def open(self, path: str, mode: str = "rb") -> SourceFile:
+        handle = self._storage.open(path, mode)
+        wrapped = SourceFile(handle.file, handle.name)
+        wrapped.origin = (self._storage, path)
+        wrapped.digest = self._digest
+        return wrapped
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)

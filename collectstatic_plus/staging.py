@@ -3,32 +3,37 @@
 Django's ManifestFilesMixin (and django-storages' S3ManifestStaticStorage)
 asks the destination, one request at a time, whether each hashed name exists,
 reads files back from it, and deletes then re-saves every CSS and JS file on
-every run. :class:`Staging` keeps the backend's own ``post_process`` (so names,
-rewritten contents and the manifest are exactly stock's) and answers its
-storage calls from what this run knows:
+every run. :class:`Staging` keeps the storage's own ``post_process`` (so
+names, rewritten contents and the manifest are exactly stock's) and answers
+its storage calls from what this run knows:
 
 - ``exists``: from the listing read before collecting, plus what this run
   wrote or deleted; a storage that cannot list is asked, once per name;
-- ``open``: a file collected in this run is read from its local source, a
-  file written during post-processing from the staged content;
+- ``open``: a collected file is read from its source, a file written during
+  post-processing from what was staged;
 - ``delete``: deferred, and dropped when the same name is saved again;
 - ``_save``: a save of the content the destination already holds is a no-op;
-  other saves are written at once on local disk (post-processors such as
-  WhiteNoise read them back from disk), and queued for the worker pool
-  elsewhere;
+  other saves are staged: a copy of a source file as its origin, rewritten
+  bytes in a temporary file (never all of them in memory), and written on
+  the worker pool (see :meth:`Staging.write_staged`);
 - the manifest is written last, after every file it names has landed.
 
-The storage instance gets these as instance attributes for the duration and
-loses them afterwards, so later uses of ``staticfiles_storage`` see nothing.
+For a storage whose code we know (``deferred``), a collected file's hash
+is the digest the run took, and local writes wait until its manifest is due
+(an incremental run that would not settle then writes nothing); for others,
+local writes happen at once (some post-processors read them back). The
+storage gets these as instance attributes for the duration only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
+import hashlib
 import os
+import shutil
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -39,50 +44,23 @@ from django.core.files.storage import Storage
 
 from .backends import backend_for
 from .backends.base import Backend, Listing, Remote
-from .digest import Digest, digest_bytes, digest_file
+from .digest import CHUNK, Digest, digest_file
 from .pool import TransferPool
 from .retry import Retry
+from .sources import Sources
 
 FoundFiles = dict[str, tuple[Storage, str]]
-PATCHED = ("exists", "open", "delete", "_save", "size")
+PATCHED = ("exists", "open", "delete", "_save", "size", "file_hash")
 
 
 @dataclass
 class Staged:
-    """A write post-processing asked for: bytes, or a source file to copy."""
+    """A write post-processing asked for: a source file to copy, or bytes in
+    a temporary file; neither once it is written (read it back from there)."""
 
     digest: Digest
-    data: bytes | None = None
     origin: tuple[Storage, str] | None = None
-
-    def open(self) -> File:  # type: ignore[type-arg]
-        if self.data is not None:
-            return File(io.BytesIO(self.data))
-        assert self.origin is not None
-        storage, path = self.origin
-        return storage.open(path, "rb")
-
-
-class SourceFile(File):  # type: ignore[type-arg]
-    """A collected file as post_process opens it, knowing where it came from."""
-
-    origin: tuple[Storage, str]
-
-
-class Sources:
-    """Stands in for a finder's storage in ``post_process``'s ``paths``."""
-
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
-
-    def open(self, path: str, mode: str = "rb") -> SourceFile:
-        handle = self._storage.open(path, mode)
-        wrapped = SourceFile(handle.file, handle.name)
-        wrapped.origin = (self._storage, path)
-        return wrapped
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
+    spool: str | None = None
 
 
 class Target:
@@ -95,14 +73,14 @@ class Target:
         self.size = storage.size
         self.delete = storage.delete
         self._save = storage._save
+        self.file_hash = getattr(storage, "file_hash", None)
 
-    def write(self, name: str, staged: Staged, overwrites: bool) -> str:
+    def write(self, name: str, content: File, overwrites: bool) -> str:  # type: ignore[type-arg]
         if not overwrites and self.exists(name):
             self.delete(name)
-        with staged.open() as content:
-            return str(self._save(name, content))
+        return str(self._save(name, content))
 
-    def replace(self, name: str, staged: Staged) -> bool:
+    def replace(self, name: str, content: File) -> bool:  # type: ignore[type-arg]
         """On local disk, write beside ``name`` and rename over it (atomic).
 
         False if the storage has no local path.
@@ -113,8 +91,7 @@ class Target:
             return False
         saved = f"{name}.{os.getpid()}.tmp"
         try:
-            with staged.open() as content:
-                saved = self._save(saved, content)
+            saved = self._save(saved, content)
             os.replace(self.storage.path(saved), final)
         except BaseException:  # Ctrl-C included: leave no temporary behind
             with contextlib.suppress(OSError):
@@ -137,8 +114,10 @@ class Staging:
         workers: int,
         simulate: bool = False,
         retry: Retry | None = None,
+        digests: Mapping[str, Digest] | None = None,
+        deferred: bool = False,
     ) -> None:
-        main = unwrap(storage)
+        main = storage.__dict__.get("_wrapped", storage)
         #: Dry run: stage and compare, write nothing at all.
         self.simulate = simulate
         self.retry = retry or Retry(attempts=1)
@@ -150,26 +129,33 @@ class Staging:
         self.manifest_name = getattr(main, "manifest_name", None)
         self.backend = backend
         self.found_files = found_files
+        self.digests = digests or {}
         self.listing = listing
         self.workers = workers
         self.local = backend.local
+        self.deferred = deferred
         self.overwrites = backend.overwrites_in_place
         self.staged: dict[str, Staged] = {}
         self.deleted: set[str] = set()
         self.asked: dict[str, bool] = {}
+        #: Staged writes not made yet, by name.
         self.queue: dict[str, Staged] = {}
         self.manifest: Staged | None = None
         #: Names written to the destination, and saves skipped as identical.
         self.written: list[str] = []
         self.identical: list[str] = []
         self.lock = threading.RLock()
+        self._spool_dir: str | None = None
 
-    def paths(self) -> FoundFiles:
-        """``found_files`` with sources that remember their origin when opened."""
-        return {
-            name: (Sources(storage), path)  # type: ignore[misc]
-            for name, (storage, path) in self.found_files.items()
-        }
+    def paths(self, only: Iterable[str] | None = None) -> FoundFiles:
+        """What ``post_process`` is given: ``found_files`` (or those of them in
+        ``only``), with sources that remember their origin when opened."""
+        names = self.found_files if only is None else only
+        paths: FoundFiles = {}
+        for name in names:
+            storage, path = self.found_files[name]
+            paths[name] = (Sources(storage, self.digests.get(name)), path)  # type: ignore[assignment]
+        return paths
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -181,12 +167,20 @@ class Staging:
             main.size = self._size
             main.delete = self._delete
             main._save = self._save
+            if self.deferred and self.main.file_hash is not None:
+                main.file_hash = self._file_hash
             if manifest is not main:
                 manifest._save = self._save_manifest
             yield
         finally:
             self.main.restore()
             self.manifest_target.restore()
+
+    def close(self) -> None:
+        """Remove what was spooled."""
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
+            self._spool_dir = None
 
     # Reads -------------------------------------------------------------
 
@@ -208,11 +202,19 @@ class Staging:
         with self.lock:
             staged = self.staged.get(name)
         if staged is not None:
-            return staged.open()
+            return self._read(name, staged)
         if name in self.found_files:
             storage, path = self.found_files[name]
             return storage.open(path, mode)
         return self.main.open(name, mode)
+
+    def _read(self, name: str, staged: Staged) -> File:  # type: ignore[type-arg]
+        if staged.origin is not None:
+            storage, path = staged.origin
+            return storage.open(path, "rb")
+        if staged.spool is not None:
+            return File(open(staged.spool, "rb"), name=name)
+        return self.main.open(name, "rb")  # type: ignore[no-any-return]
 
     def _size(self, name: str) -> int:
         with self.lock:
@@ -224,16 +226,28 @@ class Staging:
             return remote.size
         return int(self.main.size(name))
 
+    def _file_hash(self, name: str, content: Any = None) -> str | None:
+        """Django's file_hash (the MD5's first 12 hex digits), from the
+        digest the run took of a collected file instead of reading it."""
+        digest = getattr(content, "digest", None)
+        if isinstance(digest, Digest):
+            return digest.md5[:12]
+        assert self.main.file_hash is not None
+        return self.main.file_hash(name, content)  # type: ignore[no-any-return]
+
     # Writes ------------------------------------------------------------
 
     def _delete(self, name: str) -> None:
         with self.lock:
-            self.staged.pop(name, None)
+            staged = self.staged.pop(name, None)
             self.queue.pop(name, None)
             self.deleted.add(name)
+        if staged is not None and staged.spool is not None:
+            with contextlib.suppress(OSError):
+                os.remove(staged.spool)
 
     def _save(self, name: str, content: Any) -> str:
-        staged = _stage(content)
+        staged = self._stage(content)
         with self.lock:
             self.deleted.discard(name)
             if self.manifest_target is self.main and name == self.manifest_name:
@@ -243,19 +257,39 @@ class Staging:
         if self._holds(name, staged.digest):
             self.identical.append(name)
             return name
-        if self.simulate:
-            with self.lock:
-                self.queue[name] = staged
-            return name
-        if self.local:
-            return self._write(name, staged)
         with self.lock:
             self.queue[name] = staged
+        if self.local and not self.deferred and not self.simulate:
+            self._write(name, staged)  # post-processors may read it from disk
+            with self.lock:
+                self.queue.pop(name, None)
         return name
 
     def _save_manifest(self, name: str, content: Any) -> str:
-        self.manifest = _stage(content)
+        self.manifest = self._stage(content)
         return name
+
+    def _stage(self, content: Any) -> Staged:
+        """A source file is staged as its origin; anything else is spooled
+        to a temporary file as it is hashed."""
+        origin = getattr(content, "origin", None)
+        if origin is not None:
+            digest = getattr(content, "digest", None)
+            if not isinstance(digest, Digest):
+                digest = digest_file(*origin)
+            return Staged(digest, origin=origin)
+        if self._spool_dir is None:
+            self._spool_dir = tempfile.mkdtemp(prefix="collectstatic-plus-")
+        if hasattr(content, "seek"):
+            content.seek(0)
+        md5, size = hashlib.md5(usedforsecurity=False), 0
+        with tempfile.NamedTemporaryFile(dir=self._spool_dir, delete=False) as spool:
+            while chunk := content.read(CHUNK):
+                data = chunk.encode() if isinstance(chunk, str) else chunk
+                md5.update(data)
+                size += len(data)
+                spool.write(data)
+        return Staged(Digest(md5.hexdigest(), size), spool=spool.name)
 
     def _holds(self, name: str, digest: Digest) -> bool:
         """Whether the destination already has exactly this content at name."""
@@ -265,18 +299,30 @@ class Staging:
         return _same(remote, digest)
 
     def _write(self, name: str, staged: Staged) -> str:
-        # On local disk, renamed into place: an interrupted write never leaves
-        # a partial file under a hashed name (nothing would ever rewrite it).
-        if self.local and self.main.replace(name, staged):
-            with self.lock:
-                self.written.append(name)
-            return name
-        saved = self.retry(
-            f"Writing '{name}'", lambda: self.main.write(name, staged, self.overwrites)
-        )
+        def attempt() -> str:
+            with self._read(name, staged) as content:
+                # On local disk, renamed into place: an interrupted write
+                # never leaves a partial file under a hashed name.
+                if self.local and self.main.replace(name, content):
+                    return name
+                return self.main.write(name, content, self.overwrites)
+
+        saved = self.retry(f"Writing '{name}'", attempt)
         with self.lock:
             self.written.append(name)
         return saved
+
+    def write_staged(self) -> None:
+        """Write what is staged (not the manifest), on the worker pool."""
+        if self.simulate:
+            return
+        with self.lock:
+            queue, self.queue = sorted(self.queue.items()), {}
+        with TransferPool(self.workers) as pool:
+            for name, staged in queue:
+                pool.submit(name, self._write, name, staged)
+        if pool.failures:
+            raise FlushError(pool.failures)
 
     def outcome(self) -> dict[str, object]:
         """What post-processing wrote (or, simulated, would write)."""
@@ -298,12 +344,8 @@ class Staging:
         }
 
     def flush(self) -> None:
-        """Upload what is queued, then deletions, then the manifest."""
-        with TransferPool(self.workers) as pool:
-            for name, staged in sorted(self.queue.items()):
-                pool.submit(name, self._write, name, staged)
-        if pool.failures:
-            raise FlushError(pool.failures)
+        """Write what is staged, then deletions, then the manifest."""
+        self.write_staged()
         # Deletions left standing (stock deletes intermediate hashed copies);
         # a name this run staged and dropped never reached the destination.
         for name in sorted(self.deleted - set(self.staged)):
@@ -326,11 +368,15 @@ class Staging:
             overwrites = self.overwrites
         else:
             overwrites = backend_for(target.storage).overwrites_in_place
-        # A reader must never find no manifest: renamed into place where it can.
-        if not target.replace(name, staged):
-            self.retry(
-                f"Writing '{name}'", lambda: target.write(name, staged, overwrites)
-            )
+
+        def attempt() -> None:
+            with self._read(name, staged) as content:
+                # A reader must never find no manifest: renamed into place
+                # where it can.
+                if not target.replace(name, content):
+                    target.write(name, content, overwrites)
+
+        self.retry(f"Writing '{name}'", attempt)
         self.written.append(name)
 
 
@@ -338,19 +384,6 @@ class FlushError(Exception):
     def __init__(self, failures: list[Any]) -> None:
         super().__init__(f"{len(failures)} post-processed file(s) could not be written")
         self.failures = failures
-
-
-def _stage(content: Any) -> Staged:
-    origin = getattr(content, "origin", None)
-    if origin is not None:
-        storage, path = origin
-        return Staged(digest_file(storage, path), origin=origin)
-    if hasattr(content, "seek"):
-        content.seek(0)
-    data = content.read()
-    if isinstance(data, str):
-        data = data.encode()
-    return Staged(digest_bytes(data), data=data)
 
 
 def _same(remote: Remote | None, digest: Digest) -> bool:

@@ -183,3 +183,9 @@ class SlowManifestStorage(ManifestStaticFilesStorage):
     def _save(self, name: str, content: Any) -> str:
         time.sleep(float(os.environ.get("SLOW_STORAGE_DELAY", "0")))
         return super()._save(name, content)
+
+
+class JSModuleManifestStorage(ManifestStaticFilesStorage):
+    """Rewrites JS module imports too (Django's opt-in)."""
+
+    support_js_module_import_aggregation = True

@@ -245,6 +245,18 @@ BROKEN_RECORDS: dict[str, Callable[[dict[str, Any]], object]] = {
         **d,
         "files": [[*row[:4], None, *row[5:]] for row in d["files"]],
     },
+    "a processed row that refers outside": lambda d: {
+        **d,
+        "processed": [["a.css", "0" * 32, None, ["../etc/passwd"], [], False]],
+    },
+    "a processed row with a bad md5": lambda d: {
+        **d,
+        "processed": [["a.css", "x", None, [], [], False]],
+    },
+    "a processed row without a flag": lambda d: {
+        **d,
+        "processed": [["a.css", "0" * 32, None, [], []]],
+    },
 }
 
 
@@ -264,7 +276,7 @@ def test_broken_record_is_ignored_with_a_warning(
     result = run_collectstatic(stderr=stderr)
     assert stderr.getvalue().startswith(f"Ignoring the sync record '{RECORD}': ")
     assert "1 static file copied" in result.stdout
-    assert json.loads((static_root / RECORD).read_bytes())["version"] == 2
+    assert json.loads((static_root / RECORD).read_bytes())["version"] == 3
 
 
 def test_record_has_one_row_per_line_and_its_one_line_form_is_still_read(
@@ -277,7 +289,8 @@ def test_record_has_one_row_per_line_and_its_one_line_form_is_still_read(
     rows = [
         json.dumps(row, separators=(",", ":")).encode() for row in document["files"]
     ]
-    assert lines[1:-2] == [row + b"," for row in rows[:-1]] + rows[-1:]
+    assert lines[1:-3] == [row + b"," for row in rows[:-1]] + rows[-1:]
+    assert lines[-3] == b'],"processed":['  # nothing post-processed
     assert lines[-2].startswith(b'],"manifests":') and lines[-1] == b""
     (static_root / RECORD).write_text(json.dumps(document))  # one line
     (static_root / "d0/f3.js").write_text("tampered\n")
@@ -314,7 +327,7 @@ BROKEN_LINES: dict[str, Callable[[bytes], bytes]] = {
 
 BROKEN_REASONS = {
     "cut short": "cut short",
-    "data after the end": "line 14: unexpected data after the files",
+    "data after the end": "line 15: unexpected data after the files",
     "a row that is not JSON": "line 2: not valid JSON (Expecting ',' delimiter: "
     "line 1 column 16 (char 15))",
     "a row with a bad md5": "line 2: entry for 'd0/f0.js' has a bad md5",

@@ -159,36 +159,51 @@ def test_no_change_rerun_skips_post_processing(
     assert (static_root / "staticfiles.json").read_bytes() == manifest
 
 
-@pytest.mark.parametrize(
-    "change",
-    ["source", "storage option", "static url", "manifest deleted", "hashed deleted"],
-)
-def test_post_processing_runs_again_when_an_input_changed(
-    tmp_path: Path, static_root: Path, settings: Any, change: str
+CHANGES = {
+    # what changed: how this run post-processes
+    "source": "incremental",
+    "storage option": "full",
+    "static url": "full",
+    "manifest deleted": "incremental",
+    "hashed deleted": "incremental",
+}
+
+
+@pytest.mark.parametrize(("change", "mode"), CHANGES.items(), ids=CHANGES)
+def test_post_processing_after_a_change_leaves_what_stock_leaves(
+    tmp_path: Path, settings: Any, change: str, mode: str
 ) -> None:
-    source = write_tree(tmp_path / "chains", CHAINS)
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, MANIFEST)
-    run_collectstatic()
-    if change == "source":
-        (source / "js/lib.js").write_text("export const x = 2;\n")
-    elif change == "storage option":
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "staticfiles": {"BACKEND": MANIFEST, "OPTIONS": {"base_url": "/other/"}},
-        }
-    elif change == "static url":
-        settings.STATIC_URL = "/assets/"
-    elif change == "manifest deleted":
-        (static_root / "staticfiles.json").unlink()
-    else:
-        hashed = json.loads((static_root / "staticfiles.json").read_bytes())["paths"]
-        (static_root / hashed["css/base.css"]).unlink()
-    result = run_collectstatic()
-    assert "Post-processing up to date." not in result.stdout
-    assert "post-processed" in result.stdout
-    manifest = json.loads((static_root / "staticfiles.json").read_bytes())["paths"]
-    assert all((static_root / name).exists() for name in manifest.values())
+    trees = []
+    for runner in (run_stock, run_collectstatic):
+        base = tmp_path / runner.__name__
+        source = write_tree(base / "chains", CHAINS)
+        root = base / "static_root"
+        settings.STATIC_ROOT = str(root)
+        settings.STATICFILES_DIRS = [str(source)]
+        settings.STATIC_URL = "/static/"
+        use(settings, MANIFEST)
+        runner(verbosity=0)
+        if change == "source":
+            (source / "js/lib.js").write_text("export const x = 2;\n")
+            os.utime(source / "js/lib.js", (time.time() + 10, time.time() + 10))
+        elif change == "storage option":
+            settings.STORAGES = {
+                **settings.STORAGES,
+                "staticfiles": {"BACKEND": MANIFEST, "OPTIONS": {"base_url": "/o/"}},
+            }
+        elif change == "static url":
+            settings.STATIC_URL = "/assets/"
+        elif change == "manifest deleted":
+            (root / "staticfiles.json").unlink()
+        else:
+            hashed = json.loads((root / "staticfiles.json").read_bytes())["paths"]
+            (root / hashed["css/base.css"]).unlink()
+        report = base / "report.json"
+        options = {"report": str(report)} if runner is run_collectstatic else {}
+        runner(verbosity=0, **options)
+        trees.append(read_tree(root))
+    assert trees[1] == trees[0]
+    assert json.loads(report.read_text())["post_processing"]["mode"] == mode
 
 
 def test_storage_is_restored_after_post_processing(
@@ -250,7 +265,6 @@ def test_interrupted_local_write_leaves_no_temporary_file(
     from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
 
     from collectstatic_plus import staging
-    from collectstatic_plus.digest import digest_bytes
 
     root = tmp_path / "root"
     storage = ManifestStaticFilesStorage(location=str(root))
@@ -271,8 +285,9 @@ def test_interrupted_local_write_leaves_no_temporary_file(
             raise KeyboardInterrupt
 
         target._save = save_then_interrupt
-    staged = staging.Staged(digest_bytes(b"new"), data=b"new")
+    from django.core.files.base import ContentFile
+
     with pytest.raises(KeyboardInterrupt):
-        target.replace("css/a.123.css", staged)
+        target.replace("css/a.123.css", ContentFile(b"new"))
 
     assert read_tree(root) == {"css/a.123.css": b"old"}

@@ -1,0 +1,109 @@
+"""Hooks on a storage's own methods while an incremental post-process runs.
+
+See :mod:`.incremental` for why a subset gives a complete run's result; this
+module makes the storage resolve references to files outside the subset to
+their recorded names, note every reference it follows, and write every
+file's name to the manifest.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import ChainMap
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+
+class NotSettled(Exception):
+    """An incremental run found that a complete run would not settle."""
+
+
+class Hooks:
+    """Instance attributes on the storage while its ``post_process`` runs.
+
+    ``_stored_name`` resolves a reference to a file outside the subset to its
+    recorded name, and notes every reference; ``url_converter`` tells it which
+    file is being rewritten; ``save_manifest`` first calls ``before_manifest``
+    (the caller's last word on the run), then writes every file's name, in a
+    complete run's order. WhiteNoise's ``delete_files`` (with
+    WHITENOISE_KEEP_ONLY_HASHED_FILES) spares the hashed files of the files
+    outside the subset: a complete run keeps them, as its own output.
+    """
+
+    def __init__(
+        self,
+        storage: Any,
+        outside: dict[str, str],
+        manifest_order: list[str] | None,
+        before_manifest: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.storage = storage
+        self.outside = outside
+        self.manifest_order = manifest_order
+        self.before_manifest = before_manifest
+        self.refs: dict[str, set[str]] = {}
+        self.rewriting: str | None = None
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        storage, names = (
+            self.storage,
+            ("_stored_name", "url_converter", "save_manifest", "delete_files"),
+        )
+        original = {name: getattr(storage, name, None) for name in names}
+        try:
+            if original["_stored_name"] is not None:
+                storage._stored_name = self._wrap_stored_name(original["_stored_name"])
+                converter = original["url_converter"]
+                assert converter is not None
+                storage.url_converter = self._wrap_url_converter(converter)
+            if original["save_manifest"] is not None:
+                storage.save_manifest = self._wrap_save_manifest(
+                    original["save_manifest"]
+                )
+            if original["delete_files"] is not None and self.outside:
+                spared = set(self.outside.values())
+                delete_files = original["delete_files"]
+                storage.delete_files = lambda names: delete_files(set(names) - spared)
+            yield
+        finally:
+            for name in names:
+                storage.__dict__.pop(name, None)
+
+    def _wrap_stored_name(self, stored_name: Callable[..., str]) -> Callable[..., str]:
+        def resolve(name: str, hashed_files: dict[str, str]) -> str:
+            # The file it reads, as hashed_name() finds it.
+            target = urlsplit(unquote(posixpath.normpath(name))).path.strip()
+            target = self.storage.clean_name(target)
+            if self.rewriting is not None:
+                self.refs.setdefault(self.rewriting, set()).add(target)
+            return stored_name(name, ChainMap(hashed_files, self.outside))
+
+        return resolve
+
+    def _wrap_url_converter(
+        self, url_converter: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        def converter_for(name: str, *args: Any, **kwargs: Any) -> Any:
+            self.rewriting = self.storage.clean_name(name)
+            return url_converter(name, *args, **kwargs)
+
+        return converter_for
+
+    def _wrap_save_manifest(
+        self, save_manifest: Callable[[], None]
+    ) -> Callable[[], None]:
+        def save() -> None:
+            self.before_manifest()
+            if self.manifest_order is not None:
+                done = self.storage.hashed_files
+                self.storage.hashed_files = {
+                    path: done[path] if path in done else self.outside[path]
+                    for path in self.manifest_order
+                    if path in done or path in self.outside
+                }
+            save_manifest()
+
+        return save

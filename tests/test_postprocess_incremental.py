@@ -1,0 +1,397 @@
+"""Incremental post-processing leaves what stock's complete run leaves.
+
+Two copies of a source tree, two destinations: every change is made to both,
+then stock's collectstatic runs on one and ours on the other, and the two
+destinations must be equal byte for byte: originals, hashed copies, the
+manifest (its key order and ``hash`` included), compressed variants. Stock
+post-processes everything on every run; ours only what the change reaches,
+which the report says (``post_processing.mode`` and ``files``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError
+from django.test import override_settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from .conftest import RECORD, run_collectstatic, run_stock, write_tree
+from .destinations import Destination, S3Destination
+
+MANIFEST = "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+WHITENOISE = "whitenoise.storage.CompressedManifestStaticFilesStorage"
+COMPRESSED = "whitenoise.storage.CompressedStaticFilesStorage"
+JS_MODULES = "tests.storages.JSModuleManifestStorage"
+
+TREE: dict[str, bytes | str] = {
+    "css/main.css": (
+        "@import url('base.css');\n@import 'theme/dark.css';\n"
+        "body { background: url('../img/bg.png') no-repeat; }\n"
+    ),
+    "css/base.css": "h1 { background: url(../img/h.svg); }\n",
+    "css/theme/dark.css": "p { background: url('../../img/bg.png'); }\n",
+    "css/plain.css": "q { color: red }\n",
+    "css/mapped.css": "a{color:red}\n/*# sourceMappingURL=mapped.css.map */\n",
+    "css/mapped.css.map": '{"version": 3, "sources": ["mapped.scss"]}',
+    "js/app.js": "import { x } from './lib.js';\nexport default x;\n",
+    "js/lib.js": "export const x = 1;\n",
+    "js/bundle.js": "var a=1;\n//# sourceMappingURL=bundle.js.map\n",
+    "js/bundle.js.map": '{"version": 3, "sources": ["a.js"]}',
+    "img/bg.png": b"\x89PNG\r\n\x1a\n" + bytes(range(200)),
+    "img/h.svg": "<svg xmlns='http://www.w3.org/2000/svg'>" + " " * 400 + "</svg>",
+    "img/unused.png": b"\x89PNG unused",
+    "text/notes.txt": "notes " * 100,
+}
+
+
+class Twin:
+    """A source tree and a destination for stock, the same for ours."""
+
+    def __init__(
+        self,
+        root: Path,
+        make: Callable[[str], Destination],
+        tree: dict[str, bytes | str] = TREE,
+    ) -> None:
+        self.sources = {side: root / side / "src" for side in ("stock", "ours")}
+        for source in self.sources.values():
+            write_tree(source, tree)
+        self.destinations = {side: make(side) for side in ("stock", "ours")}
+        self.stamp = time.time() + 10
+        #: What ours wrote in its last run, and the error both last raised.
+        self.written: list[str] = []
+        self.error: str | None = None
+
+    def change(self, edit: Callable[[Path], None]) -> None:
+        """Make the same change to both trees, with a later mtime than any
+        before (stock decides by whole seconds of mtime)."""
+        self.stamp += 2
+        for source in self.sources.values():
+            edit(source)
+            for path in source.rglob("*"):
+                if path.is_file() and path.stat().st_mtime > self.stamp - 60:
+                    os.utime(path, (self.stamp, self.stamp))
+
+    def run(self, settings: Any, backend: str, **extra: Any) -> dict[str, Any]:
+        """Stock, then ours; both destinations must be equal. Ours's report."""
+        errors = {}
+        for side, runner in (("stock", run_stock), ("ours", run_collectstatic)):
+            settings.STATICFILES_DIRS = [str(self.sources[side])]
+            self.destinations[side].use(settings, backend, **extra)
+            from django.contrib.staticfiles.storage import staticfiles_storage
+            from django.utils.functional import empty
+
+            staticfiles_storage._wrapped = empty
+            report = self.sources[side].parent / "report.json"
+            options = {"report": str(report)} if side == "ours" else {}
+            self.destinations[side].start()
+            try:
+                runner(verbosity=0, **options)
+            except (CommandError, ValueError, RuntimeError) as error:
+                errors[side] = str(error)
+        self.written = self.destinations["ours"].written()
+        self.error = errors.get("ours")
+        assert errors.get("ours") == errors.get("stock")
+        if self.error is None:
+            assert self.contents("ours") == self.contents("stock")
+        else:  # stock leaves what it wrote before failing; the manifests agree
+            manifests = [self.contents(side).get("staticfiles.json") for side in errors]
+            assert manifests[0] == manifests[1]
+        report = self.sources["ours"].parent / "report.json"
+        document: dict[str, Any] = json.loads(report.read_text())
+        return document["post_processing"]
+
+    def contents(self, side: str) -> dict[str, bytes]:
+        found = self.destinations[side].contents()
+        return {k: v for k, v in found.items() if not k.endswith(RECORD)}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("local", id="local"),
+        pytest.param("s3", id="s3", marks=pytest.mark.s3),
+    ]
+)
+def twin(request: pytest.FixtureRequest, tmp_path: Path) -> Twin:
+    from .destinations import LocalDestination
+
+    if request.param == "local":
+        return Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    server = request.getfixturevalue("s3_server")
+    return Twin(tmp_path, lambda side: S3Destination(server))
+
+
+def storage_for(twin: Twin, backend: str) -> str:
+    """The storage to test: on S3 its manifest storage, locally ``backend``."""
+    if isinstance(twin.destinations["ours"], S3Destination):
+        return "storages.backends.s3.S3ManifestStaticStorage"
+    return backend
+
+
+def edit(name: str, text: str) -> Callable[[Path], None]:
+    def change(source: Path) -> None:
+        path = source / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text.encode() if isinstance(text, str) else text)
+
+    return change
+
+
+def remove(name: str) -> Callable[[Path], None]:
+    return lambda source: (source / name).unlink()
+
+
+def rename(old: str, new: str, referrer: str) -> Callable[[Path], None]:
+    def change(source: Path) -> None:
+        (source / old).rename(source / new)
+        path = source / referrer
+        path.write_text(
+            path.read_text().replace(old.split("/")[-1], new.split("/")[-1])
+        )
+
+    return change
+
+
+#: Each change, what this run post-processes (besides the manifest) and why.
+CHANGES: dict[str, tuple[Callable[[Path], None], dict[str, str]]] = {
+    "an image referenced by CSS": (
+        edit("img/bg.png", "\x89PNG changed"),
+        {
+            "css/main.css": "references img/bg.png",
+            "css/theme/dark.css": "references img/bg.png",
+            "img/bg.png": "changed",
+        },
+    ),
+    "an image referenced through an @import": (
+        edit("img/h.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>" + " " * 300),
+        {
+            "css/main.css": "references css/base.css",
+            "css/base.css": "references img/h.svg",
+            "img/h.svg": "changed",
+        },
+    ),
+    "a CSS file imported by another": (
+        edit("css/base.css", "h1 { background: url(../img/h.svg); color: red }\n"),
+        {"css/main.css": "references css/base.css", "css/base.css": "changed"},
+    ),
+    "a source map": (
+        edit("js/bundle.js.map", '{"version": 3, "sources": ["b.js"]}'),
+        {"js/bundle.js": "references js/bundle.js.map", "js/bundle.js.map": "changed"},
+    ),
+    "a file that names a source map": (
+        edit(
+            "css/mapped.css", "a{color:blue}\n/*# sourceMappingURL=mapped.css.map */\n"
+        ),
+        {"css/mapped.css": "changed"},
+    ),
+    "a file added": (
+        edit("css/added.css", "b { background: url(../img/h.svg) }\n"),
+        {"css/added.css": "new"},
+    ),
+    "an unreferenced file removed": (remove("img/unused.png"), {}),
+    "a file renamed": (
+        rename("img/h.svg", "img/h2.svg", "css/base.css"),
+        {
+            "css/base.css": "changed",
+            "css/main.css": "references css/base.css",
+            "img/h2.svg": "new",
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_after_a_change_the_destination_is_what_a_complete_run_leaves(
+    twin: Twin, settings: Any, change: str
+) -> None:
+    backend = storage_for(twin, MANIFEST)
+    assert twin.run(settings, backend)["mode"] == "full"
+    assert twin.run(settings, backend) == {"status": "up to date"}
+    edit_, files = CHANGES[change]
+    twin.change(edit_)
+    done = twin.run(settings, backend)
+    assert (done["mode"], done["files"]) == ("incremental", files)
+    assert twin.run(settings, backend) == {"status": "up to date"}
+
+
+@pytest.mark.parametrize("keep_only_hashed", [False, True])
+@pytest.mark.parametrize("change", CHANGES)
+def test_whitenoise_compresses_only_what_is_new_and_leaves_what_stock_leaves(
+    tmp_path: Path, settings: Any, change: str, keep_only_hashed: bool
+) -> None:
+    from .destinations import LocalDestination
+
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = keep_only_hashed
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    assert twin.run(settings, WHITENOISE)["mode"] == "full"
+    names = set(twin.contents("ours"))
+    assert any(name.endswith(".br") for name in names)  # Brotli is installed
+    assert (tmp_path / "ours/root/img/bg.png").exists() is not keep_only_hashed
+    edit_, files = CHANGES[change]
+    twin.change(edit_)
+    done = twin.run(settings, WHITENOISE)
+    assert (done["mode"], done["files"]) == ("incremental", files)
+    # What was written: the changed originals, and only the outputs of the
+    # files post-processed again (hashed copies and their .gz and .br).
+    stems = {name.rsplit(".", 1)[0] for name in files}
+    extra = {"staticfiles.json", RECORD}
+    assert {
+        name for name in twin.written if name.split(".")[0] not in stems
+    } <= extra, twin.written
+    assert twin.run(settings, WHITENOISE) == {"status": "up to date"}
+
+
+def test_compressed_storage_compresses_only_changed_files(
+    tmp_path: Path, settings: Any
+) -> None:
+    from .destinations import LocalDestination
+
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    assert twin.run(settings, COMPRESSED)["mode"] == "full"
+    twin.change(edit("text/notes.txt", "other notes " * 100))
+    done = twin.run(settings, COMPRESSED)
+    assert (done["mode"], done["files"]) == (
+        "incremental",
+        {"text/notes.txt": "changed"},
+    )
+
+
+def test_js_modules_with_import_aggregation_are_followed(
+    tmp_path: Path, settings: Any
+) -> None:
+    from .destinations import LocalDestination
+
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    twin.run(settings, JS_MODULES)
+    twin.change(edit("js/lib.js", "export const x = 2;\n"))
+    done = twin.run(settings, JS_MODULES)
+    assert done["files"] == {
+        "js/app.js": "references js/lib.js",
+        "js/lib.js": "changed",
+    }
+
+
+@pytest.mark.parametrize("what", ["static url", "storage option"])
+def test_changed_settings_mean_a_complete_run(
+    tmp_path: Path, settings: Any, what: str
+) -> None:
+    from .destinations import LocalDestination
+
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    twin.run(settings, MANIFEST)
+    extra: dict[str, Any] = {}
+    if what == "static url":
+        settings.STATIC_URL = "/assets/"
+    else:
+        extra = {"base_url": "/other/"}
+    done = twin.run(settings, MANIFEST, **extra)
+    assert (done["mode"], done["reason"]) == (
+        "full",
+        "the storage's settings or versions changed",
+    )
+
+
+def test_a_reference_cycle_fails_as_a_complete_run_fails(
+    tmp_path: Path, settings: Any
+) -> None:
+    from .destinations import LocalDestination
+
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    twin.run(settings, MANIFEST)
+    twin.change(edit("css/plain.css", "@import 'theme/dark.css';\nq { color: red }\n"))
+    twin.change(edit("css/theme/dark.css", "@import '../plain.css';\n"))
+    done = twin.run(settings, MANIFEST)  # both fail alike: compared in run()
+    assert twin.error is not None and "Max post-process passes exceeded" in twin.error
+    assert (done["mode"], done["reason"]) == (
+        "full",
+        "references would not settle in a complete run",
+    )
+
+
+def test_a_removed_file_still_referenced_resolves_to_its_old_copy_as_stock_does(
+    tmp_path: Path, settings: Any
+) -> None:
+    from .destinations import LocalDestination
+
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    twin.run(settings, MANIFEST)
+    twin.change(remove("img/h.svg"))
+    # Stock finds the copy an earlier run left in STATIC_ROOT; so do we.
+    done = twin.run(settings, MANIFEST)
+    assert twin.error is None
+    assert done["files"] == {
+        "css/main.css": "references css/base.css",
+        "css/base.css": "references img/h.svg",
+    }
+
+
+# --- a property over random trees and changes --------------------------------
+
+NAMES = [
+    f"d{d}/" * depth + f"f{n}" for depth in range(3) for d in (1, 2) for n in range(4)
+]
+
+
+@st.composite
+def graphs(draw: Any) -> dict[str, bytes | str]:
+    """CSS files referring to earlier CSS files and to images, in folders of
+    several depths (the order of passes depends on depth)."""
+    css = draw(st.lists(st.sampled_from(NAMES), min_size=2, max_size=7, unique=True))
+    images = draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=4, unique=True))
+    tree: dict[str, bytes | str] = {f"{name}.png": f"png {name}" for name in images}
+    for index, name in enumerate(css):
+        targets = draw(
+            st.lists(
+                st.sampled_from(
+                    [f"{n}.png" for n in images] + [f"{n}.css" for n in css[:index]]
+                ),
+                max_size=3,
+                unique=True,
+            )
+        )
+        depth = name.count("/")
+        lines = [f"/* {name} */"]
+        lines += [
+            f".r{i} {{ background: url('{'../' * depth}{t}'); }}"
+            for i, t in enumerate(targets)
+        ]
+        tree[f"{name}.css"] = "\n".join(lines) + "\n"
+    return tree
+
+
+@hypothesis_settings(
+    max_examples=15,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    tree=graphs(), changes=st.lists(st.integers(min_value=0), min_size=1, max_size=3)
+)
+def test_incremental_post_processing_equals_a_complete_run(
+    settings: Any, tree: dict[str, bytes | str], changes: list[int]
+) -> None:
+    from .destinations import LocalDestination
+
+    with tempfile.TemporaryDirectory(prefix="csp-pp-property-") as tmp:
+        root = Path(tmp)
+        twin = Twin(root, lambda side: LocalDestination(root / side / "root"), tree)
+        with override_settings(STATIC_URL="/static/"):
+            twin.run(settings, MANIFEST)
+            for number in changes:
+                names = sorted(tree)
+                name = names[number % len(names)]
+                twin.change(edit(name, f"/* change {number} */\n" + str(tree[name])))
+                twin.run(settings, MANIFEST)
+        shutil.rmtree(root, ignore_errors=True)

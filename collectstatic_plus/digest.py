@@ -39,7 +39,6 @@ def digest_file(storage: Storage, name: str) -> Digest:
         return digest_stream(handle)
 
 
-
 class HashingFile(File):  # type: ignore[type-arg]
     """A source file that hashes what a storage reads from it while saving.
 

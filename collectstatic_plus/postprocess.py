@@ -23,7 +23,7 @@ import django
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
-from .backends.base import Backend, Listing
+from .backends.base import Backend, Listing, unwrap
 from .hooks import Hooks, NotSettled
 from .incremental import (
     Plan,
@@ -42,7 +42,7 @@ from .record import Processed, Record
 from .report import Report
 from .retry import Retry
 from .sources import Source
-from .staging import FlushError, Staging, unwrap
+from .staging import FlushError, Staging
 
 FoundFiles = dict[str, tuple[Storage, str]]
 
@@ -150,18 +150,16 @@ class PostProcessing:
         """Run the plan; None if it was incremental and a complete run would
         not settle (nothing is written then)."""
         storage = self.target
-        found = {path: (s.storage, s.path) for path, s in sources.items()}
         known = vouch(storage) is None and not compressing(storage)
         staging = Staging(
             self.storage,
             self.backend,
-            found,
+            sources,
             listing,
             self.options.workers,
             simulate=self.options.dry_run,
             retry=self.retry,
-            digests={p: s.digest for p, s in sources.items() if s.digest},
-            deferred=known,
+            known=known,
         )
         rows = previous.processed if previous is not None else {}
         incremental = plan.mode == "incremental"

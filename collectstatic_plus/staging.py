@@ -18,17 +18,18 @@ its storage calls from what this run knows:
   the worker pool (see :meth:`Staging.write_staged`);
 - the manifest is written last, after every file it names has landed.
 
-For a storage whose code we know (``deferred``), a collected file's hash
-is the digest the run took, and local writes wait until its manifest is due
-(an incremental run that would not settle then writes nothing); for others,
-local writes happen at once (some post-processors read them back). The
-storage gets these as instance attributes for the duration only.
+On local disk rewritten files are written at once (some post-processors
+read them back); copies of collected files wait for the pool, until the
+manifest is due. For a storage whose code we know (``known``), a collected
+file's hash is the digest the run took. The storage gets these as instance
+attributes for the duration only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -43,11 +44,11 @@ from django.core.files import File
 from django.core.files.storage import Storage
 
 from .backends import backend_for
-from .backends.base import Backend, Listing, Remote
-from .digest import CHUNK, Digest, digest_file
+from .backends.base import Backend, Listing, Remote, unwrap
+from .digest import Digest, digest_file
 from .pool import TransferPool
 from .retry import Retry
-from .sources import Sources
+from .sources import Source, Sources
 
 FoundFiles = dict[str, tuple[Storage, str]]
 PATCHED = ("exists", "open", "delete", "_save", "size", "file_hash")
@@ -109,15 +110,14 @@ class Staging:
         self,
         storage: Storage,
         backend: Backend,
-        found_files: FoundFiles,
+        sources: Mapping[str, Source],
         listing: Listing | None,
         workers: int,
         simulate: bool = False,
         retry: Retry | None = None,
-        digests: Mapping[str, Digest] | None = None,
-        deferred: bool = False,
+        known: bool = False,
     ) -> None:
-        main = storage.__dict__.get("_wrapped", storage)
+        main = unwrap(storage)
         #: Dry run: stage and compare, write nothing at all.
         self.simulate = simulate
         self.retry = retry or Retry(attempts=1)
@@ -128,12 +128,12 @@ class Staging:
         )
         self.manifest_name = getattr(main, "manifest_name", None)
         self.backend = backend
-        self.found_files = found_files
-        self.digests = digests or {}
+        self.sources = sources
+        self.found_files = {p: (s.storage, s.path) for p, s in sources.items()}
         self.listing = listing
         self.workers = workers
         self.local = backend.local
-        self.deferred = deferred
+        self.known = known
         self.overwrites = backend.overwrites_in_place
         self.staged: dict[str, Staged] = {}
         self.deleted: set[str] = set()
@@ -150,11 +150,11 @@ class Staging:
     def paths(self, only: Iterable[str] | None = None) -> FoundFiles:
         """What ``post_process`` is given: ``found_files`` (or those of them in
         ``only``), with sources that remember their origin when opened."""
-        names = self.found_files if only is None else only
         paths: FoundFiles = {}
-        for name in names:
-            storage, path = self.found_files[name]
-            paths[name] = (Sources(storage, self.digests.get(name)), path)  # type: ignore[assignment]
+        for name in self.sources if only is None else only:
+            source = self.sources[name]
+            opener = Sources(source.storage, source.digest)
+            paths[name] = (opener, source.path)  # type: ignore[assignment]
         return paths
 
     @contextmanager
@@ -167,7 +167,7 @@ class Staging:
             main.size = self._size
             main.delete = self._delete
             main._save = self._save
-            if self.deferred and self.main.file_hash is not None:
+            if self.known and self.main.file_hash is not None:
                 main.file_hash = self._file_hash
             if manifest is not main:
                 manifest._save = self._save_manifest
@@ -247,49 +247,58 @@ class Staging:
                 os.remove(staged.spool)
 
     def _save(self, name: str, content: Any) -> str:
-        staged = self._stage(content)
+        staged, data = self._stage(content)
         with self.lock:
             self.deleted.discard(name)
-            if self.manifest_target is self.main and name == self.manifest_name:
-                self.manifest = staged
-                return name
-            self.staged[name] = staged
-        if self._holds(name, staged.digest):
-            self.identical.append(name)
+        if self.manifest_target is self.main and name == self.manifest_name:
+            self.manifest = self._spooled(staged, data)
             return name
-        with self.lock:
-            self.queue[name] = staged
-        if self.local and not self.deferred and not self.simulate:
-            self._write(name, staged)  # post-processors may read it from disk
+        if self._holds(name, staged.digest):
             with self.lock:
-                self.queue.pop(name, None)
+                self.staged[name] = staged if data is None else Staged(staged.digest)
+                self.identical.append(name)
+            return name
+        if data is not None and self.local and not self.simulate:
+            # Rewritten files are written at once (post-processors may read
+            # them back from disk), then read back from there.
+            self._write(name, staged, data)
+            with self.lock:
+                self.staged[name] = staged
+            return name
+        staged = self._spooled(staged, data)
+        with self.lock:
+            self.staged[name] = self.queue[name] = staged
         return name
 
     def _save_manifest(self, name: str, content: Any) -> str:
-        self.manifest = self._stage(content)
+        self.manifest = self._spooled(*self._stage(content))
         return name
 
-    def _stage(self, content: Any) -> Staged:
-        """A source file is staged as its origin; anything else is spooled
-        to a temporary file as it is hashed."""
+    @staticmethod
+    def _stage(content: Any) -> tuple[Staged, bytes | None]:
+        """A source file as its origin; any other content as its bytes."""
         origin = getattr(content, "origin", None)
         if origin is not None:
             digest = getattr(content, "digest", None)
             if not isinstance(digest, Digest):
                 digest = digest_file(*origin)
-            return Staged(digest, origin=origin)
-        if self._spool_dir is None:
-            self._spool_dir = tempfile.mkdtemp(prefix="collectstatic-plus-")
+            return Staged(digest, origin=origin), None
         if hasattr(content, "seek"):
             content.seek(0)
-        md5, size = hashlib.md5(usedforsecurity=False), 0
+        data = content.read()
+        data = data.encode() if isinstance(data, str) else data
+        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        return Staged(Digest(md5, len(data))), data
+
+    def _spooled(self, staged: Staged, data: bytes | None) -> Staged:
+        """Bytes kept for later go to a temporary file, not memory."""
+        if data is None:
+            return staged
+        if self._spool_dir is None:
+            self._spool_dir = tempfile.mkdtemp(prefix="collectstatic-plus-")
         with tempfile.NamedTemporaryFile(dir=self._spool_dir, delete=False) as spool:
-            while chunk := content.read(CHUNK):
-                data = chunk.encode() if isinstance(chunk, str) else chunk
-                md5.update(data)
-                size += len(data)
-                spool.write(data)
-        return Staged(Digest(md5.hexdigest(), size), spool=spool.name)
+            spool.write(data)
+        return Staged(staged.digest, spool=spool.name)
 
     def _holds(self, name: str, digest: Digest) -> bool:
         """Whether the destination already has exactly this content at name."""
@@ -298,9 +307,10 @@ class Staging:
             return remote is not None and self.backend.digest(name) == digest
         return _same(remote, digest)
 
-    def _write(self, name: str, staged: Staged) -> str:
+    def _write(self, name: str, staged: Staged, data: bytes | None = None) -> str:
         def attempt() -> str:
-            with self._read(name, staged) as content:
+            opened = File(io.BytesIO(data)) if data is not None else None
+            with opened or self._read(name, staged) as content:
                 # On local disk, renamed into place: an interrupted write
                 # never leaves a partial file under a hashed name.
                 if self.local and self.main.replace(name, content):
@@ -349,25 +359,22 @@ class Staging:
         # Deletions left standing (stock deletes intermediate hashed copies);
         # a name this run staged and dropped never reached the destination.
         for name in sorted(self.deleted - set(self.staged)):
-            if self._existed(name):
+            listed = not self.local and self.listing is not None
+            if name in self.listing if listed else self.main.exists(name):  # type: ignore[operator]
                 self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
         if self.manifest is not None and self.manifest_name is not None:
             self._flush_manifest(self.manifest_name, self.manifest)
-
-    def _existed(self, name: str) -> bool:
-        if self.local or self.listing is None:
-            return bool(self.main.exists(name))
-        return name in self.listing
 
     def _flush_manifest(self, name: str, staged: Staged) -> None:
         target = self.manifest_target
         if target is self.main and self._holds(name, staged.digest):
             self.identical.append(name)
             return
-        if target is self.main:
-            overwrites = self.overwrites
-        else:
-            overwrites = backend_for(target.storage).overwrites_in_place
+        overwrites = (
+            self.overwrites
+            if target is self.main
+            else backend_for(target.storage).overwrites_in_place
+        )
 
         def attempt() -> None:
             with self._read(name, staged) as content:
@@ -387,12 +394,4 @@ class FlushError(Exception):
 
 
 def _same(remote: Remote | None, digest: Digest) -> bool:
-    return (
-        remote is not None and remote.size == digest.size and remote.md5 == digest.md5
-    )
-
-
-def unwrap(storage: Any) -> Storage:
-    """The object behind ``staticfiles_storage``'s LazyObject."""
-    wrapped = storage.__dict__.get("_wrapped")
-    return wrapped if isinstance(wrapped, Storage) else storage
+    return remote is not None and Digest(remote.md5 or "", remote.size) == digest

@@ -56,6 +56,12 @@ class Remote(NamedTuple):
         return etag if etag is not None and MD5.fullmatch(etag) else None
 
 
+def unwrap(storage: Any) -> Storage:
+    """The object behind ``staticfiles_storage``'s LazyObject."""
+    wrapped = storage.__dict__.get("_wrapped")
+    return wrapped if isinstance(wrapped, Storage) else storage
+
+
 #: What a listing returns: every file under the storage's location.
 Listing = dict[str, Remote]
 

@@ -49,9 +49,9 @@ from .digest import Digest, digest_file
 from .pool import TransferPool
 from .retry import Retry
 from .sources import Source, Sources
+from .target import Target
 
 FoundFiles = dict[str, tuple[Storage, str]]
-PATCHED = ("exists", "open", "delete", "_save", "size", "file_hash")
 
 
 @dataclass
@@ -62,47 +62,6 @@ class Staged:
     digest: Digest
     origin: tuple[Storage, str] | None = None
     spool: str | None = None
-
-
-class Target:
-    """A storage being post-processed into, and its own (unpatched) methods."""
-
-    def __init__(self, storage: Any) -> None:
-        self.storage = storage
-        self.exists = storage.exists
-        self.open = storage.open
-        self.size = storage.size
-        self.delete = storage.delete
-        self._save = storage._save
-        self.file_hash = getattr(storage, "file_hash", None)
-
-    def write(self, name: str, content: File, overwrites: bool) -> str:  # type: ignore[type-arg]
-        if not overwrites and self.exists(name):
-            self.delete(name)
-        return str(self._save(name, content))
-
-    def replace(self, name: str, content: File) -> bool:  # type: ignore[type-arg]
-        """On local disk, write beside ``name`` and rename over it (atomic).
-
-        False if the storage has no local path.
-        """
-        try:
-            final = self.storage.path(name)
-        except NotImplementedError:
-            return False
-        saved = f"{name}.{os.getpid()}.tmp"
-        try:
-            saved = self._save(saved, content)
-            os.replace(self.storage.path(saved), final)
-        except BaseException:  # Ctrl-C included: leave no temporary behind
-            with contextlib.suppress(OSError):
-                os.remove(self.storage.path(saved))
-            raise
-        return True
-
-    def restore(self) -> None:
-        for name in PATCHED:
-            self.storage.__dict__.pop(name, None)
 
 
 class Staging:
@@ -144,6 +103,8 @@ class Staging:
         #: Names written to the destination, and saves skipped as identical.
         self.written: list[str] = []
         self.identical: list[str] = []
+        #: What this run wrote, by name.
+        self.landed: dict[str, Digest] = {}
         self.lock = threading.RLock()
         self._spool_dir: str | None = None
 
@@ -256,7 +217,8 @@ class Staging:
         if self._holds(name, staged.digest):
             with self.lock:
                 self.staged[name] = staged if data is None else Staged(staged.digest)
-                self.identical.append(name)
+                if name not in self.landed:  # there before this run
+                    self.identical.append(name)
             return name
         if data is not None and self.local and not self.simulate:
             # Rewritten files are written at once (post-processors may read
@@ -301,7 +263,12 @@ class Staging:
         return Staged(staged.digest, spool=spool.name)
 
     def _holds(self, name: str, digest: Digest) -> bool:
-        """Whether the destination already has exactly this content at name."""
+        """Whether the destination already has exactly this content at name:
+        as this run wrote it (a later pass saves most files again), or as
+        it was before."""
+        with self.lock:
+            if self.landed.get(name) == digest:
+                return True
         remote = None if self.listing is None else self.listing.get(name)
         if self.local:
             return remote is not None and self.backend.digest(name) == digest
@@ -320,6 +287,7 @@ class Staging:
         saved = self.retry(f"Writing '{name}'", attempt)
         with self.lock:
             self.written.append(name)
+            self.landed[name] = staged.digest
         return saved
 
     def write_staged(self) -> None:

@@ -1,0 +1,58 @@
+"""A storage that post-processing writes into, and its own (unpatched) methods.
+
+While :class:`~.staging.Staging` answers the storage's calls, it writes
+through these: on local disk beside the final name and renamed over it, so
+an interrupted write never leaves a partial file under a hashed name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from django.core.files import File
+
+#: The storage methods Staging replaces while post_process runs.
+PATCHED = ("exists", "open", "delete", "_save", "size", "file_hash")
+
+
+class Target:
+    """A storage being post-processed into, and its own (unpatched) methods."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.exists = storage.exists
+        self.open = storage.open
+        self.size = storage.size
+        self.delete = storage.delete
+        self._save = storage._save
+        self.file_hash = getattr(storage, "file_hash", None)
+
+    def write(self, name: str, content: File, overwrites: bool) -> str:  # type: ignore[type-arg]
+        if not overwrites and self.exists(name):
+            self.delete(name)
+        return str(self._save(name, content))
+
+    def replace(self, name: str, content: File) -> bool:  # type: ignore[type-arg]
+        """On local disk, write beside ``name`` and rename over it (atomic).
+
+        False if the storage has no local path.
+        """
+        try:
+            final = self.storage.path(name)
+        except NotImplementedError:
+            return False
+        saved = f"{name}.{os.getpid()}.tmp"
+        try:
+            saved = self._save(saved, content)
+            os.replace(self.storage.path(saved), final)
+        except BaseException:  # Ctrl-C included: leave no temporary behind
+            with contextlib.suppress(OSError):
+                os.remove(self.storage.path(saved))
+            raise
+        return True
+
+    def restore(self) -> None:
+        for name in PATCHED:
+            self.storage.__dict__.pop(name, None)

@@ -264,11 +264,11 @@ def test_interrupted_local_write_leaves_no_temporary_file(
 ) -> None:
     from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
 
-    from collectstatic_plus import staging
+    from collectstatic_plus import target as module
 
     root = tmp_path / "root"
     storage = ManifestStaticFilesStorage(location=str(root))
-    target = staging.Target(storage)
+    target = module.Target(storage)
     (root / "css").mkdir(parents=True)
     (root / "css/a.123.css").write_bytes(b"old")
 
@@ -276,7 +276,7 @@ def test_interrupted_local_write_leaves_no_temporary_file(
         raise KeyboardInterrupt
 
     if step == "rename":
-        monkeypatch.setattr(staging.os, "replace", interrupted)
+        monkeypatch.setattr(module.os, "replace", interrupted)
     else:
         real_save = target._save
 

@@ -133,6 +133,23 @@ SETTINGS: tuple[Setting, ...] = (
         "a positive number of seconds",
         convert=float,
     ),
+    Setting(
+        "CACHE_DIR",
+        None,
+        lambda v: v is None or (isinstance(v, str | os.PathLike) and str(v) != ""),
+        "collectstatic_plus.E011",
+        "a directory path or None",
+        "A directory that outlives builds, e.g. a Docker cache mount.",
+        convert=lambda v: None if v is None else str(v),
+    ),
+    Setting(
+        "CACHE_MAX_SIZE",
+        300 * 1024 * 1024,
+        is_positive_int,
+        "collectstatic_plus.E012",
+        "a positive number of bytes",
+        "The build cache drops its least recently used files beyond it.",
+    ),
 )
 
 BY_KEY = {setting.key: setting for setting in SETTINGS}
@@ -237,6 +254,14 @@ class Settings:
     @property
     def RETRY_BUDGET(self) -> float:
         return float(self.value("RETRY_BUDGET"))
+
+    @property
+    def CACHE_DIR(self) -> str | None:
+        return self.value("CACHE_DIR")  # type: ignore[no-any-return]
+
+    @property
+    def CACHE_MAX_SIZE(self) -> int:
+        return int(self.value("CACHE_MAX_SIZE"))
 
 
 conf = Settings()

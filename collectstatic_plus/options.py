@@ -46,6 +46,9 @@ class RunOptions:
     retry_budget: float = 60.0
     #: A bare ``--parallel``: ``workers`` is picked by :meth:`for_destination`.
     auto_workers: bool = False
+    #: The build cache of post-processing outputs (see cache.py), if any.
+    cache_dir: str | None = None
+    cache_max_bytes: int = 300 * 1024 * 1024
 
     def for_destination(self, local: bool) -> RunOptions:
         """These options with a bare ``--parallel``'s worker count picked:
@@ -145,6 +148,14 @@ def add_arguments(parser: CommandParser) -> None:
         ),
     )
     parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help=(
+            "Keep post-processing outputs in DIR between builds and reuse them "
+            "(default: the CACHE_DIR setting; none)."
+        ),
+    )
+    parser.add_argument(
         "--keep-manifests",
         type=lambda value: positive(value, "manifests"),
         metavar="K",
@@ -185,6 +196,8 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
         record_name=conf.RECORD_NAME,
         retries=conf.RETRIES,
         retry_budget=conf.RETRY_BUDGET,
+        cache_dir=options.get("cache_dir") or conf.CACHE_DIR,
+        cache_max_bytes=conf.CACHE_MAX_SIZE,
         minify=MinifySettings(
             enabled=minify,
             include=conf.MINIFY_INCLUDE,

@@ -13,7 +13,8 @@ This is the one place where a file is found unchanged: :func:`recorded_digest`
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .backends.base import Listing, Remote
@@ -52,8 +53,9 @@ class Knowledge:
     force: bool = False
     verify: bool = False
     #: Originals the post-processor removes each run (WhiteNoise's
-    #: WHITENOISE_KEEP_ONLY_HASHED_FILES): absent from the listing on purpose.
-    consumed: frozenset[str] = frozenset()
+    #: WHITENOISE_KEEP_ONLY_HASHED_FILES), with the MD5 each had: absent from
+    #: the listing on purpose.
+    consumed: Mapping[str, str] = field(default_factory=dict)
 
     def entry(self, path: str) -> Entry | None:
         """The record's entry for ``path``, unless ``--verify`` ignores it."""
@@ -106,9 +108,10 @@ def _with_listing(
     assert known.listing is not None
     remote = known.listing.get(path)
     if remote is None:
-        if path in known.consumed and not known.force and entry is not None:
+        consumed = known.consumed.get(path)
+        if consumed is not None and not known.force:
             assert source is not None
-            if entry.md5 == source.md5:
+            if consumed == source.md5:
                 return Decision(Action.SKIP, False, "removed by post-processing")
         return NEW
     size = remote.size

@@ -24,6 +24,7 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
 from .backends.base import Backend, Listing, unwrap
+from .cache import BuildCache
 from .hooks import Hooks, NotSettled
 from .incremental import (
     Plan,
@@ -31,6 +32,7 @@ from .incremental import (
     full_order,
     settings_key,
     settles,
+    subset,
     vouch,
 )
 from .incremental import (
@@ -43,6 +45,7 @@ from .report import Report
 from .retry import Retry
 from .sources import Source
 from .staging import FlushError, Staging
+from .target import Target
 
 FoundFiles = dict[str, tuple[Storage, str]]
 
@@ -86,6 +89,14 @@ class PostProcessing:
         #: the manifest written.
         self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
+        #: The build cache (local destinations, storages we know), and what
+        #: it holds for these settings (loaded once).
+        self.cache: BuildCache | None = None
+        known = bool(self.key) and vouch(self.target) is None
+        if options.cache_dir and backend.local and known:
+            self.cache = BuildCache(
+                options.cache_dir, options.cache_max_bytes, self.key
+            )
 
     @property
     def outputs(self) -> set[str]:
@@ -99,12 +110,25 @@ class PostProcessing:
         rows = (self.processed or {}).items()
         return {path for path, row in rows if row.consumed}
 
-    def consumes(self, previous: Record | None) -> set[str]:
+    def last(self, previous: Record | None) -> Record | None:
+        """The last complete post-process with these settings: the sync
+        record's, else the build cache's."""
+        current = previous is not None and previous.processed
+        if current and previous.state.get("postprocess") == self.key:  # type: ignore[union-attr]
+            return previous
+        if self.cache is not None and self.cache.state() is not None:
+            return self.cache.as_record()
+        return previous
+
+    def consumes(self, previous: Record | None) -> dict[str, str]:
         """Originals the post-processor removed last time and will remove again
-        (same settings): not worth copying again while unchanged."""
-        if previous is None or previous.state.get("postprocess") != self.key:
-            return set()
-        return {path for path, row in previous.processed.items() if row.consumed}
+        (same settings), with the MD5 each had: not worth copying again while
+        unchanged."""
+        last = self.last(previous)
+        if last is None or last.state.get("postprocess") != self.key:
+            return {}
+        rows = last.processed.items()
+        return {path: row.md5 for path, row in rows if row.consumed}
 
     def run(
         self,
@@ -117,13 +141,25 @@ class PostProcessing:
         if not hasattr(self.storage, "post_process"):
             return []
         digests = {p: s.digest.md5 for p, s in sources.items() if s.digest}
-        plan = plan_for(self.target, self.key, digests, listing, previous, copied)
+        last = self.last(previous)
+        if self.cache is not None and last is not previous and listing is not None:
+            # A fresh destination: the outputs of unchanged files come back
+            # from the build cache (a dry run only checks them).
+            # (Not of files this run post-processes again: a fresh complete
+            # run would not leave their old outputs.)
+            assert last is not None
+            again = subset(digests, last.processed)
+            write = None if self.options.dry_run else Target(self.target).replace
+            listing = self.cache.restore(digests, listing, write, again)
+        plan = plan_for(self.target, self.key, digests, listing, last, copied)
         if plan.mode == "up to date":
-            assert previous is not None
-            self.processed = dict(previous.processed)
+            assert last is not None
+            self.processed = dict(last.processed)
             self.report.post_processing = {"status": "up to date"}
+            self.keep_in_cache(plan)
             self.host.log("Post-processing up to date.", level=1)
             return []
+        previous = last
         try:
             done = self.attempt(plan, sources, listing, previous, digests)
             if done is None and plan.mode == "incremental":
@@ -197,6 +233,7 @@ class PostProcessing:
         finally:
             staging.close()
         self.remember(storage, plan, digests, rows, hooks, names, outputs, staging)
+        self.keep_in_cache(plan)
         self.report_plan(plan, staging, names)
         return processed
 
@@ -294,14 +331,22 @@ class PostProcessing:
         if isinstance(hashed, dict):
             self.manifest = sorted(set(hashed.values()))
 
-    @staticmethod
-    def described(plan: Plan) -> dict[str, Any]:
+    def keep_in_cache(self, plan: Plan) -> None:
+        """Leave this post-process in the build cache (not from a dry run)."""
+        if self.cache is None or self.processed is None or self.options.dry_run:
+            return
+        fresh = plan.files if plan.mode == "incremental" else self.processed
+        self.cache.keep(self.processed, set(fresh), self.target.path)
+
+    def described(self, plan: Plan) -> dict[str, Any]:
         """How post-processing runs and why, for the report."""
         described: dict[str, Any] = {"status": "failed", "mode": plan.mode}
         if plan.reason:
             described["reason"] = plan.reason
         if plan.mode == "incremental":
             described["files"] = dict(plan.files)
+        if self.cache is not None and self.cache.report:
+            described["cache"] = dict(self.cache.report)
         return described
 
     def report_plan(self, plan: Plan, staging: Staging, names: dict[str, str]) -> None:

@@ -193,7 +193,7 @@ def read(stream: Readable, fingerprint: str) -> Record:
         number += len(batch) + 1
         batch.clear()
         if line == PROCESSED_OPEN and section is record.files:
-            section, add = record.processed, _add_processed  # type: ignore[assignment]
+            section, add = record.processed, add_processed  # type: ignore[assignment]
             continue
         if not line.startswith(FILES_CLOSE):
             raise RecordError(f"line {number - 1}: unexpected data")
@@ -224,7 +224,7 @@ def parse(data: bytes, fingerprint: str) -> Record:
     if type(processed) is not list:
         raise RecordError("'processed' is not a list")
     for row in processed:
-        _add_processed(record.processed, row)
+        add_processed(record.processed, row)
     record.manifests = _manifests(document.get("manifests", []))
     return record
 
@@ -289,7 +289,7 @@ def _add(files: dict[str, Entry], row: object) -> None:
     files[path] = _entry(*row)
 
 
-def _add_processed(processed: dict[str, Processed], row: object) -> None:
+def add_processed(processed: dict[str, Processed], row: object) -> None:
     """Validate one row of ``processed`` and add it."""
     if type(row) is not list or len(row) != len(PROCESSED_COLUMNS):
         raise RecordError(

@@ -144,9 +144,9 @@ class Run:
                 self.find()
             with phase("read destination"):
                 self.learn()
-            consumed: frozenset[str] = frozenset()
+            consumed: dict[str, str] = {}
             if options.post_process and not options.clear:
-                consumed = frozenset(self.post_processing.consumes(self.previous))
+                consumed = self.post_processing.consumes(self.previous)
             known = Knowledge(
                 self.listing,
                 self.previous,

@@ -87,6 +87,9 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
         ({"RETRIES": 0}, ["collectstatic_plus.E010"]),
         ({"RETRIES": 2.5}, ["collectstatic_plus.E010"]),
         ({"RETRY_BUDGET": "1m"}, ["collectstatic_plus.E010"]),
+        ({"CACHE_DIR": "/var/cache/static"}, []),
+        ({"CACHE_DIR": ""}, ["collectstatic_plus.E011"]),
+        ({"CACHE_MAX_SIZE": -1}, ["collectstatic_plus.E012"]),
     ],
 )
 def test_settings_are_validated(settings: Any, value: Any, expected: list[str]) -> None:
@@ -99,8 +102,9 @@ def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> No
     [error] = check_settings()
     assert error.msg == "COLLECTSTATIC_PLUS has unknown key(s): WORKRES."
     assert error.hint == (
-        "Known keys: KEEP_MANIFESTS, MINIFY, MINIFY_EXCLUDE, MINIFY_INCLUDE, "
-        "MINIFY_SOURCE_MAPPED, RECORD_NAME, RETRIES, RETRY_BUDGET, WORKERS."
+        "Known keys: CACHE_DIR, CACHE_MAX_SIZE, KEEP_MANIFESTS, MINIFY, "
+        "MINIFY_EXCLUDE, MINIFY_INCLUDE, MINIFY_SOURCE_MAPPED, RECORD_NAME, "
+        "RETRIES, RETRY_BUDGET, WORKERS."
     )
 
 
@@ -153,6 +157,8 @@ def test_a_value_the_checks_refuse_stops_a_run_that_skipped_them(
         ("MINIFY_SOURCE_MAPPED", True, True),
         ("RETRIES", 2, 2),
         ("RETRY_BUDGET", 0.5, 0.5),
+        ("CACHE_DIR", "/var/cache/static", "/var/cache/static"),
+        ("CACHE_MAX_SIZE", 1000, 1000),
     ],
 )
 def test_a_value_the_checks_accept_is_the_value_the_run_uses(

@@ -238,6 +238,7 @@ def test_every_stock_option_keeps_its_strings_dest_and_default() -> None:
         "report",
         "check",
         "minify",
+        "cache_dir",
     }
 
 

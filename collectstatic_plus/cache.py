@@ -1,0 +1,238 @@
+"""A build cache for fresh containers: post-processing outputs kept on local
+disk between builds, by content.
+
+A Docker image built with ``RUN python manage.py collectstatic`` starts from
+an empty STATIC_ROOT every time, so there is no sync record to say what the
+last post-process did, and stock hashes and compresses every file again.
+With ``CACHE_DIR`` (or ``--cache-dir``) pointing at a directory that
+survives builds (a cache mount), a complete post-process leaves there:
+
+- ``objects/ab/<md5>``: each output it wrote (hashed copies, rewritten files,
+  compressed variants), named by the MD5 of its content;
+- ``states/<key>.json``: per source, what the post-process did (as the sync
+  record's ``processed`` rows) and the MD5 of each output, for one set of
+  storage settings and versions (``key``, see ``incremental.settings_key``).
+
+The next build restores the outputs of every unchanged source from there
+(through the storage, as post-processing writes them), then post-processes
+incrementally. Every object is checked against its MD5 as it is read: a
+damaged or foreign one is dropped, and its source post-processed again.
+The cache keeps at most ``CACHE_MAX_SIZE`` bytes of objects, dropping the
+least recently used first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.core.files import File
+
+from .backends.base import Listing, Remote
+from .digest import CHUNK
+from .paths import is_safe_path
+from .record import MD5, Processed, Record, RecordError, add_processed
+
+#: A state file larger than this is not read.
+MAX_STATE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class Cached:
+    """What the cache knows of the last complete post-process with one key."""
+
+    rows: dict[str, Processed] = field(default_factory=dict)
+    #: The MD5 of each output, by name.
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Restored:
+    """What :meth:`BuildCache.restore` did."""
+
+    outputs: int = 0
+    #: Objects that were missing or did not match their MD5.
+    damaged: list[str] = field(default_factory=list)
+
+
+class BuildCache:
+    """One cache directory, as seen by a run with one set of settings."""
+
+    def __init__(self, root: str, max_bytes: int, key: str) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.key = key
+        #: What this run did with the cache, for the report.
+        self.report: dict[str, Any] = {}
+        self._state: Cached | None = None
+        self._loaded = False
+
+    def state(self) -> Cached | None:
+        """What the cache holds for this run's settings (read once)."""
+        if not self._loaded:
+            self._state = self.load(self.key)
+            self._loaded = True
+        return self._state
+
+    def as_record(self) -> Record:
+        """The cached post-process, as a sync record holding only that."""
+        state = self.state()
+        assert state is not None
+        return Record(
+            "build cache", processed=state.rows, state={"postprocess": self.key}
+        )
+
+    def object_path(self, md5: str) -> Path:
+        return self.root / "objects" / md5[:2] / md5
+
+    def state_file(self, key: str) -> Path:
+        return self.root / "states" / f"{key}.json"
+
+    def load(self, key: str) -> Cached | None:
+        """The state saved for ``key``; None if there is none or it cannot be
+        trusted (every field is checked, as the sync record's)."""
+        path = self.state_file(key)
+        try:
+            if path.stat().st_size > MAX_STATE_BYTES:
+                return None
+            document = json.loads(path.read_bytes())
+            cached = Cached()
+            for row in document["rows"]:
+                add_processed(cached.rows, row)
+            for name, md5 in document["outputs"].items():
+                if not is_safe_path(name) or type(md5) is not str:
+                    return None
+                if not MD5.fullmatch(md5):
+                    return None
+                cached.outputs[name] = md5
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecordError):
+            return None
+        return cached
+
+    def restore(
+        self,
+        digests: Mapping[str, str],
+        listing: Listing,
+        write: Callable[[str, Any], object] | None,
+        again: Collection[str] = (),
+    ) -> Listing:
+        """The listing with the outputs of each unchanged source but those
+        post-processed ``again`` put back (``write`` saves one through the
+        storage; None only checks them)."""
+        cached = self.state()
+        assert cached is not None
+        listing, done = dict(listing), Restored()
+        for path, row in cached.rows.items():
+            if digests.get(path) != row.md5 or path in again:
+                continue
+            for name in row.outputs:
+                if name in listing:
+                    continue
+                md5 = cached.outputs.get(name)
+                data = self._read(md5) if md5 is not None else None
+                if data is None:
+                    done.damaged.append(name)
+                    break  # the source is post-processed again
+                if write is not None:
+                    with tempfile.TemporaryFile() as handle:
+                        handle.write(data)
+                        handle.seek(0)
+                        write(name, File(handle, name=name))
+                listing[name] = Remote(len(data))
+                done.outputs += 1
+        self.report["restored"] = done.outputs
+        if done.damaged:
+            self.report["damaged"] = done.damaged
+        return listing
+
+    def _read(self, md5: str) -> bytes | None:
+        """An object's bytes, if it is there and is what its name says."""
+        path = self.object_path(md5)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+            with contextlib.suppress(OSError):
+                path.unlink()  # damaged: never served
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used
+        return data
+
+    def keep(
+        self,
+        rows: Mapping[str, Processed],
+        fresh: Collection[str],
+        path_of: Callable[[str], str],
+    ) -> None:
+        """Keep this post-process: every output of the ``fresh`` sources is
+        read from the destination (``path_of`` a name) into the cache; the
+        others' MD5s are known from the state already there."""
+        cached = self.state()
+        if cached is not None and cached.rows == rows:
+            return  # nothing new
+        known = cached.outputs if cached is not None else {}
+        outputs: dict[str, str] = {}
+        added = 0
+        for path, row in rows.items():
+            for name in row.outputs:
+                md5 = known.get(name) if path not in fresh else None
+                if md5 is None or not self.object_path(md5).exists():
+                    md5, new = self._add(path_of(name))
+                    added += new
+                outputs[name] = md5
+        document = {"rows": [row.row(path) for path, row in sorted(rows.items())]}
+        document["outputs"] = outputs  # type: ignore[assignment]
+        self._write_atomically(self.state_file(self.key), json.dumps(document).encode())
+        self.evict()
+        self.report["stored"] = added
+
+    def _add(self, source: str) -> tuple[str, bool]:
+        """Copy a file into the cache; its MD5, and whether it was new."""
+        md5 = hashlib.md5(usedforsecurity=False)
+        with open(source, "rb") as handle:
+            while chunk := handle.read(CHUNK):
+                md5.update(chunk)
+        target = self.object_path(md5.hexdigest())
+        if target.exists():
+            return md5.hexdigest(), False
+        with open(source, "rb") as handle:
+            self._write_atomically(target, handle.read())
+        return md5.hexdigest(), True
+
+    @staticmethod
+    def _write_atomically(path: Path, data: bytes) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(temporary)
+            raise
+
+    def evict(self) -> None:
+        """Drop the least recently used objects until they fit the budget."""
+        found = []
+        with contextlib.suppress(OSError):
+            for folder in (self.root / "objects").iterdir():
+                for entry in os.scandir(folder):
+                    stat = entry.stat()
+                    found.append((stat.st_mtime, stat.st_size, entry.path))
+        total = sum(size for _, size, _ in found)
+        for _, size, path in sorted(found):
+            if total <= self.max_bytes:
+                break
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            total -= size

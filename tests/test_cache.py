@@ -1,0 +1,151 @@
+"""The build cache: a fresh container (empty STATIC_ROOT) where little changed
+costs what the change costs, and the result is what stock's complete run
+gives, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import RECORD, read_tree, run_collectstatic, run_stock, write_tree
+from .test_postprocess_incremental import MANIFEST, TREE, WHITENOISE
+
+
+def use(settings: Any, root: Path, source: Path, backend: str) -> None:
+    settings.STATIC_ROOT = str(root)
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.utils.functional import empty
+
+    staticfiles_storage._wrapped = empty
+
+
+def ours(tmp_path: Path, name: str, **options: Any) -> dict[str, Any]:
+    """Our run with the cache; its report's post_processing."""
+    report = tmp_path / f"{name}.json"
+    run_collectstatic(verbosity=0, report=str(report), **options)
+    document: dict[str, Any] = json.loads(report.read_text())
+    return document["post_processing"]
+
+
+def without_record(root: Path) -> dict[str, bytes]:
+    return {k: v for k, v in read_tree(root).items() if k != RECORD}
+
+
+def change(source: Path) -> None:
+    (source / "img/h.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>\n")
+    later = time.time() + 20
+    os.utime(source / "img/h.svg", (later, later))
+
+
+@pytest.mark.parametrize(
+    ("backend", "keep_only_hashed"),
+    [(MANIFEST, False), (WHITENOISE, False), (WHITENOISE, True)],
+)
+def test_a_fresh_container_reuses_the_cache_and_leaves_what_stock_leaves(
+    tmp_path: Path, settings: Any, backend: str, keep_only_hashed: bool
+) -> None:
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = keep_only_hashed
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, backend)
+    first = ours(tmp_path, "first", cache_dir=str(cache))
+    assert (first["mode"], first["cache"]["stored"] > 0) == ("full", True)
+
+    change(source)
+    use(settings, tmp_path / "stock", source, backend)
+    run_stock(verbosity=0)
+    use(settings, tmp_path / "build2", source, backend)  # a new, empty root
+    second = ours(tmp_path, "second", cache_dir=str(cache))
+
+    assert without_record(tmp_path / "build2") == read_tree(tmp_path / "stock")
+    assert second["mode"] == "incremental"
+    assert second["files"] == {
+        "css/main.css": "references css/base.css",
+        "css/base.css": "references img/h.svg",
+        "img/h.svg": "changed",
+    }
+    assert second["cache"]["restored"] > 0 and "damaged" not in second["cache"]
+
+
+def test_a_damaged_cache_entry_is_never_served(tmp_path: Path, settings: Any) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    hashed = json.loads((tmp_path / "build1/staticfiles.json").read_bytes())["paths"]
+    damaged = (tmp_path / "build1" / hashed["text/notes.txt"]).read_bytes()
+    import hashlib
+
+    entry = cache / "objects" / hashlib.md5(damaged).hexdigest()[:2]
+    (entry / hashlib.md5(damaged).hexdigest()).write_bytes(b"not what it says")
+
+    use(settings, tmp_path / "stock", source, MANIFEST)
+    run_stock(verbosity=0)
+    use(settings, tmp_path / "build2", source, MANIFEST)
+    second = ours(tmp_path, "second", cache_dir=str(cache))
+
+    assert without_record(tmp_path / "build2") == read_tree(tmp_path / "stock")
+    assert second["cache"]["damaged"] == [hashed["text/notes.txt"]]
+    assert second["files"] == {
+        "text/notes.txt": "its output is missing from the destination"
+    }
+
+
+@pytest.mark.parametrize("state", ["not JSON", "an unsafe path", "a bad md5"])
+def test_a_foreign_cache_state_is_ignored(
+    tmp_path: Path, settings: Any, state: str
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    [path] = (cache / "states").iterdir()
+    document = json.loads(path.read_bytes())
+    if state == "not JSON":
+        path.write_text("{")
+    elif state == "an unsafe path":
+        document["outputs"]["../../etc/passwd"] = "0" * 32
+        path.write_text(json.dumps(document))
+    else:
+        document["rows"][0][1] = "nope"
+        path.write_text(json.dumps(document))
+    use(settings, tmp_path / "build2", source, MANIFEST)
+    second = ours(tmp_path, "second", cache_dir=str(cache))
+    assert (second["mode"], second["reason"]) == (
+        "full",
+        "no record of a complete post-process",
+    )
+    use(settings, tmp_path / "stock", source, MANIFEST)
+    run_stock(verbosity=0)
+    assert without_record(tmp_path / "build2") == read_tree(tmp_path / "stock")
+
+
+def test_the_cache_stays_within_its_size(tmp_path: Path, settings: Any) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    settings.COLLECTSTATIC_PLUS = {"CACHE_DIR": str(cache), "CACHE_MAX_SIZE": 2000}
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    assert ours(tmp_path, "first")["cache"]["stored"] > 3
+    sizes = [p.stat().st_size for p in (cache / "objects").rglob("*") if p.is_file()]
+    assert 0 < sum(sizes) <= 2000
+
+
+def test_a_dry_run_with_the_cache_writes_nothing(tmp_path: Path, settings: Any) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    before = read_tree(cache)
+    change(source)
+    use(settings, tmp_path / "build2", source, MANIFEST)
+    dry = ours(tmp_path, "dry", cache_dir=str(cache), dry_run=True)
+    assert not (tmp_path / "build2").exists()
+    assert read_tree(cache) == before
+    assert dry["mode"] == "incremental" and dry["cache"]["restored"] > 0

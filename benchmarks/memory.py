@@ -129,7 +129,7 @@ class Bench:
     def destination(self, storage: str) -> Destination:
         number = next(self.serial)
         if storage == "local":
-            return LocalDestination(WORK / f"memory-root-{number}", manifest=False)
+            return LocalDestination(WORK / f"memory-root-{number}", "local")
         assert self.server is not None and self.bucket is not None
         s3 = S3(self.server, None, self.bucket)
         return S3Destination(s3, f"memory-{number}", manifest=False)

@@ -142,6 +142,12 @@ MANIFEST_TARGETS = [
     ("s3-manifest", "cold", 10),
     ("s3-manifest", "nochange", 100),
     ("local-manifest", "nochange", 5),
+    ("local-manifest", "changed", 5),
+    ("local-manifest", "cold", 1.5),
+    ("local-whitenoise", "changed", 10),
+    ("local-whitenoise", "container", 10),
+    ("local-whitenoise", "cold", 1.2),
+    ("local", "cold", 1.0),
 ]
 
 

@@ -11,7 +11,10 @@ destination, each as a fresh process:
 - ``changed``: every 100th file (1 %) rewritten with new content of about the
   same size (``WorkTree.change``);
 - ``fresh``: every file given a new modification time, content unchanged, as
-  after a fresh checkout (``WorkTree.touch``).
+  after a fresh checkout (``WorkTree.touch``);
+- ``container``: a fresh container, as a Docker build over an empty
+  STATIC_ROOT: its own chain, where a cold run (with the build cache, for
+  ours) is followed by the 1 % change and a run on an emptied destination.
 
 After every run the destination is compared with the work tree as it then is.
 """
@@ -54,35 +57,47 @@ from tests.servers.s3 import S3Server
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK = REPO_ROOT / "benchmarks" / ".work"
 
-STEPS = ("cold", "nochange", "changed", "fresh")
+STEPS = ("cold", "nochange", "changed", "fresh", "container")
 TITLES = {
     "s3": {
         "cold": "s3 cold upload",
         "nochange": "s3 no-change",
         "changed": "s3 1% changed",
         "fresh": "s3 fresh checkout",
+        "container": "s3 fresh container",
     },
     "local": {
         "cold": "local cold copy",
         "nochange": "local no-change",
         "changed": "local 1% changed",
         "fresh": "local fresh checkout",
+        "container": "local fresh container",
     },
     "s3-manifest": {
         "cold": "s3-manifest cold upload",
         "nochange": "s3-manifest no-change",
         "changed": "s3-manifest 1% changed",
         "fresh": "s3-manifest fresh checkout",
+        "container": "s3-manifest fresh container",
     },
     "local-manifest": {
         "cold": "local-manifest cold copy",
         "nochange": "local-manifest no-change",
         "changed": "local-manifest 1% changed",
         "fresh": "local-manifest fresh checkout",
+        "container": "local-manifest fresh container",
+    },
+    "local-whitenoise": {
+        "cold": "whitenoise cold copy",
+        "nochange": "whitenoise no-change",
+        "changed": "whitenoise 1% changed",
+        "fresh": "whitenoise fresh checkout",
+        "container": "whitenoise fresh container",
     },
 }
-#: Storages that hash names (S3ManifestStaticStorage, ManifestStaticFilesStorage).
-MANIFEST = {"s3-manifest", "local-manifest"}
+#: Storages that hash names (S3ManifestStaticStorage, ManifestStaticFilesStorage,
+#: WhiteNoise's CompressedManifestStaticFilesStorage).
+MANIFEST = {"s3-manifest", "local-manifest", "local-whitenoise"}
 #: The manifest those storages write (Django's default name).
 MANIFEST_NAME = "staticfiles.json"
 #: Table order: every scenario of S3, then of local disk.
@@ -243,10 +258,12 @@ class S3Destination:
 
 
 class LocalDestination:
-    def __init__(self, root: Path, manifest: bool) -> None:
+    def __init__(self, root: Path, storage: str) -> None:
         self.root = root
-        self.hashed = manifest
-        self.storage = "local-manifest" if manifest else "local"
+        self.storage = storage
+        self.hashed = storage in MANIFEST
+        #: The build cache, for ours (a fresh container's chain).
+        self.cache: Path | None = None
 
     def empty(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
@@ -259,6 +276,8 @@ class LocalDestination:
             static_root=str(self.root),
             stock="1" if stock else "0",
             manifest="1" if self.hashed else "0",
+            whitenoise="1" if self.storage == "local-whitenoise" else "0",
+            cache_dir="" if self.cache is None or stock else str(self.cache),
         )
 
     def reset_requests(self) -> None:
@@ -279,6 +298,8 @@ class LocalDestination:
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.cache is not None:
+            shutil.rmtree(self.cache, ignore_errors=True)
 
 
 def manifest_paths(data: bytes | None) -> dict[str, str] | None:
@@ -332,6 +353,14 @@ class Harness:
         else:
             cold_workers = self.args.local_workers
             sync_workers = self.args.local_sync_workers
+        if "container" in steps:
+            if "container" in stock_steps:
+                self.container(storage, "stock", "-")
+            for workers in sync_workers:
+                self.container(storage, "ours", workers)
+            steps = steps - {"container"}
+            stock_steps = stock_steps - {"container"}
+            incremental = bool(steps - {"cold"})
         if stock_steps - {"cold"}:
             self.chain(storage, "stock", "-", steps)
         elif stock_steps:
@@ -357,7 +386,7 @@ class Harness:
         if storage.startswith("s3"):
             assert self.s3 is not None
             return S3Destination(self.s3, f"bench-{number}-{command}", manifest)
-        return LocalDestination(WORK / f"static-root-{number}", manifest)
+        return LocalDestination(WORK / f"static-root-{number}", storage)
 
     # Runs
 
@@ -397,6 +426,34 @@ class Harness:
                     return self.execute(row, destination, work.path, work.listing())
 
                 self.measure(row, run, keep=step in steps)
+        finally:
+            destination.remove()
+            work.remove()
+
+    def container(self, storage: str, command: str, workers: str) -> None:
+        """A fresh container: a cold run (with the build cache, for ours),
+        then the 1 % change and a run on an emptied destination."""
+        destination = self.destination(storage, command)
+        if isinstance(destination, LocalDestination):
+            destination.cache = WORK / f"cache-{next(self.serial)}"
+        work = self.work
+        work.reset()
+        try:
+            cold = Row(TITLES[storage]["cold"], command, workers)
+
+            def populate() -> tuple[Child, str]:
+                destination.empty()
+                return self.execute(cold, destination, work.path, work.listing())
+
+            self.measure(cold, populate, keep=False)
+            row = Row(TITLES[storage]["container"], command, workers)
+
+            def run() -> tuple[Child, str]:
+                work.change()
+                destination.empty()
+                return self.execute(row, destination, work.path, work.listing())
+
+            self.measure(row, run)
         finally:
             destination.remove()
             work.remove()

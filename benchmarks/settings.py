@@ -6,6 +6,8 @@ BENCH_STATIC_ROOT    STATIC_ROOT for local storage
 BENCH_S3_ENDPOINT    S3 endpoint URL, e.g. the latency proxy in front of moto
 BENCH_S3_BUCKET      bucket name
 BENCH_MANIFEST=1     use the manifest (hashed names) variant of the storage
+BENCH_WHITENOISE=1   local: WhiteNoise's CompressedManifestStaticFilesStorage
+BENCH_CACHE_DIR      ours: the build cache (COLLECTSTATIC_PLUS["CACHE_DIR"])
 BENCH_STOCK=1        leave collectstatic_plus out: Django's own collectstatic
 """
 
@@ -35,6 +37,8 @@ if _storage == "local":
         "BACKEND": "django.contrib.staticfiles.storage."
         + ("ManifestStaticFilesStorage" if _manifest else "StaticFilesStorage"),
     }
+    if os.environ.get("BENCH_WHITENOISE") == "1":
+        _static = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}
 elif _storage == "s3":
     _static = {
         "BACKEND": "storages.backends.s3."
@@ -50,6 +54,9 @@ elif _storage == "s3":
     }
 else:
     raise ValueError(f"BENCH_STORAGE must be 'local' or 's3', not {_storage!r}")
+
+if os.environ.get("BENCH_CACHE_DIR"):
+    COLLECTSTATIC_PLUS = {"CACHE_DIR": os.environ["BENCH_CACHE_DIR"]}
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -3,12 +3,15 @@
 See :mod:`.incremental` for why a subset gives a complete run's result; this
 module makes the storage resolve references to files outside the subset to
 their recorded names, note every reference it follows, and write every
-file's name to the manifest.
+file's name to the manifest; and it makes WhiteNoise compress each content
+once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
+import threading
 from collections import ChainMap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -50,7 +53,13 @@ class Hooks:
     def installed(self) -> Iterator[None]:
         storage, names = (
             self.storage,
-            ("_stored_name", "url_converter", "save_manifest", "delete_files"),
+            (
+                "_stored_name",
+                "url_converter",
+                "save_manifest",
+                "delete_files",
+                "create_compressor",
+            ),
         )
         original = {name: getattr(storage, name, None) for name in names}
         try:
@@ -67,6 +76,9 @@ class Hooks:
                 spared = set(self.outside.values())
                 delete_files = original["delete_files"]
                 storage.delete_files = lambda names: delete_files(set(names) - spared)
+            if original["create_compressor"] is not None:
+                create = original["create_compressor"]
+                storage.create_compressor = lambda **kw: once_per_content(create(**kw))
             yield
         finally:
             for name in names:
@@ -107,3 +119,37 @@ class Hooks:
             save_manifest()
 
         return save
+
+
+def once_per_content(compressor: Any) -> Any:
+    """WhiteNoise's compressor, compressing each distinct content once.
+
+    WhiteNoise compresses every original and every hashed copy, and most
+    hashed copies have their original's content (all but the rewritten CSS
+    and JS): the second of the two gets the first's output, byte for byte
+    (gzip without a timestamp and Brotli depend on the bytes alone). An output
+    is dropped once reused, so at most one of each pair is held.
+    """
+    lock = threading.Lock()
+    for method in ("compress_gzip", "compress_brotli"):
+        compress = getattr(compressor, method, None)
+        if compress is None:
+            continue
+        done: dict[bytes, bytes] = {}
+
+        def once(
+            data: bytes,
+            compress: Callable[[bytes], bytes] = compress,
+            done: dict[bytes, bytes] = done,
+        ) -> bytes:
+            key = hashlib.md5(data, usedforsecurity=False).digest()
+            with lock:
+                if key in done:
+                    return done.pop(key)
+            output = compress(data)
+            with lock:
+                done[key] = output
+            return output
+
+        setattr(compressor, method, once)
+    return compressor

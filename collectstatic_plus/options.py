@@ -38,6 +38,8 @@ class RunOptions:
     force: bool = False
     verify: bool = False
     delete: bool = False
+    #: With delete: files this package did not write go too.
+    delete_unowned: bool = False
     max_delete: int | None = None
     keep_manifests: int = 3
     record_name: str = ".collectstatic-plus.json"
@@ -123,6 +125,14 @@ def add_arguments(parser: CommandParser) -> None:
         ),
     )
     parser.add_argument(
+        "--delete-unowned",
+        action="store_true",
+        help=(
+            "With --delete: also delete files this package never wrote there "
+            "(careful in a bucket other things share)."
+        ),
+    )
+    parser.add_argument(
         "--max-delete",
         type=count,
         metavar="N",
@@ -170,7 +180,7 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
     """What a run is told, from the command's parsed options and the settings
     (see :meth:`RunOptions.for_destination` for a bare ``--parallel``)."""
     conf.validate()
-    if options.get("delete") and symlink:
+    if (options.get("delete") or options.get("delete_unowned")) and symlink:
         raise CommandError("--delete cannot be combined with --link.")
     minify = options.get("minify")
     minify = conf.MINIFY if minify is None else bool(minify)
@@ -190,7 +200,8 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
         auto_workers=count is None,
         force=bool(options.get("force")),
         verify=bool(options.get("verify")),
-        delete=bool(options.get("delete")),
+        delete=bool(options.get("delete") or options.get("delete_unowned")),
+        delete_unowned=bool(options.get("delete_unowned")),
         max_delete=_number(options, "max_delete", minimum=0),
         keep_manifests=keep if keep is not None else conf.KEEP_MANIFESTS,
         record_name=conf.RECORD_NAME,

@@ -1,19 +1,46 @@
-"""``--delete``: remove destination files this collection did not produce."""
+"""``--delete``: remove what this package wrote there and the collection no
+longer produces; decided before anything is written.
+
+A destination may be shared (media files and backups in the same bucket,
+with ``location=""``), so only files this package wrote are candidates: the
+paths its sync record lists, what the record says post-processing wrote, and
+the hashed names of its kept manifests. Any other file is "not ours" and
+kept, unless ``--delete-unowned``. Without a record nothing is known to be
+ours, and nothing is deleted.
+
+:meth:`Pruner.plan` decides before the first write (so ``--max-delete``
+stops a run before it copies anything, and a dry run lists every deletion);
+:meth:`Pruner.delete` carries out, after a run without errors, what was
+decided and is still stale then (post-processing may produce a name again).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import NamedTuple
 
 from django.core.management.base import CommandError
 
-from .backends.base import Backend
+from .backends.base import Backend, Listing
 from .options import RunOptions
 from .paths import is_safe_path
+from .record import Record
 from .retry import Retry
 
 #: Derived files that post-processors write beside a kept file (WhiteNoise
-#: compresses to .gz and .br without yielding those names).
+#: compresses to .gz and .br).
 DERIVED_SUFFIXES = (".gz", ".br")
+#: Stale names a refusal (``--max-delete``) names; the report has them all.
+NAMED = 20
+
+
+class Deletions(NamedTuple):
+    """What ``--delete`` will remove, and what it keeps as not ours."""
+
+    stale: list[str]
+    unowned: list[str]
+    #: Why nothing is deleted at all, if so.
+    reason: str = ""
 
 
 class Pruner:
@@ -29,26 +56,108 @@ class Pruner:
         self.backend = backend
         self.retry = retry
         self.log = log
-        self.dry_run = options.dry_run
-        self.max_delete = options.max_delete
+        self.options = options
 
-    def stale(self, existing: Iterable[str], keep: set[str]) -> list[str]:
-        kept = keep | {path + suffix for path in keep for suffix in DERIVED_SUFFIXES}
-        return sorted(
-            path for path in existing if path not in kept and is_safe_path(path)
-        )
-
-    def run(self, existing: Iterable[str], keep: set[str]) -> list[str]:
-        """Delete (or, dry, pretend to) what is stale; the names."""
-        stale = self.stale(existing, keep)
-        if self.max_delete is not None and len(stale) > self.max_delete:
+    def plan(
+        self,
+        candidates: Iterable[str],
+        previous: Record | None,
+        keep: set[str],
+    ) -> Deletions:
+        """What is stale among ``candidates`` (what the destination holds):
+        ours and not kept; and what is not ours. Raises CommandError (before
+        anything is written) when more than ``--max-delete`` are stale."""
+        if previous is None:
+            reason = "no sync record yet: nothing here is known to be ours"
+            return Deletions([], [], reason)
+        owned = self.owned(previous)
+        kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
+        stale: list[str] = []
+        unowned: list[str] = []
+        for name in sorted(candidates):
+            if name in kept or not is_safe_path(name):
+                continue
+            (stale if name in owned else unowned).append(name)
+        if self.options.delete_unowned:
+            stale, unowned = sorted(stale + unowned), []
+        limit = self.options.max_delete
+        if limit is not None and len(stale) > limit and not self.options.dry_run:
+            named = ", ".join(stale[:NAMED])
+            more = f" and {len(stale) - NAMED} more" if len(stale) > NAMED else ""
             raise CommandError(
                 f"--delete would remove {len(stale)} stale files, more than "
-                f"--max-delete {self.max_delete}; nothing was deleted."
+                f"--max-delete {limit}; nothing was written or deleted: "
+                f"{named}{more}."
             )
-        for path in stale:
-            verb = "Pretending to delete" if self.dry_run else "Deleting"
-            self.log(f"{verb} stale '{path}'", level=1)
-        if stale and not self.dry_run:
-            self.retry("Deleting stale files", lambda: self.backend.delete_many(stale))
-        return stale
+        return Deletions(stale, unowned)
+
+    @staticmethod
+    def owned(previous: Record) -> set[str]:
+        """Every name the sync record says this package wrote."""
+        owned = set(previous.files)
+        for row in previous.processed.values():
+            owned.update(row.outputs)
+            if row.hashed:
+                owned.add(row.hashed)
+        for paths in previous.manifests:
+            owned.update(paths)
+        return owned
+
+    def delete(self, stale: Collection[str], keep: set[str]) -> list[str]:
+        """Delete what was decided and is still not kept; each name is logged
+        once it is gone."""
+        kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
+        names = [name for name in stale if name not in kept]
+        for name in names if self.options.dry_run else ():
+            self.log(f"Pretending to delete stale '{name}'", level=1)
+        if names and not self.options.dry_run:
+            self.retry("Deleting stale files", lambda: self.backend.delete_many(names))
+            for name in names:
+                self.log(f"Deleting stale '{name}'", level=1)
+        return names
+
+
+def keep_set(
+    sources: Collection[str],
+    protected: Iterable[str],
+    outputs: Iterable[str],
+    manifests: list[list[str]],
+) -> set[str]:
+    """What ``--delete`` never removes: every collected path, the sync record
+    and the manifest (``protected``), what post-processing wrote for the
+    current files, and the files named by the kept manifests."""
+    keep = set(sources)
+    keep.update(protected)
+    keep.update(outputs)
+    for paths in manifests:
+        keep.update(paths)
+    return keep
+
+
+def candidates(listing: Listing | None, previous: Record | None) -> set[str]:
+    """What the destination may hold: its listing, or, for a storage that
+    cannot list, what the record says is there."""
+    if listing is not None:
+        return set(listing)
+    if previous is None:
+        return set()
+    return Pruner.owned(previous)
+
+
+def predicted_outputs(
+    previous: Record | None, digests: Mapping[str, str | None]
+) -> tuple[set[str], list[str]]:
+    """Before post-processing: the outputs and hashed names of the files
+    that have not changed (a file whose digest is not known yet counts as
+    unchanged), which post-processing will keep."""
+    outputs: set[str] = set()
+    names: list[str] = []
+    rows = previous.processed if previous is not None else {}
+    for path, md5 in digests.items():
+        row = rows.get(path)
+        if row is None or (md5 is not None and md5 != row.md5):
+            continue
+        outputs.update(row.outputs)
+        if row.hashed:
+            names.append(row.hashed)
+    return outputs, names

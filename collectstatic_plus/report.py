@@ -59,6 +59,8 @@ class Report:
         self.timings: dict[str, float] = {}
         self.requests: collections.Counter[str] = collections.Counter()
         self.post_processing: dict[str, Any] = {"status": "not run"}
+        #: What --delete kept as not ours, or why it deleted nothing.
+        self.deletions: dict[str, Any] = {}
         self.storage: dict[str, Any] = {}
         self.options: dict[str, Any] = {}
         self.lock = threading.Lock()

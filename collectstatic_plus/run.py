@@ -27,7 +27,7 @@ from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failure, TransferPool
 from .postprocess import PostProcessing
 from .progress import Progress
-from .prune import Pruner
+from .prune import Deletions, Pruner, candidates, keep_set, predicted_outputs
 from .record import Record
 from .recorder import Recorder
 from .report import Report
@@ -130,6 +130,8 @@ class Run:
         self.post_processing = PostProcessing(
             storage, backend, self.retry, report, host, options, progress_to
         )
+        self.pruner = Pruner(backend, self.retry, host.log, options)
+        self.deletions = Deletions([], [])
 
     def run(self) -> Outcome:
         phase, options = self.report.phase, self.options
@@ -157,6 +159,8 @@ class Run:
             )
             with phase("hash"):
                 self.hash(known)
+            if options.delete:
+                self.plan_deletions()
             with phase("transfer"), self.backend.saving():
                 self.transfer(known)
             if options.post_process:
@@ -317,27 +321,44 @@ class Run:
         )
         self.recorder.save(new, previous, complete)
 
-    def prune(self) -> None:
-        """``--delete``: what this collection did not produce (see prune.py)."""
-        options, previous = self.options, self.previous
-        keep = set(self.sources) | self.post_processing.outputs
-        keep.add(self.backend.listed_name(options.record_name))
+    def plan_deletions(self) -> None:
+        """``--delete``, decided before anything is written (see prune.py)."""
+        digests = {
+            path: None if s.digest is None else s.digest.md5
+            for path, s in self.sources.items()
+        }
+        last = self.post_processing.last(self.previous)
+        outputs, current = predicted_outputs(last, digests)
+        keep = self.keep(outputs, current)
+        found = candidates(self.listing, self.previous)
+        self.deletions = self.pruner.plan(found, self.previous, keep)
+        if self.deletions.reason:
+            self.report.deletions = {"reason": self.deletions.reason}
+        if self.deletions.unowned:
+            self.report.deletions = {"unowned": self.deletions.unowned}
+            shown = ", ".join(self.deletions.unowned[:3])
+            self.warn(
+                f"{len(self.deletions.unowned)} file(s) not written by "
+                f"collectstatic-plus kept (first: {shown}); --delete-unowned "
+                "deletes them too."
+            )
+
+    def keep(self, outputs: set[str], current: list[str]) -> set[str]:
+        """What --delete never removes, with ``current`` the manifest's names."""
+        previous, options = self.previous, self.options
+        protected = {self.backend.listed_name(options.record_name)}
         manifest_name = getattr(self.storage, "manifest_name", None)
         if isinstance(manifest_name, str):
-            keep.add(manifest_name)
+            protected.add(manifest_name)
         history = previous.manifests if previous is not None else []
-        for paths in [self.post_processing.manifest or [], *history][
-            : options.keep_manifests
-        ]:
-            keep.update(paths)
-        if self.listing is not None:
-            existing = set(self.listing)
-        else:
-            existing = set(previous.files) if previous is not None else set()
-            for paths in history:
-                existing.update(paths)
-        pruner = Pruner(self.backend, self.retry, self.host.log, options)
-        for path in pruner.run(existing, keep):
+        manifests = [current, *history][: options.keep_manifests]
+        return keep_set(self.sources, protected, outputs, manifests)
+
+    def prune(self) -> None:
+        """``--delete``: what was decided and is still stale."""
+        done = self.post_processing
+        keep = self.keep(done.outputs, done.manifest or [])
+        for path in self.pruner.delete(self.deletions.stale, keep):
             remote = None if self.listing is None else self.listing.get(path)
             self.report.other(path, "deleted", size=remote.size if remote else None)
             self.outcome.deleted.append(path)

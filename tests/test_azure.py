@@ -331,7 +331,7 @@ def test_delete_keeps_the_record_when_there_is_no_location(
     use(settings, container.storage())
     collect(container, delete=True)
     container.put("stale.css", b"stale")
-    run = collect(container, delete=True)
+    run = collect(container, delete_unowned=True)
     assert run.batches() == [["stale.css"]]
     assert RECORD_BLOB in container.names()
     assert collect(container, delete=True).kinds == {"GetBlob": 1, "ListBlobs": 1}
@@ -367,7 +367,7 @@ def test_a_blob_that_cannot_be_deleted_fails_the_run_by_name(
     lease = container.client.get_blob_client("stale-leased.css").acquire_lease()
     try:
         with pytest.raises(OSError) as raised:
-            collect(container, delete=True)
+            collect(container, delete_unowned=True)
     finally:
         lease.release()
     assert str(raised.value) == (

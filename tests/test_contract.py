@@ -279,7 +279,7 @@ def test_parallel_leaves_what_serial_leaves(
 # --- deleting ---------------------------------------------------------------
 
 
-def test_delete_removes_exactly_the_stale_files_inside_the_location(
+def test_delete_removes_exactly_what_it_wrote_and_no_longer_collects(
     make: MakeDestination, source: Path, settings: Any
 ) -> None:
     destination = make("static")
@@ -287,41 +287,78 @@ def test_delete_removes_exactly_the_stale_files_inside_the_location(
     collect(destination)
     destination.put("elsewhere/keep.css", b"outside the location")
     destination.put("static-other/keep.css", b"outside, same prefix")
-    destination.put("static/stale-by-hand.css", b"stale")
+    destination.put("static/put-by-hand.css", b"not ours")
     (source / "d0/f0.css").unlink()
     run = collect(destination, delete=True, verbosity=2)
 
     assert "Deleting stale 'd0/f0.css'" in run.stdout
-    assert "Deleting stale 'stale-by-hand.css'" in run.stdout
-    deleted = "2 static files deleted, " if COUNTS_DELETED else ""
+    assert "put-by-hand.css" not in run.stdout
+    assert run.stderr == (
+        "1 file(s) not written by collectstatic-plus kept (first: "
+        "put-by-hand.css); --delete-unowned deletes them too.\n"
+    )
+    deleted = "1 static file deleted, " if COUNTS_DELETED else ""
     assert run.stdout.endswith(f"\n{deleted}{summary(destination, 0, 29)}\n")
     assert run.requests == destination.expected(batches=1)
     assert sorted(destination.names()) == sorted(
         [
             "elsewhere/keep.css",
             "static-other/keep.css",
+            "static/put-by-hand.css",
             destination.record_key,
             *keys(destination, list(read_tree(source))),
         ]
     )
+    # Asked for explicitly, files it did not write go too (in the location).
+    run = collect(destination, delete_unowned=True, verbosity=2)
+    assert "Deleting stale 'put-by-hand.css'" in run.stdout
+    assert "static/put-by-hand.css" not in destination.names()
+    assert "elsewhere/keep.css" in destination.names()
 
 
-def test_max_delete_aborts_before_deleting_anything(
+def test_delete_in_a_shared_bucket_leaves_every_foreign_file(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    foreign = {
+        "media/uploads/photo.jpg": b"a user's photo",
+        "backups/db.sql": b"a backup",
+        "d0/not-ours.css": b"beside ours",
+    }
+    for name, data in foreign.items():
+        destination.put(name, data)
+    destination.use(settings)  # location "": the whole bucket
+    first = collect(destination, delete=True)
+    # No record yet: nothing here is known to be ours.
+    assert all(destination.get(name) == data for name, data in foreign.items())
+    assert first.stdout.endswith(f"\n{summary(destination, 30)}\n")
+    (source / "d1/f1.css").unlink()
+    collect(destination, delete=True)
+    assert all(destination.get(name) == data for name, data in foreign.items())
+    assert "d1/f1.css" not in destination.names()
+
+
+def test_max_delete_stops_the_run_before_anything_is_written(
     destination: Destination, source: Path, settings: Any
 ) -> None:
     destination.use(settings)
     collect(destination)
     (source / "d0/f0.css").unlink()
     (source / "d1/f1.css").unlink()
-    before = destination.names()
+    (source / "d2/f2.css").write_text("/* changed */\n")
+    before = destination.contents(record=True)
     with pytest.raises(CommandError) as raised:
         collect(destination, delete=True, max_delete=1)
 
     assert str(raised.value) == (
         "--delete would remove 2 stale files, more than --max-delete 1; "
-        "nothing was deleted."
+        "nothing was written or deleted: d0/f0.css, d1/f1.css."
     )
-    assert destination.names() == before
+    assert destination.written_by_last == []  # type: ignore[attr-defined]
+    assert destination.contents(record=True) == before
+    # A dry run lists them all, and does not fail for it.
+    dry = collect(destination, delete=True, max_delete=1, dry_run=True)
+    assert "Pretending to delete stale 'd0/f0.css'" in dry.stdout
+    assert "Pretending to delete stale 'd1/f1.css'" in dry.stdout
 
 
 def test_no_deletion_after_a_failed_write_and_the_record_lists_what_landed(
@@ -382,8 +419,9 @@ def test_a_dry_run_reads_as_a_real_run_and_writes_nothing(
     destination: Destination, source: Path, settings: Any, delete: bool
 ) -> None:
     destination.use(settings)
+    write_tree(source, {"stale.css": "p { color: green }\n"})
     collect(destination)
-    destination.put(destination.key("stale.css"), b"stale")
+    (source / "stale.css").unlink()  # collected before: ours, and stale now
     (source / "d0/f0.css").write_text("/* changed */\n")
     write_tree(source, {"new.css": "p { color: blue }\n"})
     before = destination.contents(record=True)

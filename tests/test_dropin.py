@@ -239,6 +239,7 @@ def test_every_stock_option_keeps_its_strings_dest_and_default() -> None:
         "check",
         "minify",
         "cache_dir",
+        "delete_unowned",
     }
 
 

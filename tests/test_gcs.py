@@ -207,7 +207,7 @@ def test_delete_sends_at_most_100_deletes_per_batch_request(
     stale = [f"old/s{i:03}.css" for i in range(250)]
     for name in stale:
         bucket.put(name, b"stale")
-    run = collect(bucket, delete=True)
+    run = collect(bucket, delete_unowned=True)
 
     assert run.kinds == {"DOWNLOAD": 1, "LIST": 1, "BATCH": 3}
     assert run.batch_deleted == stale
@@ -323,7 +323,7 @@ def test_backend_reports_requests_by_json_api_method(
         "objects.insert": 5,
     }
     bucket.put("stale.css", b"stale")
-    collect(bucket, report=str(report), delete=True)
+    collect(bucket, report=str(report), delete_unowned=True)
     assert json.loads(report.read_text())["requests"] == {
         "objects.download": 1,
         "objects.list": 1,

@@ -361,9 +361,10 @@ def test_dry_run_writes_no_record(source: Path, static_root: Path) -> None:
 def test_delete_removes_stale_files_but_not_the_record(
     source: Path, static_root: Path
 ) -> None:
+    write_tree(source, {"old/gone.js": "x", "stale.css": "y"})
     run_collectstatic()
-    write_tree(static_root, {"old/gone.js": "x", "stale.css": "y"})
-    (source / "d0/f0.js").unlink()
+    for name in ("d0/f0.js", "old/gone.js", "stale.css"):
+        (source / name).unlink()
     result = run_collectstatic(delete=True, verbosity=2)
     for name in ("d0/f0.js", "old/gone.js", "stale.css"):
         assert f"Deleting stale '{name}'" in result.stdout
@@ -376,8 +377,9 @@ def test_delete_removes_stale_files_but_not_the_record(
 
 
 def test_dry_run_delete_only_pretends(source: Path, static_root: Path) -> None:
+    write_tree(source, {"stale.css": "y"})
     run_collectstatic()
-    write_tree(static_root, {"stale.css": "y"})
+    (source / "stale.css").unlink()
     result = run_collectstatic(delete=True, dry_run=True, verbosity=1)
     assert "Pretending to delete stale 'stale.css'" in result.stdout
     assert (static_root / "stale.css").exists()

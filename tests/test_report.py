@@ -42,14 +42,14 @@ TREE: dict[str, bytes | str] = {
 @pytest.fixture
 def scene(tmp_path: Path, settings: Any, static_root: Path) -> Path:
     """A destination one run behind: new, changed, unchanged, stale, conflict."""
-    first = write_tree(tmp_path / "first", TREE)
+    first = write_tree(tmp_path / "first", {**TREE, "stale.txt": "old"})
     second = write_tree(tmp_path / "second", {"js/app.js": "console.log('other');\n"})
     settings.STATICFILES_DIRS = [str(first), str(second)]
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
     run_collectstatic()
     (first / "css/print.css").write_text("p { color: #111; }\n")  # changed
     write_tree(first, {"js/new.js": "var n = 1;\n"})  # new
-    write_tree(static_root, {"stale.txt": "old"})  # deleted with --delete
+    (first / "stale.txt").unlink()  # ours, and stale: deleted with --delete
     return tmp_path
 
 

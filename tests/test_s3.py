@@ -160,9 +160,13 @@ def test_untrustworthy_record_is_ignored_with_a_warning(
     run = collect(bucket, delete=True)
     assert run.stderr.startswith(f"Ignoring the sync record '{RECORD}': ")
     # Nothing is trusted: gzipped objects cannot be matched by ETag, so
-    # every file is uploaded again; only the real stale file is deleted.
+    # every file is uploaded again; and nothing is known to be ours, so
+    # nothing is deleted.
     assert run.keys("PUT") == sorted([*read_tree(source), RECORD])
-    assert bucket.contents(gunzip=True) == read_tree(source)
+    assert bucket.contents(gunzip=True) == {
+        **read_tree(source),
+        "stale.css": b"not collected",
+    }
     assert b'"d0/f0.css"' in bucket.get(RECORD)
 
 

@@ -276,8 +276,9 @@ class Staging:
 
     def _write(self, name: str, staged: Staged, data: bytes | None = None) -> str:
         def attempt() -> str:
-            opened = File(io.BytesIO(data)) if data is not None else None
-            with opened or self._read(name, staged) as content:
+            # (File.__bool__ is its name's: a nameless File is false.)
+            opened = File(io.BytesIO(data), name=name) if data is not None else None
+            with opened if opened is not None else self._read(name, staged) as content:
                 # On local disk, renamed into place: an interrupted write
                 # never leaves a partial file under a hashed name.
                 if self.local and self.main.replace(name, content):

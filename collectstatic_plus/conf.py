@@ -33,6 +33,11 @@ def local_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
+def _storage_aliases() -> set[str]:
+    value = getattr(settings, "STORAGES", {})
+    return set(value) if isinstance(value, Mapping) else set()
+
+
 def is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -143,12 +148,41 @@ SETTINGS: tuple[Setting, ...] = (
         convert=lambda v: None if v is None else str(v),
     ),
     Setting(
+        "RECORD_STORAGE",
+        None,
+        lambda v: v is None or (isinstance(v, str) and v in _storage_aliases()),
+        "collectstatic_plus.E013",
+        "None or an alias of the STORAGES setting",
+        "A storage nobody else reads, e.g. a private bucket or a local folder "
+        "outside STATIC_ROOT.",
+    ),
+    Setting(
         "CACHE_MAX_SIZE",
         300 * 1024 * 1024,
         is_positive_int,
         "collectstatic_plus.E012",
         "a positive number of bytes",
         "The build cache drops its least recently used files beyond it.",
+    ),
+    Setting(
+        "LEASE_WAIT",
+        300,
+        lambda v: v == 0 or is_positive_number(v),
+        "collectstatic_plus.E014",
+        "a number of seconds, 0 or more",
+        "How long a run waits for another one on the same destination; 0 "
+        "fails at once.",
+        convert=float,
+    ),
+    Setting(
+        "LEASE_TTL",
+        120,
+        lambda v: is_positive_number(v) and v >= 3,
+        "collectstatic_plus.E015",
+        "a number of seconds, 3 or more",
+        "How long the lease of a run that died (killed, machine lost) keeps "
+        "others waiting; a live run renews it every third of this.",
+        convert=float,
     ),
 )
 
@@ -260,8 +294,20 @@ class Settings:
         return self.value("CACHE_DIR")  # type: ignore[no-any-return]
 
     @property
+    def RECORD_STORAGE(self) -> str | None:
+        return self.value("RECORD_STORAGE")  # type: ignore[no-any-return]
+
+    @property
     def CACHE_MAX_SIZE(self) -> int:
         return int(self.value("CACHE_MAX_SIZE"))
+
+    @property
+    def LEASE_WAIT(self) -> float:
+        return float(self.value("LEASE_WAIT"))
+
+    @property
+    def LEASE_TTL(self) -> float:
+        return float(self.value("LEASE_TTL"))
 
 
 conf = Settings()

@@ -43,6 +43,8 @@ class RunOptions:
     max_delete: int | None = None
     keep_manifests: int = 3
     record_name: str = ".collectstatic-plus.json"
+    #: The STORAGES alias the record is kept in (None: the destination).
+    record_storage: str | None = None
     minify: MinifySettings = field(default_factory=MinifySettings)
     retries: int = 4
     retry_budget: float = 60.0
@@ -51,6 +53,21 @@ class RunOptions:
     #: The build cache of post-processing outputs (see cache.py), if any.
     cache_dir: str | None = None
     cache_max_bytes: int = 300 * 1024 * 1024
+    #: How long to wait for another run's lease, and how long one lasts.
+    lease_wait: float = 300.0
+    lease_ttl: float = 120.0
+
+    @property
+    def lease_name(self) -> str:
+        """The lease object, beside the sync record (see lease.py)."""
+        return self.record_name + ".lease"
+
+    @property
+    def own_files(self) -> tuple[str, ...]:
+        """What this package keeps in the destination: no static files."""
+        if self.record_storage is not None:
+            return ()
+        return (self.record_name, self.lease_name)
 
     def for_destination(self, local: bool) -> RunOptions:
         """These options with a bare ``--parallel``'s worker count picked:
@@ -205,10 +222,13 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
         max_delete=_number(options, "max_delete", minimum=0),
         keep_manifests=keep if keep is not None else conf.KEEP_MANIFESTS,
         record_name=conf.RECORD_NAME,
+        record_storage=conf.RECORD_STORAGE,
         retries=conf.RETRIES,
         retry_budget=conf.RETRY_BUDGET,
         cache_dir=options.get("cache_dir") or conf.CACHE_DIR,
         cache_max_bytes=conf.CACHE_MAX_SIZE,
+        lease_wait=conf.LEASE_WAIT,
+        lease_ttl=conf.LEASE_TTL,
         minify=MinifySettings(
             enabled=minify,
             include=conf.MINIFY_INCLUDE,

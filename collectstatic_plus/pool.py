@@ -22,8 +22,10 @@ from typing import Any, NamedTuple
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from .retry import PermanentError
+from .retry import PermanentError, first_line
 
+#: Failed paths named in the final error message; stderr lists all of them.
+NAMED_FAILURES = 10
 #: Tasks allowed to wait in the queue per worker, beyond those running.
 QUEUE_PER_WORKER = 4
 
@@ -39,9 +41,7 @@ class Failure(NamedTuple):
 
     @property
     def reason(self) -> str:
-        text = str(self.error)
-        name = type(self.error).__name__
-        return f"{name}: {text}" if text else name
+        return first_line(self.error)
 
 
 class TransferPool:
@@ -144,3 +144,17 @@ class TransferPool:
     def _release(self, future: Future[None]) -> None:
         assert self._slots is not None
         self._slots.release()
+
+
+class Failed(Exception):
+    """Files that could not be collected: the command prints each, then
+    raises a CommandError with this message."""
+
+    def __init__(self, failures: list[Failure], verb: str = "collected") -> None:
+        self.failures = sorted(failures, key=lambda failure: failure.path)
+        paths = [failure.path for failure in self.failures]
+        named = ", ".join(paths[:NAMED_FAILURES])
+        if len(paths) > NAMED_FAILURES:
+            named += f" and {len(paths) - NAMED_FAILURES} more"
+        noun = "file" if len(paths) == 1 else "files"
+        super().__init__(f"{len(paths)} static {noun} could not be {verb}: {named}.")

@@ -246,7 +246,12 @@ class PostProcessing:
     ) -> tuple[list[str], dict[str, str], dict[str, set[str]]] | None:
         """Run ``post_process`` over ``files`` and log each result as stock
         does: the originals processed, each one's name, and what was written
-        for each. None if a dry run could not simulate it."""
+        for each. None if a dry run could not simulate it.
+
+        A dry run simulates a storage whose code we know (``staging.known``)
+        to the end, its writes staged; any other is called with
+        ``dry_run=True``, as stock calls it, and fails where stock fails.
+        """
         progress = Progress(self.progress_to, "Post-processing", len(files))
         post_process: Any = getattr(self.storage, "post_process")  # noqa: B009
         processed: list[str] = []
@@ -257,8 +262,9 @@ class PostProcessing:
         try:
             with staging.active(), hooks.installed():
                 paths = staging.paths(files)
+                as_stock = staging.simulate and not staging.known
                 for original, processed_path, done in post_process(
-                    paths, dry_run=False
+                    paths, dry_run=as_stock
                 ):
                     if isinstance(done, RuntimeError) and incremental:
                         raise NotSettled  # its passes ran out: run them all
@@ -279,7 +285,9 @@ class PostProcessing:
                         self.host.log(f"Skipped post-processing '{original}'")
                     progress.advance()
         except Exception as error:
-            if not staging.simulate or isinstance(error, NotSettled):
+            if not staging.simulate or not staging.known:
+                raise
+            if isinstance(error, NotSettled):
                 raise
             self.report.post_processing = {
                 "status": f"not simulated ({type(error).__name__}: {error})"

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, NamedTuple
 
 from .backends.base import Readable, Remote
@@ -132,6 +132,11 @@ class Record:
             entry._replace(token=None) == theirs[path]._replace(token=None)
             for path, entry in self.files.items()
         )
+
+    def without(self, paths: Collection[str]) -> Record:
+        """This record, less ``paths`` (deleted since it was written)."""
+        files = {path: e for path, e in self.files.items() if path not in paths}
+        return replace(self, files=files)
 
     def write(self, out: BinaryIO) -> None:
         """Write compact JSON with one row of ``files`` (and of ``processed``)

@@ -10,6 +10,9 @@ nothing new is not written.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import io
 import os
 from collections.abc import Callable, Collection, Mapping
 
@@ -19,34 +22,69 @@ from django.core.files.base import File
 from django.core.management.base import CommandError
 
 from . import __version__
-from .backends.base import Backend, Listing, Remote
+from .backends.base import Backend, Listing, Remote, content_version
 from .plan import saw_same
 from .record import Entry, Processed, Record, RecordError, read
-from .retry import PermanentError, Retry
+from .retry import PermanentError, Retry, Unreachable
 from .sources import Source
 
 #: A record larger than this is spooled to a temporary file while it is
 #: saved, not held in memory (50,000 files make about 7 MB).
 SPOOL_BYTES = 1024 * 1024
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class Recorder:
-    """Reads and writes one destination's sync record."""
+    """Reads and writes one destination's sync record.
+
+    The record is kept in ``backend``'s storage: the destination's own, or the
+    one ``RECORD_STORAGE`` names (a private place, when the destination is
+    served publicly); it always describes ``destination``.
+    """
 
     def __init__(
-        self, backend: Backend, retry: Retry, name: str, warn: Callable[[str], None]
+        self,
+        backend: Backend,
+        retry: Retry,
+        name: str,
+        warn: Callable[[str], None],
+        destination: Backend | None = None,
     ) -> None:
         self.backend = backend
         self.retry = retry
         self.name = name
         self.warn = warn
+        self.destination = destination or backend
+        #: Called before the record is written: raises CommandError if this
+        #: run may not write it (it lost its lease, see lease.py).
+        self.fence: Callable[[], None] | None = None
+        #: Where writes can be conditional: the version of the record as this
+        #: run read it (None: there was none). It is replaced only if still so.
+        self.version: str | None = None
+        self.read_version = False
+
+    def forget(self) -> None:
+        """Delete the record (``--clear``: it no longer describes anything)."""
+        storage = self.backend.storage
+        self.retry("Deleting the sync record", lambda: storage.delete(self.name))
+        self.version, self.read_version = None, True
 
     def load(self) -> Record | None:
         """The previous record; None (with a warning) if it is missing or
         cannot be trusted. A permanent storage error is raised."""
-        fingerprint = self.backend.fingerprint()
+        fingerprint = self.destination.fingerprint()
 
         def load() -> Record | None:
+            if self.backend.conditional:  # read whole, with its version
+                found = self.backend.fetch(self.name)
+                self.version = None if found is None else found[1]
+                self.read_version = True
+                if found is None:
+                    return None
+                data = found[0]
+                if data[:2] == GZIP_MAGIC:  # as a gzipping storage saved it
+                    data = gzip.decompress(data)
+                return read(io.BytesIO(data), fingerprint)
             with self.backend.stream(self.name) as stream:
                 return None if stream is None else read(stream, fingerprint)
 
@@ -57,6 +95,8 @@ class Recorder:
         except (PermanentError, ImproperlyConfigured):
             raise
         except Exception as error:  # still failing after retries: know nothing
+            if self.backend.classify(error) == "unreachable":
+                return None  # the listing says so next, in one line
             reason = f"cannot be read ({type(error).__name__}: {error})"
             self.warn(f"Ignoring the sync record '{self.name}': {reason}.")
         return None
@@ -106,10 +146,14 @@ class Recorder:
         for path, entry in old.items():
             if path not in sources and (listing is None or path in listing):
                 files[path] = entry
-        state = {"django": django.get_version(), "collectstatic_plus": __version__}
+        # Not the versions themselves: the record may be public (WhiteNoise
+        # serves STATIC_ROOT), and versions help fingerprint a site.
+        versions = f"{django.get_version()}\0{__version__}".encode()
+        state = {"versions": hashlib.sha256(versions).hexdigest()[:16]}
         if postprocess is not None:
             state["postprocess"] = postprocess
-        return Record(self.backend.fingerprint(), files, manifests, state, processed)
+        fingerprint = self.destination.fingerprint()
+        return Record(fingerprint, files, manifests, state, processed)
 
     def save(self, new: Record, previous: Record | None, complete: bool) -> None:
         """Write ``new`` unless it says what ``previous`` does.
@@ -121,10 +165,22 @@ class Recorder:
         # so later runs need not read every source again, but not an upload.
         if new.same_content(previous, tokens=self.backend.local):
             return
+        if self.fence is not None:
+            try:
+                self.fence()
+            except CommandError as error:
+                if complete:
+                    raise
+                self.warn(str(error))
+                return
         try:
-            self.retry("Writing the sync record", lambda: self._save(new))
+            landed = self.retry("Writing the sync record", lambda: self._save(new))
         except RecordError as error:
             self.warn(f"Could not write the sync record: {error}.")
+        except Unreachable:
+            if complete:
+                raise
+            # The run is stopping because of it, and says so: no second line.
         except Exception as error:
             message = (
                 f"Could not write the sync record: {type(error).__name__}: {error}"
@@ -133,27 +189,56 @@ class Recorder:
                 self.warn(message + ".")
                 return
             raise CommandError(message) from error
+        if not landed:
+            message = (
+                "The sync record was written by another run since this run read "
+                "it; this run's record was not written. Run collectstatic again."
+            )
+            if complete:
+                raise CommandError(message)
+            self.warn(message)
 
-    def _save(self, record: Record) -> None:
-        """Write the record through the storage, replacing any previous one.
+    def _save(self, record: Record) -> bool:
+        """Write the record, replacing the previous one if it is still the
+        one this run read; whether it was.
 
-        On local disk it is written beside the target and renamed over it,
-        so a reader sees the old record or the new one, never half of one.
-        Elsewhere one upload replaces the object; a storage that would pick
-        another name for an existing file has the old one deleted first.
+        On local disk it is written beside the target through the storage,
+        then renamed over it once the old one is found unchanged, so a
+        reader sees the old record or the new one, never half of one. The
+        other known backends upload it on the server's condition (the
+        version read); any other storage gets one save through the storage
+        (one that would pick another name for an existing file has the old
+        one deleted first).
         """
         import tempfile  # here: most re-runs write no record
 
-        name, storage = self.name, self.backend.storage
+        name, storage, backend = self.name, self.backend.storage, self.backend
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
             record.write(spool)  # type: ignore[arg-type]
             content = File(spool, name=name)
             content.size = spool.tell()
             spool.seek(0)
-            if self.backend.local:
+            if backend.conditional and not self.read_version:
+                found = backend.fetch(name)  # it could not be read: replace it
+                self.version = None if found is None else found[1]
+            if backend.conditional and not backend.local:
+                data = spool.read()
+                if self.version is None:
+                    version = backend.create(name, data)
+                else:
+                    version = backend.replace(name, data, self.version)
+                self.version = version or self.version
+                return version is not None
+            if backend.local:
                 temporary = storage.save(f"{name}.{os.getpid()}.tmp", content)
+                found = backend.fetch(name)
+                if (found and found[1]) != self.version:
+                    storage.delete(temporary)
+                    return False
                 os.replace(storage.path(temporary), storage.path(name))
-                return
+                spool.seek(0)
+                self.version = content_version(spool.read())
+                return True
             if not self.backend.overwrites_in_place and storage.exists(name):
                 storage.delete(name)
             written = storage.save(name, content)
@@ -162,3 +247,4 @@ class Recorder:
             raise RecordError(
                 f"the storage saved it as {written!r} instead of {name!r}"
             )
+        return True

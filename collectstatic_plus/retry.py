@@ -31,7 +31,19 @@ class Errors(Protocol):
     """What a retry needs to know about a storage's errors (a ``Backend``)."""
 
     def classify(self, error: BaseException) -> str:
-        """One of "transient", "throttled", "permanent" or "other"."""
+        """One of "unreachable", "transient", "throttled", "permanent" or
+        "other"."""
+        ...
+
+    @property
+    def endpoint(self) -> str:
+        """Where the destination is, for messages."""
+        ...
+
+    @property
+    def sdk_retries_connections(self) -> bool:
+        """Whether the SDK itself retries a failed connection for long (Azure:
+        about a minute): then one such failure opens the circuit breaker."""
         ...
 
     def describe(self, error: BaseException) -> tuple[int | None, str | None]:
@@ -52,9 +64,30 @@ class BuiltinErrors:
     def describe(self, error: BaseException) -> tuple[int | None, str | None]:
         return None, None
 
+    endpoint = "the destination"
+    sdk_retries_connections = False
+
+
+def first_line(error: BaseException) -> str:
+    """``Type: message`` on one line: SDK errors (Azure's) append the
+    service's whole response over many lines."""
+    text = str(error).strip()
+    name = type(error).__name__
+    return f"{name}: {text.splitlines()[0]}" if text else name
+
 
 class PermanentError(Exception):
     """A failure no other file will escape; the message says what to fix."""
+
+
+class Unreachable(PermanentError):
+    """The destination could not be reached several times in a row."""
+
+
+#: Failures in a row, across workers, to reach the destination (refused or
+#: reset connections, names that do not resolve, TLS, timeouts) after which
+#: a run stops trying: the circuit breaker.
+BREAK_AFTER = 6
 
 
 class Throttle:
@@ -113,23 +146,33 @@ class Retry:
         self.sleep = sleep
         self.retried = 0
         self.lock = threading.Lock()
+        #: Failures to reach the destination in a row, and the error that
+        #: opened the circuit breaker (every call fails at once after it).
+        self.unreachable = 0
+        self.broken: Unreachable | None = None
 
     def __call__(self, what: str, call: Callable[[], T]) -> T:
         """Run ``call`` (about ``what``), retrying transient failures."""
         started = time.monotonic()
         for attempt in range(1, self.attempts + 1):
+            if self.broken is not None:
+                raise Unreachable(str(self.broken)) from self.broken.__cause__
             try:
                 with self.throttle:
                     result = call()
             except Exception as error:
                 kind = self.errors.classify(error)
+                if kind == "unreachable":
+                    self.note_unreachable(error)
+                    kind = "transient"
                 if kind == "permanent":
                     status, code = self.errors.describe(error)
                     cause = code or (
                         f"HTTP {status}" if status else type(error).__name__
                     )
+                    said = first_line(error).rstrip(".")
                     raise PermanentError(
-                        f"{what}: {cause}: {error}. The destination refuses every "
+                        f"{what}: {cause}: {said}. The destination refuses every "
                         "request like this; check its credentials, bucket and "
                         "permissions."
                     ) from error
@@ -144,5 +187,21 @@ class Retry:
                 self.sleep(delay * random.uniform(0.5, 1.5))
             else:
                 self.throttle.succeeded()
+                with self.lock:
+                    self.unreachable = 0
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def note_unreachable(self, error: BaseException) -> None:
+        """Count a failure to reach the destination; open the breaker (raise
+        Unreachable) at BREAK_AFTER in a row."""
+        with self.lock:
+            self.unreachable += 1
+            enough = BREAK_AFTER if not self.errors.sdk_retries_connections else 1
+            if self.unreachable < enough or self.broken is not None:
+                return
+            self.broken = Unreachable(
+                f"The destination ({self.errors.endpoint}) cannot be reached: "
+                f"{first_line(error)}"
+            )
+        raise self.broken from error

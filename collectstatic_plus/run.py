@@ -11,6 +11,7 @@ stock's terms (:class:`Outcome`); the command prints it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TextIO
@@ -22,24 +23,23 @@ from django.core.management.base import CommandError, OutputWrapper
 from .backends import backend_for
 from .backends.base import Listing
 from .digest import digest_file
+from .lease import Lease
 from .options import RunOptions
 from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
-from .pool import Failure, TransferPool
+from .pool import Failed, TransferPool
 from .postprocess import PostProcessing
 from .progress import Progress
 from .prune import Deletions, Pruner, candidates, keep_set, predicted_outputs
 from .record import Record
 from .recorder import Recorder
 from .report import Report
-from .retry import PermanentError, Retry, Throttle
+from .retry import PermanentError, Retry, Throttle, Unreachable, first_line
 from .sources import Source, find_sources
 from .transfer import Copier
 
 if TYPE_CHECKING:
     from .minify import SourceMinifier
 
-#: Failed paths named in the final error message; stderr lists all of them.
-NAMED_FAILURES = 10
 #: Django 6.0 moved the duplicate-path and clearing messages to -v 2.
 NOTICE_LEVEL = 2 if django.VERSION >= (6, 0) else 1
 
@@ -69,20 +69,6 @@ class Host(Protocol):
     def clear_dir(self, path: str) -> None: ...
 
 
-class Failed(Exception):
-    """Files that could not be collected: the command prints each, then
-    raises a CommandError with this message."""
-
-    def __init__(self, failures: list[Failure], verb: str = "collected") -> None:
-        self.failures = sorted(failures, key=lambda failure: failure.path)
-        paths = [failure.path for failure in self.failures]
-        named = ", ".join(paths[:NAMED_FAILURES])
-        if len(paths) > NAMED_FAILURES:
-            named += f" and {len(paths) - NAMED_FAILURES} more"
-        noun = "file" if len(paths) == 1 else "files"
-        super().__init__(f"{len(paths)} static {noun} could not be {verb}: {named}.")
-
-
 class Run:
     def __init__(
         self,
@@ -109,7 +95,17 @@ class Run:
             from .minify import SourceMinifier  # here: rcssmin, rjsmin
 
             self.minifying = SourceMinifier(options.minify, report, self.warn)
-        self.recorder = Recorder(backend, self.retry, options.record_name, self.warn)
+        self.recorder = self.make_recorder()
+        self.lease = Lease(
+            self.recorder.backend,
+            self.recorder.retry,
+            options.lease_name,
+            options.lease_ttl,
+            options.lease_wait,
+            self.warn,
+        )
+        if not options.dry_run:
+            self.recorder.fence = self.lease.check
         self.copier = Copier(
             storage,
             backend,
@@ -138,6 +134,7 @@ class Run:
         with (
             self.backend.prepared_for_threads(options.workers),
             self.backend.counting(self.report.count_request),
+            contextlib.nullcontext() if options.dry_run else self.lease,
         ):
             if options.clear:
                 with phase("clear"):
@@ -168,22 +165,43 @@ class Run:
                     self.post_process()
             if not options.dry_run:
                 with phase("record"):
-                    self.save_record(complete=True)
+                    record = self.save_record(complete=True)
             if options.delete:
                 with phase("delete"):
-                    self.prune()
+                    deleted = self.prune()
+                if deleted and not options.dry_run:
+                    # Written before deleting, so a failed delete still leaves
+                    # those files ours; now they are gone.
+                    with phase("record"):
+                        self.recorder.save(record.without(deleted), record, True)
         return self.outcome
+
+    def make_recorder(self) -> Recorder:
+        """The sync record's reader and writer: in the destination, or in
+        the storage RECORD_STORAGE names."""
+        options, backend = self.options, self.backend
+        if options.record_storage is None:
+            return Recorder(backend, self.retry, options.record_name, self.warn)
+        from django.core.files.storage import storages
+
+        keeper = backend_for(storages[options.record_storage])
+        retry = Retry(options.retries, options.retry_budget, errors=keeper)
+        return Recorder(keeper, retry, options.record_name, self.warn, backend)
 
     def clear(self) -> None:
         """``--clear``: stock's on local disk; elsewhere a listing and batched
-        deletes (stock's ``exists("")`` breaks S3 with no location)."""
+        deletes (stock's ``exists("")`` breaks S3 with no location). The sync
+        record goes first, silently: it is ours, not a static file."""
+        if not self.options.dry_run:
+            self.recorder.forget()
         listing = None
         if not self.backend.local:
             listing = self.retry("Listing the destination", self.backend.listing)
         if listing is None:
             self.host.clear_dir("")
             return
-        names = sorted(listing)
+        ours = {self.backend.listed_name(name) for name in self.options.own_files}
+        names = sorted(name for name in listing if name not in ours)
         for name in names:
             verb = "Pretending to delete" if self.options.dry_run else "Deleting"
             self.host.log(f"{verb} '{name}'", level=NOTICE_LEVEL)
@@ -228,7 +246,7 @@ class Run:
             raise CommandError(str(error)) from error
         except Exception as error:
             raise CommandError(
-                f"Could not list the destination: {type(error).__name__}: {error}"
+                f"Could not list the destination: {first_line(error)}"
             ) from error
         if refused is not None:
             raise CommandError(str(refused)) from refused
@@ -273,8 +291,16 @@ class Run:
                     else:
                         pool.submit(path, copy, source, decision)
         except PermanentError as error:
+            progress.close()
             self.save_partial_record()
-            raise CommandError(str(error)) from error
+            message = str(error)
+            if isinstance(error, Unreachable):
+                left = len(self.sources) - len(copier.written) - len(copier.kept)
+                message += (
+                    f"; {left} of {len(self.sources)} files were not collected. "
+                    "Run collectstatic again once it answers."
+                )
+            raise CommandError(message) from error
         progress.close()
         outcome.copied += copier.copied
         outcome.unmodified += copier.unmodified
@@ -293,7 +319,7 @@ class Run:
         if not self.options.dry_run:
             self.save_record(complete=False)
 
-    def save_record(self, complete: bool) -> None:
+    def save_record(self, complete: bool) -> Record:
         """The next sync record; after a complete post-process it says what
         that did, else what the last complete one did (still in place)."""
         previous, done = self.previous, self.post_processing
@@ -320,6 +346,7 @@ class Run:
             done.consumed,
         )
         self.recorder.save(new, previous, complete)
+        return new
 
     def plan_deletions(self) -> None:
         """``--delete``, decided before anything is written (see prune.py)."""
@@ -346,7 +373,7 @@ class Run:
     def keep(self, outputs: set[str], current: list[str]) -> set[str]:
         """What --delete never removes, with ``current`` the manifest's names."""
         previous, options = self.previous, self.options
-        protected = {self.backend.listed_name(options.record_name)}
+        protected = {self.backend.listed_name(name) for name in options.own_files}
         manifest_name = getattr(self.storage, "manifest_name", None)
         if isinstance(manifest_name, str):
             protected.add(manifest_name)
@@ -354,14 +381,16 @@ class Run:
         manifests = [current, *history][: options.keep_manifests]
         return keep_set(self.sources, protected, outputs, manifests)
 
-    def prune(self) -> None:
-        """``--delete``: what was decided and is still stale."""
+    def prune(self) -> list[str]:
+        """``--delete``: what was decided and is still stale; the deleted."""
         done = self.post_processing
         keep = self.keep(done.outputs, done.manifest or [])
-        for path in self.pruner.delete(self.deletions.stale, keep):
+        deleted = self.pruner.delete(self.deletions.stale, keep)
+        for path in deleted:
             remote = None if self.listing is None else self.listing.get(path)
             self.report.other(path, "deleted", size=remote.size if remote else None)
             self.outcome.deleted.append(path)
+        return deleted
 
     def pool(self, on_interrupt: Callable[[], None] | None = None) -> TransferPool:
         return TransferPool(self.options.workers, on_interrupt=on_interrupt)

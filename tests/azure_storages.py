@@ -39,3 +39,28 @@ class ObservedAzureStorage(AzureStorage):  # type: ignore[misc]
                 (self.upload_max_conn, adapter._pool_maxsize, id(self.client))
             )
         return super()._save(name, content)  # type: ignore[no-any-return]
+
+
+class QuickRetries:
+    """The SDK's own retries of a refused connection in seconds, not 80 s:
+    django-storages passes no client options with a connection string."""
+
+    connection_string: str
+
+    def _get_service_client(self) -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(
+            self.connection_string,
+            retry_total=3,
+            initial_backoff=1,
+            increment_base=1,
+        )
+
+
+class QuickRetryAzureStorage(QuickRetries, AzureStorage):  # type: ignore[misc]
+    pass
+
+
+class QuickRetryAzureManifestStorage(QuickRetries, AzureManifestStorage):
+    pass

@@ -42,13 +42,19 @@ class Requests:
 
     #: Reading the sync record, and one listing page.
     read: dict[str, int]
-    #: Per file written (the record included).
+    #: Per file written.
     write: dict[str, int]
+    #: Writing the sync record (on the condition that it is as read).
+    record: dict[str, int]
     #: Listing again after writes, where an upload's answer does not say
     #: what landed (Azure, GCS).
     relist: dict[str, int]
     #: One batch of deletions.
     batch: dict[str, int]
+    #: Of ``read``, the listing page alone.
+    listing: dict[str, int]
+    #: Taking the lease and giving it back (every run but a dry run).
+    lease: dict[str, int]
 
 
 #: The expected requests, per destination (local disk makes none).
@@ -56,21 +62,30 @@ REQUESTS = {
     "s3": Requests(
         read={"GET": 1, "LIST": 1},
         write={"PUT": 1},
+        record={"PUT": 1},
         relist={},
         batch={"BATCH_DELETE": 1},
+        listing={"LIST": 1},
+        lease={"PUT": 1, "DELETE": 1},
     ),
     "azure": Requests(
         read={"GetBlob": 1, "ListBlobs": 1},
         write={"PutBlob": 1},
+        record={"PutBlob": 1},
         relist={"ListBlobs": 1},
         batch={"BlobBatch": 1},
+        listing={"ListBlobs": 1},
+        lease={"PutBlob": 1, "DeleteBlob": 1},
     ),
     "gcs": Requests(
         # django-storages looks a blob up (META) before each upload.
         read={"DOWNLOAD": 1, "LIST": 1},
         write={"META": 1, "UPLOAD": 1},
+        record={"UPLOAD": 1},
         relist={"LIST": 1},
         batch={"BATCH": 1},
+        listing={"LIST": 1},
+        lease={"UPLOAD": 1, "DELETE": 1},
     ),
 }
 
@@ -115,6 +130,10 @@ class Destination:
     def record_key(self) -> str:
         return self.key(RECORD)
 
+    @property
+    def lease_key(self) -> str:
+        return self.key(RECORD + ".lease")
+
     def names(self) -> list[str]:
         raise NotImplementedError
 
@@ -144,22 +163,36 @@ class Destination:
         return Counter()
 
     def written(self) -> list[str]:
+        """What the last run wrote (the sync record included), by name; the
+        lease, written and deleted by every run, is left out."""
+        return [name for name in self.writes() if name != self.lease_key]
+
+    def writes(self) -> list[str]:
         raise NotImplementedError
 
-    def expected(self, writes: int = 0, batches: int = 0) -> Counter[str]:
-        """The requests a run that reads, writes ``writes`` files and deletes
-        in ``batches`` makes (none on local disk)."""
+    def expected(
+        self, writes: int = 0, batches: int = 0, dry_run: bool = False
+    ) -> Counter[str]:
+        """The requests a run that reads, writes ``writes`` files (the sync
+        record last among them) and deletes in ``batches`` makes (none on local
+        disk): with the lease taken and given back, unless a dry run. After
+        deleting, the record is written again, without them."""
         table = REQUESTS.get(self.kind)
         found: Counter[str] = Counter()
         if table is None:
             return found
         found.update(table.read)
-        for _ in range(writes):
+        if not dry_run:
+            found.update(table.lease)
+        for _ in range(writes - 1):
             found.update(table.write)
         if writes:
+            found.update(table.record)
             found.update(table.relist)
         for _ in range(batches):
             found.update(table.batch)
+        if batches:
+            found.update(table.record)
         return found
 
 
@@ -211,7 +244,7 @@ class LocalDestination(Destination):
     def start(self) -> None:
         self.before = self.stats()
 
-    def written(self) -> list[str]:
+    def writes(self) -> list[str]:
         now = self.stats()
         return sorted(name for name in now if now[name] != self.before.get(name))
 
@@ -244,7 +277,7 @@ class S3Destination(Destination):
     def requests(self) -> Counter[str]:
         return kinds(self.bucket.server.requests())
 
-    def written(self) -> list[str]:
+    def writes(self) -> list[str]:
         return keys_of(self.bucket.server.requests(), "PUT", self.bucket.name)
 
 
@@ -290,7 +323,7 @@ class AzureDestination(Destination):
     def requests(self) -> Counter[str]:
         return Counter(request.kind for request in self.server.requests())
 
-    def written(self) -> list[str]:
+    def writes(self) -> list[str]:
         return sorted(
             blob
             for request in self.server.requests()
@@ -341,5 +374,5 @@ class GCSDestination(Destination):
     def requests(self) -> Counter[str]:
         return Counter(kind(line) for line in self.server.requests())
 
-    def written(self) -> list[str]:
+    def writes(self) -> list[str]:
         return sorted(self.server.uploaded())

@@ -1,11 +1,14 @@
-"""A finder that offers a path escaping the destination, as a buggy one might."""
+"""Finders for the tests: one offers a path escaping the destination, as a
+buggy one might; one is slow."""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from django.contrib.staticfiles.finders import BaseFinder
+from django.contrib.staticfiles.finders import BaseFinder, FileSystemFinder
 from django.core.files.storage import FileSystemStorage
 
 
@@ -23,3 +26,12 @@ class EscapingFinder(BaseFinder):
         with open(f"{folder}/escape.css", "w") as handle:
             handle.write("a{}")
         yield "../escape.css", FileSystemStorage(location=f"{folder}/inner")
+
+
+class SlowFinder(FileSystemFinder):
+    """STATICFILES_DIRS, listed after ``SLOW_FIND`` seconds: a run that
+    holds its lease for a while."""
+
+    def list(self, ignore_patterns: Any) -> Iterator[tuple[str, Any]]:
+        time.sleep(float(os.environ.get("SLOW_FIND", "0")))
+        yield from super().list(ignore_patterns)

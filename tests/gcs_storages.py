@@ -32,3 +32,11 @@ class FailingGCSStorage(GoogleCloudStorage):  # type: ignore[misc]
         if os.environ.get("FAIL_ON", "\0") in name:
             raise OSError(f"simulated failure writing {name}")
         return super()._save(name, content)  # type: ignore[no-any-return]
+
+
+def quick_sdk_retries(seconds: float = 3.0) -> None:
+    """google-api-core retries a refused connection for 120 s (its default
+    Retry object, shared by every call's signature): seconds instead."""
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    DEFAULT_RETRY._timeout = DEFAULT_RETRY._deadline = seconds

@@ -189,3 +189,17 @@ class JSModuleManifestStorage(ManifestStaticFilesStorage):
     """Rewrites JS module imports too (Django's opt-in)."""
 
     support_js_module_import_aggregation = True
+
+
+class CheckingStorage(StaticFilesStorage):
+    """Checks references even in a dry run, as some third-party storages do:
+    a CSS file naming ``missing.png`` fails post-processing."""
+
+    def post_process(self, paths: dict[str, Any], dry_run: bool = False) -> Any:
+        for name, (storage, path) in paths.items():
+            with storage.open(path) as handle:
+                if b"missing.png" in handle.read():
+                    error = ValueError(f"'{name}' refers to missing.png")
+                    yield name, None, error
+                    return
+            yield name, name, False

@@ -90,6 +90,14 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
         ({"CACHE_DIR": "/var/cache/static"}, []),
         ({"CACHE_DIR": ""}, ["collectstatic_plus.E011"]),
         ({"CACHE_MAX_SIZE": -1}, ["collectstatic_plus.E012"]),
+        ({"RECORD_STORAGE": None}, []),
+        ({"RECORD_STORAGE": "default"}, []),
+        ({"RECORD_STORAGE": "records"}, ["collectstatic_plus.E013"]),
+        ({"RECORD_STORAGE": {"BACKEND": "x"}}, ["collectstatic_plus.E013"]),
+        ({"LEASE_WAIT": 0, "LEASE_TTL": 3}, []),
+        ({"LEASE_WAIT": -1}, ["collectstatic_plus.E014"]),
+        ({"LEASE_WAIT": "5m"}, ["collectstatic_plus.E014"]),
+        ({"LEASE_TTL": 2}, ["collectstatic_plus.E015"]),
     ],
 )
 def test_settings_are_validated(settings: Any, value: Any, expected: list[str]) -> None:
@@ -102,9 +110,10 @@ def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> No
     [error] = check_settings()
     assert error.msg == "COLLECTSTATIC_PLUS has unknown key(s): WORKRES."
     assert error.hint == (
-        "Known keys: CACHE_DIR, CACHE_MAX_SIZE, KEEP_MANIFESTS, MINIFY, "
-        "MINIFY_EXCLUDE, MINIFY_INCLUDE, MINIFY_SOURCE_MAPPED, RECORD_NAME, "
-        "RETRIES, RETRY_BUDGET, WORKERS."
+        "Known keys: CACHE_DIR, CACHE_MAX_SIZE, KEEP_MANIFESTS, LEASE_TTL, "
+        "LEASE_WAIT, MINIFY, MINIFY_EXCLUDE, MINIFY_INCLUDE, "
+        "MINIFY_SOURCE_MAPPED, RECORD_NAME, RECORD_STORAGE, RETRIES, "
+        "RETRY_BUDGET, WORKERS."
     )
 
 

@@ -14,11 +14,17 @@ import hashlib
 import io
 import json
 import os
+import re
+import socket
+import subprocess
+import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import django
@@ -63,6 +69,7 @@ CLASSES: dict[str, Any] = {
 COUNTS_DELETED = django.VERSION >= (6, 0)
 
 MakeDestination = Callable[..., Destination]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(params=KINDS)
@@ -411,6 +418,100 @@ def test_clear_empties_the_destination_first_in_one_batch_where_it_can(
         assert {kind: run.requests[kind] for kind in table.batch} == table.batch
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_clear_neither_prints_nor_counts_the_sync_record(
+    destination: Destination, source: Path, settings: Any, dry_run: bool
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    run = collect(destination, clear=True, dry_run=dry_run, verbosity=2)
+
+    verb = "Pretending to delete" if dry_run else "Deleting"
+    assert run.stdout.count(f"{verb} '") == 30
+    assert RECORD not in run.stdout
+    if COUNTS_DELETED:
+        assert "\n30 static files deleted, " in run.stdout
+    # A real run writes a new record; a dry run leaves the old one.
+    assert destination.record_key in destination.names()
+
+
+# --- the sync record ----------------------------------------------------------
+
+
+def test_the_sync_record_names_no_versions(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    """It may be public (WhiteNoise serves STATIC_ROOT): a hash of what must
+    match, not the versions of Django or of this package."""
+    import collectstatic_plus
+
+    destination.use(settings)
+    collect(destination)
+    text = destination.get(destination.record_key).decode()
+    assert django.get_version() not in text
+    assert collectstatic_plus.__version__ not in text
+    state = json.loads(text)["state"]
+    assert list(state) == ["versions"] and len(state["versions"]) == 16
+
+
+def test_a_record_another_run_wrote_since_this_one_read_it_is_not_replaced(
+    destination: Destination,
+    source: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Written behind the lease's back (by hand, or a run that takes none):
+    the record is replaced only on the condition that it is as this run read
+    it, so it never describes files another run wrote."""
+    from collectstatic_plus.recorder import Recorder
+
+    destination.use(settings)
+    collect(destination)
+    (source / "d0/f5.css").write_text("/* changed */\n")
+    theirs = b'{"written": "by another run"}'
+    load = Recorder.load
+
+    def load_then_overwrite(self: Recorder) -> Any:
+        found = load(self)
+        destination.put(destination.record_key, theirs)
+        return found
+
+    monkeypatch.setattr(Recorder, "load", load_then_overwrite)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic()
+    assert str(raised.value) == (
+        "The sync record was written by another run since this run read it; "
+        "this run's record was not written. Run collectstatic again."
+    )
+    assert destination.get(destination.record_key) == theirs
+    assert destination.lease_key not in destination.names()
+
+
+def test_a_record_kept_in_another_storage_leaves_none_in_the_destination(
+    destination: Destination, source: Path, settings: Any, tmp_path: Path
+) -> None:
+    destination.use(settings)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "records": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "records")},
+        },
+    }
+    settings.COLLECTSTATIC_PLUS = {"RECORD_STORAGE": "records"}
+    collect(destination)
+    assert destination.record_key not in destination.names()
+    record = json.loads((tmp_path / "records" / RECORD).read_bytes())
+    assert sorted(record_files(record)) == sorted(read_tree(source))
+
+    again = collect(destination, verbosity=2)
+    assert again.written == []
+    assert again.stdout.endswith(f"\n{summary(destination, 0, 30)}\n")
+    table = REQUESTS.get(destination.kind)
+    if table is not None:  # the lease is kept with the record
+        assert again.requests == Counter(table.listing)
+
+
 # --- dry runs and interruptions ---------------------------------------------
 
 
@@ -430,7 +531,7 @@ def test_a_dry_run_reads_as_a_real_run_and_writes_nothing(
     assert f"Pretending to copy '{source / 'd0/f0.css'}'" in run.stdout
     assert f"Pretending to copy '{source / 'new.css'}'" in run.stdout
     assert ("Pretending to delete stale 'stale.css'" in run.stdout) is delete
-    assert run.requests == destination.expected()
+    assert run.requests == destination.expected(dry_run=True)
     assert run.written == []
     assert destination.contents(record=True) == before
 
@@ -469,6 +570,161 @@ def test_an_interrupted_run_records_only_what_landed_and_the_next_finishes(
     rest = sorted(set(read_tree(source)) - set(decided))
     assert run.written == keys(destination, [*rest, RECORD])
     assert contents(destination) == read_tree(source)
+
+
+# --- one run at a time -------------------------------------------------------
+
+
+def test_the_lease_object_is_written_only_on_its_conditions(
+    destination: Destination, settings: Any
+) -> None:
+    """Each backend's conditional create, replace and delete, at the server."""
+    from django.core.files.storage import storages
+
+    from collectstatic_plus.backends import backend_for
+
+    storage = destination.use(settings)
+    backend = backend_for(storages.create_storage(storage))
+    one = backend.create("x.lease", b"one")
+    assert one is not None
+    assert backend.create("x.lease", b"two") is None
+    assert backend.fetch("x.lease") == (b"one", one)
+    assert backend.replace("x.lease", b"three", "1") is None  # not its version
+    three = backend.replace("x.lease", b"three", one)
+    assert three is not None and three != one
+    assert backend.replace("x.lease", b"four", one) is None  # no longer
+    assert backend.remove("x.lease", one) is False
+    assert backend.fetch("x.lease") == (b"three", three)
+    assert backend.remove("x.lease", three) is True
+    assert backend.fetch("x.lease") is None
+    assert destination.names() == []
+
+
+def cli_settings(
+    tmp_path: Path, destination: Destination, source: Path, **conf: Any
+) -> str:
+    """A settings module for a run in a process of its own: ``destination``,
+    ``source`` listed by the slow finder, ``conf`` as COLLECTSTATIC_PLUS."""
+    holder = SimpleNamespace(STORAGES={}, STATIC_ROOT=None)
+    storage = destination.use(holder)
+    options = dict(storage["OPTIONS"])
+    prelude, extra = "", ""
+    if options.pop("credentials", None) is not None:  # GCS: not a literal
+        prelude = "from google.auth.credentials import AnonymousCredentials\n"
+        extra = ', "credentials": AnonymousCredentials()'
+    module = f"lease_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        f"{prelude}from tests.settings import *\n"
+        f"STATIC_ROOT = {holder.STATIC_ROOT!r}\n"
+        f"STATICFILES_DIRS = [{str(source)!r}]\n"
+        'STATICFILES_FINDERS = ["tests.finders.SlowFinder"]\n'
+        f"STORAGES = {{**STORAGES, 'staticfiles': {{'BACKEND': "
+        f"{storage['BACKEND']!r}, 'OPTIONS': {{**{options!r}{extra}}}}}}}\n"
+        f"COLLECTSTATIC_PLUS = {conf!r}\n"
+    )
+    return module
+
+
+def start(
+    tmp_path: Path, module: str, *args: str, slow: float = 0
+) -> subprocess.Popen[str]:
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+        "DJANGO_SETTINGS_MODULE": module,
+        "SLOW_FIND": str(slow),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "collectstatic", "--noinput", *args],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_lease(destination: Destination, run: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while destination.lease_key not in destination.names():
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def agrees(destination: Destination, source: Path) -> None:
+    """The destination holds ``source``, and its record says so, by MD5."""
+    assert contents(destination) == read_tree(source)
+    record = record_files(json.loads(destination.get(destination.record_key)))
+    assert {path: row["md5"] for path, row in record.items()} == {
+        path: hashlib.md5(data).hexdigest() for path, data in read_tree(source).items()
+    }
+    assert destination.lease_key not in destination.names()
+
+
+HELD = r"the run on {host} \(pid {pid}\) since \d\d:\d\d:\d\d UTC"
+
+
+def test_two_runs_at_once_take_turns_and_the_record_agrees_with_the_last(
+    destination: Destination, tmp_path: Path
+) -> None:
+    """A second run waits for the first (a third that may not wait fails in
+    one line naming it); the destination and its record end up the second's
+    (with --delete: the first's other files go)."""
+    first = many(tmp_path / "first", 12)
+    second = write_tree(tmp_path / "second", {"d0/f0.css": "b{}", "new.css": "n{}"})
+    a = start(tmp_path, cli_settings(tmp_path, destination, first), slow=3)
+    wait_for_lease(destination, a)
+    held = HELD.format(host=re.escape(socket.gethostname()), pid=a.pid)
+
+    impatient = start(
+        tmp_path, cli_settings(tmp_path, destination, second, LEASE_WAIT=0)
+    )
+    _, said = impatient.communicate(timeout=60)
+    assert impatient.returncode == 1
+    assert re.fullmatch(
+        rf"CommandError: Another collectstatic is writing to this destination: "
+        rf"{held}, its lease renewed until \d\d:\d\d:\d\d UTC\. Waited 0 s "
+        r"\(LEASE_WAIT\); try again once it has finished\.\n",
+        said,
+    ), said
+
+    b = start(tmp_path, cli_settings(tmp_path, destination, second), "--delete")
+    _, said_a = a.communicate(timeout=60)
+    _, said_b = b.communicate(timeout=60)
+    assert (a.returncode, said_a) == (0, "")
+    assert b.returncode == 0
+    assert re.fullmatch(
+        rf"Waiting for {held} to finish writing to this destination "
+        r"\(up to 300 s\)\.\.\.\n",
+        said_b,
+    ), said_b
+    agrees(destination, second)
+
+
+def test_the_lease_of_a_killed_run_is_taken_over_once_it_runs_out(
+    destination: Destination, tmp_path: Path
+) -> None:
+    source = many(tmp_path / "src", 12)
+    module = cli_settings(tmp_path, destination, source, LEASE_TTL=3)
+    killed = start(tmp_path, module, slow=60)
+    wait_for_lease(destination, killed)
+    killed.kill()
+    killed.communicate()
+    held = HELD.format(host=re.escape(socket.gethostname()), pid=killed.pid)
+
+    started = time.monotonic()
+    taker = start(tmp_path, module)
+    _, said = taker.communicate(timeout=60)
+    assert taker.returncode == 0, said
+    assert re.fullmatch(
+        rf"Waiting for {held} to finish writing to this destination "
+        r"\(up to 300 s\)\.\.\.\n"
+        rf"Took over the lease of {held}: it ran out at \d\d:\d\d:\d\d UTC "
+        r"\(that run seems to have died\)\.\n",
+        said,
+    ), said
+    assert time.monotonic() - started < 15
+    agrees(destination, source)
 
 
 # --- post-processing --------------------------------------------------------

@@ -172,6 +172,31 @@ def test_post_process_failure_is_reported_like_stock(
     assert isinstance(errors[1], expected)
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_storage_that_fails_post_processing_fails_a_dry_run_like_stock(
+    tmp_path: Path, static_root: Path, settings: Any, dry_run: bool
+) -> None:
+    """Stock calls post_process(dry_run=True): a storage that checks even
+    then fails stock's dry run, and ours (after printing its plan)."""
+    broken = write_tree(
+        tmp_path / "broken", {"a.css": "x { background: url(missing.png) }"}
+    )
+    settings.STATICFILES_DIRS = [str(broken)]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "tests.storages.CheckingStorage"},
+    }
+    errors = []
+    for runner in (run_stock, run_collectstatic):
+        shutil.rmtree(static_root, ignore_errors=True)
+        with pytest.raises(Exception) as raised:
+            runner(dry_run=dry_run)
+        errors.append(raised.value)
+    assert type(errors[1]) is type(errors[0])
+    assert str(errors[1]) == str(errors[0]) == "'a.css' refers to missing.png"
+    assert not static_root.exists() if dry_run else (static_root / "a.css").exists()
+
+
 def test_summary_line_matches_installed_django(
     two_sources: Path, static_root: Path
 ) -> None:

@@ -456,3 +456,36 @@ def test_delete_many_raises_naming_the_blobs_it_could_not_delete(
         "'static/b.css' (403 Forbidden)"
     )
     assert sorted(bucket.contents()) == ["static/c.css"]
+
+
+def test_delete_falls_back_to_one_request_per_blob_when_batches_are_not_served(
+    tmp_path: Path, settings: Any, bucket: GCSBucket
+) -> None:
+    """fake-gcs-server answers a batch with a 200 the client cannot parse."""
+    source = many(tmp_path / "src", 5)
+    write_tree(source, {"old/a.css": "a", "old/b.css": "b"})
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage())
+    collect(bucket)
+    (source / "old/a.css").unlink()
+    (source / "old/b.css").unlink()
+    bucket.server.serve_batches(False)
+    try:
+        run = collect(bucket, delete=True, verbosity=2)
+    finally:
+        bucket.server.serve_batches(True)
+    # One batch the client cannot read, a delete per blob, then the record
+    # without them (django-storages looks the blob up first: META).
+    assert run.kinds == {
+        "DOWNLOAD": 1,
+        "LIST": 1,
+        "BATCH": 1,
+        "DELETE": 2,
+        "META": 1,
+        "UPLOAD": 1,
+    }
+    assert "Deleting stale 'old/a.css'" in run.stdout
+    assert "Deleting stale 'old/b.css'" in run.stdout
+    assert sorted(bucket.contents()) == sorted(read_tree(source))
+    # The next --delete has nothing left to do.
+    assert collect(bucket, delete=True).kinds == {"DOWNLOAD": 1, "LIST": 1}

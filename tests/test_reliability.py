@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,7 +22,7 @@ from django.core.management import CommandError
 
 from collectstatic_plus.backends.base import Backend
 from collectstatic_plus.backends.s3 import S3Backend
-from collectstatic_plus.retry import PermanentError, Retry, Throttle
+from collectstatic_plus.retry import PermanentError, Retry, Throttle, Unreachable
 
 from .buckets import Bucket
 from .conftest import RECORD, read_tree, record_files, run_collectstatic, write_tree
@@ -46,8 +47,8 @@ def client_error(status: int, code: str) -> ClientError:
         (client_error(503, "SlowDown"), "throttled"),
         (client_error(500, "InternalError"), "transient"),
         (client_error(504, "GatewayTimeout"), "transient"),
-        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), "transient"),
-        (ConnectionResetError(), "transient"),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), "unreachable"),
+        (ConnectionResetError(), "unreachable"),
         (client_error(403, "AccessDenied"), "permanent"),
         (client_error(404, "NoSuchBucket"), "permanent"),
         (NoCredentialsError(), "permanent"),
@@ -62,8 +63,9 @@ def test_s3_errors_are_classified(error: Exception, kind: str) -> None:
 @pytest.mark.parametrize(
     ("error", "kind"),
     [
-        (ConnectionResetError(), "transient"),
-        (TimeoutError(), "transient"),
+        (ConnectionRefusedError(), "unreachable"),
+        (TimeoutError(), "unreachable"),
+        (BrokenPipeError(), "transient"),
         (client_error(503, "SlowDown"), "other"),  # botocore's: the S3 backend's
         (ValueError("bad"), "other"),
     ],
@@ -73,6 +75,52 @@ def test_any_storage_retries_only_network_errors(error: Exception, kind: str) ->
 
 
 S3_ERRORS = S3Backend(Storage())
+
+
+class Patient(S3Backend):
+    """A backend whose SDK retries a refused connection for long itself."""
+
+    sdk_retries_connections = True
+
+
+@pytest.mark.parametrize(("errors", "calls"), [(S3_ERRORS, 6), (Patient(Storage()), 1)])
+def test_the_circuit_breaker_opens_after_failures_to_connect_in_a_row(
+    errors: Backend, calls: int
+) -> None:
+    """Six in a row (one if the SDK already retried): every later call fails
+    at once, without calling the storage, and names the destination."""
+    retry = Retry(attempts=4, sleep=lambda _: None, errors=errors)
+    made: list[str] = []
+
+    def refused() -> None:
+        made.append("call")
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+    with pytest.raises(Unreachable) as raised:
+        for n in range(10):
+            with contextlib.suppress(ConnectionRefusedError):
+                retry(f"Writing 'f{n}.css'", refused)
+    assert len(made) == calls
+    assert str(raised.value) == (
+        "The destination (Storage) cannot be reached: "
+        "ConnectionRefusedError: [Errno 111] Connection refused"
+    )
+    with pytest.raises(Unreachable):
+        retry("Writing 'later.css'", refused)
+    assert len(made) == calls
+
+
+def test_a_success_closes_the_count_of_failures_to_connect() -> None:
+    retry = Retry(attempts=1, sleep=lambda _: None, errors=S3_ERRORS)
+
+    def refused() -> None:
+        raise ConnectionRefusedError("refused")
+
+    for _ in range(3):
+        for _ in range(5):
+            with pytest.raises(ConnectionRefusedError):
+                retry("Writing 'a.css'", refused)
+        assert retry("Writing 'b.css'", lambda: "ok") == "ok"
 
 
 def test_transient_failures_are_retried_with_growing_jittered_delays() -> None:

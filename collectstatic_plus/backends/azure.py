@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.core.files.storage import Storage
 
 from ..digest import Digest
+from ..retry import first_line
 from .base import Backend, Listing, Remote
 
 #: Blobs per List Blobs page (the service's maximum).
@@ -59,6 +60,9 @@ class AzureBackend(Backend):
     kind = "azure"
     transient_names = frozenset({"ServiceRequestError", "ServiceResponseError"})
     permanent_names = frozenset({"ClientAuthenticationError"})
+    unreachable_names = frozenset({"ServiceRequestError", "ServiceResponseError"})
+    #: Its ExponentialRetry waits 15 + 18 + 24 s before giving up.
+    sdk_retries_connections = True
     transient_codes = frozenset({"InternalError", "OperationTimedOut"})
     throttling_codes = frozenset({"ServerBusy"})
     permanent_codes = frozenset(
@@ -121,6 +125,11 @@ class AzureBackend(Backend):
                 found[name] = Remote(int(blob.size or 0), _etag(blob))
         return found
 
+    @property
+    def endpoint(self) -> str:
+        account = getattr(self.azure, "account_name", None)
+        return f"Azure account {account}" if account else "Azure Blob Storage"
+
     def listed_name(self, name: str) -> str:
         """AzureStorage strips dots from the ends of a blob name: with no
         location, ``.collectstatic-plus.json`` is listed without its dot."""
@@ -156,6 +165,63 @@ class AzureBackend(Backend):
             return None
         return Digest(md5.hexdigest(), size)
 
+    # The lease: Blob Storage's conditions (If-None-Match: *, If-Match: ETag).
+    conditional = True
+
+    def fetch(self, name: str) -> tuple[bytes, str] | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self.azure.client.download_blob(
+                self.blob_name(name), timeout=self.azure.timeout
+            )
+            data: bytes = downloader.readall()
+        except ResourceNotFoundError:
+            return None
+        return data, str(downloader.properties.etag)
+
+    def create(self, name: str, data: bytes) -> str | None:
+        from azure.core.exceptions import ResourceExistsError
+
+        blob = self.azure.client.get_blob_client(self.blob_name(name))
+        try:
+            answer = blob.upload_blob(data, overwrite=False, timeout=self.azure.timeout)
+        except ResourceExistsError:
+            return None
+        return str(answer["etag"])
+
+    def replace(self, name: str, data: bytes, version: str) -> str | None:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        blob = self.azure.client.get_blob_client(self.blob_name(name))
+        try:
+            answer = blob.upload_blob(
+                data,
+                overwrite=True,
+                etag=version,
+                match_condition=MatchConditions.IfNotModified,
+                timeout=self.azure.timeout,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return str(answer["etag"])
+
+    def remove(self, name: str, version: str) -> bool:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        blob = self.azure.client.get_blob_client(self.blob_name(name))
+        try:
+            blob.delete_blob(
+                etag=version,
+                match_condition=MatchConditions.IfNotModified,
+                timeout=self.azure.timeout,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True
+
     @property
     def overwrites_in_place(self) -> bool:
         """``AZURE_OVERWRITE_FILES``: else ``save`` picks a new name if taken."""
@@ -182,7 +248,7 @@ class AzureBackend(Backend):
                     )
                 )
             except HttpResponseError as error:
-                reason = f"{error.status_code} {_first_line(error)}".strip()
+                reason = f"{error.status_code} {first_line(error)}"
                 failed.extend(f"{blob!r} ({reason})" for blob in batch)
                 first = first or (error.status_code, getattr(error, "error_code", None))
                 continue
@@ -294,11 +360,6 @@ def _reason(part: Any) -> str:
     """Status and error code of one sub-response of a blob batch."""
     code = part.headers.get("x-ms-error-code") or part.reason or ""
     return f"{part.status_code} {code}".strip()
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _transport(client: Any) -> Any:

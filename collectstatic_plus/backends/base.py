@@ -19,10 +19,13 @@ import hashlib
 import io
 import json
 import re
+import socket
+import ssl
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple, Protocol
 
+from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 
 from ..digest import Digest, digest_file
@@ -35,6 +38,16 @@ TRANSIENT = "transient"  # try again after a backoff
 THROTTLED = "throttled"  # the service asks for fewer calls: back off harder
 PERMANENT = "permanent"  # every call will fail the same way: stop the run
 OTHER = "other"  # this file's own problem: report it, go on with the others
+
+#: Errors of the standard library that mean nothing answered.
+UNREACHABLE = (
+    ConnectionRefusedError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    socket.gaierror,
+    ssl.SSLError,
+    TimeoutError,
+)
 
 #: HTTP statuses worth another attempt.
 TRANSIENT_STATUS = frozenset({500, 502, 503, 504})
@@ -54,6 +67,12 @@ class Remote(NamedTuple):
         """The content's MD5 when the ETag is one (a single-part upload)."""
         etag = self.etag
         return etag if etag is not None and MD5.fullmatch(etag) else None
+
+
+def content_version(data: bytes) -> str:
+    """A version for storages that keep none: the content's MD5 (what an S3
+    ETag is for a single upload)."""
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
 def unwrap(storage: Any) -> Storage:
@@ -83,6 +102,11 @@ class Backend:
     #: Exception class names (anywhere in an error's MRO) and service error
     #: codes that :meth:`classify` knows; subclasses add their SDK's.
     transient_names: frozenset[str] = frozenset()
+    #: Those that mean the destination could not be reached at all.
+    unreachable_names: frozenset[str] = frozenset()
+    #: Whether the SDK retries a failed connection for long itself (one
+    #: unreachable error then stops the run: see retry.BREAK_AFTER).
+    sdk_retries_connections = False
     permanent_names: frozenset[str] = frozenset()
     transient_codes: frozenset[str] = frozenset()
     throttling_codes: frozenset[str] = frozenset()
@@ -171,6 +195,46 @@ class Backend:
         (the file is then listed once more before the record is written)."""
         return None
 
+    # Objects of our own, written on conditions (the lease) --------------------
+
+    #: Whether the service checks the conditions below itself; if not, they
+    #: are checked, then the object written: a best effort (two runs that
+    #: check at the same moment can both succeed).
+    conditional = False
+
+    def fetch(self, name: str) -> tuple[bytes, str] | None:
+        """The object's bytes and version, None if there is none."""
+        data = self.read(name)
+        return None if data is None else (data, content_version(data))
+
+    def create(self, name: str, data: bytes) -> str | None:
+        """Write ``data`` at ``name`` if nothing is there; its version, or
+        None if something is."""
+        if self.storage.exists(name):
+            return None
+        saved = self.storage.save(name, ContentFile(data))
+        if saved != name:  # something was, after all: the storage renamed ours
+            self.storage.delete(saved)
+            return None
+        return content_version(data)
+
+    def replace(self, name: str, data: bytes, version: str) -> str | None:
+        """Write ``data`` over ``name`` if it is still at ``version``; the new
+        version, or None if it is not."""
+        current = self.fetch(name)
+        if current is None or current[1] != version:
+            return None
+        self.storage.delete(name)
+        return self.create(name, data)
+
+    def remove(self, name: str, version: str) -> bool:
+        """Delete ``name`` if it is still at ``version``."""
+        current = self.fetch(name)
+        if current is None or current[1] != version:
+            return False
+        self.storage.delete(name)
+        return True
+
     # Running ----------------------------------------------------------------
 
     @contextmanager
@@ -183,11 +247,23 @@ class Backend:
         """Call ``count(kind)`` for each request the storage's client makes."""
         yield
 
+    @property
+    def endpoint(self) -> str:
+        """Where the destination is, for messages."""
+        for attr in ("endpoint_url", "account_url", "location"):
+            value = getattr(self.storage, attr, None)
+            if value:
+                return str(value)
+        return type(self.storage).__name__
+
     def classify(self, error: BaseException) -> str:
-        """Whether a failed call is TRANSIENT, THROTTLED, PERMANENT or OTHER."""
+        """Whether a failed call is UNREACHABLE, TRANSIENT, THROTTLED,
+        PERMANENT or OTHER."""
         names = {cls.__name__ for cls in type(error).__mro__}
         if names & self.permanent_names:
             return PERMANENT
+        if names & self.unreachable_names or isinstance(error, UNREACHABLE):
+            return "unreachable"
         status, code = self.describe(error)
         if code in self.permanent_codes or status in (401, 403):
             return PERMANENT
@@ -205,6 +281,7 @@ class Backend:
         """The HTTP status and service error code of a failed call, if any."""
         status = getattr(error, "status_code", None)
         code = getattr(error, "error_code", None)
+        code = getattr(code, "value", code)  # Azure's StorageErrorCode enum
         return (status if isinstance(status, int) else None), (
             str(code) if code else None
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +11,7 @@ from stat import S_ISLNK
 from django.core.files.storage import FileSystemStorage, Storage
 
 from ..digest import Digest
-from .base import Backend, Listing, Readable, Remote
+from .base import Backend, Listing, Readable, Remote, content_version
 
 
 class LocalBackend(Backend):
@@ -37,6 +38,47 @@ class LocalBackend(Backend):
             return
         with handle:
             yield handle
+
+    # The lease: O_EXCL creates, renames replace; a version is the MD5.
+    conditional = True
+
+    def fetch(self, name: str) -> tuple[bytes, str] | None:
+        try:
+            with open(self.storage.path(name), "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        return data, content_version(data)
+
+    def create(self, name: str, data: bytes) -> str | None:
+        path = self.storage.path(name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return None
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        return content_version(data)
+
+    def replace(self, name: str, data: bytes, version: str) -> str | None:
+        current = self.fetch(name)
+        if current is None or current[1] != version:
+            return None
+        path = self.storage.path(name)
+        beside = f"{path}.{os.getpid()}.tmp"
+        with open(beside, "wb") as handle:
+            handle.write(data)
+        os.replace(beside, path)
+        return content_version(data)
+
+    def remove(self, name: str, version: str) -> bool:
+        current = self.fetch(name)
+        if current is None or current[1] != version:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.storage.path(name))
+        return True
 
     def saved(self, name: str, content: Digest) -> Remote | None:
         """The file as a walk would list it now: one ``lstat``."""

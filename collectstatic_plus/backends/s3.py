@@ -9,6 +9,7 @@ per-thread connections, replaced for the run so that threads share one client).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gzip
 import threading
@@ -23,6 +24,10 @@ from .base import Backend, Listing, Readable, Remote
 
 #: Operations whose answer carries the new object's ETag.
 UPLOADS = {"PutObject", "CompleteMultipartUpload"}
+
+#: A condition not met (412), or met by another writer at the same moment
+#: (409 ConditionalRequestConflict); 404: nothing there to match.
+CONDITION_FAILED = (404, 409, 412)
 
 #: Keys in one S3 DeleteObjects request (the service's limit).
 S3_DELETE_BATCH = 1000
@@ -51,6 +56,15 @@ class S3Backend(Backend):
         }
     )
     permanent_names = frozenset({"NoCredentialsError", "PartialCredentialsError"})
+    unreachable_names = frozenset(
+        {
+            "EndpointConnectionError",
+            "ConnectTimeoutError",
+            "ConnectionClosedError",
+            "ReadTimeoutError",
+            "SSLError",
+        }
+    )
     transient_codes = frozenset(
         {"RequestTimeout", "InternalError", "ServiceUnavailable", "SlowDown"}
     )
@@ -151,6 +165,59 @@ class S3Backend(Backend):
                     f"could not delete {len(errors)} object(s), first "
                     f"{first.get('Key')!r}: {first.get('Message')}"
                 )
+
+    # The lease: S3's conditional writes (If-None-Match: *, If-Match: ETag),
+    # with the storage's own object parameters (ACL, encryption, ...).
+    conditional = True
+
+    def fetch(self, name: str) -> tuple[bytes, str] | None:
+        try:
+            response = self.client.get_object(
+                Bucket=self.s3.bucket_name, Key=self.s3._normalize_name(name)
+            )
+        except Exception as error:
+            if self.describe(error)[0] == 404:
+                return None
+            raise
+        with contextlib.closing(response["Body"]) as body:
+            return body.read(), str(response["ETag"]).strip('"')
+
+    def create(self, name: str, data: bytes) -> str | None:
+        return self._put(name, data, IfNoneMatch="*")
+
+    def replace(self, name: str, data: bytes, version: str) -> str | None:
+        return self._put(name, data, IfMatch=f'"{version}"')
+
+    def remove(self, name: str, version: str) -> bool:
+        try:
+            self.client.delete_object(
+                Bucket=self.s3.bucket_name,
+                Key=self.s3._normalize_name(name),
+                IfMatch=f'"{version}"',
+            )
+        except Exception as error:
+            if self.describe(error)[0] in CONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def _put(self, name: str, data: bytes, **condition: str) -> str | None:
+        """Upload ``data`` on ``condition``; its ETag, None if not met."""
+        params = self.s3._get_write_parameters(name)
+        params.pop("ContentEncoding", None)  # ``data`` is not compressed
+        try:
+            response = self.client.put_object(
+                Bucket=self.s3.bucket_name,
+                Key=self.s3._normalize_name(name),
+                Body=data,
+                **params,
+                **condition,
+            )
+        except Exception as error:
+            if self.describe(error)[0] in CONDITION_FAILED:
+                return None
+            raise
+        return str(response["ETag"]).strip('"')
 
     @contextmanager
     def counting(self, count: Callable[[str], None]) -> Iterator[None]:

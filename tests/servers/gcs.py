@@ -24,7 +24,12 @@ this wrapper behaves as the service documents:
   (``maxResults``, ``pageToken``, ``nextPageToken``); the emulator returns
   every item in one page;
 - a batch request of more than 100 calls is refused (400), as the service
-  refuses it; the emulator takes any number.
+  refuses it; the emulator takes any number;
+- ``ifGenerationMatch`` (an upload's, a download's, a delete's) is checked
+  (412 if the object is not at that generation; 0: none exists); the
+  emulator ignores it;
+- a download says the object's generation (``X-Goog-Generation``); the
+  emulator does not.
 
 Tests and benchmarks use :class:`GCSServer`, which starts and stops that process.
 """
@@ -54,6 +59,11 @@ BATCHED_CALL = re.compile(rb"^(GET|POST|PUT|PATCH|DELETE) (\S+)", re.MULTILINE)
 #: The object name in an upload's JSON metadata.
 UPLOAD_NAME = re.compile(rb'"name"\s*:\s*("(?:[^"\\]|\\.)*")')
 LIST_PATH = re.compile(r"^/storage/v1/b/(?P<bucket>[-.\w]+)/o$")
+#: An object's URL path (metadata, delete, download) or an upload's.
+OBJECT_PATH = re.compile(
+    r"^(?:/download)?/storage/v1/b/(?P<bucket>[-.\w]+)/o/(?P<name>[^/?]+)$"
+)
+UPLOAD_PATH = re.compile(r"^/upload/storage/v1/b/(?P<bucket>[-.\w]+)/o$")
 #: The service's limits: items per listing page, calls per batch request.
 MAX_LIST_PAGE = 1000
 MAX_BATCH_CALLS = 100
@@ -71,6 +81,9 @@ def serve(port_file: str, port: int = 0) -> None:
     logging.getLogger("api.object").setLevel(logging.ERROR)
     lock = threading.Lock()
     recorded: dict[str, list[str]] = {"requests": [], "batched": [], "uploaded": []}
+    #: Whether batch requests are served (fake-gcs-server, which many test
+    #: against, answers them with a plain 200 the client cannot parse).
+    behaviour = {"batches": True}
     storage = Storage(use_memory_fs=True)
     # After every write the emulator serialises every bucket's metadata to a
     # file kept in memory too, which nothing reads back: quadratic time.
@@ -92,12 +105,19 @@ def serve(port_file: str, port: int = 0) -> None:
             body = self.read_body()
             with lock:
                 self.record(method, body)
+                if self.is_batch() and not behaviour["batches"]:
+                    self.answer_json(200, {})  # what fake-gcs-server answers
+                    return
                 calls = BATCHED_CALL.findall(body) if self.is_batch() else []
                 if len(calls) > MAX_BATCH_CALLS:
                     message = f"{len(calls)} calls in a batch, at most 100"
                     self.answer_json(400, {"error": {"code": 400, "message": message}})
                     return
                 if method == "GET" and self.answer_list_page():
+                    return
+                if not self.generation_matches(body):
+                    error = {"code": 412, "message": "conditionNotMet"}
+                    self.answer_json(412, {"error": error})
                     return
                 # The emulator reads the body only when a handler asks for
                 # it; give it this request's body alone, so a keep-alive
@@ -108,6 +128,19 @@ def serve(port_file: str, port: int = 0) -> None:
                     Router(self).handle(method)
                 finally:
                     handler.rfile = socket_file
+
+        def end_headers(self) -> None:
+            parts = urllib.parse.urlsplit(self.path)
+            found = OBJECT_PATH.match(parts.path)
+            if self.command == "GET" and found and "alt=media" in parts.query:
+                name = urllib.parse.unquote(found["name"])
+                try:
+                    blob = storage.get_file_obj(found["bucket"], name)
+                except Exception:  # NotFound: the 404 says so
+                    blob = None
+                if blob is not None:
+                    self.send_header("X-Goog-Generation", str(blob["generation"]))
+            super().end_headers()
 
         def is_batch(self) -> bool:
             return bool(self.path.startswith("/batch/"))
@@ -151,6 +184,29 @@ def serve(port_file: str, port: int = 0) -> None:
             self.answer_json(200, page)
             return True
 
+        def generation_matches(self, body: bytes) -> bool:
+            """Whether the object is at the request's ``ifGenerationMatch``."""
+            parts = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(parts.query)
+            wanted = query.get("ifGenerationMatch")
+            if not wanted:
+                return True
+            found = OBJECT_PATH.match(parts.path)
+            upload = UPLOAD_PATH.match(parts.path)
+            if found:
+                bucket, name = found["bucket"], urllib.parse.unquote(found["name"])
+            elif upload and "name" in query:
+                bucket, name = upload["bucket"], query["name"][0]
+            elif upload and (named := UPLOAD_NAME.search(body)):
+                bucket, name = upload["bucket"], json.loads(named.group(1))
+            else:
+                return True
+            try:
+                generation = str(storage.get_file_obj(bucket, name)["generation"])
+            except Exception:  # NotFound
+                generation = "0"
+            return generation == wanted[0]
+
         def read_body(self) -> bytes:
             length = self.headers.get("Content-Length")
             if length:
@@ -169,6 +225,11 @@ def serve(port_file: str, port: int = 0) -> None:
 
         def answer_counts(self, method: str) -> None:
             self.read_body()
+            if self.path.endswith("/batches"):
+                with lock:
+                    behaviour["batches"] = method == "PUT"
+                self.answer_json(200, behaviour)
+                return
             with lock:
                 if method == "POST":
                     for found in recorded.values():
@@ -251,6 +312,14 @@ class GCSServer(ChildServer):
 
     def reset_requests(self) -> None:
         self._recorded(reset=True)
+
+    def serve_batches(self, enabled: bool) -> None:
+        """Serve batch requests, or answer them as fake-gcs-server does."""
+        request = urllib.request.Request(
+            self.endpoint_url + COUNTS_PATH + "/batches",
+            method="PUT" if enabled else "DELETE",
+        )
+        urllib.request.urlopen(request).close()
 
     def counts(self) -> collections.Counter[str]:
         """Requests by method since the last reset, e.g. ``{"POST": 3, "GET": 2}``."""

@@ -126,15 +126,18 @@ class LatencyProxy(ChildServer):
     title = "the latency proxy"
     prefix = "latency-proxy-"
 
-    def __init__(self, target_port: int, delay_ms: float) -> None:
+    def __init__(self, target_port: int, delay_ms: float, port: int = 0) -> None:
         super().__init__()
         self.target_port = target_port
         self.delay_ms = delay_ms
+        #: The port to listen on (0: any free one).
+        self.wanted_port = port
 
     def arguments(self) -> list[str]:
         return [
             *("--target-port", str(self.target_port)),
             *("--delay-ms", str(self.delay_ms)),
+            *("--port", str(self.wanted_port)),
         ]
 
 

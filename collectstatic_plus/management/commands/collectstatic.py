@@ -18,8 +18,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
 from ... import options as ours
+from ...pool import Failed
 from ...report import Report
-from ...run import Failed, Run
+from ...retry import first_line
+from ...run import Run
 
 #: Stock's options that the report repeats, then ours.
 REPORTED_OPTIONS = (
@@ -73,6 +75,26 @@ class Command(stock.Command):
         self.report = Report(self.dry_run, keep_files=keep_files)
         self.report.options = {key: options.get(key) for key in REPORTED_OPTIONS}
 
+    def clear_dir(self, path: str) -> None:
+        """Stock's, but the sync record and the lease are no static files:
+        not printed, counted or deleted (the run deletes the record)."""
+        ours = self.run_options.own_files
+        if path or not ours:  # path: stock recursing
+            return super().clear_dir(path)
+        listdir = self.storage.listdir
+
+        def without_record(where: str) -> tuple[list[str], list[str]]:
+            dirs, files = listdir(where)
+            folder = where.strip("/")
+            inside = f"{folder}/" if folder else ""
+            return dirs, [name for name in files if inside + name not in ours]
+
+        self.storage.listdir = without_record
+        try:
+            super().clear_dir(path)
+        finally:
+            del self.storage.listdir
+
     def log(self, msg: str, level: int = 2) -> None:
         """Serialise log lines: workers log concurrently."""
         if level > self.verbosity:
@@ -103,6 +125,7 @@ class Command(stock.Command):
 
     def handle(self, **options: Any) -> str | None:
         """Stock's handle; ``--check`` then fails if anything would change."""
+        self.storage_ready()
         summary: str | None = super().handle(**options)
         if self.given.get("check") and self.report.changes:
             if summary:
@@ -135,9 +158,13 @@ class Command(stock.Command):
                     f"Could not collect '{failure.path}': {failure.reason}"
                 )
             raise CommandError(str(failed)) from None
-        except CommandError as error:
+        except Exception as error:  # stock's own exceptions included
             if not self.report.errors:
-                self.report.errors.append({"path": "", "reason": str(error)})
+                said = str(error) if isinstance(error, CommandError) else None
+                reason = said or first_line(error)
+                self.report.errors.append({"path": "", "reason": reason})
+            if self.dry_run and self.verbosity >= 1:
+                self.stdout.write(self.report.table())  # the plan, then why not
             raise
         finally:
             self.write_report()
@@ -153,6 +180,22 @@ class Command(stock.Command):
         elif self.verbosity >= 2:
             self.stdout.write("\n".join(self.report.phase_lines()))
         return self.collected()
+
+    def storage_ready(self) -> None:
+        """A storage that fails as it is built or first used (no credentials,
+        an endpoint down, a manifest it cannot read) is one line."""
+        try:
+            self.local  # noqa: B018  (builds the storage and asks it)
+        except (ImproperlyConfigured, CommandError):
+            raise  # stock raises these (Django's own tests expect them)
+        except Exception as error:
+            from django.conf import settings
+
+            backend = settings.STORAGES.get("staticfiles", {}).get("BACKEND")
+            raise CommandError(
+                f"The static files storage ({backend}) could not be set up: "
+                f"{first_line(error)}"
+            ) from error
 
     def progress_to(self) -> Any:
         """The terminal for a live progress line: stderr if a TTY, at -v 1."""

@@ -1,0 +1,246 @@
+"""A destination that fails: one clear line, never a traceback, and soon.
+
+Each case runs ``manage.py collectstatic`` in a process of its own, as a
+deploy would, against the real servers (or a closed port on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .buckets import Bucket
+from .conftest import many, read_tree
+from .servers.latency_proxy import LatencyProxy
+from .servers.s3 import S3Server
+
+REPO = Path(__file__).resolve().parents[1]
+#: A port nothing listens on.
+CLOSED = "http://127.0.0.1:9"
+
+
+def settings_file(
+    tmp_path: Path, source: Path, storage: dict[str, Any], extra: str = ""
+) -> str:
+    module = f"failing_{abs(hash((str(tmp_path), str(storage)))) % 10**8}"
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent(
+            f"""
+            from tests.settings import *
+            STATIC_ROOT = {str(tmp_path / "root")!r}
+            STATICFILES_DIRS = [{str(source)!r}]
+            STORAGES = {{**STORAGES, "staticfiles": {storage!r}}}
+            """
+        )
+        + extra
+    )
+    return module
+
+
+def cli(
+    tmp_path: Path, module: str, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    environment = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+        "DJANGO_SETTINGS_MODULE": module,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
+    environment = {k: v for k, v in environment.items() if not k.startswith("AWS_ACC")}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "collectstatic", "--noinput", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result, time.monotonic() - started
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert 1 <= len(lines) <= 3, lines
+    return lines[-1]
+
+
+S3_CLASSES = [
+    "storages.backends.s3.S3Storage",
+    "storages.backends.s3.S3ManifestStaticStorage",
+]
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("backend", S3_CLASSES)
+@pytest.mark.parametrize("problem", ["no credentials", "endpoint down"])
+def test_s3_that_cannot_be_used_is_one_line_in_seconds(
+    tmp_path: Path, s3_server: S3Server, backend: str, problem: str
+) -> None:
+    source = many(tmp_path / "src", 20)
+    bucket = Bucket(s3_server)
+    options = dict(bucket.storage()["OPTIONS"])
+    if problem == "no credentials":
+        del options["access_key"], options["secret_key"]
+    else:
+        options["endpoint_url"] = CLOSED
+    module = settings_file(tmp_path, source, {"BACKEND": backend, "OPTIONS": options})
+    result, seconds = cli(tmp_path, module, "--parallel", "8")
+    line = one_line(result)
+    cause = (
+        "NoCredentialsError"
+        if problem == "no credentials"
+        else "EndpointConnectionError"
+    )
+    assert line.startswith("CommandError: ") and cause in line, line
+    assert seconds < 15
+    # --traceback still shows where it came from.
+    traced, _ = cli(tmp_path, module, "--traceback")
+    assert "Traceback" in traced.stderr
+
+
+@pytest.mark.azure
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "tests.azure_storages.QuickRetryAzureStorage",
+        "tests.azure_storages.QuickRetryAzureManifestStorage",
+    ],
+)
+@pytest.mark.parametrize("problem", ["wrong key", "endpoint down"])
+def test_azure_that_cannot_be_used_is_one_line(
+    tmp_path: Path, azurite: Any, backend: str, problem: str
+) -> None:
+    source = many(tmp_path / "src", 20)
+    connection = azurite.connection_string
+    if problem == "wrong key":
+        key = connection.split("AccountKey=")[1].split(";")[0]
+        connection = connection.replace(key, "d3Jvbmc=" * 8)
+    else:
+        connection = connection.replace(
+            azurite.blob_endpoint, f"{CLOSED}/devstoreaccount1"
+        )
+    # The SDK retries a refused connection itself (about 80 s by default,
+    # seconds here): the time shows we add no attempts of our own.
+    options = {"connection_string": connection, "azure_container": "static"}
+    module = settings_file(tmp_path, source, {"BACKEND": backend, "OPTIONS": options})
+    result, seconds = cli(tmp_path, module)
+    line = one_line(result)
+    assert line.startswith("CommandError: "), line
+    if problem == "wrong key":
+        assert "failed to authenticate" in line, line
+    else:
+        # A manifest storage reads its manifest as it is set up.
+        said = "could not be set up" if "Manifest" in backend else "cannot be reached"
+        assert said in line and "ServiceRequestError: " in line, line
+    assert seconds < 25
+
+
+@pytest.mark.gcs
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "storages.backends.gcloud.GoogleCloudStorage",
+        "tests.gcs_storages.GCSManifestStorage",
+    ],
+)
+def test_gcs_whose_endpoint_is_down_is_one_line(
+    tmp_path: Path, gcs_server: Any, backend: str
+) -> None:
+    source = many(tmp_path / "src", 20)
+    options = {"bucket_name": "static", "project_id": "test"}
+    # The SDK retries a refused connection for 120 s by default, 3 s here:
+    # the time shows we add no attempts of our own.
+    quick = "from tests.gcs_storages import quick_sdk_retries\nquick_sdk_retries(3)\n"
+    storage = {"BACKEND": backend, "OPTIONS": options}
+    module = settings_file(tmp_path, source, storage, extra=quick)
+    env = {"STORAGE_EMULATOR_HOST": CLOSED, "GOOGLE_CLOUD_PROJECT": "test"}
+    result, seconds = cli(tmp_path, module, env=env)
+    line = one_line(result)
+    said = "could not be set up" if "Manifest" in backend else "cannot be reached"
+    assert line.startswith("CommandError: ") and said in line, line
+    assert "RetryError: " in line and "Connection refused" in line, line
+    assert seconds < 25
+
+
+@pytest.mark.s3
+def test_a_destination_that_dies_mid_upload_stops_the_run_in_seconds(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    """The server goes away (its proxy stops) during the upload: the run
+    stops within seconds with one line saying so and how many files are left;
+    once it is back, the next run finishes the job."""
+    source = many(tmp_path / "src", 200)
+    bucket = Bucket(s3_server)
+    proxy = LatencyProxy(s3_server.port, 0).start()
+    options = {**bucket.storage()["OPTIONS"], "endpoint_url": proxy.endpoint_url}
+    storage = {"BACKEND": "tests.storages.SlowS3Storage", "OPTIONS": options}
+    module = settings_file(tmp_path, source, storage)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
+        "DJANGO_SETTINGS_MODULE": module,
+        "SLOW_STORAGE_DELAY": "0.05",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "django",
+            "collectstatic",
+            "--noinput",
+            "--parallel",
+            "8",
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(bucket.contents()) < 20:
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    port = proxy.port
+    proxy.stop()
+    stopped = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - stopped < 15
+    assert process.returncode == 1
+    assert "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) <= 10, lines
+    assert "cannot be reached" in lines[-1] and "files were not collected" in lines[-1]
+
+    proxy = LatencyProxy(s3_server.port, 0, port=port).start()
+    try:
+        finished = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "django",
+                "collectstatic",
+                "--noinput",
+                "--parallel",
+                "8",
+            ],
+            env={**environment, "SLOW_STORAGE_DELAY": "0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        proxy.stop()
+    assert finished.returncode == 0, finished.stderr
+    assert bucket.contents() == read_tree(source)

@@ -1,0 +1,190 @@
+"""The lease's own rules, on a clock the tests move (lease.py).
+
+Two real runs at once, and a killed one, against every server: the
+"one run at a time" tests in test_contract.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.storage import FileSystemStorage
+from django.core.management import CommandError
+
+from collectstatic_plus.backends.base import Backend
+from collectstatic_plus.backends.local import LocalBackend
+from collectstatic_plus.lease import POLL, Holder, Lease
+from collectstatic_plus.retry import Retry
+
+from .conftest import RECORD, many, run_collectstatic
+from .storages import RemoteLikeStorage
+
+TTL = 30.0
+
+
+class Clock:
+    """Seconds since the epoch that pass only when slept."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def lease(backend: Backend, clock: Clock, said: list[str], wait: float = 10) -> Lease:
+    return Lease(
+        backend, Retry(), "x.lease", TTL, wait, said.append, clock, clock.sleep
+    )
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Backend:
+    return LocalBackend(FileSystemStorage(location=str(tmp_path)))
+
+
+def test_any_storage_gets_the_conditions_checked_before_each_write(
+    tmp_path: Path,
+) -> None:
+    """A storage we do not know: looked at, then written (a best effort)."""
+    backend = Backend(RemoteLikeStorage(str(tmp_path)))
+    assert backend.conditional is False
+    one = backend.create("x.lease", b"one")
+    assert one is not None and backend.create("x.lease", b"two") is None
+    assert backend.fetch("x.lease") == (b"one", one)
+    assert backend.replace("x.lease", b"three", "1") is None
+    three = backend.replace("x.lease", b"three", one)
+    assert three is not None and backend.remove("x.lease", one) is False
+    assert backend.remove("x.lease", three) is True
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_held_lease_is_waited_for_every_two_seconds_then_named(
+    backend: Backend,
+) -> None:
+    clock, said = Clock(), []
+    first = lease(backend, clock, said)
+    first.acquire()
+    second = lease(backend, clock, said, wait=7)
+    with pytest.raises(CommandError) as raised:
+        second.acquire()
+    assert clock.slept == [POLL, POLL, POLL, 1.0]
+    holder = str(first.me)
+    assert said == [
+        f"Waiting for {holder} to finish writing to this destination (up to 7 s)..."
+    ]
+    assert str(raised.value) == (
+        f"Another collectstatic is writing to this destination: {holder}, its "
+        "lease renewed until 13:47:10 UTC. Waited 7 s (LEASE_WAIT); try again "
+        "once it has finished."
+    )
+    assert holder.endswith("since 13:46:40 UTC")
+
+
+def test_a_lease_that_ran_out_is_taken_over_and_its_holder_may_not_write(
+    backend: Backend,
+) -> None:
+    clock, said = Clock(), []
+    first = lease(backend, clock, said)
+    first.acquire()
+    assert first.holds()
+    clock.now += TTL * 2 / 3 + 1  # no renewal: a third of its time left
+    assert not first.holds()
+    clock.now += TTL / 3
+    second = lease(backend, clock, said)
+    second.acquire()
+    assert said == [
+        f"Took over the lease of {first.me}: it ran out at 13:47:10 UTC (that "
+        "run seems to have died)."
+    ]
+    first.renew()  # it was only slow: its next renewal finds the other's
+    assert first.lost == "another run replaced it"
+    with pytest.raises(CommandError) as raised:
+        first.check()
+    assert str(raised.value) == (
+        "This run lost its lease on the destination (another run replaced "
+        "it); the sync record was not written. Run collectstatic again."
+    )
+    first.release()  # leaves the other's alone
+    stored = Holder.loads(backend.fetch("x.lease")[0])  # type: ignore[index]
+    assert stored is not None and stored.id == second.me.id
+    second.release()
+    assert backend.fetch("x.lease") is None
+
+
+def test_renewing_moves_the_end_of_the_lease(backend: Backend) -> None:
+    clock, said = Clock(), []
+    held = lease(backend, clock, said)
+    held.acquire()
+    clock.now += TTL / 3
+    held.renew()
+    stored = Holder.loads(backend.fetch("x.lease")[0])  # type: ignore[index]
+    assert stored is not None and stored.until == clock.now + TTL
+    clock.now += TTL / 2
+    assert held.holds()
+
+
+def test_what_is_not_a_lease_is_taken_over_without_a_word(backend: Backend) -> None:
+    backend.create("x.lease", b"left by hand")
+    clock, said = Clock(), []
+    lease(backend, clock, said).acquire()
+    assert said == []
+
+
+def test_a_run_that_lost_its_lease_writes_no_record_and_deletes_nothing(
+    tmp_path: Path, static_root: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = many(tmp_path / "src", 3)
+    settings.STATICFILES_DIRS = [str(source)]
+    root = static_root
+    run_collectstatic()
+    record = (root / RECORD).read_bytes()
+    (source / "d0/f0.css").unlink()
+    (source / "d1/f1.css").write_text("changed")
+    monkeypatch.setattr(Lease, "holds", lambda self: False)
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(delete=True, stderr=stderr)
+    assert str(raised.value).startswith("This run lost its lease on the destination")
+    assert (root / RECORD).read_bytes() == record
+    assert (root / "d0/f0.css").exists()
+    assert not (root / (RECORD + ".lease")).exists()
+    assert json.loads(record)["files"]  # the previous record, untouched
+
+
+class RenamingStorage(RemoteLikeStorage):
+    """Saves everything under another name (as Django's test storages do)."""
+
+    def _save(self, name: str, content: Any) -> str:
+        return super()._save("renamed-" + name, content)
+
+
+class WriteOnlyStorage(RemoteLikeStorage):
+    """Keeps what it is given but cannot give it back."""
+
+    def _open(self, name: str, mode: str = "rb") -> Any:
+        raise NotImplementedError("write only")
+
+
+@pytest.mark.parametrize("storage", [RenamingStorage, WriteOnlyStorage])
+def test_a_storage_that_does_not_give_back_what_it_saved_runs_without_a_lease(
+    tmp_path: Path, storage: type[RemoteLikeStorage]
+) -> None:
+    """Stock would run on it: so do we, unfenced, leaving no lease behind."""
+    clock, said = Clock(), []
+    held = lease(Backend(storage(str(tmp_path))), clock, said)
+    held.acquire()
+    assert held.unheld == "the storage does not give back what it saved"
+    assert not held.holds() and clock.slept == [] and said == []
+    held.check()  # no CommandError: nothing to fence
+    held.release()
+    assert list(tmp_path.iterdir()) == []

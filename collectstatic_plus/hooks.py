@@ -10,6 +10,7 @@ once.
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import threading
 from collections import ChainMap
@@ -41,8 +42,10 @@ class Hooks:
         outside: dict[str, str],
         manifest_order: list[str] | None,
         before_manifest: Callable[[], None] = lambda: None,
+        simulate: bool = False,
     ) -> None:
         self.storage = storage
+        self.simulate = simulate
         self.outside = outside
         self.manifest_order = manifest_order
         self.before_manifest = before_manifest
@@ -72,13 +75,18 @@ class Hooks:
                 storage.save_manifest = self._wrap_save_manifest(
                     original["save_manifest"]
                 )
-            if original["delete_files"] is not None and self.outside:
+            if original["delete_files"] is not None and self.simulate:
+                storage.delete_files = lambda names: None  # it unlinks: not dry
+            elif original["delete_files"] is not None and self.outside:
                 spared = set(self.outside.values())
                 delete_files = original["delete_files"]
                 storage.delete_files = lambda names: delete_files(set(names) - spared)
             if original["create_compressor"] is not None:
                 create = original["create_compressor"]
-                storage.create_compressor = lambda **kw: once_per_content(create(**kw))
+                wrap = dry_compressor if self.simulate else (lambda c, s: c)
+                storage.create_compressor = lambda **kw: wrap(
+                    once_per_content(create(**kw)), storage
+                )
             yield
         finally:
             for name in names:
@@ -152,4 +160,31 @@ def once_per_content(compressor: Any) -> Any:
             return output
 
         setattr(compressor, method, once)
+    return compressor
+
+
+def dry_compressor(compressor: Any, storage: Any) -> Any:
+    """WhiteNoise's compressor for a dry run: it reads what post-processing
+    staged (through the storage, not from disk) and writes nothing, naming
+    the variants its ``compress`` would write (whitenoise 5-6: Brotli first,
+    gzip only where Brotli paid off, each kept if it is effective)."""
+
+    def compress(path: str) -> list[str]:
+        name = os.path.relpath(path, storage.path("")).replace(os.sep, "/")
+        with storage.open(name) as handle:
+            data = handle.read()
+        names: list[str] = []
+        effective = compressor.is_compressed_effectively
+        if compressor.use_brotli:
+            if not effective(
+                "Brotli", path, len(data), compressor.compress_brotli(data)
+            ):
+                return names
+            names.append(path + ".br")
+        gzip = compressor.use_gzip and compressor.compress_gzip(data)
+        if gzip and effective("Gzip", path, len(data), gzip):
+            names.append(path + ".gz")
+        return names
+
+    compressor.compress = compress
     return compressor

@@ -17,7 +17,7 @@ Either way the storage's I/O is staged (see :mod:`.staging`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 import django
 from django.core.files.storage import Storage
@@ -39,7 +39,7 @@ from .incremental import (
     plan as plan_for,
 )
 from .options import RunOptions
-from .progress import Progress
+from .progress import Progress, Terminal
 from .record import Processed, Record
 from .report import Report
 from .retry import Retry
@@ -72,7 +72,7 @@ class PostProcessing:
         report: Report,
         host: Host,
         options: RunOptions,
-        progress_to: TextIO | None,
+        terminal: Terminal | None,
     ) -> None:
         self.storage = storage
         #: The storage itself, not staticfiles_storage's LazyObject.
@@ -82,7 +82,9 @@ class PostProcessing:
         self.report = report
         self.host = host
         self.options = options
-        self.progress_to = progress_to
+        self.terminal = terminal
+        #: The files the collection copied (or, dry, would copy).
+        self.copied: set[str] = set()
         self.key = settings_key(storage) if hasattr(storage, "post_process") else ""
         #: For the next record: what each source's post-process did (empty
         #: unless this run post-processed completely), and the hashed names of
@@ -140,6 +142,7 @@ class PostProcessing:
         """Post-process what must be; the originals processed."""
         if not hasattr(self.storage, "post_process"):
             return []
+        self.copied = copied
         digests = {p: s.digest.md5 for p, s in sources.items() if s.digest}
         last = self.last(previous)
         if self.cache is not None and last is not previous and listing is not None:
@@ -218,7 +221,9 @@ class PostProcessing:
             staging.write_staged()
 
         order = full_order(list(sources)) if incremental else None
-        hooks = Hooks(storage, outside, order, before_manifest)
+        hooks = Hooks(
+            storage, outside, order, before_manifest, simulate=staging.simulate
+        )
         self.report.post_processing = self.described(plan)
         try:
             try:
@@ -228,7 +233,9 @@ class PostProcessing:
             if results is None:  # a dry run that could not be simulated
                 return []
             processed, names, outputs = results
-            if not staging.simulate:
+            if staging.simulate and staging.known:
+                self.say_what_would_be_written(staging, outputs)
+            else:
                 self.flush(staging)
         finally:
             staging.close()
@@ -252,7 +259,10 @@ class PostProcessing:
         to the end, its writes staged; any other is called with
         ``dry_run=True``, as stock calls it, and fails where stock fails.
         """
-        progress = Progress(self.progress_to, "Post-processing", len(files))
+        # Counted by the sources done (later passes go over some again);
+        # what follows on the outputs (WhiteNoise compressing) has no total.
+        progress = Progress(self.terminal, "Post-processing", len(files))
+        seen: set[str] = set()
         post_process: Any = getattr(self.storage, "post_process")  # noqa: B009
         processed: list[str] = []
         names: dict[str, str] = {}
@@ -263,6 +273,7 @@ class PostProcessing:
             with staging.active(), hooks.installed():
                 paths = staging.paths(files)
                 as_stock = staging.simulate and not staging.known
+                simulated = staging.simulate and staging.known  # by us, to the end
                 for original, processed_path, done in post_process(
                     paths, dry_run=as_stock
                 ):
@@ -271,19 +282,34 @@ class PostProcessing:
                     if isinstance(done, Exception):
                         self.fail(original, done)
                     source = owner.get(original, original)
+                    variant = processed_path in (f"{original}.gz", f"{original}.br")
+                    if variant and progress.total is not None:
+                        progress.close()  # the outputs' turn: no total known
+                        progress = Progress(self.terminal, "Compressing", None)
+                    if (
+                        variant
+                        and simulated
+                        and self.changes(staging, original, processed_path)
+                    ):
+                        staging.variants.append(processed_path)
                     if isinstance(processed_path, str):
                         names.setdefault(source, processed_path)
                         owner.setdefault(processed_path, source)
                         outputs.setdefault(source, set()).add(processed_path)
                     if done:
-                        self.host.log(
-                            f"Post-processed '{original}' as '{processed_path}'",
-                            level=2,
-                        )
+                        if not simulated:  # (said after, if it would be)
+                            self.host.log(
+                                f"Post-processed '{original}' as '{processed_path}'",
+                                level=2,
+                            )
                         processed.append(original)
-                    else:
+                    elif not simulated:
                         self.host.log(f"Skipped post-processing '{original}'")
-                    progress.advance()
+                    if progress.total is None:
+                        progress.advance()
+                    elif source not in seen:
+                        seen.add(source)
+                        progress.advance()
         except Exception as error:
             if not staging.simulate or not staging.known:
                 raise
@@ -298,9 +324,31 @@ class PostProcessing:
                 for name in ("hashed_files", "manifest_hash"):
                     if name in saved:
                         vars(staging.main.storage)[name] = saved[name]
-        if progress.files:
             progress.close()
         return processed, names, outputs
+
+    def changes(self, staging: Staging, name: str, variant: str) -> bool:
+        """Whether a dry run's compressed ``variant`` of ``name`` would change:
+        it is rewritten alike unless ``name``'s content is new (or it is
+        missing)."""
+        if staging.listing is None or name in self.copied:
+            return True
+        new = name in staging.queue or name in staging.written
+        return new or variant not in staging.listing
+
+    def say_what_would_be_written(
+        self, staging: Staging, outputs: Mapping[str, set[str]]
+    ) -> None:
+        """A dry run's line for each file post-processing would write."""
+        source_of = {out: source for source, outs in outputs.items() for out in outs}
+        would_write = staging.outcome()["would_write"]
+        assert isinstance(would_write, list)
+        for name in would_write:
+            self.host.log(
+                f"Would post-process {source_of.get(name, name)} -> {name}", level=1
+            )
+        if staging.outcome()["manifest_changes"] and staging.manifest_name:
+            self.host.log(f"Would write {staging.manifest_name}", level=1)
 
     def remember(
         self,

@@ -109,7 +109,7 @@ class Pruner:
         kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
         names = [name for name in stale if name not in kept]
         for name in names if self.options.dry_run else ():
-            self.log(f"Pretending to delete stale '{name}'", level=1)
+            self.log(f"Would delete {name}", level=1)
         if names and not self.options.dry_run:
             self.retry("Deleting stale files", lambda: self.backend.delete_many(names))
             for name in names:

@@ -20,6 +20,7 @@ from typing import Any
 import django
 
 from . import __version__
+from .progress import human_size
 
 SCHEMA_VERSION = 1
 
@@ -181,6 +182,13 @@ class Report:
                 f"minified: {len(done)} file(s), {before:,} -> {after:,} bytes; "
                 f"{len(minified) - len(done)} left as they are"
             )
+        if self.dry_run:
+            copies = totals["new"]["files"] + totals["changed"]["files"]
+            size = totals["new"]["bytes"] + totals["changed"]["bytes"]
+            lines.append(
+                f"Dry run: would copy {_count(copies)} ({human_size(size)}) and "
+                f"delete {_count(totals['deleted']['files'])}; nothing was written."
+            )
         return "\n".join(lines)
 
     def phase_lines(self) -> list[str]:
@@ -194,3 +202,7 @@ class Report:
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.requests.items()))
             lines.append(f"Requests: {kinds}.")
         return lines
+
+
+def _count(files: int) -> str:
+    return f"{files:,} file" + ("" if files == 1 else "s")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol
 
 import django
 from django.core.files.storage import Storage
@@ -28,7 +28,7 @@ from .options import RunOptions
 from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failed, TransferPool
 from .postprocess import PostProcessing
-from .progress import Progress
+from .progress import Progress, Terminal
 from .prune import Deletions, Pruner, candidates, keep_set, predicted_outputs
 from .record import Record
 from .recorder import Recorder
@@ -76,13 +76,13 @@ class Run:
         options: RunOptions,
         host: Host,
         report: Report,
-        progress_to: TextIO | None = None,
+        terminal: Terminal | None = None,
     ) -> None:
         self.storage = storage
         self.options = options
         self.host = host
         self.report = report
-        self.progress_to = progress_to
+        self.terminal = terminal
         self.backend = backend = backend_for(storage)
         self.retry = Retry(
             options.retries,
@@ -90,6 +90,8 @@ class Run:
             throttle=Throttle(options.workers),
             errors=backend,
         )
+        if terminal is not None:
+            terminal.retries = lambda: self.retry.retried
         self.minifying: SourceMinifier | None = None
         if options.minify.enabled:
             from .minify import SourceMinifier  # here: rcssmin, rjsmin
@@ -124,7 +126,7 @@ class Run:
         self.listing: Listing | None = None
         self.previous: Record | None = None
         self.post_processing = PostProcessing(
-            storage, backend, self.retry, report, host, options, progress_to
+            storage, backend, self.retry, report, host, options, terminal
         )
         self.pruner = Pruner(backend, self.retry, host.log, options)
         self.deletions = Deletions([], [])
@@ -255,29 +257,43 @@ class Run:
         """Each source's content, where deciding needs it: the record's if the
         file was not touched since, else read (on the pool)."""
 
-        def read(source: Source) -> None:
-            source.digest = digest_file(source.storage, source.path)
-
-        with self.pool() as pool:
-            for path, source in self.sources.items():
-                if not needs_digest(path, known):
-                    continue
+        unread: list[Source] = []
+        for path, source in self.sources.items():
+            if needs_digest(path, known):
                 source.digest = recorded_digest(source, known)
                 if source.digest is None:
-                    pool.submit(path, read, source)
+                    unread.append(source)
+        progress = Progress(self.terminal, "Hashing", len(unread))
+
+        def read(source: Source) -> None:
+            try:
+                source.digest = digest_file(source.storage, source.path)
+            except Exception:
+                progress.failed()
+                raise
+            progress.advance(1, source.digest.size)
+
+        with progress, self.pool() as pool:
+            for source in unread:
+                pool.submit(source.prefixed_path, read, source)
         self.raise_failures(pool, verb="read")
 
     def transfer(self, known: Knowledge) -> None:
         """Decide each file in finder order, and copy on the pool."""
         copier, outcome = self.copier, self.outcome
-        progress = Progress(self.progress_to, "Collecting", len(self.sources))
+        size = sum(s.digest.size for s in self.sources.values() if s.digest)
+        progress = Progress(self.terminal, "Collecting", len(self.sources), size)
 
         def copy(source: Source, decision: object) -> None:
-            copier.run(source, decision)  # type: ignore[arg-type]
+            try:
+                copier.run(source, decision)  # type: ignore[arg-type]
+            except Exception:
+                progress.failed()
+                raise
             progress.advance(1, source.digest.size if source.digest else 0)
 
         try:
-            with self.pool(on_interrupt=self.save_partial_record) as pool:
+            with progress, self.pool(on_interrupt=self.save_partial_record) as pool:
                 for source in self.found:
                     path = source.prefixed_path
                     if self.sources[path] is not source:
@@ -287,11 +303,10 @@ class Run:
                     decision = decide(path, source.digest, known)
                     if decision.action is Action.SKIP:
                         copier.skip(source)  # no I/O: not worth a thread
-                        progress.advance()
+                        progress.advance(1, source.digest.size if source.digest else 0)
                     else:
                         pool.submit(path, copy, source, decision)
         except PermanentError as error:
-            progress.close()
             self.save_partial_record()
             message = str(error)
             if isinstance(error, Unreachable):
@@ -301,7 +316,6 @@ class Run:
                     "Run collectstatic again once it answers."
                 )
             raise CommandError(message) from error
-        progress.close()
         outcome.copied += copier.copied
         outcome.unmodified += copier.unmodified
         if pool.failures:

@@ -103,6 +103,9 @@ class Staging:
         #: Names written to the destination, and saves skipped as identical.
         self.written: list[str] = []
         self.identical: list[str] = []
+        #: What a dry run's compressor would write beside the outputs (its
+        #: variants never pass through the storage: WhiteNoise writes them).
+        self.variants: list[str] = []
         #: What this run wrote, by name.
         self.landed: dict[str, Digest] = {}
         self.lock = threading.RLock()
@@ -314,7 +317,8 @@ class Staging:
                 and self.manifest_name is not None
                 and self._holds(self.manifest_name, manifest.digest)
             )
-        writes = sorted((set(self.queue) | set(self.written)) - {self.manifest_name})
+        written = set(self.queue) | set(self.written) | set(self.variants)
+        writes = sorted(written - {self.manifest_name})
         return {
             "status": "simulated" if self.simulate else "ran",
             "would_write" if self.simulate else "written": writes,

@@ -15,6 +15,7 @@ from django.core.files.storage import Storage
 from .backends.base import Backend, Remote
 from .digest import Digest, HashingFile, digest_file
 from .plan import Action, Decision
+from .progress import human_size
 from .report import Report
 from .retry import Retry
 from .sources import Source
@@ -117,7 +118,11 @@ class Copier:
                 self.retry(f"Deleting '{name}'", lambda: storage.delete(name))
         source_path = source.storage.path(source.path)
         if self.dry_run:
-            self.log(f"Pretending to copy '{source_path}'", level=1)
+            self.log(f"Pretending to copy '{source_path}'", level=1)  # stock's
+            size = human_size((source.digest or self.read(source)).size)
+            verb = "copy" if self.backend.local else "upload"
+            change = "changed" if exists else "new"
+            self.log(f"Would {verb} ({change}) {name} ({size})", level=1)
         else:
             self.log(f"Copying '{source_path}'", level=2)
             saved, written = self.retry(f"Writing '{name}'", lambda: self.save(source))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -395,3 +396,60 @@ def test_incremental_post_processing_equals_a_complete_run(
                 twin.change(edit(name, f"/* change {number} */\n" + str(tree[name])))
                 twin.run(settings, MANIFEST)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def tree_state(root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file below ``root``: its bytes and modification time."""
+    return {
+        str(path.relative_to(root)): (path.read_bytes(), path.stat().st_mtime_ns)
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("keep_only_hashed", [False, True], ids=["all", "hashed"])
+def test_a_whitenoise_dry_run_names_what_the_run_then_writes_and_touches_nothing(
+    tmp_path: Path, settings: Any, keep_only_hashed: bool
+) -> None:
+    """Simulated to the end, compression included (WhiteNoise unlinks and
+    writes by path: a dry run must do neither)."""
+    import io
+
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.utils.functional import empty
+
+    from .destinations import LocalDestination
+
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = keep_only_hashed
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    twin.run(settings, WHITENOISE)
+    twin.change(CHANGES["an image referenced through an @import"][0])
+    root = tmp_path / "ours/root"
+    before = tree_state(root)
+    settings.STATICFILES_DIRS = [str(twin.sources["ours"])]
+    twin.destinations["ours"].use(settings, WHITENOISE)
+    staticfiles_storage._wrapped = empty
+    said = io.StringIO()
+    report = tmp_path / "dry.json"
+    run_collectstatic(dry_run=True, verbosity=1, stdout=said, report=str(report))
+    assert tree_state(root) == before
+    dry = json.loads(report.read_text())["post_processing"]
+    assert dry["status"] == "simulated"
+    lines = [line for line in said.getvalue().splitlines() if line.startswith("Would")]
+    twin.run(settings, WHITENOISE)
+    outputs = sorted(
+        name
+        for name in twin.written
+        if name not in (RECORD, "staticfiles.json", "img/h.svg")
+    )
+    assert dry["would_write"] == outputs
+    assert {name.rsplit(".", 1)[1] for name in outputs} == {"css", "svg", "gz", "br"}
+
+    def source_of(output: str) -> str:
+        return re.sub(r"\.[0-9a-f]{12}\.", ".", re.sub(r"\.(gz|br)$", "", output))
+
+    assert lines == [
+        f"Would copy ({'new' if keep_only_hashed else 'changed'}) img/h.svg (341 B)",
+        *(f"Would post-process {source_of(name)} -> {name}" for name in outputs),
+        "Would write staticfiles.json",
+    ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -200,8 +202,14 @@ def test_s3_dry_run_sends_no_write_and_predicts_the_real_run(
     )
 
 
-def test_progress_line_only_on_a_terminal_at_verbosity_1(tmp_path: Path) -> None:
+def progress_project(tmp_path: Path, storage: str | None = None) -> dict[str, str]:
+    """200 source files and a settings module; the environment to run in."""
     source = write_tree(tmp_path / "src", {f"f{i}.txt": f"{i}\n" for i in range(200)})
+    storages = ""
+    if storage is not None:
+        storages = (
+            f"STORAGES = {{**STORAGES, 'staticfiles': {{'BACKEND': {storage!r}}}}}"
+        )
     (tmp_path / "progress_settings.py").write_text(
         textwrap.dedent(
             f"""
@@ -210,38 +218,76 @@ def test_progress_line_only_on_a_terminal_at_verbosity_1(tmp_path: Path) -> None
             STATICFILES_DIRS = [{str(source)!r}]
             """
         )
+        + storages
+        + "\n"
     )
-    env = {
+    return {
         **os.environ,
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
         "DJANGO_SETTINGS_MODULE": "progress_settings",
     }
-    argv = [sys.executable, "-m", "django", "collectstatic", "--noinput"]
 
-    def on_tty(*extra: str) -> str:
-        leader, follower = pty.openpty()
-        process = subprocess.Popen(
-            [*argv, *extra], env=env, stdout=subprocess.DEVNULL, stderr=follower
-        )
-        os.close(follower)
-        chunks = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        process.wait(timeout=60)
-        os.close(leader)
-        return b"".join(chunks).decode()
 
-    shown = on_tty("--force")
-    assert "Collecting: 200/200 files" in shown
-    assert on_tty("--force", "-v", "0") == ""
+COLLECTSTATIC = [sys.executable, "-m", "django", "collectstatic", "--noinput"]
+
+
+def on_tty(
+    env: dict[str, str], *extra: str, interrupt_on: str | None = None
+) -> tuple[str, int]:
+    """What a run shows on a terminal (its stderr), and its exit status; a
+    Ctrl-C once ``interrupt_on`` has been shown."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [*COLLECTSTATIC, *extra], env=env, stdout=subprocess.DEVNULL, stderr=follower
+    )
+    os.close(follower)
+    shown = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if interrupt_on is not None and interrupt_on.encode() in shown:
+            process.send_signal(signal.SIGINT)
+            interrupt_on = None
+    status = process.wait(timeout=60)
+    os.close(leader)
+    return shown.decode().replace("\r\n", "\n"), status  # the TTY's line ends
+
+
+def test_progress_line_only_on_a_terminal_at_verbosity_1(tmp_path: Path) -> None:
+    env = progress_project(tmp_path)
+    shown, status = on_tty(env, "--force")
+    assert status == 0
+    last = shown.split("\r")[-1]
+    assert re.fullmatch(r"Collecting: 200/200 files \(100%\), \d+\.\d s\x1b\[K\n", last)
+    shown, status = on_tty(env)  # read this time: the bytes are known
+    assert shown.split("\r")[-1].startswith(
+        "Collecting: 200/200 files (100%), 690 B/690 B, "
+    )
+    assert on_tty(env, "--force", "-v", "0") == ("", 0)
     piped = subprocess.run(
-        [*argv, "--force"], env=env, capture_output=True, text=True, check=True
+        [*COLLECTSTATIC, "--force"], env=env, capture_output=True, text=True, check=True
     )
     assert piped.stderr == ""
+
+
+def test_a_progress_line_is_ended_before_the_next_message_after_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    env = progress_project(tmp_path, "tests.storages.SlowStorage")
+    env["SLOW_STORAGE_DELAY"] = "0.05"
+    shown, status = on_tty(env, interrupt_on="Collecting: ")
+    assert status == 130
+    line, _, after = shown.rpartition("\x1b[K\n")
+    last = line.split("\r")[-1]
+    assert re.fullmatch(r"Collecting: \d+/200 files \(\d+%\), [\d.]+ s", last), last
+    assert re.fullmatch(
+        r"CommandError: Interrupted: \d+ file\(s\) collected before the "
+        r"interrupt; run collectstatic again to finish\.\n",
+        after,
+    ), after

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import signal
 import threading
-from typing import Any
+from typing import Any, TextIO, cast
 
 from django.contrib.staticfiles.management.commands import collectstatic as stock
 from django.core.exceptions import ImproperlyConfigured
@@ -19,6 +19,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from ... import options as ours
 from ...pool import Failed
+from ...progress import Cleared, Terminal
 from ...report import Report
 from ...retry import first_line
 from ...run import Run
@@ -149,7 +150,11 @@ class Command(stock.Command):
             "location": str(getattr(self.storage, "location", "") or ""),
         }
         options = self.run_options.for_destination(self.local)
-        run = Run(self.storage, options, self, self.report, self.progress_to())
+        terminal = self.terminal()
+        run = Run(self.storage, options, self, self.report, terminal)
+        shown = self.stdout, self.stderr
+        if terminal is not None:  # other messages clear the progress line
+            self.stdout, self.stderr = (cast(Any, Cleared(o, terminal)) for o in shown)
         try:
             outcome = run.run()
         except Failed as failed:
@@ -167,6 +172,7 @@ class Command(stock.Command):
                 self.stdout.write(self.report.table())  # the plan, then why not
             raise
         finally:
+            self.stdout, self.stderr = shown
             self.write_report()
         self.copied_files += outcome.copied
         self.unmodified_files += outcome.unmodified
@@ -197,10 +203,10 @@ class Command(stock.Command):
                 f"{first_line(error)}"
             ) from error
 
-    def progress_to(self) -> Any:
-        """The terminal for a live progress line: stderr if a TTY, at -v 1."""
+    def terminal(self) -> Terminal | None:
+        """Where a live progress line goes: stderr if a TTY, at -v 1."""
         if self.verbosity == 1 and self.stderr.isatty():
-            return self.stderr._out
+            return Terminal(cast(TextIO, self.stderr._out))
         return None
 
     def write_report(self) -> None:

@@ -17,6 +17,8 @@ from django.contrib.staticfiles.storage import (
 from django.core.files import File
 from django.core.files.storage import Storage
 from django.utils._os import safe_join
+from storages.backends.s3 import S3ManifestStaticStorage
+from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 
 class RemoteLikeStorage(Storage):
@@ -187,6 +189,18 @@ class SlowManifestStorage(ManifestStaticFilesStorage):
 
 class JSModuleManifestStorage(ManifestStaticFilesStorage):
     """Rewrites JS module imports too (Django's opt-in)."""
+
+    support_js_module_import_aggregation = True
+
+
+class JSModuleWhiteNoiseStorage(CompressedManifestStaticFilesStorage):
+    """WhiteNoise's manifest storage, rewriting JS module imports too."""
+
+    support_js_module_import_aggregation = True
+
+
+class JSModuleS3ManifestStorage(S3ManifestStaticStorage):  # type: ignore[misc]
+    """django-storages' S3 manifest storage, rewriting JS module imports too."""
 
     support_js_module_import_aggregation = True
 

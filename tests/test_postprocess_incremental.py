@@ -132,6 +132,45 @@ def twin(request: pytest.FixtureRequest, tmp_path: Path) -> Twin:
     return Twin(tmp_path, lambda side: S3Destination(server))
 
 
+S3_MANIFEST = "storages.backends.s3.S3ManifestStaticStorage"
+#: The storage each comparison runs on: its destination, its class, and
+#: whether WhiteNoise keeps only hashed files.
+STORAGES = {
+    "local manifest": ("local", MANIFEST, False),
+    "whitenoise": ("local", WHITENOISE, False),
+    "whitenoise keeping only hashed files": ("local", WHITENOISE, True),
+    "s3 manifest": ("s3", S3_MANIFEST, False),
+}
+#: Each of those, rewriting JS module imports too.
+JS_MODULES_OF = {
+    MANIFEST: JS_MODULES,
+    WHITENOISE: "tests.storages.JSModuleWhiteNoiseStorage",
+    S3_MANIFEST: "tests.storages.JSModuleS3ManifestStorage",
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(name, id=name, marks=[pytest.mark.s3] if kind == "s3" else [])
+        for name, (kind, _backend, _keep) in STORAGES.items()
+    ]
+)
+def compared(
+    request: pytest.FixtureRequest, tmp_path: Path, settings: Any
+) -> tuple[Twin, str]:
+    """A twin on each storage the comparisons run on, and that storage."""
+    from .destinations import LocalDestination
+
+    kind, backend, keep_only_hashed = STORAGES[request.param]
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = keep_only_hashed
+    if kind == "local":
+        return Twin(
+            tmp_path, lambda side: LocalDestination(tmp_path / side / "root")
+        ), backend
+    server = request.getfixturevalue("s3_server")
+    return Twin(tmp_path, lambda side: S3Destination(server)), backend
+
+
 def storage_for(twin: Twin, backend: str) -> str:
     """The storage to test: on S3 its manifest storage, locally ``backend``."""
     if isinstance(twin.destinations["ours"], S3Destination):
@@ -268,50 +307,51 @@ def test_compressed_storage_compresses_only_changed_files(
 
 
 def test_js_modules_with_import_aggregation_are_followed(
-    tmp_path: Path, settings: Any
+    compared: tuple[Twin, str], settings: Any
 ) -> None:
-    from .destinations import LocalDestination
-
-    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
-    twin.run(settings, JS_MODULES)
+    twin, backend = compared
+    backend = JS_MODULES_OF[backend]
+    assert twin.run(settings, backend)["mode"] == "full"
     twin.change(edit("js/lib.js", "export const x = 2;\n"))
-    done = twin.run(settings, JS_MODULES)
-    assert done["files"] == {
-        "js/app.js": "references js/lib.js",
-        "js/lib.js": "changed",
-    }
+    done = twin.run(settings, backend)
+    assert (done["mode"], done["files"]) == (
+        "incremental",
+        {"js/app.js": "references js/lib.js", "js/lib.js": "changed"},
+    )
+    assert twin.run(settings, backend) == {"status": "up to date"}
 
 
-@pytest.mark.parametrize("what", ["static url", "storage option"])
+@pytest.mark.parametrize("what", ["static url", "storage option", "whitenoise setting"])
 def test_changed_settings_mean_a_complete_run(
-    tmp_path: Path, settings: Any, what: str
+    compared: tuple[Twin, str], settings: Any, what: str
 ) -> None:
-    from .destinations import LocalDestination
-
-    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
-    twin.run(settings, MANIFEST)
+    twin, backend = compared
+    assert twin.run(settings, backend)["mode"] == "full"
     extra: dict[str, Any] = {}
     if what == "static url":
         settings.STATIC_URL = "/assets/"
+    elif what == "whitenoise setting":
+        settings.WHITENOISE_SKIP_COMPRESS_EXTENSIONS = ["txt", "png"]
+    elif backend == S3_MANIFEST:
+        extra = {"querystring_expire": 60}
     else:
         extra = {"base_url": "/other/"}
-    done = twin.run(settings, MANIFEST, **extra)
+    done = twin.run(settings, backend, **extra)
     assert (done["mode"], done["reason"]) == (
         "full",
         "the storage's settings or versions changed",
     )
+    assert twin.run(settings, backend, **extra) == {"status": "up to date"}
 
 
 def test_a_reference_cycle_fails_as_a_complete_run_fails(
-    tmp_path: Path, settings: Any
+    compared: tuple[Twin, str], settings: Any
 ) -> None:
-    from .destinations import LocalDestination
-
-    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
-    twin.run(settings, MANIFEST)
+    twin, backend = compared
+    twin.run(settings, backend)
     twin.change(edit("css/plain.css", "@import 'theme/dark.css';\nq { color: red }\n"))
     twin.change(edit("css/theme/dark.css", "@import '../plain.css';\n"))
-    done = twin.run(settings, MANIFEST)  # both fail alike: compared in run()
+    done = twin.run(settings, backend)  # both fail alike: compared in run()
     assert twin.error is not None and "Max post-process passes exceeded" in twin.error
     assert (done["mode"], done["reason"]) == (
         "full",

@@ -205,6 +205,34 @@ class JSModuleS3ManifestStorage(S3ManifestStaticStorage):  # type: ignore[misc]
     support_js_module_import_aggregation = True
 
 
+class OwnFileHashStorage(ManifestStaticFilesStorage):
+    """Hashes as Django does, but in its own ``file_hash``."""
+
+    def file_hash(self, name: str, content: Any = None) -> str | None:
+        return super().file_hash(name, content)
+
+
+class OwnHashedNameStorage(ManifestStaticFilesStorage):
+    """Names as Django does, but in its own ``hashed_name``."""
+
+    def hashed_name(self, name: str, content: Any = None, filename: Any = None) -> str:
+        return super().hashed_name(name, content, filename)
+
+
+class OwnURLConverterStorage(ManifestStaticFilesStorage):
+    """Rewrites references as Django does, but in its own ``url_converter``."""
+
+    def url_converter(self, *args: Any, **kwargs: Any) -> Any:
+        return super().url_converter(*args, **kwargs)
+
+
+class OwnPostProcessStorage(ManifestStaticFilesStorage):
+    """Post-processes as Django does, but in its own ``post_process``."""
+
+    def post_process(self, *args: Any, **kwargs: Any) -> Any:
+        yield from super().post_process(*args, **kwargs)
+
+
 class CheckingStorage(StaticFilesStorage):
     """Checks references even in a dry run, as some third-party storages do:
     a CSS file naming ``missing.png`` fails post-processing."""

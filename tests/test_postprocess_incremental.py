@@ -344,6 +344,56 @@ def test_changed_settings_mean_a_complete_run(
     assert twin.run(settings, backend, **extra) == {"status": "up to date"}
 
 
+#: What the package cannot vouch for, and the reason the report gives.
+UNVOUCHED = {
+    "a storage of another kind": (
+        "tests.storages.CheckingStorage",
+        "CheckingStorage is not a manifest storage we know",
+    ),
+    "an own file_hash": (
+        "tests.storages.OwnFileHashStorage",
+        "OwnFileHashStorage overrides file_hash()",
+    ),
+    "an own hashed_name": (
+        "tests.storages.OwnHashedNameStorage",
+        "OwnHashedNameStorage overrides hashed_name()",
+    ),
+    "an own url_converter": (
+        "tests.storages.OwnURLConverterStorage",
+        "OwnURLConverterStorage overrides url_converter()",
+    ),
+    "an own post_process": (
+        "tests.storages.OwnPostProcessStorage",
+        "OwnPostProcessStorage overrides post_process()",
+    ),
+    "no sync record": (MANIFEST, "no record of a complete post-process"),
+    "an unreadable sync record": (MANIFEST, "no record of a complete post-process"),
+    "another Django version": (MANIFEST, "the storage's settings or versions changed"),
+}
+
+
+@pytest.mark.parametrize("what", UNVOUCHED)
+def test_what_cannot_be_vouched_for_gets_a_complete_run_and_says_why(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    from .destinations import LocalDestination
+
+    backend, reason = UNVOUCHED[what]
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    twin.run(settings, backend)
+    ours = twin.destinations["ours"]
+    if what == "no sync record":
+        ours.delete(ours.record_key)
+    elif what == "an unreadable sync record":
+        ours.put(ours.record_key, b"{")
+    elif what == "another Django version":
+        monkeypatch.setattr("django.get_version", lambda: "99.0")
+    twin.change(edit("img/h.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"))
+    done = twin.run(settings, backend)  # equal to stock's: compared in run()
+    assert (done["mode"], done["reason"]) == ("full", reason)
+    assert "files" not in done
+
+
 def test_a_reference_cycle_fails_as_a_complete_run_fails(
     compared: tuple[Twin, str], settings: Any
 ) -> None:

@@ -87,12 +87,7 @@ class Twin:
         """Stock, then ours; both destinations must be equal. Ours's report."""
         errors = {}
         for side, runner in (("stock", run_stock), ("ours", run_collectstatic)):
-            settings.STATICFILES_DIRS = [str(self.sources[side])]
-            self.destinations[side].use(settings, backend, **extra)
-            from django.contrib.staticfiles.storage import staticfiles_storage
-            from django.utils.functional import empty
-
-            staticfiles_storage._wrapped = empty
+            self.use(side, settings, backend, **extra)
             report = self.sources[side].parent / "report.json"
             options = {"report": str(report)} if side == "ours" else {}
             self.destinations[side].start()
@@ -111,6 +106,30 @@ class Twin:
         report = self.sources["ours"].parent / "report.json"
         document: dict[str, Any] = json.loads(report.read_text())
         return document["post_processing"]
+
+    def dry_run(
+        self, settings: Any, backend: str, **extra: Any
+    ) -> tuple[list[str], dict[str, Any]]:
+        """Ours with --dry-run, which must write nothing: the lines it
+        printed about post-processing, and its report's."""
+        self.use("ours", settings, backend, **extra)
+        report = self.sources["ours"].parent / "dry-run.json"
+        self.destinations["ours"].start()
+        printed = run_collectstatic(verbosity=1, dry_run=True, report=str(report))
+        assert self.destinations["ours"].written() == []
+        lines = printed.stdout.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("post-"))
+        end = next(i for i, line in enumerate(lines) if not line) if "" in lines else 0
+        document: dict[str, Any] = json.loads(report.read_text())
+        return lines[start : end or None], document["post_processing"]
+
+    def use(self, side: str, settings: Any, backend: str, **extra: Any) -> None:
+        settings.STATICFILES_DIRS = [str(self.sources[side])]
+        self.destinations[side].use(settings, backend, **extra)
+        from django.contrib.staticfiles.storage import staticfiles_storage
+        from django.utils.functional import empty
+
+        staticfiles_storage._wrapped = empty
 
     def contents(self, side: str) -> dict[str, bytes]:
         found = self.destinations[side].contents()
@@ -259,8 +278,15 @@ def test_after_a_change_the_destination_is_what_a_complete_run_leaves(
     assert twin.run(settings, backend) == {"status": "up to date"}
     edit_, files = CHANGES[change]
     twin.change(edit_)
+    printed, planned = twin.dry_run(settings, backend)
+    assert (planned["mode"], planned["files"]) == ("incremental", files)
+    assert printed[: len(files) + 1] == [
+        f"post-processing: incremental, {len(files)} file(s) would be processed",
+        *(f"  {name}: {why}" for name, why in planned["files"].items()),
+    ]
     done = twin.run(settings, backend)
     assert (done["mode"], done["files"]) == ("incremental", files)
+    assert done["written"] == planned["would_write"]
     assert twin.run(settings, backend) == {"status": "up to date"}
 
 
@@ -389,6 +415,9 @@ def test_what_cannot_be_vouched_for_gets_a_complete_run_and_says_why(
     elif what == "another Django version":
         monkeypatch.setattr("django.get_version", lambda: "99.0")
     twin.change(edit("img/h.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"))
+    printed, planned = twin.dry_run(settings, backend)
+    assert (planned["mode"], planned["reason"]) == ("full", reason)
+    assert printed[0] == f"post-processing: full run because {reason}"
     done = twin.run(settings, backend)  # equal to stock's: compared in run()
     assert (done["mode"], done["reason"]) == ("full", reason)
     assert "files" not in done

@@ -187,6 +187,20 @@ class SlowManifestStorage(ManifestStaticFilesStorage):
         return super()._save(name, content)
 
 
+class SaveLogManifestStorage(ManifestStaticFilesStorage):
+    """Takes 50 ms per save and logs each: its name, thread, start and end."""
+
+    saves: list[tuple[str, str, float, float]] = []
+
+    def _save(self, name: str, content: Any) -> str:
+        start = time.monotonic()
+        time.sleep(0.05)
+        saved = super()._save(name, content)
+        entry = (name, threading.current_thread().name, start, time.monotonic())
+        type(self).saves.append(entry)
+        return saved
+
+
 class JSModuleManifestStorage(ManifestStaticFilesStorage):
     """Rewrites JS module imports too (Django's opt-in)."""
 

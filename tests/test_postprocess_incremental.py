@@ -330,6 +330,7 @@ def test_compressed_storage_compresses_only_changed_files(
         "incremental",
         {"text/notes.txt": "changed"},
     )
+    assert twin.written == [RECORD, "text/notes.txt", "text/notes.txt.br", "text/notes.txt.gz"]
 
 
 def test_js_modules_with_import_aggregation_are_followed(

@@ -330,7 +330,12 @@ def test_compressed_storage_compresses_only_changed_files(
         "incremental",
         {"text/notes.txt": "changed"},
     )
-    assert twin.written == [RECORD, "text/notes.txt", "text/notes.txt.br", "text/notes.txt.gz"]
+    assert twin.written == [
+        RECORD,
+        "text/notes.txt",
+        "text/notes.txt.br",
+        "text/notes.txt.gz",
+    ]
 
 
 def test_js_modules_with_import_aggregation_are_followed(
@@ -490,28 +495,43 @@ def graphs(draw: Any) -> dict[str, bytes | str]:
     return tree
 
 
+#: A change: a file edited, a file added that refers to another, a file removed.
+CHANGE_KINDS = st.tuples(
+    st.sampled_from(["edit", "add", "remove"]), st.integers(min_value=0)
+)
+
+
 @hypothesis_settings(
     max_examples=15,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(
-    tree=graphs(), changes=st.lists(st.integers(min_value=0), min_size=1, max_size=3)
-)
+@given(tree=graphs(), changes=st.lists(CHANGE_KINDS, min_size=1, max_size=3))
 def test_incremental_post_processing_equals_a_complete_run(
-    settings: Any, tree: dict[str, bytes | str], changes: list[int]
+    settings: Any, tree: dict[str, bytes | str], changes: list[tuple[str, int]]
 ) -> None:
     from .destinations import LocalDestination
 
     with tempfile.TemporaryDirectory(prefix="csp-pp-property-") as tmp:
         root = Path(tmp)
         twin = Twin(root, lambda side: LocalDestination(root / side / "root"), tree)
+        current = dict(tree)
         with override_settings(STATIC_URL="/static/"):
             twin.run(settings, MANIFEST)
-            for number in changes:
-                names = sorted(tree)
+            for kind, number in changes:
+                names = sorted(current)
                 name = names[number % len(names)]
-                twin.change(edit(name, f"/* change {number} */\n" + str(tree[name])))
+                if kind == "remove" and len(names) > 1:
+                    del current[name]
+                    twin.change(remove(name))
+                else:
+                    if kind == "add":
+                        text = f".n {{ background: url('{name}'); }}\n"
+                        name = f"new{number % 5}.css"
+                    else:
+                        text = f"/* change {number} */\n{current[name]!s}"
+                    current[name] = text
+                    twin.change(edit(name, text))
                 twin.run(settings, MANIFEST)
         shutil.rmtree(root, ignore_errors=True)

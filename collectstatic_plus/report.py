@@ -164,6 +164,7 @@ class Report:
             if count["files"]:
                 lines.append(f"{action:<12}{count['files']:>8}{count['bytes']:>14,}")
         pp = self.post_processing
+        lines += self.post_processing_plan()
         if pp.get("status") == "simulated":
             writes, held = pp.get("would_write", []), pp.get("already_there", [])
             manifest = "changes" if pp.get("manifest_changes") else "is unchanged"
@@ -190,6 +191,20 @@ class Report:
                 f"delete {_count(totals['deleted']['files'])}; nothing was written."
             )
         return "\n".join(lines)
+
+    def post_processing_plan(self) -> list[str]:
+        """Which files post-processing takes and why: each file of an
+        incremental run with its reason, or why the run is a full one."""
+        pp = self.post_processing
+        if pp.get("mode") == "full":
+            return [f"post-processing: full run because {pp.get('reason')}"]
+        if pp.get("mode") != "incremental":
+            return []
+        files: dict[str, str] = pp.get("files", {})
+        verb = "would be" if self.dry_run else "were"
+        lines = [f"post-processing: incremental, {len(files)} file(s) {verb} processed"]
+        lines += [f"  {path}: {why}" for path, why in files.items()]
+        return lines
 
     def phase_lines(self) -> list[str]:
         """Elapsed time per phase, bytes and requests, for ``-v 2``."""

@@ -135,7 +135,7 @@ MANIFEST_TREE: dict[str, bytes | str] = {
 ADDED_LINE = re.compile(
     r"^(Phases: |Bytes copied: |Requests: |Post-processing up to date\.$"
     r"|action +files +bytes$|(new|changed|unchanged|deleted|conflict|failed) +\d"
-    r"|post-processing: |Would |Dry run: )"
+    r"|post-processing: |  \S|Would |Dry run: )"
 )
 
 

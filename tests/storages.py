@@ -17,6 +17,8 @@ from django.contrib.staticfiles.storage import (
 from django.core.files import File
 from django.core.files.storage import Storage
 from django.utils._os import safe_join
+from storages.backends.s3 import S3ManifestStaticStorage
+from whitenoise.storage import CompressedManifestStaticFilesStorage
 
 
 class RemoteLikeStorage(Storage):
@@ -185,10 +187,64 @@ class SlowManifestStorage(ManifestStaticFilesStorage):
         return super()._save(name, content)
 
 
+class SaveLogManifestStorage(ManifestStaticFilesStorage):
+    """Takes 50 ms per save and logs each: its name, thread, start and end."""
+
+    saves: list[tuple[str, str, float, float]] = []
+
+    def _save(self, name: str, content: Any) -> str:
+        start = time.monotonic()
+        time.sleep(0.05)
+        saved = super()._save(name, content)
+        entry = (name, threading.current_thread().name, start, time.monotonic())
+        type(self).saves.append(entry)
+        return saved
+
+
 class JSModuleManifestStorage(ManifestStaticFilesStorage):
     """Rewrites JS module imports too (Django's opt-in)."""
 
     support_js_module_import_aggregation = True
+
+
+class JSModuleWhiteNoiseStorage(CompressedManifestStaticFilesStorage):
+    """WhiteNoise's manifest storage, rewriting JS module imports too."""
+
+    support_js_module_import_aggregation = True
+
+
+class JSModuleS3ManifestStorage(S3ManifestStaticStorage):  # type: ignore[misc]
+    """django-storages' S3 manifest storage, rewriting JS module imports too."""
+
+    support_js_module_import_aggregation = True
+
+
+class OwnFileHashStorage(ManifestStaticFilesStorage):
+    """Hashes as Django does, but in its own ``file_hash``."""
+
+    def file_hash(self, name: str, content: Any = None) -> str | None:
+        return super().file_hash(name, content)
+
+
+class OwnHashedNameStorage(ManifestStaticFilesStorage):
+    """Names as Django does, but in its own ``hashed_name``."""
+
+    def hashed_name(self, name: str, content: Any = None, filename: Any = None) -> str:
+        return super().hashed_name(name, content, filename)
+
+
+class OwnURLConverterStorage(ManifestStaticFilesStorage):
+    """Rewrites references as Django does, but in its own ``url_converter``."""
+
+    def url_converter(self, *args: Any, **kwargs: Any) -> Any:
+        return super().url_converter(*args, **kwargs)
+
+
+class OwnPostProcessStorage(ManifestStaticFilesStorage):
+    """Post-processes as Django does, but in its own ``post_process``."""
+
+    def post_process(self, *args: Any, **kwargs: Any) -> Any:
+        yield from super().post_process(*args, **kwargs)
 
 
 class CheckingStorage(StaticFilesStorage):

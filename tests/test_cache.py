@@ -149,3 +149,33 @@ def test_a_dry_run_with_the_cache_writes_nothing(tmp_path: Path, settings: Any) 
     assert not (tmp_path / "build2").exists()
     assert read_tree(cache) == before
     assert dry["mode"] == "incremental" and dry["cache"]["restored"] > 0
+
+
+def test_the_cache_evicts_the_least_recently_used_first(
+    tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    objects = [p for p in (cache / "objects").rglob("*") if p.is_file()]
+    an_hour_ago = time.time() - 3600
+    for path in objects:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    # Just big enough for what the first run stored: the second run's new
+    # outputs push out the first run's outputs it no longer uses, not the
+    # unchanged files' it has just restored (and so used).
+    budget = sum(path.stat().st_size for path in objects)
+    settings.COLLECTSTATIC_PLUS = {"CACHE_MAX_SIZE": budget}
+    change(source)
+    use(settings, tmp_path / "build2", source, MANIFEST)
+    second = ours(tmp_path, "second", cache_dir=str(cache))
+
+    assert second["cache"]["stored"] > 0
+    left = [p for p in (cache / "objects").rglob("*") if p.is_file()]
+    [state] = (cache / "states").iterdir()
+    needed = set(json.loads(state.read_bytes())["outputs"].values())
+    assert needed <= {path.name for path in left}
+    assert len(left) < len(objects) + second["cache"]["stored"]
+    assert sum(path.stat().st_size for path in left) <= budget

@@ -104,6 +104,39 @@ def test_destination_is_byte_identical_to_stock(
         assert paths["css/main.css" if tree.name == "chains" else "robots.txt"]
 
 
+def test_a_cold_run_writes_hashed_copies_of_unrewritten_files_on_the_pool(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    from .storages import SaveLogManifestStorage
+
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
+    use(settings, "tests.storages.SaveLogManifestStorage")
+    SaveLogManifestStorage.saves = []
+    run_collectstatic(verbosity=0, parallel=4)
+
+    paths = json.loads((static_root / "staticfiles.json").read_bytes())["paths"]
+    copies = {
+        paths[name]
+        for name in CHAINS
+        if not name.endswith((".css", ".js")) and paths[name] != name
+    }
+    assert len(copies) == 5
+    # On local disk each lands under a temporary name, renamed into place.
+    saves = [
+        (name.removesuffix(f".{os.getpid()}.tmp"), thread, start, end)
+        for name, thread, start, end in SaveLogManifestStorage.saves
+    ]
+    on_pool = {
+        name for name, thread, _, _ in saves if thread.startswith("collectstatic")
+    }
+    assert copies <= on_pool
+    spans = [(start, end) for name, _, start, end in saves if name in copies]
+    overlapping = max(
+        sum(s < end and start < e for s, e in spans) for start, end in spans
+    )
+    assert overlapping > 1
+
+
 @pytest.mark.parametrize(
     ("backend", "keep_only_hashed"),
     [

@@ -88,12 +88,7 @@ class Twin:
         """Stock, then ours; both destinations must be equal. Ours's report."""
         errors = {}
         for side, runner in (("stock", run_stock), ("ours", run_collectstatic)):
-            settings.STATICFILES_DIRS = [str(self.sources[side])]
-            self.destinations[side].use(settings, backend, **extra)
-            from django.contrib.staticfiles.storage import staticfiles_storage
-            from django.utils.functional import empty
-
-            staticfiles_storage._wrapped = empty
+            self.use(side, settings, backend, **extra)
             report = self.sources[side].parent / "report.json"
             options = {"report": str(report)} if side == "ours" else {}
             self.destinations[side].start()
@@ -113,6 +108,30 @@ class Twin:
         document: dict[str, Any] = json.loads(report.read_text())
         return document["post_processing"]
 
+    def dry_run(
+        self, settings: Any, backend: str, **extra: Any
+    ) -> tuple[list[str], dict[str, Any]]:
+        """Ours with --dry-run, which must write nothing: the lines it
+        printed about post-processing, and its report's."""
+        self.use("ours", settings, backend, **extra)
+        report = self.sources["ours"].parent / "dry-run.json"
+        self.destinations["ours"].start()
+        printed = run_collectstatic(verbosity=1, dry_run=True, report=str(report))
+        assert self.destinations["ours"].written() == []
+        lines = printed.stdout.splitlines()
+        start = next(i for i, line in enumerate(lines) if line.startswith("post-"))
+        end = next(i for i, line in enumerate(lines) if not line) if "" in lines else 0
+        document: dict[str, Any] = json.loads(report.read_text())
+        return lines[start : end or None], document["post_processing"]
+
+    def use(self, side: str, settings: Any, backend: str, **extra: Any) -> None:
+        settings.STATICFILES_DIRS = [str(self.sources[side])]
+        self.destinations[side].use(settings, backend, **extra)
+        from django.contrib.staticfiles.storage import staticfiles_storage
+        from django.utils.functional import empty
+
+        staticfiles_storage._wrapped = empty
+
     def contents(self, side: str) -> dict[str, bytes]:
         found = self.destinations[side].contents()
         return {k: v for k, v in found.items() if not k.endswith(RECORD)}
@@ -131,6 +150,45 @@ def twin(request: pytest.FixtureRequest, tmp_path: Path) -> Twin:
         return Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
     server = request.getfixturevalue("s3_server")
     return Twin(tmp_path, lambda side: S3Destination(server))
+
+
+S3_MANIFEST = "storages.backends.s3.S3ManifestStaticStorage"
+#: The storage each comparison runs on: its destination, its class, and
+#: whether WhiteNoise keeps only hashed files.
+STORAGES = {
+    "local manifest": ("local", MANIFEST, False),
+    "whitenoise": ("local", WHITENOISE, False),
+    "whitenoise keeping only hashed files": ("local", WHITENOISE, True),
+    "s3 manifest": ("s3", S3_MANIFEST, False),
+}
+#: Each of those, rewriting JS module imports too.
+JS_MODULES_OF = {
+    MANIFEST: JS_MODULES,
+    WHITENOISE: "tests.storages.JSModuleWhiteNoiseStorage",
+    S3_MANIFEST: "tests.storages.JSModuleS3ManifestStorage",
+}
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(name, id=name, marks=[pytest.mark.s3] if kind == "s3" else [])
+        for name, (kind, _backend, _keep) in STORAGES.items()
+    ]
+)
+def compared(
+    request: pytest.FixtureRequest, tmp_path: Path, settings: Any
+) -> tuple[Twin, str]:
+    """A twin on each storage the comparisons run on, and that storage."""
+    from .destinations import LocalDestination
+
+    kind, backend, keep_only_hashed = STORAGES[request.param]
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = keep_only_hashed
+    if kind == "local":
+        return Twin(
+            tmp_path, lambda side: LocalDestination(tmp_path / side / "root")
+        ), backend
+    server = request.getfixturevalue("s3_server")
+    return Twin(tmp_path, lambda side: S3Destination(server)), backend
 
 
 def storage_for(twin: Twin, backend: str) -> str:
@@ -221,8 +279,15 @@ def test_after_a_change_the_destination_is_what_a_complete_run_leaves(
     assert twin.run(settings, backend) == {"status": "up to date"}
     edit_, files = CHANGES[change]
     twin.change(edit_)
+    printed, planned = twin.dry_run(settings, backend)
+    assert (planned["mode"], planned["files"]) == ("incremental", files)
+    assert printed[: len(files) + 1] == [
+        f"post-processing: incremental, {len(files)} file(s) would be processed",
+        *(f"  {name}: {why}" for name, why in planned["files"].items()),
+    ]
     done = twin.run(settings, backend)
     assert (done["mode"], done["files"]) == ("incremental", files)
+    assert done["written"] == planned["would_write"]
     assert twin.run(settings, backend) == {"status": "up to date"}
 
 
@@ -266,53 +331,113 @@ def test_compressed_storage_compresses_only_changed_files(
         "incremental",
         {"text/notes.txt": "changed"},
     )
+    assert twin.written == [
+        RECORD,
+        "text/notes.txt",
+        "text/notes.txt.br",
+        "text/notes.txt.gz",
+    ]
 
 
 def test_js_modules_with_import_aggregation_are_followed(
-    tmp_path: Path, settings: Any
+    compared: tuple[Twin, str], settings: Any
 ) -> None:
-    from .destinations import LocalDestination
-
-    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
-    twin.run(settings, JS_MODULES)
+    twin, backend = compared
+    backend = JS_MODULES_OF[backend]
+    assert twin.run(settings, backend)["mode"] == "full"
     twin.change(edit("js/lib.js", "export const x = 2;\n"))
-    done = twin.run(settings, JS_MODULES)
-    assert done["files"] == {
-        "js/app.js": "references js/lib.js",
-        "js/lib.js": "changed",
-    }
+    done = twin.run(settings, backend)
+    assert (done["mode"], done["files"]) == (
+        "incremental",
+        {"js/app.js": "references js/lib.js", "js/lib.js": "changed"},
+    )
+    assert twin.run(settings, backend) == {"status": "up to date"}
 
 
-@pytest.mark.parametrize("what", ["static url", "storage option"])
+@pytest.mark.parametrize("what", ["static url", "storage option", "whitenoise setting"])
 def test_changed_settings_mean_a_complete_run(
-    tmp_path: Path, settings: Any, what: str
+    compared: tuple[Twin, str], settings: Any, what: str
 ) -> None:
-    from .destinations import LocalDestination
-
-    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
-    twin.run(settings, MANIFEST)
+    twin, backend = compared
+    assert twin.run(settings, backend)["mode"] == "full"
     extra: dict[str, Any] = {}
     if what == "static url":
         settings.STATIC_URL = "/assets/"
+    elif what == "whitenoise setting":
+        settings.WHITENOISE_SKIP_COMPRESS_EXTENSIONS = ["txt", "png"]
+    elif backend == S3_MANIFEST:
+        extra = {"querystring_expire": 60}
     else:
         extra = {"base_url": "/other/"}
-    done = twin.run(settings, MANIFEST, **extra)
+    done = twin.run(settings, backend, **extra)
     assert (done["mode"], done["reason"]) == (
         "full",
         "the storage's settings or versions changed",
     )
+    assert twin.run(settings, backend, **extra) == {"status": "up to date"}
 
 
-def test_a_reference_cycle_fails_as_a_complete_run_fails(
-    tmp_path: Path, settings: Any
+#: What the package cannot vouch for, and the reason the report gives.
+UNVOUCHED = {
+    "a storage of another kind": (
+        "tests.storages.CheckingStorage",
+        "CheckingStorage is not a manifest storage we know",
+    ),
+    "an own file_hash": (
+        "tests.storages.OwnFileHashStorage",
+        "OwnFileHashStorage overrides file_hash()",
+    ),
+    "an own hashed_name": (
+        "tests.storages.OwnHashedNameStorage",
+        "OwnHashedNameStorage overrides hashed_name()",
+    ),
+    "an own url_converter": (
+        "tests.storages.OwnURLConverterStorage",
+        "OwnURLConverterStorage overrides url_converter()",
+    ),
+    "an own post_process": (
+        "tests.storages.OwnPostProcessStorage",
+        "OwnPostProcessStorage overrides post_process()",
+    ),
+    "no sync record": (MANIFEST, "no record of a complete post-process"),
+    "an unreadable sync record": (MANIFEST, "no record of a complete post-process"),
+    "another Django version": (MANIFEST, "the storage's settings or versions changed"),
+}
+
+
+@pytest.mark.parametrize("what", UNVOUCHED)
+def test_what_cannot_be_vouched_for_gets_a_complete_run_and_says_why(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch, what: str
 ) -> None:
     from .destinations import LocalDestination
 
+    backend, reason = UNVOUCHED[what]
     twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
-    twin.run(settings, MANIFEST)
+    twin.run(settings, backend)
+    ours = twin.destinations["ours"]
+    if what == "no sync record":
+        ours.delete(ours.record_key)
+    elif what == "an unreadable sync record":
+        ours.put(ours.record_key, b"{")
+    elif what == "another Django version":
+        monkeypatch.setattr("django.get_version", lambda: "99.0")
+    twin.change(edit("img/h.svg", "<svg xmlns='http://www.w3.org/2000/svg'/>"))
+    printed, planned = twin.dry_run(settings, backend)
+    assert (planned["mode"], planned["reason"]) == ("full", reason)
+    assert printed[0] == f"post-processing: full run because {reason}"
+    done = twin.run(settings, backend)  # equal to stock's: compared in run()
+    assert (done["mode"], done["reason"]) == ("full", reason)
+    assert "files" not in done
+
+
+def test_a_reference_cycle_fails_as_a_complete_run_fails(
+    compared: tuple[Twin, str], settings: Any
+) -> None:
+    twin, backend = compared
+    twin.run(settings, backend)
     twin.change(edit("css/plain.css", "@import 'theme/dark.css';\nq { color: red }\n"))
     twin.change(edit("css/theme/dark.css", "@import '../plain.css';\n"))
-    done = twin.run(settings, MANIFEST)  # both fail alike: compared in run()
+    done = twin.run(settings, backend)  # both fail alike: compared in run()
     assert twin.error is not None and "Max post-process passes exceeded" in twin.error
     assert (done["mode"], done["reason"]) == (
         "full",
@@ -371,29 +496,44 @@ def graphs(draw: Any) -> dict[str, bytes | str]:
     return tree
 
 
+#: A change: a file edited, a file added that refers to another, a file removed.
+CHANGE_KINDS = st.tuples(
+    st.sampled_from(["edit", "add", "remove"]), st.integers(min_value=0)
+)
+
+
 @hypothesis_settings(
     max_examples=15,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(
-    tree=graphs(), changes=st.lists(st.integers(min_value=0), min_size=1, max_size=3)
-)
+@given(tree=graphs(), changes=st.lists(CHANGE_KINDS, min_size=1, max_size=3))
 def test_incremental_post_processing_equals_a_complete_run(
-    settings: Any, tree: dict[str, bytes | str], changes: list[int]
+    settings: Any, tree: dict[str, bytes | str], changes: list[tuple[str, int]]
 ) -> None:
     from .destinations import LocalDestination
 
     with tempfile.TemporaryDirectory(prefix="csp-pp-property-") as tmp:
         root = Path(tmp)
         twin = Twin(root, lambda side: LocalDestination(root / side / "root"), tree)
+        current = dict(tree)
         with override_settings(STATIC_URL="/static/"):
             twin.run(settings, MANIFEST)
-            for number in changes:
-                names = sorted(tree)
+            for kind, number in changes:
+                names = sorted(current)
                 name = names[number % len(names)]
-                twin.change(edit(name, f"/* change {number} */\n" + str(tree[name])))
+                if kind == "remove" and len(names) > 1:
+                    del current[name]
+                    twin.change(remove(name))
+                else:
+                    if kind == "add":
+                        text = f".n {{ background: url('{name}'); }}\n"
+                        name = f"new{number % 5}.css"
+                    else:
+                        text = f"/* change {number} */\n{current[name]!s}"
+                    current[name] = text
+                    twin.change(edit(name, text))
                 twin.run(settings, MANIFEST)
         shutil.rmtree(root, ignore_errors=True)
 

@@ -261,6 +261,15 @@ class Plan(NamedTuple):
     #: Why the run is not incremental (empty if it is).
     reason: str = ""
 
+    def described(self) -> dict[str, Any]:
+        """For the report: the mode, why, and the files of an incremental run."""
+        described: dict[str, Any] = {"status": "failed", "mode": self.mode}
+        if self.reason:
+            described["reason"] = self.reason
+        if self.mode == "incremental":
+            described["files"] = dict(self.files)
+        return described
+
 
 def plan(
     storage: Storage,
@@ -337,3 +346,36 @@ def settles(
     }
     needed = passes_needed(full_order(paths), adjustable(storage, paths), refs)
     return needed is not None and needed <= storage.max_post_process_passes
+
+
+def rows_after(
+    storage: Storage,
+    plan: Plan,
+    digests: Mapping[str, str],
+    rows: Mapping[str, Processed],
+    refs: Mapping[str, set[str]],
+    names: Mapping[str, str],
+    outputs: Mapping[str, set[str]],
+) -> dict[str, Processed]:
+    """What the next record says of each source after ``plan`` ran: the
+    files it processed afresh, the previous rows of the others (none after
+    a full run)."""
+    hashing = not compressing(storage)
+    # WhiteNoise removes the originals it hashed (we know its code).
+    removes = hashing and bool(getattr(storage, "keep_only_hashed_files", False))
+    fresh = {
+        path: Processed(
+            digests[path],
+            names.get(path) if hashing else None,
+            tuple(sorted(refs.get(path, ()))),
+            tuple(sorted(outputs.get(path, ()))),
+            removes and names.get(path, path) != path,
+        )
+        for path in plan.files
+    }
+    kept = {} if plan.mode == "full" else rows
+    return {
+        path: fresh[path] if path in fresh else kept[path]
+        for path in digests
+        if path in fresh or path in kept
+    }

@@ -52,6 +52,9 @@ class Holder(NamedTuple):
     pid: int
     started: float
     until: float
+    #: Which process table ``pid`` is in (boot and PID namespace, on Linux;
+    #: empty elsewhere): a run there can tell that the holder is gone.
+    processes: str = ""
 
     def dumps(self) -> bytes:
         return json.dumps(self._asdict(), sort_keys=True).encode()
@@ -68,12 +71,35 @@ class Holder(NamedTuple):
                 int(fields["pid"]),
                 float(fields["started"]),
                 float(fields["until"]),
+                str(fields.get("processes", "")),
             )
         except (ValueError, TypeError, KeyError):
             return None
 
     def __str__(self) -> str:
         return f"the run on {self.host} (pid {self.pid}) since {_clock(self.started)}"
+
+    def gone(self) -> bool:
+        """Whether this holder's process is known to have ended: it ran in
+        this process table (same boot, same PID namespace) and is not there."""
+        if not self.processes or self.processes != process_table():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # there, but not ours to signal
+            return False
+        return False
+
+
+def process_table() -> str:
+    """This boot's id and PID namespace (Linux); empty where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            return f"{boot.read().strip()}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return ""
 
 
 class Lease:
@@ -98,7 +124,9 @@ class Lease:
         self.warn = warn
         self.clock = clock
         self.sleep = sleep
-        self.me = Holder(uuid.uuid4().hex, socket.gethostname(), os.getpid(), 0, 0)
+        self.me = Holder(
+            uuid.uuid4().hex, socket.gethostname(), os.getpid(), 0, 0, process_table()
+        )
         #: The version of the lease this run last wrote (None: not held), and
         #: the time it said it runs out.
         self.version: str | None = None
@@ -151,12 +179,17 @@ class Lease:
                 continue  # it went in between: try again
             theirs, their_version = Holder.loads(found[0]), found[1]
             now = self.clock()
-            if theirs is None or theirs.until < now:
+            if theirs is None or theirs.until < now or theirs.gone():
                 taken = self.write(
                     "Taking over the lease", self.backend.replace, their_version
                 )
                 if taken:
-                    if theirs is not None:
+                    if theirs is not None and theirs.gone():
+                        self.warn(
+                            f"Took over the lease of {theirs}: that process has "
+                            "ended without giving it back."
+                        )
+                    elif theirs is not None:
                         self.warn(
                             f"Took over the lease of {theirs}: it ran out at "
                             f"{_clock(theirs.until)} (that run seems to have died)."

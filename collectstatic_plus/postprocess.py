@@ -1,15 +1,12 @@
 """Hand the collected files to the storage's own ``post_process``, as stock does,
 but only as many as must be.
 
-Each run chooses one of three ways (:meth:`PostProcessing.plan`), and the
-report says which and why:
-
-- *up to date*: nothing post-processing depends on changed since the last
-  complete run, and all it wrote is still there: skipped;
-- *incremental*: the storage's ``post_process`` is given the files whose
-  output can differ (see :mod:`.incremental`), and the manifest still names
-  every file;
-- *full*: every file, as stock does, when anything cannot be vouched for.
+Each run chooses one of three ways (:func:`.incremental.plan`), and the
+report says which and why: *up to date* (nothing it depends on changed since
+the last complete run, and all it wrote is still there: skipped);
+*incremental* (``post_process`` gets the files whose output can differ, the
+manifest still names every file); *full* (every file, as stock does, when
+anything cannot be vouched for).
 
 Either way the storage's I/O is staged (see :mod:`.staging`).
 """
@@ -30,14 +27,13 @@ from .incremental import (
     Plan,
     compressing,
     full_order,
+    rows_after,
     settings_key,
     settles,
     subset,
     vouch,
 )
-from .incremental import (
-    plan as plan_for,
-)
+from .incremental import plan as plan_for
 from .options import RunOptions
 from .progress import Progress, Terminal
 from .record import Processed, Record
@@ -46,8 +42,6 @@ from .retry import Retry
 from .sources import Source
 from .staging import FlushError, Staging
 from .target import Target
-
-FoundFiles = dict[str, tuple[Storage, str]]
 
 #: Django 6.1 turned a failed post-process into a CommandError with its notes.
 RAISES_COMMAND_ERROR = django.VERSION >= (6, 1)
@@ -103,14 +97,12 @@ class PostProcessing:
     @property
     def outputs(self) -> set[str]:
         """What the post-processor wrote and is still there (for --delete)."""
-        rows = (self.processed or {}).values()
-        return {name for row in rows for name in row.outputs}
+        return {name for row in (self.processed or {}).values() for name in row.outputs}
 
     @property
     def consumed(self) -> set[str]:
         """Originals the post-processor removed."""
-        rows = (self.processed or {}).items()
-        return {path for path, row in rows if row.consumed}
+        return {path for path, row in (self.processed or {}).items() if row.consumed}
 
     def last(self, previous: Record | None) -> Record | None:
         """The last complete post-process with these settings: the sync
@@ -286,12 +278,8 @@ class PostProcessing:
                     if variant and progress.total is not None:
                         progress.close()  # the outputs' turn: no total known
                         progress = Progress(self.terminal, "Compressing", None)
-                    if (
-                        variant
-                        and simulated
-                        and self.changes(staging, original, processed_path)
-                    ):
-                        staging.variants.append(processed_path)
+                    if variant and simulated:
+                        staging.note_variant(original, processed_path, self.copied)
                     if isinstance(processed_path, str):
                         names.setdefault(source, processed_path)
                         owner.setdefault(processed_path, source)
@@ -327,27 +315,16 @@ class PostProcessing:
             progress.close()
         return processed, names, outputs
 
-    def changes(self, staging: Staging, name: str, variant: str) -> bool:
-        """Whether a dry run's compressed ``variant`` of ``name`` would change:
-        it is rewritten alike unless ``name``'s content is new (or it is
-        missing)."""
-        if staging.listing is None or name in self.copied:
-            return True
-        new = name in staging.queue or name in staging.written
-        return new or variant not in staging.listing
-
     def say_what_would_be_written(
         self, staging: Staging, outputs: Mapping[str, set[str]]
     ) -> None:
         """A dry run's line for each file post-processing would write."""
         source_of = {out: source for source, outs in outputs.items() for out in outs}
-        would_write = staging.outcome()["would_write"]
-        assert isinstance(would_write, list)
-        for name in would_write:
-            self.host.log(
-                f"Would post-process {source_of.get(name, name)} -> {name}", level=1
-            )
-        if staging.outcome()["manifest_changes"] and staging.manifest_name:
+        outcome = staging.outcome()
+        for name in outcome["would_write"]:  # type: ignore[attr-defined]
+            source = source_of.get(name, name)
+            self.host.log(f"Would post-process {source} -> {name}", level=1)
+        if outcome["manifest_changes"] and staging.manifest_name:
             self.host.log(f"Would write {staging.manifest_name}", level=1)
 
     def remember(
@@ -364,25 +341,9 @@ class PostProcessing:
         """What the next record says of this post-process."""
         if staging.simulate:
             return
-        hashing = not compressing(storage)
-        # WhiteNoise removes the originals it hashed (we know its code).
-        removes = hashing and bool(getattr(storage, "keep_only_hashed_files", False))
-        fresh = {
-            path: Processed(
-                digests[path],
-                names.get(path) if hashing else None,
-                tuple(sorted(hooks.refs.get(path, ()))),
-                tuple(sorted(outputs.get(path, ()))),
-                removes and names.get(path, path) != path,
-            )
-            for path in plan.files
-        }
-        kept = {} if plan.mode == "full" else rows
-        self.processed = {
-            path: fresh[path] if path in fresh else kept[path]
-            for path in digests
-            if path in fresh or path in kept
-        }
+        self.processed = rows_after(
+            storage, plan, digests, rows, hooks.refs, names, outputs
+        )
         hashed = getattr(storage, "hashed_files", None)
         if isinstance(hashed, dict):
             self.manifest = sorted(set(hashed.values()))
@@ -396,11 +357,7 @@ class PostProcessing:
 
     def described(self, plan: Plan) -> dict[str, Any]:
         """How post-processing runs and why, for the report."""
-        described: dict[str, Any] = {"status": "failed", "mode": plan.mode}
-        if plan.reason:
-            described["reason"] = plan.reason
-        if plan.mode == "incremental":
-            described["files"] = dict(plan.files)
+        described = plan.described()
         if self.cache is not None and self.cache.report:
             described["cache"] = dict(self.cache.report)
         return described
@@ -429,9 +386,9 @@ class PostProcessing:
             ) from None
 
     def fail(self, original: str, error: Exception) -> None:
-        """A failure the storage yielded: reported and raised as stock does."""
+        """A failure the storage yielded: reported and raised as stock does
+        (the blank line keeps it from hiding in the traceback above it)."""
         self.host.stderr.write(f"Post-processing '{original}' failed!")
-        # A blank line keeps the error from hiding in the traceback above it.
         self.host.stderr.write()
         if not RAISES_COMMAND_ERROR:
             raise error

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import NamedTuple
 
+import django
 from django.core.management.base import CommandError
 
 from .backends.base import Backend, Listing
@@ -32,6 +33,8 @@ from .retry import Retry
 DERIVED_SUFFIXES = (".gz", ".br")
 #: Stale names a refusal (``--max-delete``) names; the report has them all.
 NAMED = 20
+#: Django 6.0 moved the duplicate-path and clearing messages to -v 2.
+NOTICE_LEVEL = 2 if django.VERSION >= (6, 0) else 1
 
 
 class Deletions(NamedTuple):
@@ -57,6 +60,27 @@ class Pruner:
         self.retry = retry
         self.log = log
         self.options = options
+
+    def clear(self, clear_dir: Callable[[str], None]) -> list[str]:
+        """``--clear`` (the record and lease left out): stock's ``clear_dir``
+        on local disk; elsewhere a listing and batched deletes (stock's
+        ``exists("")`` breaks S3 with no location). The names deleted there."""
+        listing = None
+        if not self.backend.local:
+            listing = self.retry("Listing the destination", self.backend.listing)
+        if listing is None:
+            clear_dir("")
+            return []
+        ours = {self.backend.listed_name(name) for name in self.options.own_files}
+        names = sorted(name for name in listing if name not in ours)
+        for name in names:
+            verb = "Pretending to delete" if self.options.dry_run else "Deleting"
+            self.log(f"{verb} '{name}'", level=NOTICE_LEVEL)
+        if names and not self.options.dry_run:
+            self.retry(
+                "Clearing the destination", lambda: self.backend.delete_many(names)
+            )
+        return names
 
     def plan(
         self,

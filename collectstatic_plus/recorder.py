@@ -22,7 +22,9 @@ from django.core.files.base import File
 from django.core.management.base import CommandError
 
 from . import __version__
+from .backends import backend_for
 from .backends.base import Backend, Listing, Remote, content_version
+from .options import RunOptions
 from .plan import saw_same
 from .record import Entry, Processed, Record, RecordError, read
 from .retry import PermanentError, Retry, Unreachable
@@ -248,3 +250,17 @@ class Recorder:
                 f"the storage saved it as {written!r} instead of {name!r}"
             )
         return True
+
+
+def recorder_for(
+    options: RunOptions, backend: Backend, retry: Retry, warn: Callable[[str], None]
+) -> Recorder:
+    """The sync record's reader and writer: in the destination, or in the
+    storage RECORD_STORAGE names (with retries of its own)."""
+    if options.record_storage is None:
+        return Recorder(backend, retry, options.record_name, warn)
+    from django.core.files.storage import storages
+
+    keeper = backend_for(storages[options.record_storage])
+    retry = Retry(options.retries, options.retry_budget, errors=keeper)
+    return Recorder(keeper, retry, options.record_name, warn, backend)

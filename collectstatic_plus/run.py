@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-import django
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
@@ -29,19 +28,23 @@ from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failed, TransferPool
 from .postprocess import PostProcessing
 from .progress import Progress, Terminal
-from .prune import Deletions, Pruner, candidates, keep_set, predicted_outputs
+from .prune import (
+    NOTICE_LEVEL,
+    Deletions,
+    Pruner,
+    candidates,
+    keep_set,
+    predicted_outputs,
+)
 from .record import Record
-from .recorder import Recorder
+from .recorder import recorder_for
 from .report import Report
 from .retry import PermanentError, Retry, Throttle, Unreachable, first_line
-from .sources import Source, find_sources
+from .sources import Source, duplicate_message, find_sources
 from .transfer import Copier
 
 if TYPE_CHECKING:
     from .minify import SourceMinifier
-
-#: Django 6.0 moved the duplicate-path and clearing messages to -v 2.
-NOTICE_LEVEL = 2 if django.VERSION >= (6, 0) else 1
 
 
 @dataclass
@@ -97,7 +100,7 @@ class Run:
             from .minify import SourceMinifier  # here: rcssmin, rjsmin
 
             self.minifying = SourceMinifier(options.minify, report, self.warn)
-        self.recorder = self.make_recorder()
+        self.recorder = recorder_for(options, backend, self.retry, self.warn)
         self.lease = Lease(
             self.recorder.backend,
             self.recorder.retry,
@@ -178,40 +181,12 @@ class Run:
                         self.recorder.save(record.without(deleted), record, True)
         return self.outcome
 
-    def make_recorder(self) -> Recorder:
-        """The sync record's reader and writer: in the destination, or in
-        the storage RECORD_STORAGE names."""
-        options, backend = self.options, self.backend
-        if options.record_storage is None:
-            return Recorder(backend, self.retry, options.record_name, self.warn)
-        from django.core.files.storage import storages
-
-        keeper = backend_for(storages[options.record_storage])
-        retry = Retry(options.retries, options.retry_budget, errors=keeper)
-        return Recorder(keeper, retry, options.record_name, self.warn, backend)
-
     def clear(self) -> None:
-        """``--clear``: stock's on local disk; elsewhere a listing and batched
-        deletes (stock's ``exists("")`` breaks S3 with no location). The sync
-        record goes first, silently: it is ours, not a static file."""
+        """``--clear``: the sync record goes first, silently (it is ours, not
+        a static file), then everything else (see Pruner.clear)."""
         if not self.options.dry_run:
             self.recorder.forget()
-        listing = None
-        if not self.backend.local:
-            listing = self.retry("Listing the destination", self.backend.listing)
-        if listing is None:
-            self.host.clear_dir("")
-            return
-        ours = {self.backend.listed_name(name) for name in self.options.own_files}
-        names = sorted(name for name in listing if name not in ours)
-        for name in names:
-            verb = "Pretending to delete" if self.options.dry_run else "Deleting"
-            self.host.log(f"{verb} '{name}'", level=NOTICE_LEVEL)
-        self.outcome.deleted += names
-        if names and not self.options.dry_run:
-            self.retry(
-                "Clearing the destination", lambda: self.backend.delete_many(names)
-            )
+        self.outcome.deleted += self.pruner.clear(self.host.clear_dir)
 
     def find(self) -> None:
         """The sources in finder order; later files for a path are duplicates."""
@@ -418,11 +393,3 @@ class Run:
     def warn(self, message: str) -> None:
         if self.host.verbosity >= 1:
             self.host.stderr.write(message)
-
-
-def duplicate_message(path: str) -> str:
-    return (
-        f"Found another file with the destination path '{path}'. It will be "
-        "ignored since only the first encountered file is collected. If this "
-        "is not what you want, make sure every static file has a unique path."
-    )

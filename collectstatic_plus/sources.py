@@ -222,3 +222,12 @@ class Sources:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._storage, name)
+
+
+def duplicate_message(path: str) -> str:
+    """Stock's message for a later file with a path already found."""
+    return (
+        f"Found another file with the destination path '{path}'. It will be "
+        "ignored since only the first encountered file is collected. If this "
+        "is not what you want, make sure every static file has a unique path."
+    )

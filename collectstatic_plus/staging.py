@@ -306,6 +306,19 @@ class Staging:
         if pool.failures:
             raise FlushError(pool.failures)
 
+    def note_variant(self, name: str, variant: str, copied: set[str]) -> None:
+        """A dry run's compressor would write ``variant`` of ``name``: a write
+        unless it would be rewritten alike (``name``'s content not new, and
+        the variant there)."""
+        if (
+            self.listing is None
+            or variant not in self.listing
+            or name in copied
+            or name in self.queue
+            or name in self.written
+        ):
+            self.variants.append(variant)
+
     def outcome(self) -> dict[str, object]:
         """What post-processing wrote (or, simulated, would write)."""
         manifest = self.manifest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,41 @@ def test_a_storage_that_does_not_give_back_what_it_saved_runs_without_a_lease(
     held.check()  # no CommandError: nothing to fence
     held.release()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_holder_gone_from_this_process_table_is_taken_over_at_once(
+    backend: Backend,
+) -> None:
+    """Killed on this machine: no wait for its time to run out. The same pid
+    from another boot or PID namespace, or a live one, is waited for."""
+    import subprocess
+    import sys
+
+    from collectstatic_plus.lease import process_table
+
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait()
+    clock, said = Clock(), []
+    for processes, pid, taken in [
+        ("another boot/pid:[1]", ended.pid, False),
+        (process_table(), os.getpid(), False),
+        (process_table(), ended.pid, True),
+    ]:
+        holder = Holder("x", "h", pid, clock.now, clock.now + TTL, processes)
+        found = backend.fetch("x.lease")
+        if found is not None:  # the last holder's
+            backend.remove("x.lease", found[1])
+        backend.create("x.lease", holder.dumps())
+        waiting = lease(backend, clock, said, wait=0 if not taken else 10)
+        if taken:
+            waiting.acquire()
+            assert said[-1] == (
+                f"Took over the lease of {holder}: that process has ended "
+                "without giving it back."
+            )
+        else:
+            with pytest.raises(CommandError):
+                waiting.acquire()
+    assert process_table().startswith(
+        Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    )

@@ -30,8 +30,7 @@ NAMED_FAILURES = 10
 
 
 class BlobDeleteError(OSError):
-    """Blobs that could not be deleted, with the first failure's HTTP status
-    and service error code (which tell a retry whether to try again)."""
+    """Blobs not deleted; the first failure's HTTP status and error code."""
 
     def __init__(
         self, message: str, status_code: int | None, error_code: str | None
@@ -137,16 +136,8 @@ class AzureBackend(Backend):
 
     def read(self, name: str) -> bytes | None:
         """One download of the stored bytes (not decompressed)."""
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            downloader = self.azure.client.download_blob(
-                self.blob_name(name), decompress=False, timeout=self.azure.timeout
-            )
-            data: bytes = downloader.readall()
-        except ResourceNotFoundError:
-            return None
-        return data
+        found = self.fetch(name)
+        return None if found is None else found[0]
 
     def digest(self, name: str) -> Digest | None:
         """MD5 and size of the stored bytes (not decompressed), streamed."""
@@ -165,15 +156,14 @@ class AzureBackend(Backend):
             return None
         return Digest(md5.hexdigest(), size)
 
-    # The lease: Blob Storage's conditions (If-None-Match: *, If-Match: ETag).
-    conditional = True
+    conditional = True  # If-None-Match: *, If-Match: ETag
 
     def fetch(self, name: str) -> tuple[bytes, str] | None:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
             downloader = self.azure.client.download_blob(
-                self.blob_name(name), timeout=self.azure.timeout
+                self.blob_name(name), decompress=False, timeout=self.azure.timeout
             )
             data: bytes = downloader.readall()
         except ResourceNotFoundError:
@@ -181,29 +171,27 @@ class AzureBackend(Backend):
         return data, str(downloader.properties.etag)
 
     def create(self, name: str, data: bytes) -> str | None:
-        from azure.core.exceptions import ResourceExistsError
-
-        blob = self.azure.client.get_blob_client(self.blob_name(name))
-        try:
-            answer = blob.upload_blob(data, overwrite=False, timeout=self.azure.timeout)
-        except ResourceExistsError:
-            return None
-        return str(answer["etag"])
+        return self._upload(name, data, {"overwrite": False})
 
     def replace(self, name: str, data: bytes, version: str) -> str | None:
         from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        match = MatchConditions.IfNotModified
+        condition = {"overwrite": True, "etag": version, "match_condition": match}
+        return self._upload(name, data, condition)
+
+    def _upload(self, name: str, data: bytes, condition: dict[str, Any]) -> str | None:
+        """Upload ``data`` on ``condition``; its ETag, None if not met."""
+        from azure.core import exceptions
 
         blob = self.azure.client.get_blob_client(self.blob_name(name))
         try:
-            answer = blob.upload_blob(
-                data,
-                overwrite=True,
-                etag=version,
-                match_condition=MatchConditions.IfNotModified,
-                timeout=self.azure.timeout,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
+            answer = blob.upload_blob(data, timeout=self.azure.timeout, **condition)
+        except (
+            exceptions.ResourceExistsError,
+            exceptions.ResourceModifiedError,
+            exceptions.ResourceNotFoundError,
+        ):
             return None
         return str(answer["etag"])
 

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pty
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -219,6 +220,36 @@ def test_report_to_stdout_asks_its_question_on_stderr(
         "This will overwrite existing files!\nAre you sure you want to do this?\n\n"
         "Type 'yes' to continue, or 'no' to cancel: "
     )
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [
+        ("missing/report.json", "the directory '{tmp}/missing' does not exist"),
+        ("first", "Is a directory"),
+    ],
+)
+def test_unwritable_report_path_fails_before_anything_is_written(
+    scene: Path, static_root: Path, dry_run: bool, where: str, why: str
+) -> None:
+    shutil.rmtree(static_root)
+    target = scene / where
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(report=str(target), dry_run=dry_run)
+    why = why.format(tmp=scene)
+    assert str(raised.value) == f"Cannot write the report to '{target}': {why}."
+    assert not static_root.exists()
+
+
+def test_report_path_check_leaves_no_file_when_the_run_is_cancelled(
+    scene: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("no\n"))
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(report=str(scene / "report.json"), interactive=True)
+    assert str(raised.value) == "Collecting static files cancelled."
+    assert not (scene / "report.json").exists()
 
 
 def test_s3_dry_run_sends_no_write_and_predicts_the_real_run(

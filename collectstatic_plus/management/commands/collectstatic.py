@@ -21,7 +21,7 @@ from django.core.management.base import CommandError, CommandParser, OutputWrapp
 
 from ... import options as ours
 from ...pool import Failed
-from ...report import Report
+from ...report import Report, check_target
 from ...retry import first_line
 from ...run import Run
 
@@ -133,9 +133,11 @@ class Command(stock.Command):
     def handle(self, **options: Any) -> str | None:
         """Stock's handle; ``--check`` then fails if anything would change.
 
+        A report path that cannot be written fails before anything is done.
         With ``--report -`` stdout is the report's alone: stock's lines, its
         prompt (``input`` writes to ``sys.stdout``) and ours go to stderr.
         """
+        check_target(options.get("report"))
         self.storage_ready()
         with contextlib.ExitStack() as people_on_stderr:
             if options.get("report") == "-":

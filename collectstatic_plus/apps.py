@@ -1,3 +1,5 @@
+import sys
+
 from django.apps import AppConfig
 
 
@@ -9,3 +11,4 @@ class CollectstaticPlusConfig(AppConfig):
         from . import checks
 
         checks.register()
+        checks.say_shadowed(sys.argv, sys.stderr)

@@ -3,16 +3,22 @@
 They carry the ``staticfiles`` tag, so ``collectstatic`` runs them before it
 starts, like Django's own staticfiles checks. The setting is judged by the
 table in :mod:`.conf`, the same one the run reads it with.
+
+With the app listed after ``django.contrib.staticfiles`` Django's own command
+runs, and one of our options makes argparse stop it before any check runs:
+:func:`say_shadowed`, called as the apps are ready, prints E001 first.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TextIO
 
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
+from django.core.management.base import CommandParser
 
+from . import options
 from .conf import SETTING_NAME, problems
 
 APP = "collectstatic_plus"
@@ -46,6 +52,25 @@ def check_app_order(**kwargs: Any) -> list[checks.CheckMessage]:
             )
         ]
     return []
+
+
+def say_shadowed(argv: list[str], stream: TextIO) -> None:
+    """Print E001 if ``argv`` runs ``collectstatic`` with one of our options
+    while the stock command is in front: its parser is about to reject the
+    option, and the system checks would only run after it. Nothing else."""
+    if len(argv) < 3 or argv[1] != "collectstatic":
+        return
+    shadowed = [e for e in check_app_order() if e.id == "collectstatic_plus.E001"]
+    given = {argument.split("=", 1)[0] for argument in argv[2:]}
+    if shadowed and given & our_flags():
+        stream.write(f"{shadowed[0]}\n")
+
+
+def our_flags() -> set[str]:
+    """The option strings this package adds to collectstatic."""
+    parser = CommandParser(add_help=False)
+    options.add_arguments(parser)
+    return {flag for action in parser._actions for flag in action.option_strings}
 
 
 def check_settings(**kwargs: Any) -> list[checks.CheckMessage]:

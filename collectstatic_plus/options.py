@@ -164,7 +164,10 @@ def add_arguments(parser: CommandParser) -> None:
     parser.add_argument(
         "--report",
         metavar="FILE",
-        help="Write a JSON report of the run to FILE ('-' for stdout).",
+        help=(
+            "Write a JSON report of the run to FILE ('-': stdout, and every "
+            "other line to stderr)."
+        ),
     )
     parser.add_argument(
         "--check",

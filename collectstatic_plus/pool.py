@@ -23,6 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
 from .retry import PermanentError, first_line
+from .sources import broken_link
 
 #: Failed paths named in the final error message; stderr lists all of them.
 NAMED_FAILURES = 10
@@ -41,7 +42,7 @@ class Failure(NamedTuple):
 
     @property
     def reason(self) -> str:
-        return first_line(self.error)
+        return broken_link(self.error) or first_line(self.error)
 
 
 class TransferPool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import django
+from django.core.management.base import CommandError
 
 from . import __version__
 from .progress import human_size
@@ -26,6 +28,27 @@ SCHEMA_VERSION = 1
 
 #: Per-file actions, in the order the summary table lists them.
 ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")
+
+
+def check_target(target: str | os.PathLike[str] | None) -> None:
+    """Fail in one line, before a run starts, if ``--report`` names a file
+    that cannot be written; the file is left as it was (a new one removed)."""
+    if target is None or target == "-":
+        return
+    folder = os.path.dirname(os.path.abspath(target))
+    try:
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"the directory '{folder}' does not exist")
+        if os.path.lexists(target):
+            with open(target, "a", encoding="utf-8"):
+                pass  # opened for writing, not changed
+        else:
+            with open(target, "x", encoding="utf-8"):
+                pass
+            os.remove(target)
+    except OSError as error:
+        why = error.strerror or str(error)
+        raise CommandError(f"Cannot write the report to '{target}': {why}.") from None
 
 
 @dataclass(slots=True)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from collectstatic_plus.checks import check_app_order, check_settings
+from collectstatic_plus.checks import check_app_order, check_settings, say_shadowed
 from collectstatic_plus.conf import SETTINGS, conf
 
 
@@ -115,6 +121,67 @@ def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> No
         "MINIFY_SOURCE_MAPPED, RECORD_NAME, RECORD_STORAGE, RETRIES, "
         "RETRY_BUDGET, WORKERS."
     )
+
+
+E001_TEXT = (
+    "?: (collectstatic_plus.E001) 'collectstatic_plus' is listed after "
+    "'django.contrib.staticfiles' in INSTALLED_APPS, so Django's own collectstatic "
+    "command runs instead of ours.\n\tHINT: Move 'collectstatic_plus' above "
+    "'django.contrib.staticfiles' in INSTALLED_APPS.\n"
+)
+WRONG_ORDER = ["django.contrib.staticfiles", "collectstatic_plus"]
+
+
+@pytest.mark.parametrize(
+    ("installed", "argv", "said"),
+    [
+        (WRONG_ORDER, ["manage.py", "collectstatic", "--parallel", "4"], E001_TEXT),
+        (WRONG_ORDER, ["manage.py", "collectstatic", "--report=-"], E001_TEXT),
+        (WRONG_ORDER, ["manage.py", "collectstatic", "--noinput"], ""),
+        (WRONG_ORDER, ["manage.py", "migrate", "--check"], ""),
+        (WRONG_ORDER[::-1], ["manage.py", "collectstatic", "--parallel"], ""),
+    ],
+)
+def test_our_option_behind_the_stock_command_says_e001_before_argparse(
+    installed: list[str], argv: list[str], said: str
+) -> None:
+    stream = io.StringIO()
+    with override_settings(INSTALLED_APPS=installed):
+        say_shadowed(argv, stream)
+    assert stream.getvalue() == said
+
+
+def test_manage_py_with_the_app_listed_last_names_the_cause_first(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "wrong_order.py").write_text(
+        textwrap.dedent(
+            f"""
+            from tests.settings import *
+            INSTALLED_APPS = {WRONG_ORDER!r}
+            STATIC_ROOT = {str(tmp_path / "root")!r}
+            """
+        )
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{Path(__file__).parents[1]}",
+        "DJANGO_SETTINGS_MODULE": "wrong_order",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "collectstatic", "--noinput", "--parallel"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(E001_TEXT + "usage: ")
+    assert result.stderr.endswith(
+        "collectstatic: error: unrecognized arguments: --parallel\n"
+    )
+    assert not (tmp_path / "root").exists()
 
 
 def test_collectstatic_runs_the_checks_and_stops_on_errors(

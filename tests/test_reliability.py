@@ -358,15 +358,22 @@ def test_path_escaping_the_destination_is_refused_and_named(
     assert (static_root / "ok.css").exists()
 
 
-def test_broken_symlink_in_sources_is_named(
-    tmp_path: Path, settings: Any, static_root: Path
+@pytest.mark.parametrize("options", [{}, {"parallel": 4}, {"dry_run": True}])
+def test_broken_symlink_in_sources_is_named_as_one_with_its_target(
+    tmp_path: Path, settings: Any, static_root: Path, options: dict[str, Any]
 ) -> None:
     source = write_tree(tmp_path / "src", {"ok.css": "a{}"})
     (source / "gone.css").symlink_to(tmp_path / "missing.css")
     settings.STATICFILES_DIRS = [str(source)]
+    stderr = io.StringIO()
     with pytest.raises(CommandError) as raised:
-        run_collectstatic()
+        run_collectstatic(stderr=stderr, **options)
     assert str(raised.value) == "1 static file could not be collected: gone.css."
+    assert stderr.getvalue() == (
+        f"Could not collect 'gone.css': '{source / 'gone.css'}' is a broken "
+        f"symbolic link (to '{tmp_path / 'missing.css'}')\n"
+    )
+    assert (static_root / "ok.css").exists() is not options.get("dry_run", False)
 
 
 NAMES = ["with space.css", "café/ünï.js", "100%.css", "a+b&c=d.js", "q?x#y.css"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pty
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,9 +172,86 @@ def test_real_run_report_and_phases_at_verbosity_2(scene: Path) -> None:
     assert lines[-2] == ""
 
 
-def test_report_to_stdout(scene: Path) -> None:
-    result = run_collectstatic(report="-", verbosity=0, dry_run=True)
-    jsonschema.validate(json.loads(result.stdout), SCHEMA)
+@pytest.mark.parametrize("verbosity", [0, 1, 2, 3])
+def test_report_to_stdout_leaves_stdout_to_the_json_and_people_to_stderr(
+    scene: Path, verbosity: int
+) -> None:
+    human = run_collectstatic(dry_run=True, delete=True, verbosity=verbosity)
+    machine = run_collectstatic(
+        report="-", dry_run=True, delete=True, verbosity=verbosity
+    )
+    document = json.loads(machine.stdout)
+    jsonschema.validate(document, SCHEMA)
+    assert document["dry_run"] is True
+    assert machine.stderr == human.stdout + human.stderr
+    if verbosity:
+        assert "Pretending to copy '" in machine.stderr
+        assert machine.stderr.endswith(
+            " 2 post-processed"
+            + (", 1 skipped due to conflict." if django.VERSION >= (6, 0) else ".")
+            + "\n"
+        )
+
+
+def test_real_run_report_to_stdout_with_every_line_on_stderr(scene: Path) -> None:
+    result = run_collectstatic(report="-", verbosity=2)
+    document = json.loads(result.stdout)
+    assert document["dry_run"] is False
+    assert actions(document)[:2] == [
+        ("css/print.css", "changed"),
+        ("css/site.css", "unchanged"),
+    ]
+    lines = result.stderr.splitlines()
+    assert "Copying '" + str(scene / "first/css/print.css") + "'" in lines
+    assert lines[-4].startswith("Phases: find ")
+    assert lines[-1].startswith("2 static files copied to ")
+
+
+def test_report_to_stdout_asks_its_question_on_stderr(
+    scene: Path,
+    static_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("yes\n"))  # input() reads it
+    result = run_collectstatic(report="-", interactive=True)
+    assert json.loads(result.stdout)["dry_run"] is False
+    asked = capsys.readouterr()
+    assert asked.out == ""
+    assert asked.err.endswith(
+        "This will overwrite existing files!\nAre you sure you want to do this?\n\n"
+        "Type 'yes' to continue, or 'no' to cancel: "
+    )
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [
+        ("missing/report.json", "the directory '{tmp}/missing' does not exist"),
+        ("first", "Is a directory"),
+    ],
+)
+def test_unwritable_report_path_fails_before_anything_is_written(
+    scene: Path, static_root: Path, dry_run: bool, where: str, why: str
+) -> None:
+    shutil.rmtree(static_root)
+    target = scene / where
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(report=str(target), dry_run=dry_run)
+    why = why.format(tmp=scene)
+    assert str(raised.value) == f"Cannot write the report to '{target}': {why}."
+    assert not static_root.exists()
+
+
+def test_report_path_check_leaves_no_file_when_the_run_is_cancelled(
+    scene: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("no\n"))
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(report=str(scene / "report.json"), interactive=True)
+    assert str(raised.value) == "Collecting static files cancelled."
+    assert not (scene / "report.json").exists()
 
 
 def test_s3_dry_run_sends_no_write_and_predicts_the_real_run(

@@ -8,19 +8,21 @@ what the run returns. It overrides only the hooks below.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import signal
+import sys
 import threading
 from typing import Any, TextIO, cast
 
 from django.contrib.staticfiles.management.commands import collectstatic as stock
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser, OutputWrapper
 
 from ... import options as ours
 from ...pool import Failed
 from ...progress import Cleared, Terminal
-from ...report import Report
+from ...report import Report, check_target
 from ...retry import first_line
 from ...run import Run
 
@@ -58,6 +60,9 @@ class Command(stock.Command):
         self.given: dict[str, Any] = {}
         self.run_options = ours.RunOptions()
         self.report = Report(dry_run=False)
+        #: Where the JSON goes with ``--report -``: stdout, while every
+        #: human line goes to stderr.
+        self.report_out: OutputWrapper | None = None
         self._log_lock = threading.Lock()
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -120,14 +125,28 @@ class Command(stock.Command):
                 raise CommandError(str(error)) from error
             raise
         finally:
+            if self.report_out is not None:  # the summary went to stderr too
+                self.stdout, self.report_out = self.report_out, None
             if not from_command_line:  # a process about to exit need not
                 gc.unfreeze()
             _on_sigterm(previous)
 
     def handle(self, **options: Any) -> str | None:
-        """Stock's handle; ``--check`` then fails if anything would change."""
+        """Stock's handle; ``--check`` then fails if anything would change.
+
+        A report path that cannot be written fails before anything is done.
+        With ``--report -`` stdout is the report's alone: stock's lines, its
+        prompt (``input`` writes to ``sys.stdout``) and ours go to stderr.
+        """
+        check_target(options.get("report"))
         self.storage_ready()
-        summary: str | None = super().handle(**options)
+        with contextlib.ExitStack() as people_on_stderr:
+            if options.get("report") == "-":
+                self.report_out = self.stdout
+                # stderr's stream, without stderr's red style
+                self.stdout = OutputWrapper(cast(TextIO, self.stderr._out))
+                people_on_stderr.enter_context(contextlib.redirect_stdout(sys.stderr))
+            summary: str | None = super().handle(**options)
         if self.given.get("check") and self.report.changes:
             if summary:
                 self.stdout.write(summary)
@@ -215,7 +234,7 @@ class Command(stock.Command):
             return
         text = self.report.dumps()
         if target == "-":
-            self.stdout.write(text, ending="")
+            (self.report_out or self.stdout).write(text, ending="")
             return
         try:
             with open(target, "w", encoding="utf-8") as handle:

@@ -18,7 +18,6 @@ from django.conf import settings
 from django.core import checks
 from django.core.management.base import CommandParser
 
-from . import options
 from .conf import SETTING_NAME, problems
 
 APP = "collectstatic_plus"
@@ -68,6 +67,8 @@ def say_shadowed(argv: list[str], stream: TextIO) -> None:
 
 def our_flags() -> set[str]:
     """The option strings this package adds to collectstatic."""
+    from . import options  # here: only when the app order is wrong
+
     parser = CommandParser(add_help=False)
     options.add_arguments(parser)
     return {flag for action in parser._actions for flag in action.option_strings}

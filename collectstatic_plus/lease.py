@@ -38,10 +38,12 @@ from typing import Any, NamedTuple
 from django.core.management.base import CommandError
 
 from .backends.base import Backend
-from .retry import Retry
+from .retry import PermanentError, Retry, Unreachable, first_line
 
 #: Seconds between two looks at another run's lease while waiting.
 POLL = 2.0
+#: Times in a row a lease may refuse to be created and then not be there.
+VANISHED = 20
 
 
 class Holder(NamedTuple):
@@ -142,7 +144,16 @@ class Lease:
     # Taking and giving back ---------------------------------------------------
 
     def __enter__(self) -> Lease:
-        self.acquire()
+        try:
+            self.acquire()
+        except PermanentError as error:  # the first request to the destination
+            raise CommandError(str(error)) from error
+        except (CommandError, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            raise CommandError(
+                f"Could not take the lease on the destination: {first_line(error)}"
+            ) from error
         self.heart = threading.Thread(
             target=self.beat, name="collectstatic-plus lease", daemon=True
         )
@@ -165,7 +176,7 @@ class Lease:
         past its time; a CommandError naming the holder after LEASE_WAIT."""
         started = self.clock()
         self.me = self.me._replace(started=started)
-        told = False
+        told, vanished = False, 0
         while True:
             if self.write("Taking the lease", self.backend.create):
                 if not self.backend.conditional:
@@ -176,7 +187,13 @@ class Lease:
                 if not self.backend.conditional:
                     self.unheld = "the storage does not give back what it saved"
                     return
-                continue  # it went in between: try again
+                vanished += 1  # it went in between: try again, but not forever
+                if vanished > VANISHED:
+                    raise CommandError(
+                        f"Could not take the lease '{self.name}': the "
+                        "destination neither accepts it nor shows one there."
+                    )
+                continue
             theirs, their_version = Holder.loads(found[0]), found[1]
             now = self.clock()
             if theirs is None or theirs.until < now or theirs.gone():
@@ -231,10 +248,11 @@ class Lease:
         try:
             self.call("Giving back the lease", self.backend.remove, version)
         except Exception as error:  # the next run takes it over in time
-            self.warn(
-                f"Could not delete the lease '{self.name}' ({type(error).__name__}"
-                f": {error}); the next run waits for it to run out."
-            )
+            if not isinstance(error, Unreachable):  # (the run says so)
+                self.warn(
+                    f"Could not delete the lease '{self.name}' ({first_line(error)}"
+                    "); the next run waits for it to run out."
+                )
 
     # Keeping it ---------------------------------------------------------------
 

@@ -9,12 +9,16 @@ make no sense with one clear line.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
 from .conf import REMOTE_WORKERS, conf, local_workers
+from .retry import first_line
 
 AUTO = "auto"
 
@@ -269,3 +273,40 @@ def _number(options: dict[str, Any], key: str, minimum: int) -> int | None:
             f"{flag} must be a whole number >= {minimum}, not {value!r}."
         )
     return value
+
+
+def storage_ready(touch: Callable[[], object]) -> None:
+    """``touch`` builds the storage and asks it something: one that fails
+    then (no credentials, an endpoint down, a manifest it cannot read) is
+    one line. Stock's own errors are raised as they are (Django's tests)."""
+    try:
+        touch()
+    except (ImproperlyConfigured, CommandError):
+        raise
+    except Exception as error:
+        from django.conf import settings
+
+        backend = settings.STORAGES.get("staticfiles", {}).get("BACKEND")
+        raise CommandError(
+            f"The static files storage ({backend}) could not be set up: "
+            f"{first_line(error)}"
+        ) from error
+
+
+@contextmanager
+def listing_without(storage: Any, names: Collection[str]) -> Iterator[None]:
+    """``storage.listdir`` leaves out ``names`` (paths from its root) while
+    stock's ``clear_dir`` runs: the sync record and lease are no static files."""
+    listdir = storage.listdir
+
+    def without(where: str) -> tuple[list[str], list[str]]:
+        dirs, files = listdir(where)
+        folder = where.strip("/")
+        inside = f"{folder}/" if folder else ""
+        return dirs, [name for name in files if inside + name not in names]
+
+    storage.listdir = without
+    try:
+        yield
+    finally:
+        del storage.listdir

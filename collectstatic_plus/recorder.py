@@ -23,7 +23,7 @@ from django.core.management.base import CommandError
 
 from . import __version__
 from .backends import backend_for
-from .backends.base import Backend, Listing, Remote, content_version
+from .backends.base import Backend, Listing, Remote
 from .options import RunOptions
 from .plan import saw_same
 from .record import Entry, Processed, Record, RecordError, read
@@ -77,7 +77,9 @@ class Recorder:
         fingerprint = self.destination.fingerprint()
 
         def load() -> Record | None:
-            if self.backend.conditional:  # read whole, with its version
+            if self.backend.local:  # its version first (a streamed MD5)
+                self.version, self.read_version = self.current_version(), True
+            elif self.backend.conditional:  # read whole, with its version
                 found = self.backend.fetch(self.name)
                 self.version = None if found is None else found[1]
                 self.read_version = True
@@ -179,10 +181,11 @@ class Recorder:
             landed = self.retry("Writing the sync record", lambda: self._save(new))
         except RecordError as error:
             self.warn(f"Could not write the sync record: {error}.")
+            return
         except Unreachable:
             if complete:
                 raise
-            # The run is stopping because of it, and says so: no second line.
+            return  # the run is stopping because of it, and says so
         except Exception as error:
             message = (
                 f"Could not write the sync record: {type(error).__name__}: {error}"
@@ -199,6 +202,15 @@ class Recorder:
             if complete:
                 raise CommandError(message)
             self.warn(message)
+
+    def current_version(self) -> str | None:
+        """The record's version at the destination now (None: none there);
+        on local disk its MD5, read a chunk at a time."""
+        if self.backend.local:
+            digest = self.backend.digest(self.name)
+            return None if digest is None else digest.md5
+        found = self.backend.fetch(self.name)
+        return None if found is None else found[1]
 
     def _save(self, record: Record) -> bool:
         """Write the record, replacing the previous one if it is still the
@@ -221,25 +233,21 @@ class Recorder:
             content.size = spool.tell()
             spool.seek(0)
             if backend.conditional and not self.read_version:
-                found = backend.fetch(name)  # it could not be read: replace it
-                self.version = None if found is None else found[1]
+                self.version = self.current_version()  # unread: replace it
             if backend.conditional and not backend.local:
-                data = spool.read()
                 if self.version is None:
-                    version = backend.create(name, data)
+                    version = backend.create(name, spool)
                 else:
-                    version = backend.replace(name, data, self.version)
+                    version = backend.replace(name, spool, self.version)
                 self.version = version or self.version
                 return version is not None
             if backend.local:
                 temporary = storage.save(f"{name}.{os.getpid()}.tmp", content)
-                found = backend.fetch(name)
-                if (found and found[1]) != self.version:
+                if self.current_version() != self.version:
                     storage.delete(temporary)
                     return False
                 os.replace(storage.path(temporary), storage.path(name))
-                spool.seek(0)
-                self.version = content_version(spool.read())
+                self.version = self.current_version()
                 return True
             if not self.backend.overwrites_in_place and storage.exists(name):
                 storage.delete(name)

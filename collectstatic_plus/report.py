@@ -174,6 +174,26 @@ class Report:
             "errors": self.errors,
         }
 
+    def describe_storage(self, storage: Any) -> None:
+        kind = type(storage)
+        self.storage = {
+            "class": f"{kind.__module__}.{kind.__qualname__}",
+            "location": str(getattr(storage, "location", "") or ""),
+        }
+
+    def write(self, target: str | None, stdout: Any) -> None:
+        """The JSON document to ``target`` (``-``: ``stdout``), if any."""
+        if target is None:
+            return
+        if target == "-":
+            stdout.write(self.dumps(), ending="")
+            return
+        try:
+            with open(target, "w", encoding="utf-8") as handle:
+                handle.write(self.dumps())
+        except OSError as error:
+            raise CommandError(f"Could not write the report: {error}") from error
+
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
 

@@ -171,8 +171,10 @@ class Retry:
                         f"HTTP {status}" if status else type(error).__name__
                     )
                     said = first_line(error).rstrip(".")
+                    if not said.startswith(cause):
+                        said = f"{cause}: {said}"
                     raise PermanentError(
-                        f"{what}: {cause}: {said}. The destination refuses every "
+                        f"{what}: {said}. The destination refuses every "
                         "request like this; check its credentials, bucket and "
                         "permissions."
                     ) from error

@@ -218,7 +218,7 @@ def test_a_destination_that_dies_mid_upload_stops_the_run_in_seconds(
     _, stderr = process.communicate(timeout=60)
     assert time.monotonic() - stopped < 15
     assert process.returncode == 1
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stderr, stderr
     lines = stderr.splitlines()
     assert len(lines) <= 10, lines
     assert "cannot be reached" in lines[-1] and "files were not collected" in lines[-1]

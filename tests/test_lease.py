@@ -227,3 +227,18 @@ def test_a_holder_gone_from_this_process_table_is_taken_over_at_once(
     assert process_table().startswith(
         Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     )
+
+
+def test_a_lease_that_is_refused_yet_never_there_fails_in_one_line(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service that answers every create "exists" and every read "none"
+    (a misread error) stops the run instead of spinning."""
+    monkeypatch.setattr(backend, "create", lambda name, data: None)
+    monkeypatch.setattr(backend, "fetch", lambda name: None)
+    with pytest.raises(CommandError) as raised:
+        lease(backend, Clock(), []).acquire()
+    assert str(raised.value) == (
+        "Could not take the lease 'x.lease': the destination neither accepts "
+        "it nor shows one there."
+    )

@@ -304,9 +304,12 @@ def test_static_root_that_is_a_file_fails_cleanly(tmp_path: Path) -> None:
     result = cli(env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.splitlines()[-1].startswith(
-        "CommandError: 2 static files could not be collected: a.css, b.js"
-    )
+    # The lease, beside the record, is the first thing written there.
+    assert result.stderr.splitlines() == [
+        "CommandError: Could not take the lease on the destination: "
+        "NotADirectoryError: [Errno 20] Not a directory: "
+        f"'{tmp_path / 'taken' / 'static'}'"
+    ]
 
 
 @pytest.mark.parametrize("problem", ["no credentials", "no bucket"])
@@ -340,7 +343,7 @@ def test_s3_permanent_errors_stop_with_one_message(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     expected = "NoSuchBucket" if problem == "no bucket" else "NoCredentialsError"
-    assert lines[0].startswith(f"CommandError: Listing the destination: {expected}")
+    assert lines[0].startswith(f"CommandError: Taking the lease: {expected}")
 
 
 def test_path_escaping_the_destination_is_refused_and_named(
@@ -400,7 +403,8 @@ def test_awkward_names_round_trip_on_s3(
     assert bucket.contents() == read_tree(source)
     s3_server.reset_requests()
     assert run_collectstatic().stdout == "\n0 static files copied, 5 unmodified.\n"
-    assert not [r for r in s3_server.requests() if r.startswith("PUT")]
+    written = [r for r in s3_server.requests() if r.startswith("PUT")]
+    assert written == [f"PUT /{bucket.name}/{RECORD}.lease"]
 
 
 def test_sigterm_stops_cleanly_and_records_only_what_landed(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from django.core.files.storage import Storage
 
 from ..digest import Digest
 from ..retry import first_line
-from .base import Backend, Listing, Remote
+from .base import Backend, Listing, Payload, Remote
 
 #: Blobs per List Blobs page (the service's maximum).
 AZURE_LIST_PAGE = 5000
@@ -170,28 +170,28 @@ class AzureBackend(Backend):
             return None
         return data, str(downloader.properties.etag)
 
-    def create(self, name: str, data: bytes) -> str | None:
+    def create(self, name: str, data: Payload) -> str | None:
         return self._upload(name, data, {"overwrite": False})
 
-    def replace(self, name: str, data: bytes, version: str) -> str | None:
+    def replace(self, name: str, data: Payload, version: str) -> str | None:
         from azure.core import MatchConditions
 
         match = MatchConditions.IfNotModified
         condition = {"overwrite": True, "etag": version, "match_condition": match}
         return self._upload(name, data, condition)
 
-    def _upload(self, name: str, data: bytes, condition: dict[str, Any]) -> str | None:
+    def _upload(
+        self, name: str, data: Payload, condition: dict[str, Any]
+    ) -> str | None:
         """Upload ``data`` on ``condition``; its ETag, None if not met."""
-        from azure.core import exceptions
+        from azure.core import exceptions as failed
 
         blob = self.azure.client.get_blob_client(self.blob_name(name))
         try:
             answer = blob.upload_blob(data, timeout=self.azure.timeout, **condition)
-        except (
-            exceptions.ResourceExistsError,
-            exceptions.ResourceModifiedError,
-            exceptions.ResourceNotFoundError,
-        ):
+        except (failed.ResourceExistsError, failed.ResourceModifiedError):
+            return None  # (and a replace of what is gone:)
+        except failed.ResourceNotFoundError:
             return None
         return str(answer["etag"])
 

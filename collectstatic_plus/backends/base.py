@@ -23,7 +23,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
@@ -67,6 +67,14 @@ class Remote(NamedTuple):
         """The content's MD5 when the ETag is one (a single-part upload)."""
         etag = self.etag
         return etag if etag is not None and MD5.fullmatch(etag) else None
+
+
+#: What a conditional write takes: bytes, or a file to read them from.
+Payload = bytes | IO[bytes]
+
+
+def as_bytes(data: Payload) -> bytes:
+    return data if isinstance(data, bytes) else data.read()
 
 
 def content_version(data: bytes) -> str:
@@ -207,9 +215,10 @@ class Backend:
         data = self.read(name)
         return None if data is None else (data, content_version(data))
 
-    def create(self, name: str, data: bytes) -> str | None:
+    def create(self, name: str, data: Payload) -> str | None:
         """Write ``data`` at ``name`` if nothing is there; its version, or
         None if something is."""
+        data = as_bytes(data)
         if self.storage.exists(name):
             return None
         saved = self.storage.save(name, ContentFile(data))
@@ -218,7 +227,7 @@ class Backend:
             return None
         return content_version(data)
 
-    def replace(self, name: str, data: bytes, version: str) -> str | None:
+    def replace(self, name: str, data: Payload, version: str) -> str | None:
         """Write ``data`` over ``name`` if it is still at ``version``; the new
         version, or None if it is not."""
         current = self.fetch(name)

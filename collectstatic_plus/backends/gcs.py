@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from django.core.files.storage import Storage
 
 from ..digest import Digest
 from ..retry import first_line
-from .base import Backend, Listing, Remote
+from .base import Backend, Listing, Payload, Remote
 
 #: Calls in one batch request (the service's limit; the client allows more).
 GCS_DELETE_BATCH = 100
@@ -133,10 +134,10 @@ class GCSBackend(Backend):
             data = blob.download_as_bytes(if_generation_match=blob.generation)
         return data, str(blob.generation)
 
-    def create(self, name: str, data: bytes) -> str | None:
+    def create(self, name: str, data: Payload) -> str | None:
         return self._upload(name, data, 0)
 
-    def replace(self, name: str, data: bytes, version: str) -> str | None:
+    def replace(self, name: str, data: Payload, version: str) -> str | None:
         return self._upload(name, data, int(version))
 
     def remove(self, name: str, version: str) -> bool:
@@ -149,7 +150,7 @@ class GCSBackend(Backend):
             return False
         return True
 
-    def _upload(self, name: str, data: bytes, generation: int) -> str | None:
+    def _upload(self, name: str, data: Payload, generation: int) -> str | None:
         """Upload ``data`` if the blob is at ``generation``; its new one."""
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
@@ -162,8 +163,9 @@ class GCSBackend(Backend):
         for prop, value in params.items():
             setattr(blob, prop, value)
         try:
-            blob.upload_from_string(
-                data,
+            blob.upload_from_file(
+                io.BytesIO(data) if isinstance(data, bytes) else data,
+                rewind=True,
                 content_type=content_type,
                 predefined_acl=acl,
                 if_generation_match=generation,

@@ -11,7 +11,7 @@ from stat import S_ISLNK
 from django.core.files.storage import FileSystemStorage, Storage
 
 from ..digest import Digest
-from .base import Backend, Listing, Readable, Remote, content_version
+from .base import Backend, Listing, Payload, Readable, Remote, as_bytes, content_version
 
 
 class LocalBackend(Backend):
@@ -50,7 +50,8 @@ class LocalBackend(Backend):
             return None
         return data, content_version(data)
 
-    def create(self, name: str, data: bytes) -> str | None:
+    def create(self, name: str, data: Payload) -> str | None:
+        data = as_bytes(data)
         path = self.storage.path(name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         try:
@@ -61,7 +62,8 @@ class LocalBackend(Backend):
             handle.write(data)
         return content_version(data)
 
-    def replace(self, name: str, data: bytes, version: str) -> str | None:
+    def replace(self, name: str, data: Payload, version: str) -> str | None:
+        data = as_bytes(data)
         current = self.fetch(name)
         if current is None or current[1] != version:
             return None

@@ -20,14 +20,15 @@ from typing import Any
 from django.core.files.storage import Storage
 
 from ..digest import Digest, digest_stream
-from .base import Backend, Listing, Readable, Remote
+from .base import Backend, Listing, Payload, Readable, Remote
 
 #: Operations whose answer carries the new object's ETag.
 UPLOADS = {"PutObject", "CompleteMultipartUpload"}
 
 #: A condition not met (412), or met by another writer at the same moment
-#: (409 ConditionalRequestConflict); 404: nothing there to match.
-CONDITION_FAILED = (404, 409, 412)
+#: (409 ConditionalRequestConflict); NoSuchKey: nothing there to match (not
+#: NoSuchBucket, also a 404: that is no condition).
+CONDITION_FAILED = (409, 412)
 
 #: Keys in one S3 DeleteObjects request (the service's limit).
 S3_DELETE_BATCH = 1000
@@ -182,10 +183,10 @@ class S3Backend(Backend):
         with contextlib.closing(response["Body"]) as body:
             return body.read(), str(response["ETag"]).strip('"')
 
-    def create(self, name: str, data: bytes) -> str | None:
+    def create(self, name: str, data: Payload) -> str | None:
         return self._put(name, data, IfNoneMatch="*")
 
-    def replace(self, name: str, data: bytes, version: str) -> str | None:
+    def replace(self, name: str, data: Payload, version: str) -> str | None:
         return self._put(name, data, IfMatch=f'"{version}"')
 
     def remove(self, name: str, version: str) -> bool:
@@ -196,12 +197,16 @@ class S3Backend(Backend):
                 IfMatch=f'"{version}"',
             )
         except Exception as error:
-            if self.describe(error)[0] in CONDITION_FAILED:
+            if self.condition_failed(error):
                 return False
             raise
         return True
 
-    def _put(self, name: str, data: bytes, **condition: str) -> str | None:
+    def condition_failed(self, error: Exception) -> bool:
+        status, code = self.describe(error)
+        return status in CONDITION_FAILED or code == "NoSuchKey"
+
+    def _put(self, name: str, data: Payload, **condition: str) -> str | None:
         """Upload ``data`` on ``condition``; its ETag, None if not met."""
         params = self.s3._get_write_parameters(name)
         params.pop("ContentEncoding", None)  # ``data`` is not compressed
@@ -214,7 +219,7 @@ class S3Backend(Backend):
                 **condition,
             )
         except Exception as error:
-            if self.describe(error)[0] in CONDITION_FAILED:
+            if self.condition_failed(error):
                 return None
             raise
         return str(response["ETag"]).strip('"')

@@ -84,22 +84,11 @@ class Command(stock.Command):
     def clear_dir(self, path: str) -> None:
         """Stock's, but the sync record and the lease are no static files:
         not printed, counted or deleted (the run deletes the record)."""
-        ours = self.run_options.own_files
-        if path or not ours:  # path: stock recursing
+        own = self.run_options.own_files
+        if path or not own:  # path: stock recursing
             return super().clear_dir(path)
-        listdir = self.storage.listdir
-
-        def without_record(where: str) -> tuple[list[str], list[str]]:
-            dirs, files = listdir(where)
-            folder = where.strip("/")
-            inside = f"{folder}/" if folder else ""
-            return dirs, [name for name in files if inside + name not in ours]
-
-        self.storage.listdir = without_record
-        try:
+        with ours.listing_without(self.storage, own):
             super().clear_dir(path)
-        finally:
-            del self.storage.listdir
 
     def log(self, msg: str, level: int = 2) -> None:
         """Serialise log lines: workers log concurrently."""
@@ -139,7 +128,7 @@ class Command(stock.Command):
         prompt (``input`` writes to ``sys.stdout``) and ours go to stderr.
         """
         check_target(options.get("report"))
-        self.storage_ready()
+        ours.storage_ready(lambda: self.local)
         with contextlib.ExitStack() as people_on_stderr:
             if options.get("report") == "-":
                 self.report_out = self.stdout
@@ -163,11 +152,7 @@ class Command(stock.Command):
             raise CommandError("Can't symlink to a remote destination.")
         if self.symlink:
             return super().collect()
-        storage_class = self.storage.__class__
-        self.report.storage = {
-            "class": f"{storage_class.__module__}.{storage_class.__qualname__}",
-            "location": str(getattr(self.storage, "location", "") or ""),
-        }
+        self.report.describe_storage(self.storage)
         options = self.run_options.for_destination(self.local)
         terminal = self.terminal()
         run = Run(self.storage, options, self, self.report, terminal)
@@ -192,7 +177,7 @@ class Command(stock.Command):
             raise
         finally:
             self.stdout, self.stderr = shown
-            self.write_report()
+            self.report.write(self.given.get("report"), self.report_out or self.stdout)
         self.copied_files += outcome.copied
         self.unmodified_files += outcome.unmodified
         self.post_processed_files = outcome.post_processed
@@ -206,41 +191,11 @@ class Command(stock.Command):
             self.stdout.write("\n".join(self.report.phase_lines()))
         return self.collected()
 
-    def storage_ready(self) -> None:
-        """A storage that fails as it is built or first used (no credentials,
-        an endpoint down, a manifest it cannot read) is one line."""
-        try:
-            self.local  # noqa: B018  (builds the storage and asks it)
-        except (ImproperlyConfigured, CommandError):
-            raise  # stock raises these (Django's own tests expect them)
-        except Exception as error:
-            from django.conf import settings
-
-            backend = settings.STORAGES.get("staticfiles", {}).get("BACKEND")
-            raise CommandError(
-                f"The static files storage ({backend}) could not be set up: "
-                f"{first_line(error)}"
-            ) from error
-
     def terminal(self) -> Terminal | None:
         """Where a live progress line goes: stderr if a TTY, at -v 1."""
         if self.verbosity == 1 and self.stderr.isatty():
             return Terminal(cast(TextIO, self.stderr._out))
         return None
-
-    def write_report(self) -> None:
-        target = self.given.get("report")
-        if target is None:
-            return
-        text = self.report.dumps()
-        if target == "-":
-            (self.report_out or self.stdout).write(text, ending="")
-            return
-        try:
-            with open(target, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        except OSError as error:
-            raise CommandError(f"Could not write the report: {error}") from error
 
     def collected(self) -> dict[str, list[str]]:
         """What stock's ``collect`` returns, on the installed Django."""

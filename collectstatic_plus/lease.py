@@ -195,6 +195,8 @@ class Lease:
                     )
                 continue
             theirs, their_version = Holder.loads(found[0]), found[1]
+            if self.mine(theirs, their_version):
+                return  # an attempt whose answer was lost had taken it
             now = self.clock()
             if theirs is None or theirs.until < now or theirs.gone():
                 taken = self.write(
@@ -270,7 +272,17 @@ class Lease:
         except Exception:  # tried again at the next beat, while time is left
             return
         if not renewed:
-            self.lost = "another run replaced it"
+            found = self.call("Reading the lease", self.backend.fetch)
+            if found is None or not self.mine(Holder.loads(found[0]), found[1]):
+                self.lost = "another run replaced it"
+
+    def mine(self, holder: Holder | None, version: str) -> bool:
+        """Whether ``holder`` is this run (a write retried after its answer
+        was lost had landed); if so, the lease is held at ``version``."""
+        if holder is None or holder.id != self.me.id:
+            return False
+        self.version, self.until = version, holder.until
+        return True
 
     def holds(self) -> bool:
         """Whether no other run can have taken the lease: renewed recently

@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable, Collection, Mapping
+from typing import IO
 
 import django
 from django.core.exceptions import ImproperlyConfigured
@@ -23,7 +24,8 @@ from django.core.management.base import CommandError
 
 from . import __version__
 from .backends import backend_for
-from .backends.base import Backend, Listing, Remote
+from .backends.base import Backend, Listing, Remote, content_version
+from .digest import digest_stream
 from .options import RunOptions
 from .plan import saw_same
 from .record import Entry, Processed, Record, RecordError, read
@@ -77,7 +79,7 @@ class Recorder:
         fingerprint = self.destination.fingerprint()
 
         def load() -> Record | None:
-            if self.backend.local:  # its version first (a streamed MD5)
+            if self.backend.local:  # its version first (a stat: no read)
                 self.version, self.read_version = self.current_version(), True
             elif self.backend.conditional:  # read whole, with its version
                 found = self.backend.fetch(self.name)
@@ -203,12 +205,24 @@ class Recorder:
                 raise CommandError(message)
             self.warn(message)
 
+    def landed_already(self, spool: IO[bytes]) -> str | None:
+        """The record's version if it is already this very record: an
+        earlier attempt of this write landed and its answer was lost."""
+        found = self.backend.fetch(self.name)
+        spool.seek(0)
+        if found is None or content_version(found[0]) != digest_stream(spool).md5:
+            return None
+        return found[1]
+
     def current_version(self) -> str | None:
         """The record's version at the destination now (None: none there);
-        on local disk its MD5, read a chunk at a time."""
+        on local disk its inode, size and modification time."""
         if self.backend.local:
-            digest = self.backend.digest(self.name)
-            return None if digest is None else digest.md5
+            try:
+                stat = os.stat(self.backend.storage.path(self.name))
+            except FileNotFoundError:
+                return None
+            return f"{stat.st_ino}-{stat.st_size}-{stat.st_mtime_ns}"
         found = self.backend.fetch(self.name)
         return None if found is None else found[1]
 
@@ -239,6 +253,7 @@ class Recorder:
                     version = backend.create(name, spool)
                 else:
                     version = backend.replace(name, spool, self.version)
+                version = version or self.landed_already(spool)
                 self.version = version or self.version
                 return version is not None
             if backend.local:

@@ -256,7 +256,9 @@ class Run:
     def transfer(self, known: Knowledge) -> None:
         """Decide each file in finder order, and copy on the pool."""
         copier, outcome = self.copier, self.outcome
-        size = sum(s.digest.size for s in self.sources.values() if s.digest)
+        # Bytes are shown only if every size is known (not on a cold run).
+        digests = [source.digest for source in self.sources.values()]
+        size = sum(d.size for d in digests if d) if all(digests) else 0
         progress = Progress(self.terminal, "Collecting", len(self.sources), size)
 
         def copy(source: Source, decision: object) -> None:

@@ -4,8 +4,11 @@ Azurite's blob service runs in its own process on 127.0.0.1 behind a small
 proxy that counts every request before forwarding it (see
 ``tests/servers/azurite.py``), so the counts are exact. Operations are named
 as in the Blob service REST API: ListBlobs is one page (5,000 blobs), the
-sync record is one GetBlob to read and one PutBlob to write, and ``--delete``
-is one BlobBatch per 256 blobs.
+sync record is one GetBlob to read and one PutBlob to write (conditional,
+without asking first whether the name is free), and ``--delete`` is one
+BlobBatch per 256 blobs. Every run but a dry run also takes a lease beside
+the record (one conditional PutBlob) and gives it back at the end (one
+DeleteBlob).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .conftest import (
     use,
     write_tree,
 )
+from .destinations import REQUESTS
 from .servers.azurite import AzuriteServer, Request
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +51,15 @@ RECORD = ".collectstatic-plus.json"
 #: The blob AzureStorage writes the record to when it has no location: it
 #: strips dots from both ends of a blob name.
 RECORD_BLOB = "collectstatic-plus.json"
+#: The lease a run takes beside the record, and the requests that costs.
+LEASE_BLOB = RECORD_BLOB + ".lease"
+LEASE = REQUESTS["azure"].lease
+
+
+def leased(kinds: dict[str, int]) -> collections.Counter[str]:
+    """A run's requests: ``kinds``, and the lease taken and given back."""
+    return collections.Counter(kinds) + collections.Counter(LEASE)
+
 
 pytestmark = pytest.mark.azure
 
@@ -123,12 +136,14 @@ class Requests:
         self.stderr = stderr
 
     def blobs(self, kind: str) -> list[str]:
-        """The blobs that requests of one operation touched, sorted."""
+        """The blobs that requests of one operation touched, sorted; the
+        lease, written and deleted by every run, is left out."""
         return sorted(
             blob
             for request in self.all
             if request.kind == kind
             and (blob := request.blob(self.container.name)) is not None
+            and blob != LEASE_BLOB
         )
 
     def batches(self) -> list[list[str]]:
@@ -232,8 +247,8 @@ def test_listing_reads_one_page_per_page_size(
     monkeypatch.setattr(AzureBackend, "page_size", 100)
     run = collect(container)
     assert run.stdout == "\n0 static files copied, 250 unmodified.\n"
-    # 251 blobs with the record: pages of 100, 100 and 51.
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 3}
+    # 252 blobs with the record and the lease: pages of 100, 100 and 52.
+    assert run.kinds == leased({"GetBlob": 1, "ListBlobs": 3})
 
 
 # --- incremental runs -------------------------------------------------------
@@ -286,7 +301,7 @@ def test_verify_hashes_gzip_encoded_blobs_as_stored(
 
     run = collect(container, verify=True)
     assert run.stdout == "\n0 static files copied, 1 unmodified.\n"
-    assert run.kinds == {"GetBlob": 2, "ListBlobs": 1, "PutBlob": 1}
+    assert run.kinds == leased({"GetBlob": 2, "ListBlobs": 1, "PutBlob": 1})
     assert run.blobs("PutBlob") == [RECORD_BLOB]
 
 
@@ -297,26 +312,33 @@ def test_default_overwrite_files_false_deletes_then_saves(
     settings.STATICFILES_DIRS = [str(source)]
     use(settings, container.storage(overwrite_files=False))
     cold = collect(container)
-    # AzureStorage asks whether each name is free before writing it.
-    assert cold.kinds == {
-        "GetBlob": 1,
-        "ListBlobs": 2,
-        "GetBlobProperties": 12,
-        "PutBlob": 11,
-    }
+    # AzureStorage asks whether each file's name is free before writing it;
+    # the record is written by a conditional PutBlob, without asking.
+    assert cold.kinds == leased(
+        {
+            "GetBlob": 1,
+            "ListBlobs": 2,
+            "GetBlobProperties": 10,
+            "PutBlob": 11,
+        }
+    )
     (source / "d0/f0.css").write_text("/* changed */\n")
     changed = collect(container)
     assert changed.stdout == "\n1 static file copied, 9 unmodified.\n"
-    assert changed.blobs("DeleteBlob") == sorted(["d0/f0.css", RECORD_BLOB])
+    # The changed file is deleted, then saved; the record is replaced in
+    # place by its conditional PutBlob, not deleted.
+    assert changed.blobs("DeleteBlob") == ["d0/f0.css"]
     assert changed.blobs("PutBlob") == sorted(["d0/f0.css", RECORD_BLOB])
-    assert changed.kinds == {
-        "GetBlob": 1,
-        "ListBlobs": 2,
-        "GetBlobProperties": 3,
-        "DeleteBlob": 2,
-        "PutBlob": 2,
-    }
-    assert collect(container).kinds == {"GetBlob": 1, "ListBlobs": 1}
+    assert changed.kinds == leased(
+        {
+            "GetBlob": 1,
+            "ListBlobs": 2,
+            "GetBlobProperties": 1,
+            "DeleteBlob": 1,
+            "PutBlob": 2,
+        }
+    )
+    assert collect(container).kinds == leased({"GetBlob": 1, "ListBlobs": 1})
     assert container.contents() == read_tree(source)
 
 
@@ -334,7 +356,9 @@ def test_delete_keeps_the_record_when_there_is_no_location(
     run = collect(container, delete_unowned=True)
     assert run.batches() == [["stale.css"]]
     assert RECORD_BLOB in container.names()
-    assert collect(container, delete=True).kinds == {"GetBlob": 1, "ListBlobs": 1}
+    assert collect(container, delete=True).kinds == leased(
+        {"GetBlob": 1, "ListBlobs": 1}
+    )
 
 
 def test_delete_batches_256_blobs_per_request(
@@ -352,7 +376,9 @@ def test_delete_batches_256_blobs_per_request(
         read_tree(old)
     )
     # a.css, the record, then the record without the deleted blobs.
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 2, "PutBlob": 3, "BlobBatch": 2}
+    assert run.kinds == leased(
+        {"GetBlob": 1, "ListBlobs": 2, "PutBlob": 3, "BlobBatch": 2}
+    )
     assert container.contents() == {"a.css": b"a"}
 
 
@@ -422,15 +448,18 @@ def test_reported_requests_are_the_requests_azurite_saw(
     (source / "d1/f1.css").write_text("/* changed */\n")
     report = tmp_path / "report.json"
     run = collect(container, delete=True, parallel=4, report=str(report))
+    # d1/f1.css, the record, then the record without d0/f0.css; and the lease.
     assert (
         json.loads(report.read_text())["requests"]
         == dict(run.kinds)
-        == {
-            "BlobBatch": 1,
-            "GetBlob": 1,
-            "ListBlobs": 2,
-            "PutBlob": 2,
-        }
+        == leased(
+            {
+                "BlobBatch": 1,
+                "GetBlob": 1,
+                "ListBlobs": 2,
+                "PutBlob": 3,
+            }
+        )
     )
 
 
@@ -447,4 +476,4 @@ def test_manifest_is_rewritten_in_place_without_a_delete(
     (source / "css/c.css").write_text("q { color: blue }\n")
     run = collect(container, parallel=8)
     assert "staticfiles.json" in run.blobs("PutBlob")
-    assert run.kinds == {"GetBlob": 1, "ListBlobs": 2, "PutBlob": 4}
+    assert run.kinds == leased({"GetBlob": 1, "ListBlobs": 2, "PutBlob": 4})

@@ -11,9 +11,15 @@ Requests by kind, as counted here:
 - DOWNLOAD: one media download (the sync record, or a blob read back);
 - META: one ``objects.get`` of a blob's metadata. django-storages makes one
   before every upload (``GoogleCloudFile`` looks the blob up to keep its
-  metadata), so an upload costs META + UPLOAD;
-- UPLOAD: one upload (multipart: metadata and bytes in one request);
+  metadata), so a file's upload costs META + UPLOAD;
+- UPLOAD: one upload (multipart: metadata and bytes in one request). The
+  sync record is uploaded by the backend itself, on the condition that it is
+  still the generation the run read: UPLOAD alone, no META;
+- DELETE: one ``objects.delete``;
 - BATCH: one batch request (up to 100 deletes inside).
+
+Every run but a dry run also takes a lease beside the record (one
+conditional UPLOAD) and gives it back at the end (one DELETE).
 
 Recent google-cloud-storage (3.17 here) also looks each bucket up once per
 client, in a background thread (``buckets.get``, for tracing attributes), even
@@ -49,6 +55,7 @@ from .conftest import (
     use,
     write_tree,
 )
+from .destinations import REQUESTS
 from .servers.gcs import GCSServer, kind
 
 pytestmark = pytest.mark.gcs
@@ -56,6 +63,14 @@ REPO = Path(__file__).resolve().parents[1]
 RECORD = ".collectstatic-plus.json"
 GCS = "storages.backends.gcloud.GoogleCloudStorage"
 GCS_MANIFEST = "tests.gcs_storages.GCSManifestStorage"
+#: The lease a run takes beside the record, and the requests that costs.
+LEASE_KEY = RECORD + ".lease"
+LEASE = REQUESTS["gcs"].lease
+
+
+def leased(kinds: dict[str, int]) -> Counter[str]:
+    """A run's requests: ``kinds``, and the lease taken and given back."""
+    return Counter(kinds) + Counter(LEASE)
 
 
 class GCSBucket:
@@ -154,7 +169,10 @@ class Requests:
         recorded = bucket.server.recorded()
         self.lines = recorded["requests"]
         self.kinds = Counter(kind(line) for line in self.lines)
-        self.uploaded = sorted(recorded["uploaded"])
+        # The lease, written and deleted by every run, is left out.
+        self.uploaded = sorted(
+            name for name in recorded["uploaded"] if name != LEASE_KEY
+        )
         self.batched = recorded["batched"]
         self.bucket = bucket
         self.stdout = stdout
@@ -192,8 +210,9 @@ def test_no_change_rerun_reads_the_record_and_a_listing_page_per_thousand_blobs(
     run = collect(bucket, parallel=32)
 
     assert run.stdout == "\n0 static files copied, 1200 unmodified.\n"
-    # One download of the record, two listing pages; nothing written.
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 2}
+    # One download of the record, two listing pages; nothing written but
+    # the lease, taken and given back.
+    assert run.kinds == leased({"DOWNLOAD": 1, "LIST": 2})
     assert run.names("DOWNLOAD") == [RECORD]
 
 
@@ -209,7 +228,7 @@ def test_delete_sends_at_most_100_deletes_per_batch_request(
         bucket.put(name, b"stale")
     run = collect(bucket, delete_unowned=True)
 
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1, "BATCH": 3}
+    assert run.kinds == leased({"DOWNLOAD": 1, "LIST": 1, "BATCH": 3})
     assert run.batch_deleted == stale
     assert sorted(bucket.contents()) == sorted(read_tree(source))
 
@@ -247,7 +266,7 @@ def test_verify_trusts_listed_md5s_and_downloads_only_the_blob_that_differs(
     # could still be the same content stored gzipped: one download tells.
     assert run.names("DOWNLOAD") == sorted([RECORD, "d0/f5.css"])
     assert run.uploaded == ["d0/f5.css"]
-    assert run.kinds == {"DOWNLOAD": 2, "LIST": 2, "META": 1, "UPLOAD": 1}
+    assert run.kinds == leased({"DOWNLOAD": 2, "LIST": 2, "META": 1, "UPLOAD": 1})
 
 
 def test_gzipped_blobs_are_recognised_by_the_record(
@@ -263,7 +282,7 @@ def test_gzipped_blobs_are_recognised_by_the_record(
     assert bucket.md5s() != {n: md5(d) for n, d in read_tree(source).items()}
     run = collect(bucket)
     assert run.stdout == "\n0 static files copied, 10 unmodified.\n"
-    assert run.kinds == {"DOWNLOAD": 1, "LIST": 1}
+    assert run.kinds == leased({"DOWNLOAD": 1, "LIST": 1})
 
 
 def test_manifest_storage_no_change_rerun_in_a_new_process_writes_nothing(
@@ -279,7 +298,7 @@ def test_manifest_storage_no_change_rerun_in_a_new_process_writes_nothing(
     assert "Post-processing up to date." in run.stdout
     # The record and one listing page; the new storage instance also reads its
     # manifest when Django constructs it (ManifestFilesMixin.__init__).
-    assert run.kinds == {"DOWNLOAD": 2, "LIST": 1, "META": 1}
+    assert run.kinds == leased({"DOWNLOAD": 2, "LIST": 1, "META": 1})
 
 
 def test_the_client_adds_one_bucket_lookup_per_run_by_default(
@@ -303,7 +322,7 @@ def test_the_client_adds_one_bucket_lookup_per_run_by_default(
         assert time.monotonic() < deadline
         time.sleep(0.01)
     kinds = Counter(kind(line) for line in bucket.server.requests())
-    expected = {"DOWNLOAD": 1, "LIST": 1}
+    expected = leased({"DOWNLOAD": 1, "LIST": 1})
     assert kinds == (expected if cache is None else {**expected, "BUCKET": 1})
 
 
@@ -316,11 +335,14 @@ def test_backend_reports_requests_by_json_api_method(
     collect(bucket, report=str(report))
     import json
 
+    # Four files (a lookup and an insert each), the record (an insert), the
+    # lease (an insert and a delete).
     assert json.loads(report.read_text())["requests"] == {
         "objects.download": 1,
         "objects.list": 2,
-        "objects.get": 5,
-        "objects.insert": 5,
+        "objects.get": 4,
+        "objects.insert": 6,
+        "objects.delete": 1,
     }
     bucket.put("stale.css", b"stale")
     collect(bucket, report=str(report), delete_unowned=True)
@@ -328,6 +350,8 @@ def test_backend_reports_requests_by_json_api_method(
         "objects.download": 1,
         "objects.list": 1,
         "batch": 1,
+        "objects.insert": 1,
+        "objects.delete": 1,
     }
 
 
@@ -475,17 +499,18 @@ def test_delete_falls_back_to_one_request_per_blob_when_batches_are_not_served(
     finally:
         bucket.server.serve_batches(True)
     # One batch the client cannot read, a delete per blob, then the record
-    # without them (django-storages looks the blob up first: META).
-    assert run.kinds == {
-        "DOWNLOAD": 1,
-        "LIST": 1,
-        "BATCH": 1,
-        "DELETE": 2,
-        "META": 1,
-        "UPLOAD": 1,
-    }
+    # without them (a conditional upload: no META).
+    assert run.kinds == leased(
+        {
+            "DOWNLOAD": 1,
+            "LIST": 1,
+            "BATCH": 1,
+            "DELETE": 2,
+            "UPLOAD": 1,
+        }
+    )
     assert "Deleting stale 'old/a.css'" in run.stdout
     assert "Deleting stale 'old/b.css'" in run.stdout
     assert sorted(bucket.contents()) == sorted(read_tree(source))
     # The next --delete has nothing left to do.
-    assert collect(bucket, delete=True).kinds == {"DOWNLOAD": 1, "LIST": 1}
+    assert collect(bucket, delete=True).kinds == leased({"DOWNLOAD": 1, "LIST": 1})

@@ -242,3 +242,27 @@ def test_a_lease_that_is_refused_yet_never_there_fails_in_one_line(
         "Could not take the lease 'x.lease': the destination neither accepts "
         "it nor shows one there."
     )
+
+
+def test_a_lease_whose_answer_was_lost_is_known_as_ours(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The create landed, its answer did not: the retry finds the lease
+    taken, by this very run, and holds it (no wait, no takeover)."""
+    create, lost = backend.create, []
+
+    def create_then_lose_the_answer(name: str, data: bytes) -> str | None:
+        version = create(name, data)
+        if not lost:
+            lost.append(version)
+            raise ConnectionResetError("the answer was lost")
+        return version
+
+    monkeypatch.setattr(backend, "create", create_then_lose_the_answer)
+    clock, said = Clock(), []
+    held = Lease(backend, Retry(sleep=clock.sleep), "x.lease", TTL, 0, said.append)
+    held.acquire()
+    assert held.version == lost[0] and held.holds()
+    assert said == [] and held.lost is None and clock.slept  # retried once
+    held.release()
+    assert backend.fetch("x.lease") is None

@@ -116,8 +116,10 @@ def test_s3_through_environment_switch(tmp_path: Path, s3_server: S3Server) -> N
     counts = kinds(s3_server.requests())
     local_tree = read_tree(local)
     assert result.stdout.splitlines()[-1] == summary(len(local_tree), None)
-    # Read the record (absent), list once, a PUT per file + record.
-    assert counts == {"GET": 1, "LIST": 1, "PUT": len(local_tree) + 1}
+    # Take the lease, read the record (absent), list once, a PUT per file +
+    # record, give the lease back.
+    files = len(local_tree)
+    assert counts == {"GET": 1, "LIST": 1, "PUT": 1 + files + 1, "DELETE": 1}
     assert bucket.contents() == local_tree
 
 

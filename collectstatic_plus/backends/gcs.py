@@ -154,6 +154,9 @@ class GCSBackend(Backend):
         """Upload ``data`` if the blob is at ``generation``; its new one."""
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
+        stream = io.BytesIO(data) if isinstance(data, bytes) else data
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
         blob = self.gcs.bucket.blob(self.blob_name(name))
         # As the storage's _save: its object parameters and ACL (no gzip).
         params = self.gcs.get_object_parameters(self.blob_name(name))
@@ -163,9 +166,9 @@ class GCSBackend(Backend):
         for prop, value in params.items():
             setattr(blob, prop, value)
         try:
-            blob.upload_from_file(
-                io.BytesIO(data) if isinstance(data, bytes) else data,
-                rewind=True,
+            blob.upload_from_file(  # with its size: one request, not two
+                stream,
+                size=size,
                 content_type=content_type,
                 predefined_acl=acl,
                 if_generation_match=generation,

@@ -233,7 +233,14 @@ class Injector:
         draw, pick = draws.random(), draws.choice(config.kinds)
         delay = draws.uniform(config.delay_min, config.delay_max)
         kind: str | None = None
-        if config.throttle_seconds > 0 and config.throttle_on in ("*", request.method):
+        # A burst is meant for the run's files: the lease (a run's first and
+        # last request) neither starts it nor meets it.
+        lease = request.key.endswith(".lease")
+        if (
+            config.throttle_seconds > 0
+            and config.throttle_on in ("*", request.method)
+            and not lease
+        ):
             now = time.monotonic()
             if self.throttle_from is None:
                 self.throttle_from = now

@@ -71,7 +71,8 @@ class Command(stock.Command):
         ours.add_arguments(parser)
 
     def set_options(self, **options: Any) -> None:
-        """Also keep our options (``--check`` is a dry run)."""
+        """Also keep our options (``--check`` is a dry run), and build the
+        storage now (stock first touches it right after, for its prompt)."""
         if options.get("check"):
             options["dry_run"] = True
         super().set_options(**options)
@@ -80,6 +81,7 @@ class Command(stock.Command):
         keep_files = self.dry_run or options.get("report") is not None
         self.report = Report(self.dry_run, keep_files=keep_files)
         self.report.options = {key: options.get(key) for key in REPORTED_OPTIONS}
+        ours.storage_ready(lambda: self.local)
 
     def clear_dir(self, path: str) -> None:
         """Stock's, but the sync record and the lease are no static files:
@@ -128,7 +130,6 @@ class Command(stock.Command):
         prompt (``input`` writes to ``sys.stdout``) and ours go to stderr.
         """
         check_target(options.get("report"))
-        ours.storage_ready(lambda: self.local)
         with contextlib.ExitStack() as people_on_stderr:
             if options.get("report") == "-":
                 self.report_out = self.stdout

@@ -38,7 +38,7 @@ from .options import RunOptions
 from .progress import Progress, Terminal
 from .record import Processed, Record
 from .report import Report
-from .retry import Retry
+from .retry import Retry, first_line
 from .sources import Source
 from .staging import FlushError, Staging
 from .target import Target
@@ -271,8 +271,8 @@ class PostProcessing:
                 ):
                     if isinstance(done, RuntimeError) and incremental:
                         raise NotSettled  # its passes ran out: run them all
-                    if isinstance(done, Exception):
-                        self.fail(original, done)
+                    if isinstance(done, Exception):  # dry: the report says it
+                        self.fail(original, done, quietly=simulated)
                     source = owner.get(original, original)
                     variant = processed_path in (f"{original}.gz", f"{original}.br")
                     if variant and progress.total is not None:
@@ -304,7 +304,7 @@ class PostProcessing:
             if isinstance(error, NotSettled):
                 raise
             self.report.post_processing = {
-                "status": f"not simulated ({type(error).__name__}: {error})"
+                "status": f"not simulated ({first_line(error)})"
             }
             return None
         finally:
@@ -385,9 +385,10 @@ class PostProcessing:
                 f"{names}. The manifest was not updated."
             ) from None
 
-    def fail(self, original: str, error: Exception) -> None:
-        """A failure the storage yielded: reported and raised as stock does
-        (the blank line keeps it from hiding in the traceback above it)."""
+    def fail(self, original: str, error: Exception, quietly: bool = False) -> None:
+        """A failure the storage yielded: said and raised as stock does."""
+        if quietly:
+            raise error
         self.host.stderr.write(f"Post-processing '{original}' failed!")
         self.host.stderr.write()
         if not RAISES_COMMAND_ERROR:

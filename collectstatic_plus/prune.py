@@ -89,8 +89,7 @@ class Pruner:
         keep: set[str],
     ) -> Deletions:
         """What is stale among ``candidates`` (what the destination holds):
-        ours and not kept; and what is not ours. Raises CommandError (before
-        anything is written) when more than ``--max-delete`` are stale."""
+        ours and not kept; and what is not ours."""
         if previous is None:
             reason = "no sync record yet: nothing here is known to be ours"
             return Deletions([], [], reason)
@@ -104,6 +103,11 @@ class Pruner:
             (stale if name in owned else unowned).append(name)
         if self.options.delete_unowned:
             stale, unowned = sorted(stale + unowned), []
+        return Deletions(stale, unowned)
+
+    def check_limit(self, stale: list[str]) -> None:
+        """A CommandError (before anything is written) when more than
+        ``--max-delete`` are stale, naming the first 20."""
         limit = self.options.max_delete
         if limit is not None and len(stale) > limit and not self.options.dry_run:
             named = ", ".join(stale[:NAMED])
@@ -113,7 +117,6 @@ class Pruner:
                 f"--max-delete {limit}; nothing was written or deleted: "
                 f"{named}{more}."
             )
-        return Deletions(stale, unowned)
 
     @staticmethod
     def owned(previous: Record) -> set[str]:

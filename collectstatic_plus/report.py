@@ -24,7 +24,7 @@ from django.core.management.base import CommandError
 from . import __version__
 from .progress import human_size
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Per-file actions, in the order the summary table lists them.
 ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")
@@ -169,6 +169,7 @@ class Report:
             ],
             "totals": self.totals(),
             "post_processing": self.post_processing,
+            "deletions": self.deletions,
             "timings": {k: round(v, 4) for k, v in sorted(self.timings.items())},
             "requests": dict(sorted(self.requests.items())),
             "errors": self.errors,

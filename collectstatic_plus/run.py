@@ -349,11 +349,12 @@ class Run:
         outputs, current = predicted_outputs(last, digests)
         keep = self.keep(outputs, current)
         found = candidates(self.listing, self.previous)
-        self.deletions = self.pruner.plan(found, self.previous, keep)
-        if self.deletions.reason:
-            self.report.deletions = {"reason": self.deletions.reason}
+        self.deletions = deletions = self.pruner.plan(found, self.previous, keep)
+        self.report.deletions = {"stale": deletions.stale, "unowned": deletions.unowned}
+        if deletions.reason:
+            self.report.deletions["reason"] = deletions.reason
+        self.pruner.check_limit(deletions.stale)
         if self.deletions.unowned:
-            self.report.deletions = {"unowned": self.deletions.unowned}
             shown = ", ".join(self.deletions.unowned[:3])
             self.warn(
                 f"{len(self.deletions.unowned)} file(s) not written by "

@@ -536,6 +536,30 @@ def test_a_dry_run_reads_as_a_real_run_and_writes_nothing(
     assert destination.contents(record=True) == before
 
 
+def test_a_dry_run_says_each_write_and_deletion_in_the_destinations_terms(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    """Beside stock's 'Pretending to copy' lines: new or changed, the size;
+    copy on local disk, upload elsewhere; then the deletions."""
+    destination.use(settings)
+    collect(destination)
+    (source / "d0/f5.css").write_text("/* changed */\n")
+    write_tree(source, {"d9/new.css": "n{}"})
+    (source / "d1/f11.css").unlink()
+    run = collect(destination, dry_run=True, delete=True, verbosity=1)
+    verb = "copy" if isinstance(destination, LocalDestination) else "upload"
+    said = [line for line in run.stdout.splitlines() if line.startswith("Would")]
+    assert sorted(said[:2]) == [  # in the finder's order
+        f"Would {verb} (changed) d0/f5.css (14 B)",
+        f"Would {verb} (new) d9/new.css (3 B)",
+    ]
+    assert said[2:] == ["Would delete d1/f11.css"]
+    assert run.stdout.splitlines()[-3] == (
+        "Dry run: would copy 2 files (17 B) and delete 1 file; nothing was written."
+    )
+    assert run.written == []
+
+
 def test_an_interrupted_run_records_only_what_landed_and_the_next_finishes(
     destination: Destination,
     source: Path,

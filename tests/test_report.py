@@ -128,6 +128,40 @@ def test_report_validates_and_totals_add_up(scene: Path) -> None:
     assert conflict["reason"].endswith("/first won")
 
 
+def test_the_report_says_what_delete_removes_keeps_and_why(
+    scene: Path, static_root: Path
+) -> None:
+    """Ours and stale, removed; a file we never wrote, kept as not ours; and
+    a --max-delete refusal still names every stale file in the report."""
+    (static_root / "theirs.txt").write_text("not ours")
+    with pytest.raises(CommandError):
+        report_of(scene, delete=True, max_delete=0)
+    refused = json.loads((scene / "report.json").read_text())
+    jsonschema.validate(refused, SCHEMA)
+    assert refused["deletions"] == {"stale": ["stale.txt"], "unowned": ["theirs.txt"]}
+    done = report_of(scene, delete=True)
+    jsonschema.validate(done, SCHEMA)
+    assert done["schema_version"] == 2
+    assert done["deletions"] == {"stale": ["stale.txt"], "unowned": ["theirs.txt"]}
+    assert (static_root / "theirs.txt").exists()
+    assert not (static_root / "stale.txt").exists()
+    assert report_of(scene)["deletions"] == {}  # no --delete
+
+
+def test_without_a_record_delete_removes_nothing_and_the_report_says_why(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", TREE))]
+    write_tree(static_root, {"old.css": "left by stock"})
+    document = report_of(tmp_path, delete=True)
+    assert document["deletions"] == {
+        "stale": [],
+        "unowned": [],
+        "reason": "no sync record yet: nothing here is known to be ours",
+    }
+    assert (static_root / "old.css").exists()
+
+
 def test_human_dry_run_output_matches_the_golden_file(
     scene: Path, static_root: Path
 ) -> None:
@@ -370,3 +404,27 @@ def test_a_progress_line_is_ended_before_the_next_message_after_ctrl_c(
         r"interrupt; run collectstatic again to finish\.\n",
         after,
     ), after
+
+
+def test_check_says_when_post_processing_could_not_be_simulated(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    """A reference to a missing file stops the real post-process; the dry
+    run cannot simulate it, and --check says it judged the files alone."""
+    source = write_tree(tmp_path / "src", {"css/a.css": "a { color: red }\n"})
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    run_collectstatic()
+    write_tree(source, {"css/b.css": "b { background: url(../img/gone.png) }\n"})
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(check=True, stderr=stderr)
+    assert str(raised.value) == (
+        "The destination is not up to date: 1 change(s) would be made."
+    )
+    assert re.fullmatch(
+        r"--check judged the files alone: post-processing not simulated "
+        r"\((ValueError|CommandError): The file 'img/gone\.png' could not be "
+        r"found with <[^>]+>\.\)\.\n",
+        stderr.getvalue(),
+    ), stderr.getvalue()

@@ -137,6 +137,11 @@ class Command(stock.Command):
                 self.stdout = OutputWrapper(cast(TextIO, self.stderr._out))
                 people_on_stderr.enter_context(contextlib.redirect_stdout(sys.stderr))
             summary: str | None = super().handle(**options)
+        status = str(self.report.post_processing.get("status", ""))
+        if self.given.get("check") and status.startswith("not simulated"):
+            self.stderr.write(
+                f"--check judged the files alone: post-processing {status}."
+            )
         if self.given.get("check") and self.report.changes:
             if summary:
                 self.stdout.write(summary)

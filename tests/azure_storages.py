@@ -47,7 +47,7 @@ class QuickRetries:
 
     connection_string: str
 
-    def _get_service_client(self) -> Any:
+    def _get_service_client(self, **kwargs: Any) -> Any:  # 1.14.3: use_custom_domain
         from azure.storage.blob import BlobServiceClient
 
         return BlobServiceClient.from_connection_string(

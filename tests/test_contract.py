@@ -657,6 +657,8 @@ def start(
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
         "DJANGO_SETTINGS_MODULE": module,
         "SLOW_FIND": str(slow),
+        # google-api-core warns on Python 3.10 that it will be dropped.
+        "PYTHONWARNINGS": "ignore::FutureWarning",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "django", "collectstatic", "--noinput", *args],

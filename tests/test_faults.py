@@ -213,10 +213,12 @@ class Destination:
         return {k: v for k, v in found.items() if not k.startswith(RECORD)}
 
     def leftovers(self) -> list[str]:
-        """Temporary sync records left behind (a kill between write and rename)."""
+        """Temporary sync records left behind (a kill between write and rename);
+        not the lease a killed run leaves (the next run takes it over)."""
         if self.bucket is not None or not self.root.exists():
             return []
-        return sorted(p.name for p in self.root.glob(RECORD + ".*"))
+        names = (p.name for p in self.root.glob(RECORD + ".*"))
+        return sorted(name for name in names if not name.endswith(".lease"))
 
     def digests(self) -> dict[str, str]:
         """MD5 of every file but the sync record: ETags on S3 (single PUTs)."""

@@ -91,6 +91,9 @@ class Progress:
         self.lock = threading.Lock()
 
     def __enter__(self) -> Progress:
+        if self.terminal is not None and self.total is None:  # say it began
+            self.terminal.draw(f"{self.label}...")
+            self.drawn = time.monotonic()
         return self
 
     def __exit__(

@@ -182,8 +182,7 @@ class Run:
         return self.outcome
 
     def clear(self) -> None:
-        """``--clear``: the sync record goes first, silently (it is ours, not
-        a static file), then everything else (see Pruner.clear)."""
+        """``--clear``: the sync record first, silently; then Pruner.clear."""
         if not self.options.dry_run:
             self.recorder.forget()
         self.outcome.deleted += self.pruner.clear(self.host.clear_dir)
@@ -207,8 +206,8 @@ class Run:
             self.found.append(source)
 
     def learn(self) -> None:
-        """What the destination holds: the sync record, and a listing if the
-        backend can list (none after ``--clear``: it holds nothing)."""
+        """The sync record, and a listing if the backend lists (none after
+        ``--clear``: nothing is there)."""
         if self.options.clear:
             self.listing = {}
             return
@@ -218,7 +217,10 @@ class Run:
         except PermanentError as error:  # the listing's own error comes first
             refused = error
         try:
-            self.listing = self.retry("Listing the destination", self.backend.listing)
+            with Progress(self.terminal, "Listing", None) as shown:
+                what = "Listing the destination"
+                self.listing = self.retry(what, self.backend.listing)
+                shown.advance(len(self.listing or ()))
         except PermanentError as error:
             raise CommandError(str(error)) from error
         except Exception as error:
@@ -229,9 +231,8 @@ class Run:
             raise CommandError(str(refused)) from refused
 
     def hash(self, known: Knowledge) -> None:
-        """Each source's content, where deciding needs it: the record's if the
-        file was not touched since, else read (on the pool)."""
-
+        """Each source's content where deciding needs it: the record's if the
+        file was not touched since, else read on the pool."""
         unread: list[Source] = []
         for path, source in self.sources.items():
             if needs_digest(path, known):
@@ -311,8 +312,7 @@ class Run:
             self.save_record(complete=False)
 
     def save_record(self, complete: bool) -> Record:
-        """The next sync record; after a complete post-process it says what
-        that did, else what the last complete one did (still in place)."""
+        """The next sync record, with what the last complete post-process did."""
         previous, done = self.previous, self.post_processing
         manifests = previous.manifests if previous is not None else []
         manifest = done.manifest
@@ -377,7 +377,9 @@ class Run:
         """``--delete``: what was decided and is still stale; the deleted."""
         done = self.post_processing
         keep = self.keep(done.outputs, done.manifest or [])
-        deleted = self.pruner.delete(self.deletions.stale, keep)
+        with Progress(self.terminal, "Deleting", len(self.deletions.stale)) as shown:
+            deleted = self.pruner.delete(self.deletions.stale, keep)
+            shown.advance(len(deleted))
         for path in deleted:
             remote = None if self.listing is None else self.listing.get(path)
             self.report.other(path, "deleted", size=remote.size if remote else None)

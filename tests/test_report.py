@@ -382,6 +382,13 @@ def test_progress_line_only_on_a_terminal_at_verbosity_1(tmp_path: Path) -> None
     assert shown.split("\r")[-1].startswith(
         "Collecting: 200/200 files (100%), 690 B/690 B, "
     )
+    (tmp_path / "src/f7.txt").unlink()
+    shown, status = on_tty(env, "--delete")
+    ended = [line.split("\r")[-1] for line in shown.split("\n") if line]
+    assert status == 0 and len(ended) == 3, ended
+    assert re.fullmatch(r"Listing: 20[0-9] files, [\d.]+ s\x1b\[K", ended[0]), ended
+    assert ended[1].startswith("Collecting: 199/199 files (100%), 688 B/688 B, ")
+    assert re.fullmatch(r"Deleting: 1/1 files \(100%\), [\d.]+ s\x1b\[K", ended[2])
     assert on_tty(env, "--force", "-v", "0") == ("", 0)
     piped = subprocess.run(
         [*COLLECTSTATIC, "--force"], env=env, capture_output=True, text=True, check=True

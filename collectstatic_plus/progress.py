@@ -132,7 +132,7 @@ class Progress:
         assert self.terminal is not None
         elapsed = max(now - self.started, 1e-6)
         rate = self.files / elapsed
-        parts = [f"{self.files:,} files"]
+        parts = [f"{self.files:,} file" + ("" if self.files == 1 else "s")]
         if self.total is not None:
             share = self.files / self.total if self.total else 1.0
             parts = [f"{self.files:,}/{self.total:,} files ({share:.0%})"]

@@ -129,6 +129,10 @@ class Hooks:
         return save
 
 
+#: Compressed outputs kept for a second file of the same content, at most.
+KEPT_OUTPUTS = 256
+
+
 def once_per_content(compressor: Any) -> Any:
     """WhiteNoise's compressor, compressing each distinct content once.
 
@@ -157,6 +161,8 @@ def once_per_content(compressor: Any) -> Any:
             output = compress(data)
             with lock:
                 done[key] = output
+                if len(done) > KEPT_OUTPUTS:  # never reused: bounded memory
+                    del done[next(iter(done))]
             return output
 
         setattr(compressor, method, once)

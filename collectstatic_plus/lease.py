@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 from django.core.management.base import CommandError
 
 from .backends.base import Backend
+from .options import RunOptions
 from .retry import PermanentError, Retry, Unreachable, first_line
 
 #: Seconds between two looks at another run's lease while waiting.
@@ -75,7 +76,7 @@ class Holder(NamedTuple):
                 float(fields["until"]),
                 str(fields.get("processes", "")),
             )
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, OverflowError):
             return None
 
     def __str__(self) -> str:
@@ -141,6 +142,16 @@ class Lease:
         self.stopping = threading.Event()
         self.heart: threading.Thread | None = None
 
+    @classmethod
+    def beside(
+        cls, backend: Backend, options: RunOptions, warn: Callable[[str], None]
+    ) -> Lease:
+        """The lease beside the sync record, with retries of its own: never
+        behind the uploads' throttle."""
+        retry = Retry(options.retries, options.retry_budget, errors=backend)
+        name, ttl, wait = options.lease_name, options.lease_ttl, options.lease_wait
+        return cls(backend, retry, name, ttl, wait, warn)
+
     # Taking and giving back ---------------------------------------------------
 
     def __enter__(self) -> Lease:
@@ -148,8 +159,14 @@ class Lease:
             self.acquire()
         except PermanentError as error:  # the first request to the destination
             raise CommandError(str(error)) from error
-        except (CommandError, KeyboardInterrupt):
+        except CommandError:
             raise
+        except KeyboardInterrupt:
+            self.release()  # if it was taken: not left to block others
+            raise CommandError(
+                "Interrupted while taking the lease; nothing was written.",
+                returncode=130,
+            ) from None
         except Exception as error:
             raise CommandError(
                 f"Could not take the lease on the destination: {first_line(error)}"
@@ -193,6 +210,7 @@ class Lease:
                         f"Could not take the lease '{self.name}': the "
                         "destination neither accepts it nor shows one there."
                     )
+                self.sleep(min(POLL, vanished * 0.1))
                 continue
             theirs, their_version = Holder.loads(found[0]), found[1]
             if self.mine(theirs, their_version):
@@ -268,13 +286,13 @@ class Lease:
         if version is None or self.lost is not None:
             return
         try:
-            renewed = self.write("Renewing the lease", self.backend.replace, version)
+            if self.write("Renewing the lease", self.backend.replace, version):
+                return
+            found = self.call("Reading the lease", self.backend.fetch)
         except Exception:  # tried again at the next beat, while time is left
             return
-        if not renewed:
-            found = self.call("Reading the lease", self.backend.fetch)
-            if found is None or not self.mine(Holder.loads(found[0]), found[1]):
-                self.lost = "another run replaced it"
+        if found is None or not self.mine(Holder.loads(found[0]), found[1]):
+            self.lost = "another run replaced it"
 
     def mine(self, holder: Holder | None, version: str) -> bool:
         """Whether ``holder`` is this run (a write retried after its answer

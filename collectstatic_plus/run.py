@@ -101,14 +101,7 @@ class Run:
 
             self.minifying = SourceMinifier(options.minify, report, self.warn)
         self.recorder = recorder_for(options, backend, self.retry, self.warn)
-        self.lease = Lease(
-            self.recorder.backend,
-            self.recorder.retry,
-            options.lease_name,
-            options.lease_ttl,
-            options.lease_wait,
-            self.warn,
-        )
+        self.lease = Lease.beside(self.recorder.backend, options, self.warn)
         if not options.dry_run:
             self.recorder.fence = self.lease.check
         self.copier = Copier(
@@ -375,6 +368,8 @@ class Run:
 
     def prune(self) -> list[str]:
         """``--delete``: what was decided and is still stale; the deleted."""
+        if not self.options.dry_run:  # held (there may have been no record due)
+            self.lease.check()
         done = self.post_processing
         keep = self.keep(done.outputs, done.manifest or [])
         with Progress(self.terminal, "Deleting", len(self.deletions.stale)) as shown:

@@ -266,3 +266,41 @@ def test_a_lease_whose_answer_was_lost_is_known_as_ours(
     assert said == [] and held.lost is None and clock.slept  # retried once
     held.release()
     assert backend.fetch("x.lease") is None
+
+
+def test_a_renewal_that_cannot_read_the_lease_back_tries_again_later(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewing thread never dies of an error: the next beat tries again."""
+    clock, said = Clock(), []
+    held = lease(backend, clock, said)
+    held.acquire()
+    monkeypatch.setattr(backend, "replace", lambda name, data, version: None)
+
+    def unreachable(name: str) -> None:
+        raise ConnectionRefusedError("down")
+
+    monkeypatch.setattr(backend, "fetch", unreachable)
+    held.retry = Retry(attempts=1)
+    held.renew()  # no exception
+    assert held.lost is None
+
+
+def test_ctrl_c_while_taking_the_lease_gives_it_back_and_says_so(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, said = Clock(), []
+    taking = lease(backend, clock, said)
+
+    def interrupted() -> None:
+        Lease.acquire(taking)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(taking, "acquire", interrupted)
+    with pytest.raises(CommandError) as raised:
+        taking.__enter__()
+    assert str(raised.value) == (
+        "Interrupted while taking the lease; nothing was written."
+    )
+    assert raised.value.returncode == 130
+    assert backend.fetch("x.lease") is None  # given back

@@ -1,10 +1,9 @@
 """Azure Blob Storage: django-storages' AzureStorage and its subclasses.
 
-Private members used here, checked against django-storages 1.14.0-1.14.6 and
-azure-storage-blob 12.x: ``AzureStorage._get_valid_path`` (the blob a name
-is stored as); the client's ``_pipeline._transport`` (azure-core's requests
-transport, to count and widen its connections) and requests'
-``HTTPAdapter._pool_*`` (its pool sizes, put back afterwards).
+Private members used here (django-storages 1.14.0-1.14.6, azure-storage-blob
+12.x): ``AzureStorage._get_valid_path`` (the blob a name is stored as); the
+client's ``_pipeline._transport`` (azure-core's requests transport, to count
+and widen its connections); requests' ``HTTPAdapter._pool_*`` (put back).
 """
 
 from __future__ import annotations
@@ -190,8 +189,10 @@ class AzureBackend(Backend):
         try:
             answer = blob.upload_blob(data, timeout=self.azure.timeout, **condition)
         except (failed.ResourceExistsError, failed.ResourceModifiedError):
-            return None  # (and a replace of what is gone:)
-        except failed.ResourceNotFoundError:
+            return None
+        except failed.ResourceNotFoundError:  # replace: gone; create: no container
+            if "etag" not in condition:
+                raise
             return None
         return str(answer["etag"])
 

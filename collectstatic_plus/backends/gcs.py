@@ -152,7 +152,7 @@ class GCSBackend(Backend):
 
     def _upload(self, name: str, data: Payload, generation: int) -> str | None:
         """Upload ``data`` if the blob is at ``generation``; its new one."""
-        from google.api_core.exceptions import NotFound, PreconditionFailed
+        from google.api_core.exceptions import PreconditionFailed
 
         stream = io.BytesIO(data) if isinstance(data, bytes) else data
         size = stream.seek(0, io.SEEK_END)
@@ -173,7 +173,7 @@ class GCSBackend(Backend):
                 predefined_acl=acl,
                 if_generation_match=generation,
             )
-        except (NotFound, PreconditionFailed):
+        except PreconditionFailed:  # (a missing bucket is NotFound: raised)
             return None
         return str(blob.generation)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from stat import S_ISLNK
@@ -54,12 +55,15 @@ class LocalBackend(Backend):
         data = as_bytes(data)
         path = self.storage.path(name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        beside = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(beside, "wb") as handle:
+            handle.write(data)
+        try:  # whole or not at all: a reader never sees it half written
+            os.link(beside, path)
         except FileExistsError:
             return None
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+        finally:
+            os.remove(beside)
         return content_version(data)
 
     def replace(self, name: str, data: Payload, version: str) -> str | None:
@@ -68,7 +72,7 @@ class LocalBackend(Backend):
         if current is None or current[1] != version:
             return None
         path = self.storage.path(name)
-        beside = f"{path}.{os.getpid()}.tmp"
+        beside = f"{path}.{uuid.uuid4().hex}.tmp"
         with open(beside, "wb") as handle:
             handle.write(data)
         os.replace(beside, path)

@@ -23,7 +23,7 @@ from ... import options as ours
 from ...pool import Failed
 from ...progress import Cleared, Terminal
 from ...report import Report, check_target
-from ...retry import first_line
+from ...retry import PermanentError, first_line
 from ...run import Run
 
 #: Stock's options that the report repeats, then ours.
@@ -180,6 +180,8 @@ class Command(stock.Command):
                 self.report.errors.append({"path": "", "reason": reason})
             if self.dry_run and self.verbosity >= 1:
                 self.stdout.write(self.report.table())  # the plan, then why not
+            if isinstance(error, PermanentError):  # ours: one line, no traceback
+                raise CommandError(str(error)) from error
             raise
         finally:
             self.stdout, self.stderr = shown

@@ -44,6 +44,9 @@ def settings_file(
     return module
 
 
+COLLECTSTATIC = [sys.executable, "-m", "django", "collectstatic", "--noinput"]
+
+
 def cli(
     tmp_path: Path, module: str, *args: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -59,7 +62,7 @@ def cli(
     environment = {k: v for k, v in environment.items() if not k.startswith("AWS_ACC")}
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "django", "collectstatic", "--noinput", *args],
+        [*COLLECTSTATIC, *args],
         env=environment,
         capture_output=True,
         text=True,
@@ -194,15 +197,7 @@ def test_a_destination_that_dies_mid_upload_stops_the_run_in_seconds(
         "SLOW_STORAGE_DELAY": "0.05",
     }
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "django",
-            "collectstatic",
-            "--noinput",
-            "--parallel",
-            "8",
-        ],
+        [*COLLECTSTATIC, "--parallel", "8"],
         env=environment,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -226,15 +221,7 @@ def test_a_destination_that_dies_mid_upload_stops_the_run_in_seconds(
     proxy = LatencyProxy(s3_server.port, 0, port=port).start()
     try:
         finished = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "django",
-                "collectstatic",
-                "--noinput",
-                "--parallel",
-                "8",
-            ],
+            [*COLLECTSTATIC, "--parallel", "8"],
             env={**environment, "SLOW_STORAGE_DELAY": "0"},
             capture_output=True,
             text=True,

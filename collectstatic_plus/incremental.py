@@ -29,7 +29,6 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any, NamedTuple
 
 import django
@@ -129,10 +128,6 @@ def settings_key(storage: Storage) -> str:
     cls = storage.__class__
     deconstruct = getattr(storage, "deconstruct", None)
     options = deconstruct()[1:] if callable(deconstruct) else ()
-    try:
-        whitenoise = metadata.version("whitenoise")
-    except metadata.PackageNotFoundError:
-        whitenoise = None
     inputs = {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "options": stable(options),
@@ -142,7 +137,7 @@ def settings_key(storage: Storage) -> str:
         "django": django.get_version(),
         "collectstatic_plus": __version__,
         "static_url": str(settings.STATIC_URL),
-        "whitenoise": whitenoise,
+        "whitenoise": _version_of("whitenoise"),
         "whitenoise_settings": {
             name: stable(getattr(settings, name, None)) for name in WHITENOISE_SETTINGS
         },
@@ -153,6 +148,8 @@ def settings_key(storage: Storage) -> str:
 
 
 def _version_of(package: str) -> str | None:
+    from importlib import metadata  # here: 1.3 MB, for manifest storages only
+
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:

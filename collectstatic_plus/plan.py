@@ -70,7 +70,7 @@ def recorded_digest(source: Source, known: Knowledge) -> Digest | None:
     entry = None if known.force else known.entry(source.prefixed_path)
     if entry is None or source.token is None or entry.token != source.token:
         return None
-    return Digest(entry.md5, entry.size)
+    return entry.digest
 
 
 def needs_digest(path: str, known: Knowledge) -> bool:

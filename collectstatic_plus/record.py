@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, NamedTuple
 
 from .backends.base import Readable, Remote
+from .digest import Digest
 from .paths import is_safe_path
 
 FORMAT = "collectstatic-plus-record"
@@ -63,27 +64,26 @@ class RecordError(ValueError):
 class Entry(NamedTuple):
     """One collected file: the content written, and what then landed."""
 
-    md5: str
-    size: int
+    #: The content written: the source's own Digest object once a run has
+    #: used this entry (see plan.recorded_digest), so it is held once.
+    digest: Digest
     #: The source's stat token when this content was read (see sources.py).
     token: int | None = None
     #: What a listing of the destination showed right after the write.
     seen: Remote | None = None
 
+    @property
+    def md5(self) -> str:
+        return self.digest.md5
+
+    @property
+    def size(self) -> int:
+        return self.digest.size
+
     def row(self, path: str) -> list[Any]:
         """The entry as a row of the record's ``files`` (see :data:`COLUMNS`)."""
-        seen = self.seen
-        if seen is None:
-            return [path, self.md5, self.size, self.token, None, None, None]
-        return [
-            path,
-            self.md5,
-            self.size,
-            self.token,
-            seen.size,
-            seen.etag,
-            seen.mtime_ns,
-        ]
+        seen = (None, None, None) if self.seen is None else self.seen[:3]
+        return [path, self.md5, self.size, self.token, *seen]
 
 
 class Processed(NamedTuple):
@@ -337,7 +337,7 @@ def _entry(
     if seen_size is None:
         if etag is not None or mtime_ns is not None:
             raise RecordError(f"entry for {path!r} has a bad seen size")
-        return Entry(md5, size, token, None)  # type: ignore[arg-type]
+        return Entry(Digest(md5, size), token, None)  # type: ignore[arg-type]
     if not _is_count(seen_size):
         raise RecordError(f"entry for {path!r} has a bad seen size")
     if etag is not None and (type(etag) is not str or len(etag) > MAX_ETAG):
@@ -345,7 +345,7 @@ def _entry(
     if mtime_ns is not None and not _is_count(mtime_ns):
         raise RecordError(f"entry for {path!r} has a bad mtime_ns")
     seen = Remote(seen_size, etag, mtime_ns)  # type: ignore[arg-type]
-    return Entry(md5, size, token, seen)  # type: ignore[arg-type]
+    return Entry(Digest(md5, size), token, seen)  # type: ignore[arg-type]
 
 
 def _manifests(value: object) -> list[list[str]]:

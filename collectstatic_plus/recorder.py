@@ -136,19 +136,20 @@ class Recorder:
         for path, source in sources.items():
             if source.digest is None:
                 continue
+            was = old.get(path)
             if path in consumed:
                 seen = None
             elif path in written:
                 seen = written[path]
             elif path in kept:
                 seen = None if listing is None else listing.get(path)
-                entry = old.get(path)
-                if entry is not None and seen is not None and saw_same(entry, seen):
-                    seen = entry.seen  # as the record saw it: no needless rewrite
+                if was is not None and seen is not None and saw_same(was, seen):
+                    seen = was.seen  # as the record saw it: no needless rewrite
             else:
                 continue
-            digest = source.digest
-            files[path] = Entry(digest.md5, digest.size, source.token, seen)
+            entry = Entry(source.digest, source.token, seen)
+            # An unchanged file keeps the previous record's entry: one per file.
+            files[path] = was if was is not None and was == entry else entry
         for path, entry in old.items():
             if path not in sources and (listing is None or path in listing):
                 files[path] = entry

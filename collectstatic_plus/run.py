@@ -40,7 +40,7 @@ from .record import Record
 from .recorder import recorder_for
 from .report import Report
 from .retry import PermanentError, Retry, Throttle, Unreachable, first_line
-from .sources import Source, duplicate_message, find_sources
+from .sources import Source, duplicate_message, find_sources, keyed_by_sources
 from .transfer import Copier
 
 if TYPE_CHECKING:
@@ -206,13 +206,18 @@ class Run:
             return
         refused: PermanentError | None = None
         try:
-            self.previous = self.recorder.load()
+            self.previous = previous = self.recorder.load()
+            if previous is not None:  # each path held once (sources.py)
+                previous.files = keyed_by_sources(previous.files, self.sources)
+                previous.processed = keyed_by_sources(previous.processed, self.sources)
         except PermanentError as error:  # the listing's own error comes first
             refused = error
         try:
             with Progress(self.terminal, "Listing", None) as shown:
                 what = "Listing the destination"
-                self.listing = self.retry(what, self.backend.listing)
+                listing = self.retry(what, self.backend.listing)
+                if listing is not None:
+                    self.listing = keyed_by_sources(listing, self.sources)
                 shown.advance(len(self.listing or ()))
         except PermanentError as error:
             raise CommandError(str(error)) from error

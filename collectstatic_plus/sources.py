@@ -20,10 +20,10 @@ import fnmatch
 import os
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
-from typing import Any
+from typing import Any, TypeVar
 
 from django.contrib.staticfiles.finders import (
     AppDirectoriesFinder,
@@ -42,6 +42,7 @@ Listed = tuple[str, Storage, "int | None"]
 _PACKED = struct.Struct("<QQqq").pack
 #: Inode numbers are unsigned 64-bit on every platform we know of.
 _INODE = (1 << 64) - 1
+V = TypeVar("V")
 
 
 @dataclass(slots=True, eq=False)
@@ -79,6 +80,18 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
             prefixed_path = os.path.join(prefix, path) if prefix else path
             origin = origins.get(id(storage), name)
             yield Source(path, prefixed_path, storage, origin, token)
+
+
+def keyed_by_sources(
+    found: Mapping[str, V], sources: Mapping[str, Source]
+) -> dict[str, V]:
+    """``found`` (a record's or a listing's paths) keyed by the sources' own
+    path strings where a source has that path: each path is held once."""
+    keyed: dict[str, V] = {}
+    for path, value in found.items():
+        source = sources.get(path)
+        keyed[path if source is None else source.prefixed_path] = value
+    return keyed
 
 
 def token_for(stat: os.stat_result) -> int:

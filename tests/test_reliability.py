@@ -142,10 +142,13 @@ def test_transient_failures_are_retried_with_growing_jittered_delays() -> None:
 
 def test_writing_a_large_record_holds_little_more_than_its_bytes() -> None:
     from collectstatic_plus.backends.base import Remote
+    from collectstatic_plus.digest import Digest
     from collectstatic_plus.record import Entry, Record
 
     files = {
-        f"app/css/file-{i:05}.css": Entry("0" * 32, i, 2**59, Remote(i, "e" * 32))
+        f"app/css/file-{i:05}.css": Entry(
+            Digest("0" * 32, i), 2**59, Remote(i, "e" * 32)
+        )
         for i in range(20_000)
     }
     record = Record("f" * 64, files=files)
@@ -174,11 +177,14 @@ def test_saving_a_large_record_spools_it_to_disk(tmp_path: Path) -> None:
 
     from collectstatic_plus.backends.base import Remote
     from collectstatic_plus.backends.local import LocalBackend
+    from collectstatic_plus.digest import Digest
     from collectstatic_plus.record import Entry, Record
     from collectstatic_plus.recorder import SPOOL_BYTES, Recorder
 
     files = {
-        f"app/css/file-{i:05}.css": Entry("0" * 32, i, 2**59, Remote(i, None, i))
+        f"app/css/file-{i:05}.css": Entry(
+            Digest("0" * 32, i), 2**59, Remote(i, None, i)
+        )
         for i in range(30_000)
     }
     record = Record("f" * 64, files=files)

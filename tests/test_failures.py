@@ -194,7 +194,9 @@ def test_a_destination_that_dies_mid_upload_stops_the_run_in_seconds(
         **os.environ,
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
         "DJANGO_SETTINGS_MODULE": module,
-        "SLOW_STORAGE_DELAY": "0.05",
+        # 200 files take 5 s to upload: a loaded machine still stops the
+        # proxy mid-upload (at 0.05 s a CI run once finished first).
+        "SLOW_STORAGE_DELAY": "0.2",
     }
     process = subprocess.Popen(
         [*COLLECTSTATIC, "--parallel", "8"],

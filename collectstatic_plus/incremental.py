@@ -355,7 +355,7 @@ def rows_after(
     rows: Mapping[str, Processed],
     refs: Mapping[str, set[str]],
     names: Mapping[str, str],
-    outputs: Mapping[str, set[str]],
+    outputs: Mapping[str, list[str]],
 ) -> dict[str, Processed]:
     """What the next record says of each source after ``plan`` ran: the
     files it processed afresh, the previous rows of the others (none after

@@ -224,14 +224,14 @@ class PostProcessing:
                 return None
             if results is None:  # a dry run that could not be simulated
                 return []
-            processed, names, outputs = results
+            processed, names, owner = results
             if staging.simulate and staging.known:
-                self.say_what_would_be_written(staging, outputs)
+                self.say_what_would_be_written(staging, owner)
             else:
                 self.flush(staging)
         finally:
             staging.close()
-        self.remember(storage, plan, digests, rows, hooks, names, outputs, staging)
+        self.remember(storage, plan, digests, rows, hooks, names, owner, staging)
         self.keep_in_cache(plan)
         self.report_plan(plan, staging, names)
         return processed
@@ -242,10 +242,10 @@ class PostProcessing:
         hooks: Hooks,
         files: Mapping[str, str],
         incremental: bool = False,
-    ) -> tuple[list[str], dict[str, str], dict[str, set[str]]] | None:
+    ) -> tuple[list[str], dict[str, str], dict[str, str]] | None:
         """Run ``post_process`` over ``files`` and log each result as stock
-        does: the originals processed, each one's name, and what was written
-        for each. None if a dry run could not simulate it.
+        does: the originals processed, each one's name, and each output's
+        source. None if a dry run could not simulate it.
 
         A dry run simulates a storage whose code we know (``staging.known``)
         to the end, its writes staged; any other is called with
@@ -258,7 +258,6 @@ class PostProcessing:
         post_process: Any = getattr(self.storage, "post_process")  # noqa: B009
         processed: list[str] = []
         names: dict[str, str] = {}
-        outputs: dict[str, set[str]] = {}
         owner: dict[str, str] = {}  # an output's source
         saved = dict(vars(staging.main.storage))
         try:
@@ -283,7 +282,6 @@ class PostProcessing:
                     if isinstance(processed_path, str):
                         names.setdefault(source, processed_path)
                         owner.setdefault(processed_path, source)
-                        outputs.setdefault(source, set()).add(processed_path)
                     if done:
                         if not simulated:  # (said after, if it would be)
                             self.host.log(
@@ -313,13 +311,12 @@ class PostProcessing:
                     if name in saved:
                         vars(staging.main.storage)[name] = saved[name]
             progress.close()
-        return processed, names, outputs
+        return processed, names, owner
 
     def say_what_would_be_written(
-        self, staging: Staging, outputs: Mapping[str, set[str]]
+        self, staging: Staging, source_of: Mapping[str, str]
     ) -> None:
         """A dry run's line for each file post-processing would write."""
-        source_of = {out: source for source, outs in outputs.items() for out in outs}
         outcome = staging.outcome()
         for name in outcome["would_write"]:  # type: ignore[attr-defined]
             source = source_of.get(name, name)
@@ -335,12 +332,15 @@ class PostProcessing:
         rows: Mapping[str, Processed],
         hooks: Hooks,
         names: dict[str, str],
-        outputs: dict[str, set[str]],
+        owner: Mapping[str, str],
         staging: Staging,
     ) -> None:
         """What the next record says of this post-process."""
         if staging.simulate:
             return
+        outputs: dict[str, list[str]] = {}  # by source
+        for output, source in owner.items():
+            outputs.setdefault(source, []).append(output)
         self.processed = rows_after(
             storage, plan, digests, rows, hooks.refs, names, outputs
         )

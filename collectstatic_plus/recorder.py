@@ -34,7 +34,7 @@ from .sources import Source
 
 #: A record larger than this is spooled to a temporary file while it is
 #: saved, not held in memory (50,000 files make about 7 MB).
-SPOOL_BYTES = 1024 * 1024
+SPOOL_BYTES = 256 * 1024
 GZIP_MAGIC = b"\x1f\x8b"
 
 

@@ -238,6 +238,8 @@ class SourceFile(File):  # type: ignore[type-arg]
 class Sources:
     """Stands in for a finder's storage in ``post_process``'s ``paths``."""
 
+    __slots__ = ("_digest", "_storage")  # one per source
+
     def __init__(self, storage: Storage, digest: Digest | None = None) -> None:
         self._storage = storage
         self._digest = digest

@@ -88,7 +88,6 @@ class Staging:
         self.manifest_name = getattr(main, "manifest_name", None)
         self.backend = backend
         self.sources = sources
-        self.found_files = {p: (s.storage, s.path) for p, s in sources.items()}
         self.listing = listing
         self.workers = workers
         self.local = backend.local
@@ -154,7 +153,7 @@ class Staging:
                 return True
             if name in self.deleted:
                 return False
-            if name in self.found_files:
+            if name in self.sources:
                 return True
             if self.listing is not None:
                 return name in self.listing
@@ -167,9 +166,9 @@ class Staging:
             staged = self.staged.get(name)
         if staged is not None:
             return self._read(name, staged)
-        if name in self.found_files:
-            storage, path = self.found_files[name]
-            return storage.open(path, mode)
+        source = self.sources.get(name)
+        if source is not None:
+            return source.storage.open(source.path, mode)
         return self.main.open(name, mode)
 
     def _read(self, name: str, staged: Staged) -> File:  # type: ignore[type-arg]
@@ -186,7 +185,7 @@ class Staging:
         if staged is not None:
             return staged.digest.size
         remote = None if self.listing is None else self.listing.get(name)
-        if remote is not None and name not in self.found_files:
+        if remote is not None and name not in self.sources:
             return remote.size
         return int(self.main.size(name))
 

@@ -318,8 +318,8 @@ class Harness:
         self.work = WorkTree(tree, WORK / "sync-tree")
         self.rows: list[Row] = []
         self.stock_s3: Listing | None = None
-        #: (storage, step) -> what stock's run of that step left, to compare with.
-        self.stock_left: dict[tuple[str, str], Listing] = {}
+        #: (storage, step, tree changed) -> what stock's run of that step left.
+        self.stock_left: dict[tuple[str, str, bool], Listing] = {}
         self.s3: S3 | None = None
         self.serial = itertools.count(1)
 
@@ -516,7 +516,9 @@ class Harness:
             problems.append(f"manifest names {len(dangling)} missing files")
         if unhashed := sorted(expected.keys() - paths.keys()):
             problems.append(f"{len(unhashed)} files not in the manifest")
-        key = (destination.storage, STEP_OF[row.scenario])
+        # With --repeat, "changed" alternates the files' content (WorkTree.change):
+        # compare with what stock left for the same content.
+        key = (destination.storage, STEP_OF[row.scenario], self.work.changed)
         if row.command == "stock":
             self.stock_left[key] = listing
         elif key in self.stock_left:

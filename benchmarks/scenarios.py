@@ -517,8 +517,10 @@ class Harness:
         if unhashed := sorted(expected.keys() - paths.keys()):
             problems.append(f"{len(unhashed)} files not in the manifest")
         # With --repeat, "changed" alternates the files' content (WorkTree.change):
-        # compare with what stock left for the same content.
-        key = (destination.storage, STEP_OF[row.scenario], self.work.changed)
+        # compare with what stock left for the same content (a cold run
+        # collects the pristine tree).
+        step = STEP_OF[row.scenario]
+        key = (destination.storage, step, step != "cold" and self.work.changed)
         if row.command == "stock":
             self.stock_left[key] = listing
         elif key in self.stock_left:

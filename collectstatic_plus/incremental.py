@@ -148,7 +148,7 @@ def settings_key(storage: Storage) -> str:
 
 
 def _version_of(package: str) -> str | None:
-    from importlib import metadata  # here: 1.3 MB, for manifest storages only
+    from importlib import metadata  # here: 1.3 MB, for post-processing storages
 
     try:
         return metadata.version(package)

@@ -111,8 +111,9 @@ class Staging:
         self._spool_dir: str | None = None
 
     def paths(self, only: Iterable[str] | None = None) -> FoundFiles:
-        """What ``post_process`` is given: ``found_files`` (or those of them in
-        ``only``), with sources that remember their origin when opened."""
+        """What ``post_process`` is given: stock's ``found_files`` for the
+        sources (or those in ``only``), with sources that remember their origin
+        when opened."""
         paths: FoundFiles = {}
         for name in self.sources if only is None else only:
             source = self.sources[name]

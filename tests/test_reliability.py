@@ -172,6 +172,56 @@ def test_writing_a_large_record_holds_little_more_than_its_bytes() -> None:
     assert peak < 1.5 * len(written)
 
 
+def test_a_no_change_record_holds_each_path_and_entry_once(tmp_path: Path) -> None:
+    """The record and the listing are keyed by the sources' own path strings,
+    a recorded digest is the source's, and an unchanged file's next entry is
+    the previous entry itself (memory: one copy per file, not three)."""
+    from django.core.files.storage import FileSystemStorage
+
+    from collectstatic_plus.backends.base import Remote
+    from collectstatic_plus.backends.local import LocalBackend
+    from collectstatic_plus.digest import Digest
+    from collectstatic_plus.plan import Knowledge, recorded_digest
+    from collectstatic_plus.record import Entry, Record
+    from collectstatic_plus.recorder import Recorder
+    from collectstatic_plus.sources import Source, keyed_by_sources
+
+    storage = FileSystemStorage(location=str(tmp_path))
+    sources = {}
+    for i in range(3):
+        path = f"css/file-{i}.css"
+        sources[path] = Source(path, path, storage, "test", token=100 + i)
+    seen = Remote(7, None, 5)
+    copy = "".join  # an equal string that is another object
+    previous = Record(
+        "f" * 64,
+        files={
+            copy(["css/", f"file-{i}.css"]): Entry(Digest("a" * 32, 7), 100 + i, seen)
+            for i in range(3)
+        }
+        | {"gone.css": Entry(Digest("b" * 32, 1))},
+    )
+    listing = {copy(["css/", f"file-{i}.css"]): seen for i in range(3)}
+    previous.files = keyed_by_sources(previous.files, sources)
+    listing = keyed_by_sources(listing, sources)
+    assert list(previous.files) == [*sources, "gone.css"]
+    for path, source in sources.items():
+        assert next(k for k in previous.files if k == path) is source.prefixed_path
+        assert next(k for k in listing if k == path) is source.prefixed_path
+    known = Knowledge(listing, previous)
+    for path, source in sources.items():
+        source.digest = recorded_digest(source, known)
+        assert source.digest is previous.files[path].digest
+
+    recorder = Recorder(LocalBackend(storage), Retry(attempts=1), RECORD, print)
+    kept = set(sources)
+    new = recorder.next(sources, previous, listing, {}, kept, [], None, {})
+    assert list(new.files) == list(sources)  # gone.css is not in the listing
+    for path in sources:
+        assert new.files[path] is previous.files[path]
+    assert new.same_content(previous) is False  # gone.css left the record
+
+
 def test_saving_a_large_record_spools_it_to_disk(tmp_path: Path) -> None:
     from django.core.files.storage import FileSystemStorage
 

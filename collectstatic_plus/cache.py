@@ -89,8 +89,10 @@ class BuildCache:
             "build cache", processed=state.rows, state={"postprocess": self.key}
         )
 
-    def object_path(self, md5: str) -> Path:
-        return self.root / "objects" / md5[:2] / md5
+    def object_path(self, md5: str) -> str:
+        # (A string, not a Path: Python 3.12's pathlib interns each part of a
+        # path it parses, for good: every MD5 read would stay in memory.)
+        return os.path.join(self.root, "objects", md5[:2], md5)
 
     def state_file(self, key: str) -> Path:
         return self.root / "states" / f"{key}.json"
@@ -106,12 +108,16 @@ class BuildCache:
             cached = Cached()
             for row in document["rows"]:
                 add_processed(cached.rows, row)
+            shared: dict[str, str] = {}  # each name and MD5 held once (memory)
+            for row in cached.rows.values():
+                shared.update((name, name) for name in row.outputs)
+                shared[row.md5] = row.md5
             for name, md5 in document["outputs"].items():
                 if not is_safe_path(name) or type(md5) is not str:
                     return None
                 if not MD5.fullmatch(md5):
                     return None
-                cached.outputs[name] = md5
+                cached.outputs[shared.get(name, name)] = shared.get(md5, md5)
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecordError):
             return None
         return cached
@@ -156,12 +162,13 @@ class BuildCache:
         """An object's bytes, if it is there and is what its name says."""
         path = self.object_path(md5)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as handle:
+                data = handle.read()
         except OSError:
             return None
         if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
             with contextlib.suppress(OSError):
-                path.unlink()  # damaged: never served
+                os.remove(path)  # damaged: never served
             return None
         with contextlib.suppress(OSError):
             os.utime(path)  # recently used
@@ -185,7 +192,7 @@ class BuildCache:
         for path, row in rows.items():
             for name in row.outputs:
                 md5 = known.get(name) if path not in fresh else None
-                if md5 is None or not self.object_path(md5).exists():
+                if md5 is None or not os.path.exists(self.object_path(md5)):
                     md5, new = self._add(path_of(name))
                     added += new
                 outputs[name] = md5
@@ -202,16 +209,17 @@ class BuildCache:
             while chunk := handle.read(CHUNK):
                 md5.update(chunk)
         target = self.object_path(md5.hexdigest())
-        if target.exists():
+        if os.path.exists(target):
             return md5.hexdigest(), False
         with open(source, "rb") as handle:
             self._write_atomically(target, handle.read())
         return md5.hexdigest(), True
 
     @staticmethod
-    def _write_atomically(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    def _write_atomically(path: str | Path, data: bytes) -> None:
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(data)

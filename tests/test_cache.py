@@ -179,3 +179,31 @@ def test_the_cache_evicts_the_least_recently_used_first(
     assert needed <= {path.name for path in left}
     assert len(left) < len(objects) + second["cache"]["stored"]
     assert sum(path.stat().st_size for path in left) <= budget
+
+
+def test_a_loaded_cache_state_holds_each_name_and_md5_once(tmp_path: Path) -> None:
+    """An output's name is the string its row holds, a hashed copy's MD5 is
+    its source's, and object paths are strings (Python 3.12's pathlib would
+    intern each MD5 it parsed, for good)."""
+    from collectstatic_plus.cache import BuildCache
+
+    cache = BuildCache(str(tmp_path), 10**6, "k" * 64)
+    hashed, rewritten = "img/a.0123456789ab.png", "css/b.ba9876543210.css"
+    document = {
+        "rows": [
+            ["css/b.css", "b" * 32, rewritten, ["img/a.png"], [rewritten], False],
+            ["img/a.png", "a" * 32, hashed, [], [hashed], False],
+        ],
+        "outputs": {rewritten: "c" * 32, hashed: "a" * 32},
+    }
+    state = tmp_path / "states" / f"{'k' * 64}.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps(document))
+    cached = cache.load("k" * 64)
+    assert cached is not None
+    assert cached.outputs == {rewritten: "c" * 32, hashed: "a" * 32}
+    row = cached.rows["img/a.png"]
+    name, md5 = next((k, v) for k, v in cached.outputs.items() if k == hashed)
+    assert name is row.hashed and name is row.outputs[0]
+    assert md5 is row.md5
+    assert cache.object_path("a" * 32) == str(tmp_path / "objects" / "aa" / ("a" * 32))

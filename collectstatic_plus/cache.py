@@ -27,11 +27,13 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.core.files import File
 
@@ -196,9 +198,9 @@ class BuildCache:
                     md5, new = self._add(path_of(name))
                     added += new
                 outputs[name] = md5
-        document = {"rows": [row.row(path) for path, row in sorted(rows.items())]}
-        document["outputs"] = outputs  # type: ignore[assignment]
-        self._write_atomically(self.state_file(self.key), json.dumps(document).encode())
+        self._write_atomically(
+            self.state_file(self.key), partial(_state, rows, outputs)
+        )
         self.evict()
         self.report["stored"] = added
 
@@ -212,17 +214,19 @@ class BuildCache:
         if os.path.exists(target):
             return md5.hexdigest(), False
         with open(source, "rb") as handle:
-            self._write_atomically(target, handle.read())
+            self._write_atomically(target, partial(shutil.copyfileobj, handle))
         return md5.hexdigest(), True
 
     @staticmethod
-    def _write_atomically(path: str | Path, data: bytes) -> None:
+    def _write_atomically(
+        path: str | Path, write: Callable[[BinaryIO], object]
+    ) -> None:
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-")
         try:
             with os.fdopen(handle, "wb") as out:
-                out.write(data)
+                write(out)
             os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -244,3 +248,17 @@ class BuildCache:
             with contextlib.suppress(OSError):
                 os.remove(path)
             total -= size
+
+
+def _state(
+    rows: Mapping[str, Processed], outputs: Mapping[str, str], out: BinaryIO
+) -> None:
+    """Write a state file a row at a time (never its whole text in memory)."""
+    encoder = json.JSONEncoder()
+    out.write(b'{"rows":[')
+    for number, (path, row) in enumerate(sorted(rows.items())):
+        out.write((b"," if number else b"") + encoder.encode(row.row(path)).encode())
+    out.write(b'],"outputs":')
+    for chunk in encoder.iterencode(outputs):
+        out.write(chunk.encode())
+    out.write(b"}")

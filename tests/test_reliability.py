@@ -257,6 +257,33 @@ def test_a_read_record_holds_each_repeated_string_once() -> None:
         assert entry.seen is not None and entry.seen.size is entry.size
 
 
+def test_a_listed_file_as_the_record_saw_it_holds_the_records_remote() -> None:
+    """The listing's value for a file that is as the record saw it is the
+    record's own Remote (held once); a file changed since keeps its own."""
+    from collectstatic_plus.backends.base import Remote
+    from collectstatic_plus.digest import Digest
+    from collectstatic_plus.plan import seen_once
+    from collectstatic_plus.record import Entry, Record
+
+    seen_a, seen_b = Remote(7, None, 5), Remote(7, None, 5)
+    record = Record(
+        "f" * 64,
+        files={
+            "a.css": Entry(Digest("a" * 32, 7), 1, seen_a),
+            "b.css": Entry(Digest("b" * 32, 7), 2, seen_b),
+            "gone.css": Entry(Digest("c" * 32, 7), 3, Remote(7, None, 5)),
+        },
+    )
+    listed_a, listed_b = Remote(7, None, 5), Remote(7, None, 6)
+    listing = {"a.css": listed_a, "b.css": listed_b, "new.css": Remote(1, None, 1)}
+    shared = seen_once(listing, record)
+    assert shared is listing
+    assert list(shared) == ["a.css", "b.css", "new.css"]
+    assert shared["a.css"] is seen_a
+    assert shared["b.css"] is listed_b
+    assert seen_once(listing, None) == shared
+
+
 def test_saving_a_large_record_spools_it_to_disk(tmp_path: Path) -> None:
     from django.core.files.storage import FileSystemStorage
 

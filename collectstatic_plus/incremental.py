@@ -124,8 +124,12 @@ def vouch(storage: Storage) -> str | None:
 def settings_key(storage: Storage) -> str:
     """Everything but the sources that post-processing depends on, as a hash:
     the storage's class, options and hashing attributes, STATIC_URL, the
-    versions of Django, WhiteNoise and this package, WhiteNoise's settings."""
+    versions of Django and this package (and, for WhiteNoise's storages, of
+    WhiteNoise and Brotli), WhiteNoise's settings."""
     cls = storage.__class__
+    # WhiteNoise's and Brotli's versions matter to WhiteNoise's storages only
+    # (and reading them loads importlib.metadata: 1.3 MB).
+    whitenoise = any(c.__module__.startswith("whitenoise") for c in cls.__mro__)
     deconstruct = getattr(storage, "deconstruct", None)
     options = deconstruct()[1:] if callable(deconstruct) else ()
     inputs = {
@@ -137,18 +141,18 @@ def settings_key(storage: Storage) -> str:
         "django": django.get_version(),
         "collectstatic_plus": __version__,
         "static_url": str(settings.STATIC_URL),
-        "whitenoise": _version_of("whitenoise"),
+        "whitenoise": _version_of("whitenoise") if whitenoise else None,
         "whitenoise_settings": {
             name: stable(getattr(settings, name, None)) for name in WHITENOISE_SETTINGS
         },
-        "brotli": _version_of("brotli"),
+        "brotli": _version_of("brotli") if whitenoise else None,
     }
     text = json.dumps(inputs, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _version_of(package: str) -> str | None:
-    from importlib import metadata  # here: 1.3 MB, for post-processing storages
+    from importlib import metadata  # here: 1.3 MB, for WhiteNoise's storages
 
     try:
         return metadata.version(package)
@@ -230,17 +234,17 @@ def passes_needed(
     final in a pass if every rewritten file it refers to (that itself refers
     to something) was final before it came up in that pass.
     """
-    waits = {
-        path: {t for t in refs.get(path, ()) if t in rewritten and refs.get(t)}
-        for path in rewritten
-    }
     final = {path for path in rewritten if not refs.get(path)}
     pending = [path for path in order if path in rewritten and path not in final]
+    waits = {  # (tuples: a set per file would be most of a run's peak memory)
+        path: tuple(t for t in refs.get(path, ()) if t in rewritten and refs.get(t))
+        for path in pending
+    }
     passes = 1
     while pending:
         left = []
         for path in pending:
-            if waits[path] <= final:
+            if all(target in final for target in waits[path]):
                 final.add(path)
             else:
                 left.append(path)

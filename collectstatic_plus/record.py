@@ -53,6 +53,10 @@ CHUNK = 64 * 1024
 BATCH = 1000
 
 
+#: A path as the run holds it (the sources' own string); ``str``: the path.
+Key = Callable[[str], str]
+
+
 class RecordError(ValueError):
     """The record exists but cannot be trusted; the message says why."""
 
@@ -110,23 +114,6 @@ class Record:
     #: Per source, the last complete post-process (empty if none is known).
     processed: dict[str, Processed] = field(default_factory=dict)
 
-    def same_content(self, other: Record | None, tokens: bool = False) -> bool:
-        """Equal to ``other`` but for source tokens (compared too if ``tokens``)."""
-        if other is None or (
-            self.fingerprint,
-            self.manifests,
-            self.state,
-            self.processed,
-        ) != (other.fingerprint, other.manifests, other.state, other.processed):
-            return False
-        if tokens:
-            return self.files == other.files
-        theirs = other.files
-        return self.files.keys() == theirs.keys() and all(
-            entry._replace(token=None) == theirs[path]._replace(token=None)
-            for path, entry in self.files.items()
-        )
-
     def without(self, paths: Collection[str]) -> Record:
         """This record, less ``paths`` (deleted since it was written)."""
         files = {path: e for path, e in self.files.items() if path not in paths}
@@ -170,8 +157,9 @@ def _write_rows(
         out.write(row + (b",\n" if number < last else b"\n"))
 
 
-def read(stream: Readable, fingerprint: str) -> Record:
-    """Parse a record a line at a time, as :meth:`Record.write` lays it out.
+def read(stream: Readable, fingerprint: str, key: Key = str) -> Record:
+    """Parse a record a line at a time, as :meth:`Record.write` lays it out,
+    each source path as ``key`` gives it (the string the run already holds).
 
     Any other layout of the same JSON (all on one line) is parsed whole.
     Raises RecordError for anything untrustworthy.
@@ -179,9 +167,9 @@ def read(stream: Readable, fingerprint: str) -> Record:
     lines = _lines(stream)
     first = next(lines, b"")
     if not first.endswith(FILES_OPEN):
-        return parse(b"\n".join([first, *lines]), fingerprint)
+        return parse(b"\n".join([first, *lines]), fingerprint, key)
     record = _head(_parsed(first[: -len(FILES_OPEN)] + b"}"), fingerprint)
-    section, add = record.files, _add
+    section, add = record.files, partial(_add, key=key)
     batch: list[bytes] = []
     number = 2  # the line of batch[0]
     for line in lines:
@@ -197,22 +185,23 @@ def read(stream: Readable, fingerprint: str) -> Record:
         batch.clear()
         if line == PROCESSED_OPEN and section is record.files:
             section = record.processed  # type: ignore[assignment]
-            add = partial(add_processed, files=record.files)
+            add = partial(add_processed, files=record.files, key=key)
             continue
-        if not line.startswith(FILES_CLOSE):
+        if not line.startswith(FILES_CLOSE) or not line.endswith(b"}"):
             raise RecordError(f"line {number - 1}: unexpected data")
-        tail = _parsed(b"{" + line[2:])  # '{"manifests":[...]}'
-        if not isinstance(tail, dict) or next(lines, None) is not None:
+        # The longest line: decoded where it lies, never copied first (memory).
+        tail = _parsed(memoryview(line)[len(FILES_CLOSE) : -1])
+        if next(lines, None) is not None:
             raise RecordError(f"line {number - 1}: unexpected data after the files")
         try:
-            record.manifests = _manifests(tail.get("manifests", []), record.processed)
+            record.manifests = _manifests(tail, record.processed)
         except RecordError as error:
             raise RecordError(f"line {number - 1}: {error}") from None
         return record
     raise RecordError("cut short")
 
 
-def parse(data: bytes, fingerprint: str) -> Record:
+def parse(data: bytes, fingerprint: str, key: Key = str) -> Record:
     """Parse and validate a whole record; raise RecordError if untrustworthy."""
     if len(data) > MAX_BYTES:
         raise RecordError(f"larger than {MAX_BYTES} bytes")
@@ -223,12 +212,12 @@ def parse(data: bytes, fingerprint: str) -> Record:
     if type(rows) is not list:
         raise RecordError("'files' is not a list")
     for row in rows:
-        _add(record.files, row)
+        _add(record.files, row, key)
     processed = document.get("processed", [])
     if type(processed) is not list:
         raise RecordError("'processed' is not a list")
     for row in processed:
-        add_processed(record.processed, row, record.files)
+        add_processed(record.processed, row, record.files, key)
     record.manifests = _manifests(document.get("manifests", []), record.processed)
     return record
 
@@ -251,9 +240,9 @@ def _head(document: object, fingerprint: str) -> Record:
     return Record(fingerprint=fingerprint, state=_state(document.get("state", {})))
 
 
-def _parsed(data: bytes) -> object:
+def _parsed(data: bytes | memoryview) -> object:
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(str(data, "utf-8"))
     except ValueError as error:  # UnicodeDecodeError and JSONDecodeError
         raise RecordError(f"not valid JSON ({error})") from None
 
@@ -281,20 +270,24 @@ def _add_rows(
             raise RecordError(f"line {first + offset}: {error}") from None
 
 
-def _add(files: dict[str, Entry], row: object) -> None:
+def _add(files: dict[str, Entry], row: object, key: Key = str) -> None:
     """Validate one row of ``files`` and add its entry."""
     if type(row) is not list or len(row) != len(COLUMNS):
         raise RecordError(f"a 'files' row is not a list of {len(COLUMNS)}")
     path = row[0]
     if not is_safe_path(path):
         raise RecordError(f"unsafe path {path!r}")
+    path = key(path)
     if path in files:
         raise RecordError(f"{path!r} is listed twice")
     files[path] = _entry(*row)
 
 
 def add_processed(
-    processed: dict[str, Processed], row: object, files: Mapping[str, Entry] = {}
+    processed: dict[str, Processed],
+    row: object,
+    files: Mapping[str, Entry] = {},
+    key: Key = str,
 ) -> None:
     """Validate one row of ``processed`` and add it, with its MD5 the string
     its file's entry holds and its hashed name held once (memory)."""
@@ -316,10 +309,11 @@ def add_processed(
             raise RecordError(f"processed {path!r} has a bad list of paths")
     if type(consumed) is not bool:
         raise RecordError(f"processed {path!r} has a bad consumed flag")
+    path, refs = key(path), tuple(map(key, refs))
     entry = files.get(path)
     md5 = entry.md5 if entry is not None and entry.md5 == md5 else md5
     outputs = [hashed if name == hashed else name for name in outputs]
-    processed[path] = Processed(md5, hashed, tuple(refs), tuple(outputs), consumed)
+    processed[path] = Processed(md5, hashed, refs, tuple(outputs), consumed)
 
 
 def _entry(

@@ -28,7 +28,7 @@ from .backends.base import Backend, Listing, Remote, content_version
 from .digest import digest_stream
 from .options import RunOptions
 from .plan import saw_same
-from .record import Entry, Processed, Record, RecordError, read
+from .record import Entry, Key, Processed, Record, RecordError, read
 from .retry import PermanentError, Retry, Unreachable
 from .sources import Source
 
@@ -73,9 +73,10 @@ class Recorder:
         self.retry("Deleting the sync record", lambda: storage.delete(self.name))
         self.version, self.read_version = None, True
 
-    def load(self) -> Record | None:
-        """The previous record; None (with a warning) if it is missing or
-        cannot be trusted. A permanent storage error is raised."""
+    def load(self, key: Key = str) -> Record | None:
+        """The previous record, its source paths as ``key`` gives them; None
+        (with a warning) if it is missing or cannot be trusted. A permanent
+        storage error is raised."""
         fingerprint = self.destination.fingerprint()
 
         def load() -> Record | None:
@@ -90,9 +91,9 @@ class Recorder:
                 data = found[0]
                 if data[:2] == GZIP_MAGIC:  # as a gzipping storage saved it
                     data = gzip.decompress(data)
-                return read(io.BytesIO(data), fingerprint)
+                return read(io.BytesIO(data), fingerprint, key)
             with self.backend.stream(self.name) as stream:
-                return None if stream is None else read(stream, fingerprint)
+                return None if stream is None else read(stream, fingerprint, key)
 
         try:
             return self.retry("Reading the sync record", load)
@@ -170,7 +171,7 @@ class Recorder:
         """
         # New source tokens alone (a fresh checkout) are worth a local write,
         # so later runs need not read every source again, but not an upload.
-        if new.same_content(previous, tokens=self.backend.local):
+        if same_content(new, previous, tokens=self.backend.local):
             return
         if self.fence is not None:
             try:
@@ -288,3 +289,22 @@ def recorder_for(
     keeper = backend_for(storages[options.record_storage])
     retry = Retry(options.retries, options.retry_budget, errors=keeper)
     return Recorder(keeper, retry, options.record_name, warn, backend)
+
+
+def same_content(new: Record, old: Record | None, tokens: bool = False) -> bool:
+    """Whether ``new`` says what ``old`` does but for source tokens
+    (compared too if ``tokens``)."""
+    if old is None or (new.fingerprint, new.manifests, new.state, new.processed) != (
+        old.fingerprint,
+        old.manifests,
+        old.state,
+        old.processed,
+    ):
+        return False
+    if tokens:
+        return new.files == old.files
+    theirs = old.files
+    return new.files.keys() == theirs.keys() and all(
+        entry._replace(token=None) == theirs[path]._replace(token=None)
+        for path, entry in new.files.items()
+    )

@@ -40,7 +40,7 @@ from .record import Record
 from .recorder import recorder_for
 from .report import Report
 from .retry import PermanentError, Retry, Throttle, Unreachable, first_line
-from .sources import Source, duplicate_message, find_sources, keyed_by_sources
+from .sources import Source, duplicate_message, find_sources, keyed_by_sources, own_path
 from .transfer import Copier
 
 if TYPE_CHECKING:
@@ -206,10 +206,8 @@ class Run:
             return
         refused: PermanentError | None = None
         try:
-            self.previous = previous = self.recorder.load()
-            if previous is not None:  # each path held once (sources.py)
-                previous.files = keyed_by_sources(previous.files, self.sources)
-                previous.processed = keyed_by_sources(previous.processed, self.sources)
+            # Each path held once: the sources' own strings (sources.py).
+            self.previous = self.recorder.load(own_path(self.sources))
         except PermanentError as error:  # the listing's own error comes first
             refused = error
         try:

@@ -85,13 +85,20 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
 def keyed_by_sources(
     found: Mapping[str, V], sources: Mapping[str, Source]
 ) -> dict[str, V]:
-    """``found`` (a record's or a listing's paths) keyed by the sources' own
-    path strings where a source has that path: each path is held once."""
-    keyed: dict[str, V] = {}
-    for path, value in found.items():
+    """``found`` (a listing) keyed by the sources' own path strings where a
+    source has that path: each path is held once."""
+    own = own_path(sources)
+    return {own(path): value for path, value in found.items()}
+
+
+def own_path(sources: Mapping[str, Source]) -> Callable[[str], str]:
+    """A path as the sources hold it (the same string object), else itself."""
+
+    def own(path: str) -> str:
         source = sources.get(path)
-        keyed[path if source is None else source.prefixed_path] = value
-    return keyed
+        return path if source is None else source.prefixed_path
+
+    return own
 
 
 def token_for(stat: os.stat_result) -> int:

@@ -129,7 +129,10 @@ def settings_key(storage: Storage) -> str:
     cls = storage.__class__
     # WhiteNoise's and Brotli's versions matter to WhiteNoise's storages only
     # (and reading them loads importlib.metadata: 1.3 MB).
-    whitenoise = any(c.__module__.startswith("whitenoise") for c in cls.__mro__)
+    whitenoise = any(
+        str(getattr(c, "__module__", "")).partition(".")[0] == "whitenoise"
+        for c in cls.__mro__
+    )
     deconstruct = getattr(storage, "deconstruct", None)
     options = deconstruct()[1:] if callable(deconstruct) else ()
     inputs = {

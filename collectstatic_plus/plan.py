@@ -148,8 +148,8 @@ def saw_same(entry: Entry, remote: Remote) -> bool:
 
 
 def seen_once(listing: Listing, record: Record | None) -> Listing:
-    """The listing, where a file is as the record saw it, holding the
-    record's own ``Remote`` (memory: held once, not twice)."""
+    """The listing (the caller's own dict: changed in place), where a file is
+    as the record saw it, holding the record's own ``Remote`` (memory)."""
     if record is not None:
         for path, entry in record.files.items():
             remote = listing.get(path)

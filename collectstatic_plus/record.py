@@ -189,7 +189,8 @@ def read(stream: Readable, fingerprint: str, key: Key = str) -> Record:
             continue
         if not line.startswith(FILES_CLOSE) or not line.endswith(b"}"):
             raise RecordError(f"line {number - 1}: unexpected data")
-        # The longest line: decoded where it lies, never copied first (memory).
+        # The longest line: decoded where it lies, never copied first (memory);
+        # nothing may follow the manifests (parse() ignores other keys).
         tail = _parsed(memoryview(line)[len(FILES_CLOSE) : -1])
         if next(lines, None) is not None:
             raise RecordError(f"line {number - 1}: unexpected data after the files")

@@ -10,10 +10,10 @@ nothing new is not written.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import io
 import os
+import zlib
 from collections.abc import Callable, Collection, Mapping
 from typing import IO
 
@@ -28,7 +28,7 @@ from .backends.base import Backend, Listing, Remote, content_version
 from .digest import digest_stream
 from .options import RunOptions
 from .plan import saw_same
-from .record import Entry, Key, Processed, Record, RecordError, read
+from .record import MAX_BYTES, Entry, Key, Processed, Record, RecordError, read
 from .retry import PermanentError, Retry, Unreachable
 from .sources import Source
 
@@ -90,7 +90,7 @@ class Recorder:
                     return None
                 data = found[0]
                 if data[:2] == GZIP_MAGIC:  # as a gzipping storage saved it
-                    data = gzip.decompress(data)
+                    data = gunzipped(data)
                 return read(io.BytesIO(data), fingerprint, key)
             with self.backend.stream(self.name) as stream:
                 return None if stream is None else read(stream, fingerprint, key)
@@ -308,3 +308,12 @@ def same_content(new: Record, old: Record | None, tokens: bool = False) -> bool:
         entry._replace(token=None) == theirs[path]._replace(token=None)
         for path, entry in new.files.items()
     )
+
+
+def gunzipped(data: bytes) -> bytes:
+    """A gzipped record's bytes, never more than a record may hold (a small
+    upload must not unpack into gigabytes)."""
+    inflated = zlib.decompressobj(wbits=31).decompress(data, MAX_BYTES + 1)
+    if len(inflated) > MAX_BYTES:
+        raise RecordError(f"larger than {MAX_BYTES} bytes")
+    return inflated

@@ -593,3 +593,38 @@ def test_a_whitenoise_dry_run_names_what_the_run_then_writes_and_touches_nothing
         *(f"Would post-process {source_of(name)} -> {name}" for name in outputs),
         "Would write staticfiles.json",
     ]
+
+
+def test_whitenoise_and_brotli_versions_key_only_whitenoise_storages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A WhiteNoise storage (or a subclass) post-processes again when
+    WhiteNoise's or Brotli's version changes; Django's own storage does not
+    depend on them, and their versions are not even read for it."""
+    from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+    from whitenoise.storage import CompressedManifestStaticFilesStorage
+
+    from collectstatic_plus import incremental
+
+    from .storages import OwnWhiteNoiseStorage
+
+    read: list[str] = []
+    version = "1.0"
+
+    def version_of(package: str) -> str:
+        read.append(package)
+        return version
+
+    monkeypatch.setattr(incremental, "_version_of", version_of)
+
+    django_storage = ManifestStaticFilesStorage(location=str(tmp_path))
+    before = incremental.settings_key(django_storage)
+    assert read == []
+    keys = {}
+    for storage in (CompressedManifestStaticFilesStorage, OwnWhiteNoiseStorage):
+        keys[storage] = incremental.settings_key(storage(location=str(tmp_path)))
+    assert read == ["whitenoise", "brotli"] * 2
+    version = "2.0"
+    for storage, key in keys.items():
+        assert incremental.settings_key(storage(location=str(tmp_path))) != key
+    assert incremental.settings_key(django_storage) == before

@@ -302,7 +302,26 @@ def test_a_listed_file_as_the_record_saw_it_holds_the_records_remote() -> None:
     assert list(shared) == ["a.css", "b.css", "new.css"]
     assert shared["a.css"] is seen_a
     assert shared["b.css"] is listed_b
-    assert seen_once(listing, None) == shared
+    alone = {"a.css": listed_a}
+    assert seen_once(alone, None) is alone
+    assert alone["a.css"] is listed_a  # no record: nothing to share
+
+
+def test_a_gzipped_record_never_unpacks_past_a_records_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A record a gzipping storage saved is unpacked, up to the limit a record
+    may hold; beyond it (a small upload that unpacks into gigabytes) it is
+    not trusted."""
+    import gzip
+
+    from collectstatic_plus import recorder
+    from collectstatic_plus.record import RecordError
+
+    monkeypatch.setattr(recorder, "MAX_BYTES", 1000)
+    assert recorder.gunzipped(gzip.compress(b"x" * 1000)) == b"x" * 1000
+    with pytest.raises(RecordError, match="larger than 1000 bytes"):
+        recorder.gunzipped(gzip.compress(b"x" * 1001))
 
 
 def test_saving_a_large_record_spools_it_to_disk(tmp_path: Path) -> None:

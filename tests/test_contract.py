@@ -471,8 +471,8 @@ def test_a_record_another_run_wrote_since_this_one_read_it_is_not_replaced(
     theirs = b'{"written": "by another run"}'
     load = Recorder.load
 
-    def load_then_overwrite(self: Recorder) -> Any:
-        found = load(self)
+    def load_then_overwrite(self: Recorder, *args: Any) -> Any:
+        found = load(self, *args)
         destination.put(destination.record_key, theirs)
         return found
 

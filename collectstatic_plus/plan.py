@@ -147,17 +147,6 @@ def saw_same(entry: Entry, remote: Remote) -> bool:
     )
 
 
-def seen_once(listing: Listing, record: Record | None) -> Listing:
-    """The listing (the caller's own dict: changed in place), where a file is
-    as the record saw it, holding the record's own ``Remote`` (memory)."""
-    if record is not None:
-        for path, entry in record.files.items():
-            remote = listing.get(path)
-            if remote is not None and remote == entry.seen:
-                listing[path] = entry.seen
-    return listing
-
-
 def _by_md5(
     md5: str, source: Digest, exists: bool, how: str, old_size: int | None = None
 ) -> Decision:

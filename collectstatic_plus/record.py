@@ -344,7 +344,6 @@ def _entry(
         raise RecordError(f"entry for {path!r} has a bad etag")
     if mtime_ns is not None and not _is_count(mtime_ns):
         raise RecordError(f"entry for {path!r} has a bad mtime_ns")
-    seen_size = size if seen_size == size else seen_size  # held once
     seen = Remote(seen_size, etag, mtime_ns)  # type: ignore[arg-type]
     return Entry(Digest(md5, size), token, seen)  # type: ignore[arg-type]
 

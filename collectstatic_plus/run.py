@@ -24,7 +24,7 @@ from .backends.base import Listing
 from .digest import digest_file
 from .lease import Lease
 from .options import RunOptions
-from .plan import Action, Knowledge, decide, needs_digest, recorded_digest, seen_once
+from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failed, TransferPool
 from .postprocess import PostProcessing
 from .progress import Progress, Terminal
@@ -213,9 +213,8 @@ class Run:
         try:
             with Progress(self.terminal, "Listing", None) as shown:
                 listing = self.retry("Listing the destination", self.backend.listing)
-                if listing is not None:  # each path, and each file as seen, held once
-                    listing = keyed_by_sources(listing, self.sources)
-                    self.listing = seen_once(listing, self.previous)
+                if listing is not None:  # each path held once (sources.py)
+                    self.listing = keyed_by_sources(listing, self.sources)
                 shown.advance(len(self.listing or ()))
         except PermanentError as error:
             raise CommandError(str(error)) from error

@@ -225,9 +225,8 @@ def test_a_no_change_record_holds_each_path_and_entry_once(tmp_path: Path) -> No
 def test_a_read_record_holds_each_repeated_string_once(tmp_path: Path) -> None:
     """Read with the sources' paths, a record keys its rows and names its
     references with the sources' own strings; a processed row's MD5 is its
-    file entry's string, its hashed name is the string its outputs and the
-    last manifest hold, and a seen size equal to the written size is the same
-    int (memory: a third less per file)."""
+    file entry's string, and its hashed name is the string its outputs and
+    the last manifest hold (memory: a third less per file)."""
     import io
 
     from django.core.files.storage import FileSystemStorage
@@ -275,36 +274,6 @@ def test_a_read_record_holds_each_repeated_string_once(tmp_path: Path) -> None:
         assert row.md5 is entry.md5
         assert row.outputs[0] is row.hashed
         assert back.manifests[0][0] is row.hashed
-        assert entry.seen is not None and entry.seen.size is entry.size
-
-
-def test_a_listed_file_as_the_record_saw_it_holds_the_records_remote() -> None:
-    """The listing's value for a file that is as the record saw it is the
-    record's own Remote (held once); a file changed since keeps its own."""
-    from collectstatic_plus.backends.base import Remote
-    from collectstatic_plus.digest import Digest
-    from collectstatic_plus.plan import seen_once
-    from collectstatic_plus.record import Entry, Record
-
-    seen_a, seen_b = Remote(7, None, 5), Remote(7, None, 5)
-    record = Record(
-        "f" * 64,
-        files={
-            "a.css": Entry(Digest("a" * 32, 7), 1, seen_a),
-            "b.css": Entry(Digest("b" * 32, 7), 2, seen_b),
-            "gone.css": Entry(Digest("c" * 32, 7), 3, Remote(7, None, 5)),
-        },
-    )
-    listed_a, listed_b = Remote(7, None, 5), Remote(7, None, 6)
-    listing = {"a.css": listed_a, "b.css": listed_b, "new.css": Remote(1, None, 1)}
-    shared = seen_once(listing, record)
-    assert shared is listing
-    assert list(shared) == ["a.css", "b.css", "new.css"]
-    assert shared["a.css"] is seen_a
-    assert shared["b.css"] is listed_b
-    alone = {"a.css": listed_a}
-    assert seen_once(alone, None) is alone
-    assert alone["a.css"] is listed_a  # no record: nothing to share
 
 
 def test_a_gzipped_record_never_unpacks_past_a_records_limit(

@@ -28,13 +28,12 @@ SETTING_NAME = "COLLECTSTATIC_PLUS"
 REMOTE_WORKERS = 32
 
 
-def local_workers() -> int:
-    """Worker count for a bare ``--parallel`` on a local destination: one.
-    Threads cost more than they save there (benchmarks/README.md: a cold
-    copy of 5,000 files took 1.5x as long with 2-8 threads as with one, and
-    plain ``shutil.copyfile`` 2.5x as long); ``--parallel N`` still uses N
-    (a network filesystem may gain)."""
-    return 1
+#: Worker count for a bare ``--parallel`` on a local destination: one.
+#: Threads cost more than they save there (benchmarks/README.md: a cold copy
+#: of 5,000 files took 1.5x as long with 2-8 threads as with one, and plain
+#: ``shutil.copyfile`` 2.5x as long); ``--parallel N`` still uses N (a
+#: network filesystem may gain).
+LOCAL_WORKERS = 1
 
 
 def _storage_aliases() -> set[str]:

@@ -10,7 +10,7 @@ referenced and what the post-processor wrote for it. The next run hands
 ``post_process`` only the *subset*: files that are new or changed, and the
 files that reference any of those (or a removed file), transitively. While it
 runs, a reference to a file outside the subset resolves to that file's
-recorded name (:class:`Hooks`), and the manifest it writes holds every file,
+recorded name (:class:`.hooks.Hooks`), and the manifest it writes holds every file,
 in the order a complete run would give (:func:`full_order`).
 
 Two more things make the result exactly a complete run's:

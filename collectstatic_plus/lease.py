@@ -3,7 +3,7 @@
 Before it reads the destination, a run (not a dry run) creates a small
 object, ``<RECORD_NAME>.lease`` in the record's storage, with a conditional
 write that fails if one exists: S3's ``If-None-Match: *``, Azure's and GCS's
-equivalents, ``O_EXCL`` on local disk. It says who holds it and until when.
+equivalents, a hard link on local disk. It says who holds it and until when.
 While the run lasts, a thread renews it every third of ``LEASE_TTL`` (a write
 on the condition that it is still the version this run wrote); at the end
 the run deletes it (on the same condition).

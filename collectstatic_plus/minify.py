@@ -258,7 +258,7 @@ def _string_end(text: str, start: int, quote: str) -> int:
     return -1
 
 
-class MinifyingSource:
+class MinifyingStorage:
     """A finder's storage as seen for one file: opening it gives minified bytes.
 
     Every reader of the source (hashing, copying, the storage's
@@ -306,7 +306,7 @@ class SourceMinifier:
         and its stat token also depends on the minifier's settings."""
         if not self.minifier.applies_to(source.prefixed_path):
             return source
-        storage = MinifyingSource(
+        storage = MinifyingStorage(
             source.storage, source.prefixed_path, self.minifier, self.note
         )
         token = source.token

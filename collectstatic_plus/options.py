@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
-from .conf import REMOTE_WORKERS, conf, local_workers
+from .conf import LOCAL_WORKERS, REMOTE_WORKERS, conf
 from .retry import first_line
 
 AUTO = "auto"
@@ -78,7 +78,7 @@ class RunOptions:
         the WORKERS setting, else by destination."""
         if not self.auto_workers:
             return self
-        count = conf.WORKERS or (local_workers() if local else REMOTE_WORKERS)
+        count = conf.WORKERS or (LOCAL_WORKERS if local else REMOTE_WORKERS)
         return replace(self, workers=count, auto_workers=False)
 
 
@@ -124,7 +124,7 @@ def add_arguments(parser: CommandParser) -> None:
         help=(
             "Copy or upload files with N threads. Without N (or with 'auto'): "
             f"the WORKERS setting, else {REMOTE_WORKERS} for a remote "
-            f"destination and {local_workers()} for a local one."
+            f"destination and {LOCAL_WORKERS} for a local one."
         ),
     )
     parser.add_argument(

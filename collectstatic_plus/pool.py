@@ -13,6 +13,7 @@ queue of pending futures.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +24,6 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
 from .retry import PermanentError, first_line
-from .sources import broken_link
 
 #: Failed paths named in the final error message; stderr lists all of them.
 NAMED_FAILURES = 10
@@ -43,6 +43,22 @@ class Failure(NamedTuple):
     @property
     def reason(self) -> str:
         return broken_link(self.error) or first_line(self.error)
+
+
+def broken_link(error: BaseException) -> str | None:
+    """Say so if ``error`` is a file not found because it is a symbolic link
+    to nothing (``os.stat`` follows the link; the finders list it all the
+    same); else None."""
+    name = getattr(error, "filename", None)
+    if not isinstance(error, FileNotFoundError) or not isinstance(name, str):
+        return None
+    try:
+        target = os.readlink(name)
+    except OSError:  # not a link, or gone
+        return None
+    if os.path.exists(name):
+        return None
+    return f"'{name}' is a broken symbolic link (to '{target}')"
 
 
 class TransferPool:

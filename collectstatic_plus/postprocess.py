@@ -80,9 +80,10 @@ class PostProcessing:
         #: The files the collection copied (or, dry, would copy).
         self.copied: set[str] = set()
         self.key = settings_key(storage) if hasattr(storage, "post_process") else ""
-        #: For the next record: what each source's post-process did (empty
-        #: unless this run post-processed completely), and the hashed names of
-        #: the manifest written.
+        #: For the next record: what each source's post-process did, as of the
+        #: last complete post-process with these settings (None until this
+        #: run knows it: up to date, or run completely or incrementally), and
+        #: the hashed names of the manifest written.
         self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
         #: The build cache (local destinations, storages we know), and what
@@ -154,14 +155,13 @@ class PostProcessing:
             self.keep_in_cache(plan)
             self.host.log("Post-processing up to date.", level=1)
             return []
-        previous = last
         try:
-            done = self.attempt(plan, sources, listing, previous, digests)
+            done = self.attempt(plan, sources, listing, last, digests)
             if done is None and plan.mode == "incremental":
                 # A complete run would not settle its references: run one.
                 reason = "references would not settle in a complete run"
                 full = Plan("full", dict.fromkeys(digests, "full run"), reason)
-                done = self.attempt(full, sources, listing, previous, digests)
+                done = self.attempt(full, sources, listing, last, digests)
         except KeyboardInterrupt:
             raise CommandError(
                 "Interrupted during post-processing; the previous manifest is "
@@ -175,11 +175,11 @@ class PostProcessing:
         plan: Plan,
         sources: Mapping[str, Source],
         listing: Listing | None,
-        previous: Record | None,
+        last: Record | None,
         digests: Mapping[str, str],
     ) -> list[str] | None:
-        """Run the plan; None if it was incremental and a complete run would
-        not settle (nothing is written then)."""
+        """Run the plan over the last complete post-process; None if it was
+        incremental and a complete run would not settle (nothing written)."""
         storage = self.target
         known = vouch(storage) is None and not compressing(storage)
         staging = Staging(
@@ -192,7 +192,7 @@ class PostProcessing:
             retry=self.retry,
             known=known,
         )
-        rows = previous.processed if previous is not None else {}
+        rows = last.processed if last is not None else {}
         incremental = plan.mode == "incremental"
         outside = {}
         if incremental:

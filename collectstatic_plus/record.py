@@ -64,8 +64,8 @@ class RecordError(ValueError):
 class Entry(NamedTuple):
     """One collected file: the content written, and what then landed."""
 
-    #: The content written: the source's own Digest object once a run has
-    #: used this entry (see plan.recorded_digest), so it is held once.
+    #: The content written: its MD5 and size (a source whose stat token is
+    #: unchanged takes this as its digest: plan.recorded_digest).
     digest: Digest
     #: The source's stat token when this content was read (see sources.py).
     token: int | None = None

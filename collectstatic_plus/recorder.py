@@ -62,8 +62,9 @@ class Recorder:
         #: Called before the record is written: raises CommandError if this
         #: run may not write it (it lost its lease, see lease.py).
         self.fence: Callable[[], None] | None = None
-        #: Where writes can be conditional: the version of the record as this
-        #: run read it (None: there was none). It is replaced only if still so.
+        #: Where writes can be conditional: the version of the record this run
+        #: last read or wrote (None: there was none). It is replaced only if
+        #: still so.
         self.version: str | None = None
         self.read_version = False
 
@@ -75,7 +76,7 @@ class Recorder:
 
     def load(self, key: Key = str) -> Record | None:
         """The previous record, its source paths as ``key`` gives them; None
-        (with a warning) if it is missing or cannot be trusted. A permanent
+        if it is missing, or (with a warning) cannot be trusted. A permanent
         storage error is raised."""
         fingerprint = self.destination.fingerprint()
 

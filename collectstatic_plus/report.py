@@ -2,7 +2,8 @@
 
 The :class:`Report` is filled in by the steps of a run as they go, from any
 thread. It renders as the human summary table of ``--dry-run`` and ``-v 2``,
-and as the JSON document of ``--report`` (schema in the README, version
+and as the JSON document of ``--report`` (schema in ``report.schema.json``,
+version
 :data:`SCHEMA_VERSION`).
 """
 

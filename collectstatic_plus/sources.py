@@ -122,22 +122,6 @@ def stat_token(storage: Storage, name: str) -> int | None:
     return token_for(stat)
 
 
-def broken_link(error: BaseException) -> str | None:
-    """Say so if ``error`` is a file not found because it is a symbolic link
-    to nothing (``os.stat`` follows the link; the finders list it all the
-    same); else None."""
-    name = getattr(error, "filename", None)
-    if not isinstance(error, FileNotFoundError) or not isinstance(name, str):
-        return None
-    try:
-        target = os.readlink(name)
-    except OSError:  # not a link, or gone
-        return None
-    if os.path.exists(name):
-        return None
-    return f"'{name}' is a broken symbolic link (to '{target}')"
-
-
 def mixed(token: int, key: str) -> int:
     """A stat token that also depends on ``key`` (minifier settings)."""
     mix = blake2b(f"{token}\0{key}".encode(), digest_size=8)
@@ -242,7 +226,7 @@ class SourceFile(File):  # type: ignore[type-arg]
     digest: Digest | None
 
 
-class Sources:
+class OriginStorage:
     """Stands in for a finder's storage in ``post_process``'s ``paths``."""
 
     __slots__ = ("_digest", "_storage")  # one per source

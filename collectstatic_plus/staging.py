@@ -48,7 +48,7 @@ from .backends.base import Backend, Listing, Remote, unwrap
 from .digest import Digest, digest_file
 from .pool import TransferPool
 from .retry import Retry
-from .sources import Source, Sources
+from .sources import OriginStorage, Source
 from .target import Target
 
 FoundFiles = dict[str, tuple[Storage, str]]
@@ -117,7 +117,7 @@ class Staging:
         paths: FoundFiles = {}
         for name in self.sources if only is None else only:
             source = self.sources[name]
-            opener = Sources(source.storage, source.digest)
+            opener = OriginStorage(source.storage, source.digest)
             paths[name] = (opener, source.path)  # type: ignore[assignment]
         return paths
 

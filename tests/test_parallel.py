@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError
 
-from collectstatic_plus.conf import REMOTE_WORKERS, local_workers
+from collectstatic_plus.conf import LOCAL_WORKERS, REMOTE_WORKERS
 
 from .conftest import (
     default_sigint,
@@ -130,7 +130,7 @@ def test_bare_parallel_uses_workers_setting(
 @pytest.mark.parametrize(
     ("backend", "expected"),
     [
-        ("tests.storages.SlowStorage", local_workers()),
+        ("tests.storages.SlowStorage", LOCAL_WORKERS),
         ("tests.storages.SlowRemoteStorage", REMOTE_WORKERS),
     ],
 )

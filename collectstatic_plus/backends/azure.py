@@ -55,7 +55,6 @@ class AzureBackend(Backend):
     per file. The storage is as configured again afterwards.
     """
 
-    kind = "azure"
     transient_names = frozenset({"ServiceRequestError", "ServiceResponseError"})
     permanent_names = frozenset({"ClientAuthenticationError"})
     unreachable_names = frozenset({"ServiceRequestError", "ServiceResponseError"})

@@ -4,12 +4,14 @@
 subclass for a storage we know adds read-only fast paths (a listing of the
 destination in a few requests, streamed reads), tunes the storage's client
 for threads, counts its requests, and says which of its errors are worth
-retrying. Every write still goes through the storage's own ``save`` and
-``delete``, except batched deletes, which use the storage's own client,
-bucket and location.
+retrying. Every write of a collected or post-processed file still goes
+through the storage's own ``save`` and ``delete``, except batched deletes,
+which use the storage's own client, bucket and location; the conditional
+writes of the lease and the sync record (``create``, ``replace``,
+``remove``) are the backend's own.
 
 To add a backend, subclass :class:`Backend` in a module of this package,
-set ``BACKEND`` to it and add the module to ``backends.MODULES`` (see
+set ``BACKEND`` to it and add the module to ``backends.KNOWN`` (see
 ``docs/design.md``).
 """
 
@@ -34,13 +36,14 @@ from ..digest import Digest, digest_file
 MD5 = re.compile(r"[0-9a-f]{32}")
 
 #: How a failed storage call is treated (see :meth:`Backend.classify`).
+UNREACHABLE = "unreachable"  # nothing answered: retry, until too many (retry.py)
 TRANSIENT = "transient"  # try again after a backoff
 THROTTLED = "throttled"  # the service asks for fewer calls: back off harder
 PERMANENT = "permanent"  # every call will fail the same way: stop the run
 OTHER = "other"  # this file's own problem: report it, go on with the others
 
 #: Errors of the standard library that mean nothing answered.
-UNREACHABLE = (
+UNREACHABLE_ERRORS = (
     ConnectionRefusedError,
     ConnectionResetError,
     ConnectionAbortedError,
@@ -102,7 +105,6 @@ class Readable(Protocol):
 class Backend:
     """Any storage, through the Storage API only."""
 
-    kind = "generic"
     #: Whether reading a destination file is as cheap as a local read.
     local = False
     #: Storage attributes that identify where it writes (see fingerprint).
@@ -271,8 +273,8 @@ class Backend:
         names = {cls.__name__ for cls in type(error).__mro__}
         if names & self.permanent_names:
             return PERMANENT
-        if names & self.unreachable_names or isinstance(error, UNREACHABLE):
-            return "unreachable"
+        if names & self.unreachable_names or isinstance(error, UNREACHABLE_ERRORS):
+            return UNREACHABLE
         status, code = self.describe(error)
         if code in self.permanent_codes or status in (401, 403):
             return PERMANENT

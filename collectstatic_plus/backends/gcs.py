@@ -42,7 +42,6 @@ class GCSBackend(Backend):
     the worker count (requests keeps 10 per host).
     """
 
-    kind = "gcs"
     # requests' ConnectionError and Timeout are not the built-in ones.
     transient_names = frozenset({"ConnectionError", "Timeout", "ChunkedEncodingError"})
     permanent_names = frozenset({"DefaultCredentialsError", "RefreshError"})

@@ -18,7 +18,6 @@ from .base import Backend, Listing, Payload, Readable, Remote, as_bytes, content
 class LocalBackend(Backend):
     """FileSystemStorage: a listing is one directory walk, a file one lstat."""
 
-    kind = "local"
     local = True
 
     @staticmethod
@@ -40,7 +39,8 @@ class LocalBackend(Backend):
         with handle:
             yield handle
 
-    # The lease: O_EXCL creates, renames replace; a version is the MD5.
+    # The lease: a create hard-links a temporary file into place (failing if
+    # one is there), a replace renames one; a version is the content's MD5.
     conditional = True
 
     def fetch(self, name: str) -> tuple[bytes, str] | None:

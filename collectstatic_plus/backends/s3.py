@@ -44,7 +44,6 @@ class S3Backend(Backend):
     run on our workers instead of an s3transfer thread pool per file.
     """
 
-    kind = "s3"
     transient_names = frozenset(
         {
             "EndpointConnectionError",

@@ -14,7 +14,7 @@ import os
 import posixpath
 import threading
 from collections import ChainMap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -33,7 +33,9 @@ class Hooks:
     (the caller's last word on the run), then writes every file's name, in a
     complete run's order. WhiteNoise's ``delete_files`` (with
     WHITENOISE_KEEP_ONLY_HASHED_FILES) spares the hashed files of the files
-    outside the subset: a complete run keeps them, as its own output.
+    outside the subset: a complete run keeps them, as its own output; its
+    ``compress_files`` gets each hashed copy beside its original (a set
+    before), so that its compressor can reuse one's output for the other.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class Hooks:
                 "url_converter",
                 "save_manifest",
                 "delete_files",
+                "compress_files",
                 "create_compressor",
             ),
         )
@@ -81,6 +84,11 @@ class Hooks:
                 spared = set(self.outside.values())
                 delete_files = original["delete_files"]
                 storage.delete_files = lambda names: delete_files(set(names) - spared)
+            if original["compress_files"] is not None:
+                compress_files = original["compress_files"]
+                storage.compress_files = lambda names: compress_files(
+                    self._paired(names)
+                )
             if original["create_compressor"] is not None:
                 create = original["create_compressor"]
                 wrap = dry_compressor if self.simulate else (lambda c, s: c)
@@ -91,6 +99,12 @@ class Hooks:
         finally:
             for name in names:
                 storage.__dict__.pop(name, None)
+
+    def _paired(self, names: Iterable[str]) -> list[str]:
+        """``names`` with each hashed copy next to its original."""
+        hashed_files = getattr(self.storage, "hashed_files", {})
+        original = {hashed: name for name, hashed in hashed_files.items()}
+        return sorted(names, key=lambda name: (original.get(name, name), name))
 
     def _wrap_stored_name(self, stored_name: Callable[..., str]) -> Callable[..., str]:
         def resolve(name: str, hashed_files: dict[str, str]) -> str:
@@ -139,8 +153,10 @@ def once_per_content(compressor: Any) -> Any:
     WhiteNoise compresses every original and every hashed copy, and most
     hashed copies have their original's content (all but the rewritten CSS
     and JS): the second of the two gets the first's output, byte for byte
-    (gzip without a timestamp and Brotli depend on the bytes alone). An output
-    is dropped once reused, so at most one of each pair is held.
+    (gzip without a timestamp and Brotli depend on the bytes alone). The two
+    come one after the other (:meth:`Hooks._paired`) to WhiteNoise's threads,
+    so the second waits while the first is compressed. An output is dropped
+    once reused, and at most ``KEPT_OUTPUTS`` are kept (bounded memory).
     """
     lock = threading.Lock()
     for method in ("compress_gzip", "compress_brotli"):
@@ -148,21 +164,37 @@ def once_per_content(compressor: Any) -> Any:
         if compress is None:
             continue
         done: dict[bytes, bytes] = {}
+        running: dict[bytes, threading.Event] = {}
 
         def once(
             data: bytes,
             compress: Callable[[bytes], bytes] = compress,
             done: dict[bytes, bytes] = done,
+            running: dict[bytes, threading.Event] = running,
         ) -> bytes:
             key = hashlib.md5(data, usedforsecurity=False).digest()
             with lock:
                 if key in done:
                     return done.pop(key)
-            output = compress(data)
-            with lock:
-                done[key] = output
-                if len(done) > KEPT_OUTPUTS:  # never reused: bounded memory
-                    del done[next(iter(done))]
+                first = running.get(key)
+                if first is None:
+                    running[key] = started = threading.Event()
+            if first is not None:  # being compressed: wait for it
+                first.wait()
+                with lock:
+                    if key in done:
+                        return done.pop(key)
+                return compress(data)  # it failed, or this is a third copy
+            try:
+                output = compress(data)
+                with lock:
+                    done[key] = output
+                    if len(done) > KEPT_OUTPUTS:  # never reused
+                        del done[next(iter(done))]
+            finally:
+                with lock:
+                    del running[key]
+                started.set()
             return output
 
         setattr(compressor, method, once)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -135,6 +136,40 @@ def test_a_cold_run_writes_hashed_copies_of_unrewritten_files_on_the_pool(
         sum(s < end and start < e for s, e in spans) for start, end in spans
     )
     assert overlapping > 1
+
+
+def test_whitenoise_compresses_each_content_once_however_many_files(
+    tmp_path: Path, static_root: Path, settings: Any, monkeypatch: Any
+) -> None:
+    """An original and its hashed copy share one compression, also when the
+    files outnumber the outputs kept for reuse (WhiteNoise hands its threads
+    a set, in no useful order)."""
+    from whitenoise.compress import Compressor
+
+    from collectstatic_plus import hooks
+
+    compressed: list[tuple[str, str]] = []
+    for method in ("compress_gzip", "compress_brotli"):  # static methods
+        real = getattr(Compressor, method)
+
+        def counted(data: bytes, real: Any = real, method: str = method) -> Any:
+            compressed.append((method, hashlib.md5(data).hexdigest()))
+            return real(data)
+
+        monkeypatch.setattr(Compressor, method, staticmethod(counted))
+    monkeypatch.setattr(hooks, "KEPT_OUTPUTS", 8)
+    files = {f"t/{i}.txt": f"file {i}\n" + "compressible text " * 40 for i in range(60)}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "many", files))]
+    use(settings, WHITENOISE)
+    run_stock(verbosity=0)
+    stock = destination(static_root)
+    assert len(compressed) == 2 * 2 * 60  # originals and hashed copies, twice
+    compressed.clear()
+    reset(static_root)
+    run_collectstatic(verbosity=0)
+    assert destination(static_root) == stock
+    assert sorted(compressed) == sorted(set(compressed))
+    assert len(compressed) == 2 * 60
 
 
 @pytest.mark.parametrize(

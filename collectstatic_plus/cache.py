@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -149,10 +150,7 @@ class BuildCache:
                     done.damaged.append(name)
                     break  # the source is post-processed again
                 if write is not None:
-                    with tempfile.TemporaryFile() as handle:
-                        handle.write(data)
-                        handle.seek(0)
-                        write(name, File(handle, name=name))
+                    write(name, File(io.BytesIO(data), name=name))
                 listing[name] = Remote(len(data))
                 done.outputs += 1
         self.report["restored"] = done.outputs

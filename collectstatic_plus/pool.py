@@ -16,7 +16,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -76,6 +76,8 @@ class TransferPool:
         self._executor: ThreadPoolExecutor | None = None
         self._closing: ThreadPoolExecutor | None = None
         self._slots: threading.BoundedSemaphore | None = None
+        #: Submitted tasks not done yet (at most the slots' count).
+        self._unfinished: set[Future[None]] = set()
         if workers > 1:
             self._executor = ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix="collectstatic"
@@ -121,6 +123,8 @@ class TransferPool:
         except BaseException:
             self._slots.release()
             raise
+        with self._lock:
+            self._unfinished.add(future)
         future.add_done_callback(self._release)
 
     def close(self, cancel: bool = False) -> None:
@@ -131,11 +135,18 @@ class TransferPool:
         if self._executor is not None:
             self._closing, self._executor = self._executor, None
         if self._closing is not None:
+            # Wait for the tasks, not the threads: a Ctrl-C during
+            # Thread.join makes Python 3.10 to 3.12 take a running thread
+            # for ended, and the interpreter would exit under its write.
+            self._closing.shutdown(wait=False, cancel_futures=cancel)
+            with self._lock:
+                unfinished = list(self._unfinished)
             try:
-                self._closing.shutdown(wait=True, cancel_futures=cancel)
+                wait(unfinished)
             except KeyboardInterrupt:
                 self._closing.shutdown(wait=False, cancel_futures=True)
                 raise
+            self._closing.shutdown(wait=True)  # idle threads: at once
         if not cancel:
             self._raise_fatal()
 
@@ -160,6 +171,8 @@ class TransferPool:
 
     def _release(self, future: Future[None]) -> None:
         assert self._slots is not None
+        with self._lock:
+            self._unfinished.discard(future)
         self._slots.release()
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -59,6 +59,17 @@ def broken_link(error: BaseException) -> str | None:
     if os.path.exists(name):
         return None
     return f"'{name}' is a broken symbolic link (to '{target}')"
+
+
+@contextlib.contextmanager
+def interrupts_end_the_command() -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) between the pools: one line and exit 130 too."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise CommandError(
+            "Interrupted; run collectstatic again to finish.", returncode=130
+        ) from None
 
 
 class TransferPool:

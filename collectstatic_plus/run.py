@@ -25,7 +25,7 @@ from .digest import digest_file
 from .lease import Lease
 from .options import RunOptions
 from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
-from .pool import Failed, TransferPool
+from .pool import Failed, TransferPool, interrupts_end_the_command
 from .postprocess import PostProcessing
 from .progress import Progress, Terminal
 from .prune import (
@@ -130,6 +130,7 @@ class Run:
     def run(self) -> Outcome:
         phase, options = self.report.phase, self.options
         with (
+            interrupts_end_the_command(),  # (the lease given back first)
             self.backend.prepared_for_threads(options.workers),
             self.backend.counting(self.report.count_request),
             contextlib.nullcontext() if options.dry_run else self.lease,

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from collectstatic_plus import run as run_module
 from .conftest import (
     MANIFEST_TREE,
     RECORD,
+    default_sigint,
     many,
     read_tree,
     record_files,
@@ -666,6 +668,7 @@ def start(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
 
 
@@ -752,6 +755,23 @@ def test_the_lease_of_a_killed_run_is_taken_over_at_once_on_its_machine(
     ), said
     assert time.monotonic() - started < 15
     agrees(destination, source)
+
+
+def test_ctrl_c_before_the_first_file_is_one_line_and_leaves_nothing(
+    destination: Destination, tmp_path: Path
+) -> None:
+    """While the finders list (the lease taken, nothing else written): exit
+    130 with one line, and the lease given back."""
+    source = many(tmp_path / "src", 12)
+    run = start(tmp_path, cli_settings(tmp_path, destination, source), slow=60)
+    wait_for_lease(destination, run)
+    run.send_signal(signal.SIGINT)
+    _, said = run.communicate(timeout=60)
+    assert (run.returncode, said) == (
+        130,
+        "CommandError: Interrupted; run collectstatic again to finish.\n",
+    )
+    assert destination.names() == []
 
 
 # --- post-processing --------------------------------------------------------

@@ -157,6 +157,10 @@ class Lease:
     def __enter__(self) -> Lease:
         try:
             self.acquire()
+            self.heart = threading.Thread(
+                target=self.beat, name="collectstatic-plus lease", daemon=True
+            )
+            self.heart.start()
         except PermanentError as error:  # the first request to the destination
             raise CommandError(str(error)) from error
         except CommandError:
@@ -171,10 +175,6 @@ class Lease:
             raise CommandError(
                 f"Could not take the lease on the destination: {first_line(error)}"
             ) from error
-        self.heart = threading.Thread(
-            target=self.beat, name="collectstatic-plus lease", daemon=True
-        )
-        self.heart.start()
         return self
 
     def __exit__(
@@ -184,9 +184,11 @@ class Lease:
         traceback: TracebackType | None,
     ) -> None:
         self.stopping.set()
-        if self.heart is not None:
-            self.heart.join()
-        self.release()
+        try:
+            if self.heart is not None:
+                self.heart.join()
+        finally:  # given back even if a Ctrl-C cuts the wait short
+            self.release()
 
     def acquire(self) -> None:
         """Create the lease, wait for another run's to go, or take over one

@@ -652,10 +652,11 @@ def cli_settings(
 
 
 def start(
-    tmp_path: Path, module: str, *args: str, slow: float = 0
+    tmp_path: Path, module: str, *args: str, slow: float = 0, **env: str
 ) -> subprocess.Popen[str]:
     environment = {
         **os.environ,
+        **env,
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
         "DJANGO_SETTINGS_MODULE": module,
         "SLOW_FIND": str(slow),
@@ -763,8 +764,14 @@ def test_ctrl_c_before_the_first_file_is_one_line_and_leaves_nothing(
     """While the finders list (the lease taken, nothing else written): exit
     130 with one line, and the lease given back."""
     source = many(tmp_path / "src", 12)
-    run = start(tmp_path, cli_settings(tmp_path, destination, source), slow=60)
-    wait_for_lease(destination, run)
+    listing = tmp_path / "listing"
+    module = cli_settings(tmp_path, destination, source)
+    run = start(tmp_path, module, slow=60, SLOW_FIND_STARTED=str(listing))
+    deadline = time.monotonic() + 60
+    while not listing.exists():
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     run.send_signal(signal.SIGINT)
     _, said = run.communicate(timeout=60)
     assert (run.returncode, said) == (

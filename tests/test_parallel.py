@@ -10,6 +10,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -305,13 +306,15 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     assert all(source_tree[name] == data for name, data in landed.items())
 
 
-def test_ctrl_c_while_the_pool_closes_still_waits_for_work_in_flight() -> None:
+def test_ctrl_c_while_the_pool_closes_still_waits_for_work_in_flight(
+    python_sigint: None,
+) -> None:
     """A Ctrl-C that lands while the pool joins its thread (Python 3.10 to
     3.12 then take a running thread for stopped) still lets the work end."""
     finished: list[str] = []
 
     def slow(path: str) -> None:
-        time.sleep(0.6)
+        time.sleep(1.5)
         finished.append(path)
 
     ctrl_c = threading.Timer(
@@ -323,6 +326,15 @@ def test_ctrl_c_while_the_pool_closes_still_waits_for_work_in_flight() -> None:
         ctrl_c.start()
     ctrl_c.join()
     assert finished == ["a.css"]
+
+
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt here (pytest started in the background
+    by a shell without job control has it ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("parallel", [None, 4])

@@ -674,8 +674,13 @@ def start(
 
 
 def wait_for_lease(destination: Destination, run: subprocess.Popen[str]) -> None:
+    wait_until(lambda: destination.lease_key in destination.names(), run)
+
+
+def wait_until(done: Callable[[], bool], run: subprocess.Popen[str]) -> None:
+    """Until ``done()``, while ``run`` is still running (a minute at most)."""
     deadline = time.monotonic() + 60
-    while destination.lease_key not in destination.names():
+    while not done():
         assert run.poll() is None, run.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -767,11 +772,7 @@ def test_ctrl_c_before_the_first_file_is_one_line_and_leaves_nothing(
     listing = tmp_path / "listing"
     module = cli_settings(tmp_path, destination, source)
     run = start(tmp_path, module, slow=60, SLOW_FIND_STARTED=str(listing))
-    deadline = time.monotonic() + 60
-    while not listing.exists():
-        assert run.poll() is None, run.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(listing.exists, run)
     run.send_signal(signal.SIGINT)
     _, said = run.communicate(timeout=60)
     assert (run.returncode, said) == (

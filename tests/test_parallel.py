@@ -320,12 +320,16 @@ def test_ctrl_c_while_the_pool_closes_still_waits_for_work_in_flight(
     ctrl_c = threading.Timer(
         0.2, signal.pthread_kill, (threading.get_ident(), signal.SIGINT)
     )
-    interrupted = pytest.raises(CommandError, match=r"^Interrupted: 1 file\(s\) ")
-    with interrupted, TransferPool(2) as pool:  # one task: one thread to join
-        pool.submit("a.css", slow, "a.css")
+    with pytest.raises(CommandError) as interrupted, TransferPool(2) as pool:
+        pool.submit("a.css", slow, "a.css")  # one task: one thread to join
         ctrl_c.start()
     ctrl_c.join()
     assert finished == ["a.css"]
+    assert str(interrupted.value) == (
+        "Interrupted: 1 file(s) collected before the interrupt; run "
+        "collectstatic again to finish."
+    )
+    assert interrupted.value.returncode == 130
 
 
 @pytest.fixture

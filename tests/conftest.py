@@ -5,7 +5,9 @@ import io
 import os
 import re
 import signal
-from collections.abc import Iterator
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,16 @@ def default_sigint() -> None:
     would run on as if nothing was sent.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_until(done: Callable[[], bool], run: subprocess.Popen[str]) -> None:
+    """Until ``done()``, while the child ``run`` is still running (a minute
+    at most)."""
+    deadline = time.monotonic() + 60
+    while not done():
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
 
 def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:

@@ -44,6 +44,7 @@ from .conftest import (
     record_files,
     run_collectstatic,
     run_stock,
+    wait_until,
     write_tree,
 )
 from .destinations import (
@@ -675,15 +676,6 @@ def start(
 
 def wait_for_lease(destination: Destination, run: subprocess.Popen[str]) -> None:
     wait_until(lambda: destination.lease_key in destination.names(), run)
-
-
-def wait_until(done: Callable[[], bool], run: subprocess.Popen[str]) -> None:
-    """Until ``done()``, while ``run`` is still running (a minute at most)."""
-    deadline = time.monotonic() + 60
-    while not done():
-        assert run.poll() is None, run.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
 
 
 def agrees(destination: Destination, source: Path) -> None:

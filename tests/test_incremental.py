@@ -27,6 +27,7 @@ from .conftest import (
     run_collectstatic,
     run_stock,
     stock_view,
+    wait_until,
     write_tree,
 )
 
@@ -484,10 +485,8 @@ def test_killed_run_then_normal_run_converges(tmp_path: Path) -> None:
 
     argv, env = command("killed", slow=True)
     process = subprocess.Popen(argv, env=env)
-    deadline = time.monotonic() + 30
-    while len(read_tree(roots["killed"])) < 20 if roots["killed"].exists() else True:
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.02)
+    killed = roots["killed"]
+    wait_until(lambda: killed.exists() and len(read_tree(killed)) >= 20, process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     # Half-written files are possible: make one explicitly.

@@ -25,6 +25,7 @@ from .conftest import (
     read_tree,
     run_collectstatic,
     stock_view,
+    wait_until,
     write_tree,
 )
 from .storages import ConcurrencyProbe
@@ -287,10 +288,7 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not (root.exists() and len(read_tree(root)) >= 8):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.05)
+    wait_until(lambda: root.exists() and len(read_tree(root)) >= 8, process)
     process.send_signal(signal.SIGINT)
     _stdout, stderr = process.communicate(timeout=30)
 

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,14 @@ from collectstatic_plus.backends.s3 import S3Backend
 from collectstatic_plus.retry import PermanentError, Retry, Throttle, Unreachable
 
 from .buckets import Bucket
-from .conftest import RECORD, read_tree, record_files, run_collectstatic, write_tree
+from .conftest import (
+    RECORD,
+    read_tree,
+    record_files,
+    run_collectstatic,
+    wait_until,
+    write_tree,
+)
 from .servers.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -565,10 +571,7 @@ def test_sigterm_stops_cleanly_and_records_only_what_landed(tmp_path: Path) -> N
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not (root.exists() and len(read_tree(root)) >= 10):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.05)
+    wait_until(lambda: root.exists() and len(read_tree(root)) >= 10, process)
     process.send_signal(signal.SIGTERM)
     _out, err = process.communicate(timeout=30)
     assert process.returncode == 130

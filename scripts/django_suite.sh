@@ -3,7 +3,7 @@
 # Django sdist) with "collectstatic_plus" listed in front of every
 # "django.contrib.staticfiles" entry, once per Django release series.
 #
-#   scripts/django_suite.sh [SERIES ...]     default: 5.2 6.1
+#   scripts/django_suite.sh [SERIES ...]     default: 4.2 5.2 6.0 6.1 (all supported)
 #
 # For each series: the newest patch release on the package index is used, in
 # a venv .venv-django-SERIES at the repo root (this package installed with -e,
@@ -30,7 +30,7 @@ SDISTS=$CACHE/django-sdist
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-1800}
 
 if [ "$#" -eq 0 ]; then
-  set -- 5.2 6.1
+  set -- 4.2 5.2 6.0 6.1
 fi
 for series in "$@"; do
   if ! [[ $series =~ ^[0-9]+\.[0-9]+$ ]]; then

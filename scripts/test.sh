@@ -3,7 +3,7 @@
 #   1. create/reuse .venv and install the package with its test extras;
 #   2. ruff and mypy;
 #   3. Django's own staticfiles tests with collectstatic_plus in front
-#      (Django 5.2 and 6.1, see scripts/django_suite.sh);
+#      (Django 4.2, 5.2, 6.0 and 6.1, see scripts/django_suite.sh);
 #   4. the pytest suite on the oldest and the newest supported pairs of Python
 #      and Django, through nox (noxfile.py has the whole matrix);
 #   5. pytest in .venv (moto, Azurite and the GCS emulator are started and

@@ -22,11 +22,11 @@ from typing import NamedTuple
 import django
 from django.core.management.base import CommandError
 
-from .backends.base import Backend, Listing
+from .backends.base import Backend, DeleteFailed, Listing
 from .options import RunOptions
 from .paths import is_safe_path
 from .record import Record
-from .retry import Retry
+from .retry import PermanentError, Retry, first_line
 
 #: Derived files that post-processors write beside a kept file (WhiteNoise
 #: compresses to .gz and .br).
@@ -77,9 +77,7 @@ class Pruner:
             verb = "Pretending to delete" if self.options.dry_run else "Deleting"
             self.log(f"{verb} '{name}'", level=NOTICE_LEVEL)
         if names and not self.options.dry_run:
-            self.retry(
-                "Clearing the destination", lambda: self.backend.delete_many(names)
-            )
+            self.delete_all("Clearing the destination", names)
         return names
 
     def plan(
@@ -138,10 +136,25 @@ class Pruner:
         for name in names if self.options.dry_run else ():
             self.log(f"Would delete {name}", level=1)
         if names and not self.options.dry_run:
-            self.retry("Deleting stale files", lambda: self.backend.delete_many(names))
+            self.delete_all("Deleting stale files", names)
             for name in names:
                 self.log(f"Deleting stale '{name}'", level=1)
         return names
+
+    def delete_all(self, what: str, names: list[str]) -> None:
+        """Delete ``names`` (in batches where the backend can); what could
+        not be deleted ends the run in one line, once every file was tried."""
+        try:
+            self.retry(what, lambda: self.backend.delete_many(names))
+        except PermanentError:
+            raise  # its own one line (the command's)
+        except DeleteFailed as error:
+            raise CommandError(
+                f"{what}: {len(error.failures)} of {len(names)} files could "
+                f"not be deleted: {error.named}."
+            ) from error
+        except Exception as error:
+            raise CommandError(f"{what}: {first_line(error)}.") from error
 
 
 def keep_set(

@@ -70,12 +70,18 @@ class RemoteLikeStorage(Storage):
 
 
 class FailingStorage(StaticFilesStorage):
-    """Fails to save any file whose name contains ``FAIL_ON`` (an env var)."""
+    """Fails to save or delete any file whose name contains ``FAIL_ON`` (an
+    env var)."""
 
     def _save(self, name: str, content: Any) -> str:
         if os.environ.get("FAIL_ON", "\0") in name:
             raise OSError(f"simulated failure writing {name}")
         return super()._save(name, content)
+
+    def delete(self, name: str) -> None:
+        if os.environ.get("FAIL_ON", "\0") in name:
+            raise OSError(f"simulated failure deleting {name}")
+        super().delete(name)
 
 
 class ConcurrencyProbe:

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from django.core.files.storage import Storage
+from django.core.management.base import CommandError
 
 from collectstatic_plus.backends import backend_for
 from collectstatic_plus.backends.azure import AzureBackend, client_session
@@ -393,15 +394,16 @@ def test_a_blob_that_cannot_be_deleted_fails_the_run_by_name(
     container.put("stale-free.css", b"free")
     lease = container.client.get_blob_client("stale-leased.css").acquire_lease()
     try:
-        with pytest.raises(OSError) as raised:
+        with pytest.raises(CommandError) as raised:
             collect(container, delete_unowned=True)
     finally:
         lease.release()
     assert str(raised.value) == (
-        "could not delete 1 blob(s): 'stale-leased.css' (412 LeaseIdMissing)"
+        "Deleting stale files: 1 of 2 files could not be deleted: "
+        "'stale-leased.css' (412 LeaseIdMissing)."
     )
     # Not retried: a lease is not a transient failure.
-    assert AzureBackend(Storage()).classify(raised.value) == "other"
+    assert AzureBackend(Storage()).classify(raised.value.__cause__) == "other"
     assert "stale-free.css" not in container.names()
     assert "stale-leased.css" in container.names()
 

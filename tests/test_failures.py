@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from .buckets import Bucket
-from .conftest import many, read_tree, wait_until
+from .conftest import many, read_tree, wait_until, write_tree
 from .servers.latency_proxy import LatencyProxy
 from .servers.s3 import S3Server
 
@@ -230,3 +230,29 @@ def test_a_destination_that_dies_mid_upload_stops_the_run_in_seconds(
         proxy.stop()
     assert finished.returncode == 0, finished.stderr
     assert bucket.contents() == read_tree(source)
+
+
+def test_a_stale_file_that_cannot_be_deleted_is_one_line_and_the_others_go(
+    tmp_path: Path,
+) -> None:
+    files = {"a.css": "a", "old-1.css": "1", "old-2.css": "2"}
+    source = write_tree(tmp_path / "src", files)
+    module = settings_file(
+        tmp_path, source, {"BACKEND": "tests.storages.FailingStorage"}
+    )
+    assert cli(tmp_path, module)[0].returncode == 0
+    (source / "old-1.css").unlink()
+    (source / "old-2.css").unlink()
+
+    result, _ = cli(tmp_path, module, "--delete", env={"FAIL_ON": "old-1"})
+
+    assert one_line(result) == (
+        "CommandError: Deleting stale files: 1 of 2 files could not be deleted: "
+        "'old-1.css' (OSError: simulated failure deleting old-1.css)."
+    )
+    root = tmp_path / "root"
+    assert sorted(read_tree(root)) == ["a.css", "old-1.css"]
+    # Still this package's: the next run deletes it.
+    result, _ = cli(tmp_path, module, "--delete")
+    assert result.returncode == 0, result.stderr
+    assert sorted(read_tree(root)) == ["a.css"]

@@ -446,6 +446,7 @@ def test_delete_many_raises_naming_the_blobs_it_could_not_delete(
 ) -> None:
     from storages.backends.gcloud import GoogleCloudStorage
 
+    from collectstatic_plus.backends.base import DeleteFailed
     from collectstatic_plus.backends.gcs import GCSBackend
 
     storage = GoogleCloudStorage(**bucket.storage(location="static")["OPTIONS"])
@@ -473,12 +474,13 @@ def test_delete_many_raises_naming_the_blobs_it_could_not_delete(
     # The emulator never refuses a delete: the batch's answer for b.css is
     # replaced by the service's 403 after the fact.
     storage.client.batch = batch_refusing_b
-    with pytest.raises(OSError) as raised:
+    with pytest.raises(DeleteFailed) as raised:
         backend.delete_many(["a.css", "b.css", "gone.css"])
-    assert str(raised.value) == (
-        f"could not delete 1 blob(s) from bucket {bucket.name!r}: "
-        "'static/b.css' (403 Forbidden)"
+    assert (
+        str(raised.value)
+        == "could not delete 1 file(s): 'static/b.css' (403 Forbidden)"
     )
+    assert raised.value.failures == [("static/b.css", "403 Forbidden")]
     assert sorted(bucket.contents()) == ["static/c.css"]
 
 

@@ -220,6 +220,43 @@ def test_clear_with_empty_location_uses_batched_deletes(
     assert len(bucket.contents()) == 10
 
 
+def test_delete_many_tries_every_batch_and_names_the_keys_it_could_not_delete(
+    bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from storages.backends.s3 import S3Storage
+
+    from collectstatic_plus.backends import s3
+    from collectstatic_plus.backends.base import DeleteFailed
+
+    backend = s3.S3Backend(S3Storage(**bucket.storage(location="static")["OPTIONS"]))
+    for name in ("a.css", "b.css", "c.css", "d.css"):
+        bucket.put(f"static/{name}", b"x")
+    real = backend.client.delete_objects
+
+    def refusing_b(**request: Any) -> Any:
+        # moto never refuses a key: b.css is left out of the request and
+        # the service's per-key error put in the answer.
+        asked = request["Delete"]["Objects"]
+        request["Delete"]["Objects"] = [o for o in asked if o["Key"] != "static/b.css"]
+        answer = real(**request)
+        if len(asked) != len(request["Delete"]["Objects"]):
+            refused = {"Key": "static/b.css", "Code": "InternalError", "Message": "x"}
+            answer["Errors"] = [refused]
+        return answer
+
+    monkeypatch.setattr(backend.client, "delete_objects", refusing_b)
+    monkeypatch.setattr(s3, "S3_DELETE_BATCH", 2)
+    with pytest.raises(DeleteFailed) as raised:
+        backend.delete_many(["a.css", "b.css", "c.css", "d.css"])
+    assert str(raised.value) == (
+        "could not delete 1 file(s): 'static/b.css' (InternalError: x)"
+    )
+    assert raised.value.error_code == "InternalError"  # (retried: transient)
+    assert backend.classify(raised.value) == "transient"
+    # The batch after the failed one was sent all the same.
+    assert sorted(bucket.contents()) == ["static/b.css"]
+
+
 def test_parallel_uploads_share_one_client_with_a_wide_pool(
     sources: Path, settings: Any, bucket: Bucket, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -18,25 +18,12 @@ from django.core.files.storage import Storage
 
 from ..digest import Digest
 from ..retry import first_line
-from .base import Backend, Listing, Payload, Remote
+from .base import Backend, DeleteFailed, Listing, Payload, Remote
 
 #: Blobs per List Blobs page (the service's maximum).
 AZURE_LIST_PAGE = 5000
 #: Sub-requests in one blob batch request (the service's limit).
 AZURE_DELETE_BATCH = 256
-#: Failed blobs named in a delete error message (all are counted).
-NAMED_FAILURES = 10
-
-
-class BlobDeleteError(OSError):
-    """Blobs not deleted; the first failure's HTTP status and error code."""
-
-    def __init__(
-        self, message: str, status_code: int | None, error_code: str | None
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.error_code = error_code
 
 
 class AzureBackend(Backend):
@@ -225,7 +212,7 @@ class AzureBackend(Backend):
         from azure.core.exceptions import HttpResponseError
 
         blobs = [self.blob_name(name) for name in names]
-        failed: list[str] = []
+        failed: list[tuple[str, str]] = []
         first: tuple[int | None, str | None] | None = None
         for start in range(0, len(blobs), self.delete_batch):
             batch = blobs[start : start + self.delete_batch]
@@ -237,30 +224,21 @@ class AzureBackend(Backend):
                 )
             except HttpResponseError as error:
                 reason = f"{error.status_code} {first_line(error)}"
-                failed.extend(f"{blob!r} ({reason})" for blob in batch)
+                failed.extend((blob, reason) for blob in batch)
                 first = first or (error.status_code, getattr(error, "error_code", None))
                 continue
             if len(parts) != len(batch):
-                failed.extend(
-                    f"{blob!r} (the batch answered {len(parts)} of {len(batch)})"
-                    for blob in batch
-                )
+                reason = f"the batch answered {len(parts)} of {len(batch)}"
+                failed.extend((blob, reason) for blob in batch)
                 continue
             for blob, part in zip(batch, parts, strict=True):
                 if part.status_code not in (200, 202, 204, 404):
-                    failed.append(f"{blob!r} ({_reason(part)})")
+                    failed.append((blob, _reason(part)))
                     code = part.headers.get("x-ms-error-code")
                     first = first or (part.status_code, code)
         if failed:
-            shown = ", ".join(failed[:NAMED_FAILURES])
-            more = len(failed) - NAMED_FAILURES
             status, code = first or (None, None)
-            raise BlobDeleteError(
-                f"could not delete {len(failed)} blob(s): {shown}"
-                + (f" and {more} more" if more > 0 else ""),
-                status,
-                code,
-            )
+            raise DeleteFailed(failed, status, code)
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:

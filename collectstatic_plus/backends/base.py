@@ -31,6 +31,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 
 from ..digest import Digest, digest_file
+from ..retry import first_line
 
 #: An MD5 as storage services write it in an ETag or a checksum field.
 MD5 = re.compile(r"[0-9a-f]{32}")
@@ -70,6 +71,32 @@ class Remote(NamedTuple):
         """The content's MD5 when the ETag is one (a single-part upload)."""
         etag = self.etag
         return etag if etag is not None and MD5.fullmatch(etag) else None
+
+
+#: Files named in a DeleteFailed message (all are counted).
+NAMED_FAILURES = 10
+
+
+class DeleteFailed(OSError):
+    """Files a delete left in place, each with its reason, after every other
+    file was tried; the first failure's HTTP status and service error code
+    (for :meth:`Backend.classify`)."""
+
+    def __init__(
+        self,
+        failures: list[tuple[str, str]],
+        status_code: int | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        self.failures = failures
+        self.status_code = status_code
+        self.error_code = error_code
+        shown = ", ".join(
+            f"{name!r} ({why})" for name, why in failures[:NAMED_FAILURES]
+        )
+        more = len(failures) - NAMED_FAILURES
+        self.named = shown + (f" and {more} more" if more > 0 else "")
+        super().__init__(f"could not delete {len(failures)} file(s): {self.named}")
 
 
 #: What a conditional write takes: bytes, or a file to read them from.
@@ -191,8 +218,19 @@ class Backend:
         return bool(getattr(self.storage, "file_overwrite", False))
 
     def delete_many(self, names: Iterable[str]) -> None:
+        """Each name through the storage's ``delete``. A file's own failure
+        does not stop the others (they end in one DeleteFailed); any other
+        is raised at once, for the caller's retry to start over."""
+        failed: list[tuple[str, str]] = []
         for name in names:
-            self.storage.delete(name)
+            try:
+                self.storage.delete(name)
+            except Exception as error:
+                if self.classify(error) != OTHER:
+                    raise
+                failed.append((name, first_line(error)))
+        if failed:
+            raise DeleteFailed(failed)
 
     @contextmanager
     def saving(self) -> Iterator[None]:

@@ -23,7 +23,7 @@ from django.core.files.storage import Storage
 
 from ..digest import Digest
 from ..retry import first_line
-from .base import Backend, Listing, Payload, Remote
+from .base import Backend, DeleteFailed, Listing, Payload, Remote
 
 #: Calls in one batch request (the service's limit; the client allows more).
 GCS_DELETE_BATCH = 100
@@ -179,19 +179,14 @@ class GCSBackend(Backend):
     def delete_many(self, names: Iterable[str]) -> None:
         """Batch requests of 100 deletes; a blob already gone is no error.
 
-        Raises OSError naming the blobs that could not be deleted.
+        Raises DeleteFailed naming the blobs that could not be deleted.
         """
         blobs = [self.blob_name(name) for name in names]
         failed: list[tuple[str, str]] = []
         for start in range(0, len(blobs), GCS_DELETE_BATCH):
             failed += self._delete_batch(blobs[start : start + GCS_DELETE_BATCH])
         if failed:
-            shown = ", ".join(f"{blob!r} ({reason})" for blob, reason in failed[:10])
-            more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-            raise OSError(
-                f"could not delete {len(failed)} blob(s) from bucket "
-                f"{self.gcs.bucket_name!r}: {shown}{more}"
-            )
+            raise DeleteFailed(failed)
 
     def _delete_batch(self, blobs: list[str]) -> list[tuple[str, str]]:
         """Delete ``blobs`` in one batch request; the (blob, reason) that failed."""

@@ -20,7 +20,7 @@ from typing import Any
 from django.core.files.storage import Storage
 
 from ..digest import Digest, digest_stream
-from .base import Backend, Listing, Payload, Readable, Remote
+from .base import Backend, DeleteFailed, Listing, Payload, Readable, Remote
 
 #: Operations whose answer carries the new object's ETag.
 UPLOADS = {"PutObject", "CompleteMultipartUpload"}
@@ -151,20 +151,25 @@ class S3Backend(Backend):
             return None if stream is None else digest_stream(stream)
 
     def delete_many(self, names: Iterable[str]) -> None:
+        """DeleteObjects requests of up to 1,000 keys; the keys it could
+        not delete are raised after every batch was tried (DeleteFailed)."""
         keys = [self.s3._normalize_name(name) for name in names]
+        errors: list[dict[str, str]] = []
         for start in range(0, len(keys), S3_DELETE_BATCH):
             batch = keys[start : start + S3_DELETE_BATCH]
             response = self.client.delete_objects(
                 Bucket=self.s3.bucket_name,
                 Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
             )
-            errors = response.get("Errors", [])
-            if errors:
-                first = errors[0]
-                raise OSError(
-                    f"could not delete {len(errors)} object(s), first "
-                    f"{first.get('Key')!r}: {first.get('Message')}"
-                )
+            errors += response.get("Errors", [])
+        if errors:
+            raise DeleteFailed(
+                [
+                    (e.get("Key", "?"), f"{e.get('Code')}: {e.get('Message')}")
+                    for e in errors
+                ],
+                error_code=errors[0].get("Code"),
+            )
 
     # The lease: S3's conditional writes (If-None-Match: *, If-Match: ETag),
     # with the storage's own object parameters (ACL, encryption, ...).

@@ -1,6 +1,6 @@
 """Run one task per file, inline or on a thread pool, and carry errors back.
 
-``TransferPool`` is the only place threads are made. A task's exception never
+``TransferPool`` is the only place worker threads are made. A task's exception never
 escapes a worker silently: it is recorded against the file's path and the
 caller reports every failure once all other files are done. Ctrl-C stops new
 work, lets work in flight finish, and becomes a one-line CommandError. A

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
 import zlib
 from collections.abc import Callable, Collection, Mapping
 from typing import IO
@@ -241,8 +242,6 @@ class Recorder:
         (one that would pick another name for an existing file has the old
         one deleted first).
         """
-        import tempfile  # here: most re-runs write no record
-
         name, storage, backend = self.name, self.backend.storage, self.backend
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
             record.write(spool)  # type: ignore[arg-type]

@@ -145,7 +145,7 @@ class BuildCache:
                 if name in listing:
                     continue
                 md5 = cached.outputs.get(name)
-                data = self._read(md5) if md5 is not None else None
+                data = self._read(md5, write is not None) if md5 is not None else None
                 if data is None:
                     done.damaged.append(name)
                     break  # the source is post-processed again
@@ -158,8 +158,10 @@ class BuildCache:
             self.report["damaged"] = done.damaged
         return listing
 
-    def _read(self, md5: str) -> bytes | None:
-        """An object's bytes, if it is there and is what its name says."""
+    def _read(self, md5: str, use: bool = True) -> bytes | None:
+        """An object's bytes, if it is there and is what its name says. If
+        ``use`` (not a dry run, which changes nothing), a damaged object is
+        removed and a good one marked as used."""
         path = self.object_path(md5)
         try:
             with open(path, "rb") as handle:
@@ -167,11 +169,13 @@ class BuildCache:
         except OSError:
             return None
         if hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
-            with contextlib.suppress(OSError):
-                os.remove(path)  # damaged: never served
+            if use:
+                with contextlib.suppress(OSError):
+                    os.remove(path)  # damaged: never served
             return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # recently used
+        if use:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used
         return data
 
     def keep(

@@ -135,6 +135,7 @@ class Staging:
                 main.file_hash = self._file_hash
             if manifest is not main:
                 manifest._save = self._save_manifest
+                manifest.delete = self._delete_manifest
             yield
         finally:
             self.main.restore()
@@ -234,6 +235,10 @@ class Staging:
         with self.lock:
             self.staged[name] = self.queue[name] = staged
         return name
+
+    def _delete_manifest(self, name: str) -> None:
+        """Nothing (Django's save_manifest deletes the old one first): the
+        flush replaces it, and a dry run leaves it."""
 
     def _save_manifest(self, name: str, content: Any) -> str:
         self.manifest = self._spooled(*self._stage(content))

@@ -142,13 +142,25 @@ def test_a_dry_run_with_the_cache_writes_nothing(tmp_path: Path, settings: Any) 
     cache = tmp_path / "cache"
     use(settings, tmp_path / "build1", source, MANIFEST)
     ours(tmp_path, "first", cache_dir=str(cache))
-    before = read_tree(cache)
+    objects = sorted(p for p in (cache / "objects").rglob("*") if p.is_file())
+    objects[0].write_bytes(b"damaged")
+    an_hour_ago = time.time() - 3600
+    for path in objects:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+
+    def state() -> dict[str, tuple[bytes, int]]:
+        files = (p for p in cache.rglob("*") if p.is_file())
+        return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+    before = state()
     change(source)
     use(settings, tmp_path / "build2", source, MANIFEST)
     dry = ours(tmp_path, "dry", cache_dir=str(cache), dry_run=True)
     assert not (tmp_path / "build2").exists()
-    assert read_tree(cache) == before
+    # Not even marked as used, nor the damaged object removed.
+    assert state() == before
     assert dry["mode"] == "incremental" and dry["cache"]["restored"] > 0
+    assert len(dry["cache"]["damaged"]) == 1
 
 
 def test_the_cache_evicts_the_least_recently_used_first(

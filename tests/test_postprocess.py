@@ -210,6 +210,22 @@ def test_reruns_and_changes_match_stock(
     assert results[1] == results[0]
 
 
+def test_a_dry_run_leaves_a_separate_manifest_storage_alone(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "chains", CHAINS)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, SEPARATE)
+    run_collectstatic(verbosity=0)
+    before = destination(static_root)
+    (source / "css/base.css").write_text("h1 { color: blue; }\n")
+
+    run_collectstatic(verbosity=0, dry_run=True)
+
+    # Django's save_manifest deletes the old manifest before saving.
+    assert destination(static_root) == before
+
+
 def test_no_change_rerun_skips_post_processing(
     tmp_path: Path, static_root: Path, settings: Any
 ) -> None:

@@ -30,7 +30,7 @@ from .digest import digest_stream
 from .options import RunOptions
 from .plan import saw_same
 from .record import MAX_BYTES, Entry, Key, Processed, Record, RecordError, read
-from .retry import PermanentError, Retry, Unreachable
+from .retry import PermanentError, Retry, Unreachable, first_line
 from .sources import Source
 
 #: A record larger than this is spooled to a temporary file while it is
@@ -133,7 +133,7 @@ class Recorder:
         """
         old = previous.files if previous is not None else {}
         if listing is not None and None in written.values():
-            now = self.retry("Listing the destination", self.backend.listing) or {}
+            now = self.listing_again()
             written = {path: seen or now.get(path) for path, seen in written.items()}
         files: dict[str, Entry] = {}
         for path, source in sources.items():
@@ -164,6 +164,21 @@ class Recorder:
             state["postprocess"] = postprocess
         fingerprint = self.destination.fingerprint()
         return Record(fingerprint, files, manifests, state, processed)
+
+    def listing_again(self) -> Listing:
+        """What the destination shows now, for the files whose save did not
+        say; if it cannot be listed, they are recorded as written, unseen
+        (the next run compares them by content)."""
+        try:
+            return self.retry("Listing the destination", self.backend.listing) or {}
+        except Unreachable:
+            return {}  # writing the record fails the same way, and says so
+        except Exception as error:
+            self.warn(
+                "Could not list the destination again for the sync record "
+                f"({first_line(error)}); the files written are recorded as unseen."
+            )
+            return {}
 
     def save(self, new: Record, previous: Record | None, complete: bool) -> None:
         """Write ``new`` unless it says what ``previous`` does.

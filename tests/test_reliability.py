@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -580,3 +581,47 @@ def test_sigterm_stops_cleanly_and_records_only_what_landed(tmp_path: Path) -> N
     record = json.loads((root / RECORD).read_bytes())
     assert sorted(record_files(record)) == sorted(landed)
     assert 10 <= len(landed) < 200
+
+
+def test_a_listing_that_fails_as_the_record_is_made_still_names_the_failed_file(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collectstatic_plus.backends.local import LocalBackend
+
+    source = write_tree(tmp_path / "src", {"a.css": "a", "b.css": "b", "bad.css": "x"})
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    failing = {"BACKEND": "tests.storages.FailingStorage"}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": failing}
+    monkeypatch.setenv("FAIL_ON", "bad")
+    # As on GCS and Azure, a save does not say what a listing then shows, so
+    # the record lists the destination again: here that listing fails.
+    monkeypatch.setattr(LocalBackend, "saved", lambda self, name, content: None)
+    listed = LocalBackend.listing
+    calls: list[int] = []
+
+    def listing(self: LocalBackend) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            raise OSError("listing refused")
+        return listed(self)
+
+    monkeypatch.setattr(LocalBackend, "listing", listing)
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(stderr=stderr)
+
+    assert str(raised.value) == "1 static file could not be collected: bad.css."
+    assert stderr.getvalue().splitlines() == [
+        "Could not list the destination again for the sync record (OSError: "
+        "listing refused); the files written are recorded as unseen.",
+        "Could not collect 'bad.css': OSError: simulated failure writing bad.css",
+    ]
+    # What landed, and nothing seen of it (no "seen"): compared by content.
+    record = record_files(json.loads((tmp_path / "root" / RECORD).read_bytes()))
+    assert {
+        name: (row["md5"], row["size"], "seen" in row) for name, row in record.items()
+    } == {
+        name: (hashlib.md5(data).hexdigest(), 1, False)
+        for name, data in (("a.css", b"a"), ("b.css", b"b"))
+    }

@@ -228,7 +228,9 @@ class PostProcessing:
             if staging.simulate and staging.known:
                 self.say_what_would_be_written(staging, owner)
             else:
-                self.flush(staging)
+                staging.flush()
+        except FlushError as error:  # (before the manifest too: write_staged)
+            raise self.unwritten(error) from None
         finally:
             staging.close()
         self.remember(storage, plan, digests, rows, hooks, names, owner, staging)
@@ -370,20 +372,18 @@ class PostProcessing:
                 action = report.files[original].action
                 report.file(original, action, hashed_name=hashed_name)
 
-    def flush(self, staging: Staging) -> None:
-        try:
-            staging.flush()
-        except FlushError as error:
-            failures = sorted(error.failures, key=lambda failure: failure.path)
-            for failure in failures:
-                self.host.stderr.write(
-                    f"Could not write '{failure.path}': {failure.reason}"
-                )
-            names = ", ".join(failure.path for failure in failures)
-            raise CommandError(
-                f"{len(failures)} post-processed file(s) could not be written: "
-                f"{names}. The manifest was not updated."
-            ) from None
+    def unwritten(self, error: FlushError) -> CommandError:
+        """Each file that could not be written, said; the error to raise."""
+        failures = sorted(error.failures, key=lambda failure: failure.path)
+        for failure in failures:
+            self.host.stderr.write(
+                f"Could not write '{failure.path}': {failure.reason}"
+            )
+        names = ", ".join(failure.path for failure in failures)
+        return CommandError(
+            f"{len(failures)} post-processed file(s) could not be written: "
+            f"{names}. The manifest was not updated."
+        )
 
     def fail(self, original: str, error: Exception, quietly: bool = False) -> None:
         """A failure the storage yielded: said and raised as stock does."""

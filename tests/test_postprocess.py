@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management.base import CommandError
 
 from .conftest import read_tree, run_collectstatic, run_stock, write_tree
 
@@ -208,6 +210,34 @@ def test_reruns_and_changes_match_stock(
         runner(verbosity=0)
         results.append(destination(static_root))
     assert results[1] == results[0]
+
+
+@pytest.mark.parametrize("parallel", [None, 4])
+def test_a_hashed_copy_that_cannot_be_written_is_named_in_one_line(
+    tmp_path: Path,
+    static_root: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    parallel: Any,
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
+    use(settings, "tests.storages.FailingManifestStorage")
+    digest = hashlib.md5(str(CHAINS["img/h.svg"]).encode()).hexdigest()[:12]
+    monkeypatch.setenv("FAIL_ON", digest)  # only in the hashed copy's name
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(verbosity=0, stderr=stderr, parallel=parallel)
+
+    hashed = f"img/h.{digest}.svg"
+    assert str(raised.value) == (
+        f"1 post-processed file(s) could not be written: {hashed}. "
+        "The manifest was not updated."
+    )
+    assert stderr.getvalue() == (
+        f"Could not write '{hashed}': OSError: simulated failure writing "
+        f"{hashed}.{os.getpid()}.tmp\n"
+    )
+    assert not (static_root / "staticfiles.json").exists()
 
 
 def test_a_dry_run_leaves_a_separate_manifest_storage_alone(

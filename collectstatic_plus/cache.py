@@ -183,6 +183,20 @@ class BuildCache:
         rows: Mapping[str, Processed],
         fresh: Collection[str],
         path_of: Callable[[str], str],
+    ) -> str | None:
+        """:meth:`_keep`; what went wrong if the cache could not be written
+        (it is an aid: the run goes on)."""
+        try:
+            self._keep(rows, fresh, path_of)
+        except OSError as error:
+            return f"The build cache in '{self.root}' was not updated: {error}."
+        return None
+
+    def _keep(
+        self,
+        rows: Mapping[str, Processed],
+        fresh: Collection[str],
+        path_of: Callable[[str], str],
     ) -> None:
         """Keep this post-process: every output of the ``fresh`` sources is
         read from the destination (``path_of`` a name) into the cache; the

@@ -86,8 +86,7 @@ class PostProcessing:
         #: the hashed names of the manifest written.
         self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
-        #: The build cache (local destinations, storages we know), and what
-        #: it holds for these settings (loaded once).
+        #: The build cache (local destinations, storages we know).
         self.cache: BuildCache | None = None
         known = bool(self.key) and vouch(self.target) is None
         if options.cache_dir and backend.local and known:
@@ -355,7 +354,8 @@ class PostProcessing:
         if self.cache is None or self.processed is None or self.options.dry_run:
             return
         fresh = plan.files if plan.mode == "incremental" else self.processed
-        self.cache.keep(self.processed, set(fresh), self.target.path)
+        if problem := self.cache.keep(self.processed, set(fresh), self.target.path):
+            self.host.stderr.write(problem)
 
     def described(self, plan: Plan) -> dict[str, Any]:
         """How post-processing runs and why, for the report."""

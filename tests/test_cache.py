@@ -219,3 +219,21 @@ def test_a_loaded_cache_state_holds_each_name_and_md5_once(tmp_path: Path) -> No
     assert name is row.hashed and name is row.outputs[0]
     assert md5 is row.md5
     assert cache.object_path("a" * 32) == str(tmp_path / "objects" / "aa" / ("a" * 32))
+
+
+def test_a_cache_that_cannot_be_written_is_said_and_the_run_goes_on(
+    tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_bytes(b"a file")
+    use(settings, tmp_path / "build", source, MANIFEST)
+    run = run_collectstatic(verbosity=1, cache_dir=str(not_a_folder))
+
+    assert run.stderr == (
+        f"The build cache in '{not_a_folder}' was not updated: [Errno 20] Not a "
+        f"directory: '{not_a_folder}/objects'.\n"
+    )
+    assert run.stdout.endswith("post-processed.\n")
+    assert RECORD in read_tree(tmp_path / "build", record=True)
+    assert not_a_folder.read_bytes() == b"a file"

@@ -301,7 +301,13 @@ def recorder_for(
         return Recorder(backend, retry, options.record_name, warn)
     from django.core.files.storage import storages
 
-    keeper = backend_for(storages[options.record_storage])
+    try:
+        keeper = backend_for(storages[options.record_storage])
+    except Exception as error:  # a mistake in its OPTIONS, say: one line
+        raise CommandError(
+            f"The sync record's storage ({options.record_storage!r}, "
+            f"RECORD_STORAGE) could not be set up: {first_line(error)}"
+        ) from error
     retry = Retry(options.retries, options.retry_budget, errors=keeper)
     return Recorder(keeper, retry, options.record_name, warn, backend)
 

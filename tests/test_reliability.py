@@ -625,3 +625,24 @@ def test_a_listing_that_fails_as_the_record_is_made_still_names_the_failed_file(
         name: (hashlib.md5(data).hexdigest(), 1, False)
         for name, data in (("a.css", b"a"), ("b.css", b"b"))
     }
+
+
+def test_a_record_storage_that_cannot_be_built_is_one_line(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    records: dict[str, Any] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"bogus": 1},
+    }
+    settings.STORAGES = {**settings.STORAGES, "records": records}
+    settings.COLLECTSTATIC_PLUS = {"RECORD_STORAGE": "records"}
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic()
+    assert str(raised.value) == (
+        "The sync record's storage ('records', RECORD_STORAGE) could not be set "
+        "up: TypeError: FileSystemStorage.__init__() got an unexpected keyword "
+        "argument 'bogus'"
+    )
+    assert not (tmp_path / "root").exists()

@@ -10,6 +10,7 @@ nothing new is not written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -278,7 +279,12 @@ class Recorder:
                 if self.current_version() != self.version:
                     storage.delete(temporary)
                     return False
-                os.replace(storage.path(temporary), storage.path(name))
+                try:
+                    os.replace(storage.path(temporary), storage.path(name))
+                except BaseException:  # Ctrl-C included: none left behind
+                    with contextlib.suppress(OSError):
+                        storage.delete(temporary)
+                    raise
                 self.version = self.current_version()
                 return True
             if not self.backend.overwrites_in_place and storage.exists(name):

@@ -646,3 +646,18 @@ def test_a_record_storage_that_cannot_be_built_is_one_line(
         "argument 'bogus'"
     )
     assert not (tmp_path / "root").exists()
+
+
+def test_a_record_that_cannot_be_renamed_into_place_leaves_no_temporary(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    root = tmp_path / "root"
+    settings.STATIC_ROOT = str(root)
+    (root / RECORD).mkdir(parents=True)  # the rename over it fails
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic()
+    assert str(raised.value).startswith(
+        "Could not write the sync record: IsADirectoryError: [Errno 21] Is a directory:"
+    )
+    assert sorted(p.name for p in root.iterdir()) == [RECORD, "a.css"]

@@ -183,8 +183,10 @@ class Report:
             "location": str(getattr(storage, "location", "") or ""),
         }
 
-    def write(self, target: str | None, stdout: Any) -> None:
-        """The JSON document to ``target`` (``-``: ``stdout``), if any."""
+    def write(self, target: str | None, stdout: Any, failing: Any = None) -> None:
+        """The JSON document to ``target`` (``-``: ``stdout``), if any. If
+        the run is ``failing`` (its stderr), a report that cannot be written
+        is said there: the run's own error is the one raised."""
         if target is None:
             return
         if target == "-":
@@ -194,7 +196,10 @@ class Report:
             with open(target, "w", encoding="utf-8") as handle:
                 handle.write(self.dumps())
         except OSError as error:
-            raise CommandError(f"Could not write the report: {error}") from error
+            said = f"Could not write the report: {error}"
+            if failing is None:
+                raise CommandError(said) from error
+            failing.write(said)
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"

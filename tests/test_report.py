@@ -435,3 +435,22 @@ def test_check_says_when_post_processing_could_not_be_simulated(
         r"found with <[^>]+>\.\)\.\n",
         stderr.getvalue(),
     ), stderr.getvalue()
+
+
+def test_a_report_that_cannot_be_written_does_not_hide_the_runs_own_error(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a", "bad.css": "x"})
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    failing = {"BACKEND": "tests.storages.FailingStorage"}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": failing}
+    monkeypatch.setenv("FAIL_ON", "bad")
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(stderr=stderr, report="/dev/full")  # a full disk
+    assert str(raised.value) == "1 static file could not be collected: bad.css."
+    assert stderr.getvalue().splitlines() == [
+        "Could not collect 'bad.css': OSError: simulated failure writing bad.css",
+        "Could not write the report: [Errno 28] No space left on device",
+    ]

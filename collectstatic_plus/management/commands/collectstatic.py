@@ -185,7 +185,9 @@ class Command(stock.Command):
             raise
         finally:
             self.stdout, self.stderr = shown
-            self.report.write(self.given.get("report"), self.report_out or self.stdout)
+            failing = self.stderr if sys.exc_info()[0] is not None else None
+            out = self.report_out or self.stdout
+            self.report.write(self.given.get("report"), out, failing)
         self.copied_files += outcome.copied
         self.unmodified_files += outcome.unmodified
         self.post_processed_files = outcome.post_processed

@@ -320,11 +320,9 @@ class SourceMinifier:
         if trouble and path not in self.warned:
             self.warned.add(path)
             self.warn(f"Not minified '{path}' ({outcome.reason}); copied as it is.")
-        entry = self.report.files.get(path)
-        self.report.file(
+        self.report.minify(
             path,
-            entry.action if entry is not None else "new",
-            minify={
+            {
                 "minified": outcome.minified,
                 "before": outcome.before,
                 "after": outcome.after,

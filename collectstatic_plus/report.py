@@ -77,6 +77,8 @@ class Report:
         self.dry_run = dry_run
         self.keep_files = keep_files
         self.files: dict[str, FileEntry] = {}
+        #: Minification noted before the file's action is known (minify.py).
+        self.minified: dict[str, dict[str, Any]] = {}
         #: Bytes written, when ``files`` is not kept.
         self.written = 0
         self.extra: list[FileEntry] = []
@@ -101,12 +103,24 @@ class Report:
         with self.lock:
             entry = self.files.get(path)
             if entry is None:
+                fields.setdefault("minify", self.minified.pop(path, None))
                 self.files[path] = FileEntry(path, action, **fields)
                 return
             entry.action = action
             for key, value in fields.items():
                 if value is not None:
                     setattr(entry, key, value)
+
+    def minify(self, path: str, outcome: dict[str, Any]) -> None:
+        """How a file was minified, before or after its action is known."""
+        if not self.keep_files:
+            return
+        with self.lock:
+            entry = self.files.get(path)
+            if entry is None:
+                self.minified[path] = outcome
+            else:
+                entry.minify = outcome
 
     def other(self, path: str, action: str, **fields: Any) -> None:
         """A destination file that is not a collected path (deleted, conflict)."""

@@ -14,6 +14,7 @@ from typing import Any
 import django
 import pytest
 import tinycss2
+from django.core.management.base import CommandError
 
 from collectstatic_plus.minify import (
     Minifier,
@@ -287,9 +288,31 @@ def test_dry_run_reports_minification(
 
 
 def test_minify_with_link_is_refused(tmp_path: Path, settings: Any) -> None:
-    from django.core.management import CommandError
-
     settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a{}"}))]
     with pytest.raises(CommandError) as raised:
         run_collectstatic(minify=True, link=True)
     assert str(raised.value).startswith("--link cannot be combined with minification")
+
+
+def test_a_run_that_stops_before_deciding_reports_no_minified_file_as_new(
+    tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(
+        tmp_path / "src", {"a.css": "a { color: red; }\n", "b.css": "b"}
+    )
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    run_collectstatic(minify=True)
+    (source / "a.css").write_text("a { color: blue; }\n")  # read again, minified
+    (source / "b.css").unlink()
+    (source / "b.css").symlink_to(tmp_path / "nowhere")  # cannot be read
+    report = tmp_path / "report.json"
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(minify=True, report=str(report))
+
+    assert str(raised.value) == "1 static file could not be read: b.css."
+    files = json.loads(report.read_text())["files"]
+    # a.css was minified while it was hashed, then nothing was decided.
+    assert [(entry["path"], entry["action"]) for entry in files] == [
+        ("b.css", "failed")
+    ]

@@ -51,6 +51,7 @@ class Host(Protocol):
     """The command's output."""
 
     stderr: OutputWrapper
+    verbosity: int
 
     def log(self, msg: str, level: int = 2) -> None: ...
 
@@ -138,10 +139,9 @@ class PostProcessing:
         digests = {p: s.digest.md5 for p, s in sources.items() if s.digest}
         last = self.last(previous)
         if self.cache is not None and last is not previous and listing is not None:
-            # A fresh destination: the outputs of unchanged files come back
-            # from the build cache (a dry run only checks them).
-            # (Not of files this run post-processes again: a fresh complete
-            # run would not leave their old outputs.)
+            # A fresh destination: the outputs of unchanged files (not of those
+            # post-processed again: a fresh complete run would not leave their
+            # old outputs) come back from the build cache (a dry run checks them).
             assert last is not None
             again = subset(digests, last.processed)
             write = None if self.options.dry_run else Target(self.target).replace
@@ -261,11 +261,11 @@ class PostProcessing:
         names: dict[str, str] = {}
         owner: dict[str, str] = {}  # an output's source
         saved = dict(vars(staging.main.storage))
+        as_stock = staging.simulate and not staging.known
+        simulated = staging.simulate and staging.known  # by us, to the end
         try:
             with staging.active(), hooks.installed():
                 paths = staging.paths(files)
-                as_stock = staging.simulate and not staging.known
-                simulated = staging.simulate and staging.known  # by us, to the end
                 for original, processed_path, done in post_process(
                     paths, dry_run=as_stock
                 ):
@@ -298,9 +298,7 @@ class PostProcessing:
                         seen.add(source)
                         progress.advance()
         except Exception as error:
-            if not staging.simulate or not staging.known:
-                raise
-            if isinstance(error, NotSettled):
+            if not simulated or isinstance(error, NotSettled):
                 raise
             self.report.post_processing = {
                 "status": f"not simulated ({first_line(error)})"
@@ -354,7 +352,8 @@ class PostProcessing:
         if self.cache is None or self.processed is None or self.options.dry_run:
             return
         fresh = plan.files if plan.mode == "incremental" else self.processed
-        if problem := self.cache.keep(self.processed, set(fresh), self.target.path):
+        problem = self.cache.keep(self.processed, set(fresh), self.target.path)
+        if problem and self.host.verbosity >= 1:
             self.host.stderr.write(problem)
 
     def described(self, plan: Plan) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from django.core.files.storage import Storage
 from .backends import backend_for
 from .backends.base import Backend, Listing, Remote, unwrap
 from .digest import Digest, digest_file
-from .pool import TransferPool
+from .pool import Failure, TransferPool
 from .retry import Retry
 from .sources import OriginStorage, Source
 from .target import Target
@@ -227,7 +227,8 @@ class Staging:
         if data is not None and self.local and not self.simulate:
             # Rewritten files are written at once (post-processors may read
             # them back from disk), then read back from there.
-            self._write(name, staged, data)
+            with named(name):
+                self._write(name, staged, data)
             with self.lock:
                 self.staged[name] = staged
             return name
@@ -237,8 +238,10 @@ class Staging:
         return name
 
     def _delete_manifest(self, name: str) -> None:
-        """Nothing (Django's save_manifest deletes the old one first): the
-        flush replaces it, and a dry run leaves it."""
+        """Not the manifest (Django's save_manifest deletes the old one
+        first): the flush replaces it, and a dry run leaves it."""
+        if name != self.manifest_name and not self.simulate:
+            self.manifest_target.delete(name)
 
     def _save_manifest(self, name: str, content: Any) -> str:
         self.manifest = self._spooled(*self._stage(content))
@@ -354,7 +357,8 @@ class Staging:
             if name in self.listing if listed else self.main.exists(name):  # type: ignore[operator]
                 self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
         if self.manifest is not None and self.manifest_name is not None:
-            self._flush_manifest(self.manifest_name, self.manifest)
+            with named(self.manifest_name):
+                self._flush_manifest(self.manifest_name, self.manifest)
 
     def _flush_manifest(self, name: str, staged: Staged) -> None:
         target = self.manifest_target
@@ -382,6 +386,15 @@ class FlushError(Exception):
     def __init__(self, failures: list[Any]) -> None:
         super().__init__(f"{len(failures)} post-processed file(s) could not be written")
         self.failures = failures
+
+
+@contextmanager
+def named(name: str) -> Iterator[None]:
+    """A file's own write error, as a FlushError that names it."""
+    try:
+        yield
+    except OSError as error:
+        raise FlushError([Failure(name, error)]) from error
 
 
 def _same(remote: Remote | None, digest: Digest) -> bool:

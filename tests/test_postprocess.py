@@ -240,6 +240,41 @@ def test_a_hashed_copy_that_cannot_be_written_is_named_in_one_line(
     assert not (static_root / "staticfiles.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("refused", "named"),
+    [
+        # css/theme/dark.css is the first file rewritten, written at once.
+        (".css.{pid}.tmp", "css/theme/dark.2240440b89cc.css"),
+        ("staticfiles.json", "staticfiles.json"),
+    ],
+    ids=["rewritten", "manifest"],
+)
+def test_a_rewritten_file_or_the_manifest_that_cannot_be_written_is_one_line(
+    tmp_path: Path,
+    static_root: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    refused: str,
+    named: str,
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
+    use(settings, "tests.storages.FailingManifestStorage")
+    monkeypatch.setenv("FAIL_ON", refused.format(pid=os.getpid()))
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(verbosity=0, stderr=stderr)
+
+    assert str(raised.value) == (
+        f"1 post-processed file(s) could not be written: {named}. "
+        "The manifest was not updated."
+    )
+    assert stderr.getvalue() == (
+        f"Could not write '{named}': OSError: simulated failure writing "
+        f"{named}.{os.getpid()}.tmp\n"
+    )
+    assert not (static_root / "staticfiles.json").exists()
+
+
 def test_a_dry_run_leaves_a_separate_manifest_storage_alone(
     tmp_path: Path, static_root: Path, settings: Any
 ) -> None:

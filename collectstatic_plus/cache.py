@@ -189,6 +189,7 @@ class BuildCache:
         try:
             self._keep(rows, fresh, path_of)
         except OSError as error:
+            self.report["not_kept"] = str(error)
             return f"The build cache in '{self.root}' was not updated: {error}."
         return None
 

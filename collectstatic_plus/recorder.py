@@ -173,7 +173,7 @@ class Recorder:
         try:
             return self.retry("Listing the destination", self.backend.listing) or {}
         except Unreachable:
-            return {}  # writing the record fails the same way, and says so
+            return {}  # the run stops because of it, and says so
         except Exception as error:
             self.warn(
                 "Could not list the destination again for the sync record "
@@ -276,10 +276,10 @@ class Recorder:
                 return version is not None
             if backend.local:
                 temporary = storage.save(f"{name}.{os.getpid()}.tmp", content)
-                if self.current_version() != self.version:
-                    storage.delete(temporary)
-                    return False
                 try:
+                    if self.current_version() != self.version:
+                        storage.delete(temporary)
+                        return False
                     os.replace(storage.path(temporary), storage.path(name))
                 except BaseException:  # Ctrl-C included: none left behind
                     with contextlib.suppress(OSError):

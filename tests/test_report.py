@@ -437,6 +437,11 @@ def test_check_says_when_post_processing_could_not_be_simulated(
     ), stderr.getvalue()
 
 
+#: Linux's device that is always full.
+FULL_DISK = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+
+
+@FULL_DISK
 def test_a_report_that_cannot_be_written_does_not_hide_the_runs_own_error(
     tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -454,3 +459,19 @@ def test_a_report_that_cannot_be_written_does_not_hide_the_runs_own_error(
         "Could not collect 'bad.css': OSError: simulated failure writing bad.css",
         "Could not write the report: [Errno 28] No space left on device",
     ]
+
+
+@FULL_DISK
+def test_a_report_that_cannot_be_written_fails_a_run_called_while_handling_an_error(
+    tmp_path: Path, settings: Any
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    try:
+        raise ValueError("a deploy script's own error, being handled")
+    except ValueError:
+        with pytest.raises(CommandError) as raised:
+            run_collectstatic(report="/dev/full")
+    assert str(raised.value) == (
+        "Could not write the report: [Errno 28] No space left on device"
+    )

@@ -249,7 +249,7 @@ def test_delete_many_tries_every_batch_and_names_the_keys_it_could_not_delete(
     with pytest.raises(DeleteFailed) as raised:
         backend.delete_many(["a.css", "b.css", "c.css", "d.css"])
     assert str(raised.value) == (
-        "could not delete 1 file(s): 'static/b.css' (InternalError: x)"
+        "could not delete 1 file(s): 'b.css' (InternalError: x)"
     )
     assert raised.value.error_code == "InternalError"  # (retried: transient)
     assert backend.classify(raised.value) == "transient"

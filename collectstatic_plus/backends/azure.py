@@ -211,7 +211,8 @@ class AzureBackend(Backend):
         """
         from azure.core.exceptions import HttpResponseError
 
-        blobs = [self.blob_name(name) for name in names]
+        name_of = {self.blob_name(name): name for name in names}
+        blobs = list(name_of)
         failed: list[tuple[str, str]] = []
         first: tuple[int | None, str | None] | None = None
         for start in range(0, len(blobs), self.delete_batch):
@@ -238,7 +239,8 @@ class AzureBackend(Backend):
                     first = first or (part.status_code, code)
         if failed:
             status, code = first or (None, None)
-            raise DeleteFailed(failed, status, code)
+            named = [(name_of[blob], why) for blob, why in failed]
+            raise DeleteFailed(named, status, code)
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:

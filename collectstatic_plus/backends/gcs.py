@@ -181,12 +181,13 @@ class GCSBackend(Backend):
 
         Raises DeleteFailed naming the blobs that could not be deleted.
         """
-        blobs = [self.blob_name(name) for name in names]
+        name_of = {self.blob_name(name): name for name in names}
+        blobs = list(name_of)
         failed: list[tuple[str, str]] = []
         for start in range(0, len(blobs), GCS_DELETE_BATCH):
             failed += self._delete_batch(blobs[start : start + GCS_DELETE_BATCH])
         if failed:
-            raise DeleteFailed(failed)
+            raise DeleteFailed([(name_of[blob], why) for blob, why in failed])
 
     def _delete_batch(self, blobs: list[str]) -> list[tuple[str, str]]:
         """Delete ``blobs`` in one batch request; the (blob, reason) that failed."""

@@ -153,7 +153,8 @@ class S3Backend(Backend):
     def delete_many(self, names: Iterable[str]) -> None:
         """DeleteObjects requests of up to 1,000 keys; the keys it could
         not delete are raised after every batch was tried (DeleteFailed)."""
-        keys = [self.s3._normalize_name(name) for name in names]
+        name_of = {self.s3._normalize_name(name): name for name in names}
+        keys = list(name_of)
         errors: list[dict[str, str]] = []
         for start in range(0, len(keys), S3_DELETE_BATCH):
             batch = keys[start : start + S3_DELETE_BATCH]
@@ -163,13 +164,12 @@ class S3Backend(Backend):
             )
             errors += response.get("Errors", [])
         if errors:
-            raise DeleteFailed(
-                [
-                    (e.get("Key", "?"), f"{e.get('Code')}: {e.get('Message')}")
-                    for e in errors
-                ],
-                error_code=errors[0].get("Code"),
-            )
+            failed = []
+            for error in errors:
+                key = error.get("Key", "?")
+                why = f"{error.get('Code')}: {error.get('Message')}"
+                failed.append((name_of.get(key, key), why))
+            raise DeleteFailed(failed, error_code=errors[0].get("Code"))
 
     # The lease: S3's conditional writes (If-None-Match: *, If-Match: ETag),
     # with the storage's own object parameters (ACL, encryption, ...).

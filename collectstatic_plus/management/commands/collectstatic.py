@@ -185,7 +185,7 @@ class Command(stock.Command):
             raise
         finally:
             self.stdout, self.stderr = shown
-            failing = self.stderr if sys.exc_info()[0] is not None else None
+            failing = self.stderr if self.report.errors else None  # (this run's)
             out = self.report_out or self.stdout
             self.report.write(self.given.get("report"), out, failing)
         self.copied_files += outcome.copied

@@ -238,8 +238,7 @@ class Staging:
         return name
 
     def _delete_manifest(self, name: str) -> None:
-        """Not the manifest (Django's save_manifest deletes the old one
-        first): the flush replaces it, and a dry run leaves it."""
+        """Not the manifest (save_manifest deletes it first): the flush replaces it."""
         if name != self.manifest_name and not self.simulate:
             self.manifest_target.delete(name)
 

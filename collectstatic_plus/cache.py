@@ -184,42 +184,33 @@ class BuildCache:
         fresh: Collection[str],
         path_of: Callable[[str], str],
     ) -> str | None:
-        """:meth:`_keep`; what went wrong if the cache could not be written
-        (it is an aid: the run goes on)."""
+        """Keep this post-process: every output of the ``fresh`` sources is
+        read from the destination (``path_of`` a name) into the cache; the
+        others' MD5s are known from the state already there. What went wrong
+        if the cache could not be written (it is an aid: the run goes on)."""
         try:
-            self._keep(rows, fresh, path_of)
+            cached = self.state()
+            if cached is not None and cached.rows == rows:
+                return None  # nothing new
+            known = cached.outputs if cached is not None else {}
+            outputs: dict[str, str] = {}
+            added = 0
+            for path, row in rows.items():
+                for name in row.outputs:
+                    md5 = known.get(name) if path not in fresh else None
+                    if md5 is None or not os.path.exists(self.object_path(md5)):
+                        md5, new = self._add(path_of(name))
+                        added += new
+                    outputs[name] = md5
+            self._write_atomically(
+                self.state_file(self.key), partial(_state, rows, outputs)
+            )
+            self.evict()
+            self.report["stored"] = added
         except OSError as error:
             self.report["not_kept"] = str(error)
             return f"The build cache in '{self.root}' was not updated: {error}."
         return None
-
-    def _keep(
-        self,
-        rows: Mapping[str, Processed],
-        fresh: Collection[str],
-        path_of: Callable[[str], str],
-    ) -> None:
-        """Keep this post-process: every output of the ``fresh`` sources is
-        read from the destination (``path_of`` a name) into the cache; the
-        others' MD5s are known from the state already there."""
-        cached = self.state()
-        if cached is not None and cached.rows == rows:
-            return  # nothing new
-        known = cached.outputs if cached is not None else {}
-        outputs: dict[str, str] = {}
-        added = 0
-        for path, row in rows.items():
-            for name in row.outputs:
-                md5 = known.get(name) if path not in fresh else None
-                if md5 is None or not os.path.exists(self.object_path(md5)):
-                    md5, new = self._add(path_of(name))
-                    added += new
-                outputs[name] = md5
-        self._write_atomically(
-            self.state_file(self.key), partial(_state, rows, outputs)
-        )
-        self.evict()
-        self.report["stored"] = added
 
     def _add(self, source: str) -> tuple[str, bool]:
         """Copy a file into the cache; its MD5, and whether it was new."""

@@ -212,57 +212,34 @@ def test_reruns_and_changes_match_stock(
     assert results[1] == results[0]
 
 
+#: The name a refused write is named by, per what the storage refuses.
+H_SVG = hashlib.md5(str(CHAINS["img/h.svg"]).encode()).hexdigest()[:12]
+REFUSED = {
+    # a hashed copy, written on the pool before the manifest
+    "hashed copy": (H_SVG, f"img/h.{H_SVG}.svg"),
+    # css/theme/dark.css is the first file rewritten, written at once
+    "rewritten": (".css.{pid}.tmp", "css/theme/dark.2240440b89cc.css"),
+    "manifest": ("staticfiles.json", "staticfiles.json"),
+}
+
+
 @pytest.mark.parametrize("parallel", [None, 4])
-def test_a_hashed_copy_that_cannot_be_written_is_named_in_one_line(
+@pytest.mark.parametrize("kind", REFUSED)
+def test_a_post_processed_file_that_cannot_be_written_is_named_in_one_line(
     tmp_path: Path,
     static_root: Path,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
+    kind: str,
     parallel: Any,
 ) -> None:
-    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
-    use(settings, "tests.storages.FailingManifestStorage")
-    digest = hashlib.md5(str(CHAINS["img/h.svg"]).encode()).hexdigest()[:12]
-    monkeypatch.setenv("FAIL_ON", digest)  # only in the hashed copy's name
-    stderr = io.StringIO()
-    with pytest.raises(CommandError) as raised:
-        run_collectstatic(verbosity=0, stderr=stderr, parallel=parallel)
-
-    hashed = f"img/h.{digest}.svg"
-    assert str(raised.value) == (
-        f"1 post-processed file(s) could not be written: {hashed}. "
-        "The manifest was not updated."
-    )
-    assert stderr.getvalue() == (
-        f"Could not write '{hashed}': OSError: simulated failure writing "
-        f"{hashed}.{os.getpid()}.tmp\n"
-    )
-    assert not (static_root / "staticfiles.json").exists()
-
-
-@pytest.mark.parametrize(
-    ("refused", "named"),
-    [
-        # css/theme/dark.css is the first file rewritten, written at once.
-        (".css.{pid}.tmp", "css/theme/dark.2240440b89cc.css"),
-        ("staticfiles.json", "staticfiles.json"),
-    ],
-    ids=["rewritten", "manifest"],
-)
-def test_a_rewritten_file_or_the_manifest_that_cannot_be_written_is_one_line(
-    tmp_path: Path,
-    static_root: Path,
-    settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
-    refused: str,
-    named: str,
-) -> None:
+    refused, named = REFUSED[kind]
     settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
     use(settings, "tests.storages.FailingManifestStorage")
     monkeypatch.setenv("FAIL_ON", refused.format(pid=os.getpid()))
     stderr = io.StringIO()
     with pytest.raises(CommandError) as raised:
-        run_collectstatic(verbosity=0, stderr=stderr)
+        run_collectstatic(verbosity=0, stderr=stderr, parallel=parallel)
 
     assert str(raised.value) == (
         f"1 post-processed file(s) could not be written: {named}. "

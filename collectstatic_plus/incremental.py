@@ -285,13 +285,16 @@ def plan(
     listing: Listing | None,
     previous: Record | None,
     copied: set[str],
+    distrust: str = "",
 ) -> Plan:
     """Which files to post-process this run, and why.
 
     ``digests`` maps each source to its MD5, ``key`` is the storage's
-    :func:`settings_key`, ``copied`` holds the files this run wrote.
+    :func:`settings_key`, ``copied`` holds the files this run wrote;
+    ``distrust`` the option that says not to trust the destination's outputs.
     """
-    reason = why_full(storage, key, previous, listing)
+    reason = distrust and f"{distrust} checks every output"
+    reason = reason or why_full(storage, key, previous, listing)
     if reason:
         return Plan("full", dict.fromkeys(digests, "full run"), reason)
     assert previous is not None and listing is not None

@@ -67,6 +67,11 @@ class RunOptions:
         return self.record_name + ".lease"
 
     @property
+    def distrust(self) -> str:
+        """The option that says not to trust what the destination holds."""
+        return "--force" if self.force else "--verify" if self.verify else ""
+
+    @property
     def own_files(self) -> tuple[str, ...]:
         """What this package keeps in the destination: no static files."""
         if self.record_storage is not None:

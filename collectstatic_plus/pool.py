@@ -4,8 +4,11 @@
 escapes a worker silently: it is recorded against the file's path and the
 caller reports every failure once all other files are done. Ctrl-C stops new
 work, lets work in flight finish, and becomes a one-line CommandError. A
-configuration error (``ImproperlyConfigured``, or a storage's PermanentError)
-is the same for every file: it stops the run and is raised as it is. The number
+configuration error (``ImproperlyConfigured``) or an unreachable destination
+is the same for every file: it stops the run and is raised as it is; so is a
+storage's refusal (``PermanentError``) once REFUSED_IN_A_ROW files in a row
+met one (one refused file is that file's failure: a policy may deny a
+single prefix). The number
 of queued tasks is bounded, so a very large tree does not become a very large
 queue of pending futures.
 """
@@ -23,7 +26,7 @@ from typing import Any, NamedTuple
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from .retry import PermanentError, first_line
+from .retry import PermanentError, Unreachable, first_line
 
 #: Failed paths named in the final error message; stderr lists all of them.
 NAMED_FAILURES = 10
@@ -31,7 +34,9 @@ NAMED_FAILURES = 10
 QUEUE_PER_WORKER = 4
 
 #: Errors that no other file can escape either: raised, not collected.
-FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, PermanentError)
+FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, Unreachable)
+#: Files refused in a row (no file done in between) that stop the run.
+REFUSED_IN_A_ROW = 10
 
 
 class Failure(NamedTuple):
@@ -42,6 +47,8 @@ class Failure(NamedTuple):
 
     @property
     def reason(self) -> str:
+        if isinstance(self.error, PermanentError):  # it names the call already
+            return str(self.error)
         return broken_link(self.error) or first_line(self.error)
 
 
@@ -82,6 +89,7 @@ class TransferPool:
         self.on_interrupt = on_interrupt
         self.failures: list[Failure] = []
         self.completed = 0
+        self.refused = 0  # in a row
         self.fatal: Exception | None = None
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -176,9 +184,18 @@ class TransferPool:
         except Exception as error:
             with self._lock:
                 self.failures.append(Failure(path, error))
+                if isinstance(error, PermanentError):
+                    self.refused += 1
+                    if self.refused == REFUSED_IN_A_ROW and self.fatal is None:
+                        self.fatal = PermanentError(
+                            f"{error} {REFUSED_IN_A_ROW} files in a row were "
+                            "refused like this, so the run stopped"
+                        )
+                        self.fatal.__cause__ = error.__cause__
         else:
             with self._lock:
                 self.completed += 1
+                self.refused = 0
 
     def _release(self, future: Future[None]) -> None:
         assert self._slots is not None

@@ -146,7 +146,8 @@ class PostProcessing:
             again = subset(digests, last.processed)
             write = None if self.options.dry_run else Target(self.target).replace
             listing = self.cache.restore(digests, listing, write, again)
-        plan = plan_for(self.target, self.key, digests, listing, last, copied)
+        flag = self.options.distrust
+        plan = plan_for(self.target, self.key, digests, listing, last, copied, flag)
         if plan.mode == "up to date":
             assert last is not None
             self.processed = dict(last.processed)

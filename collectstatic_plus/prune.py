@@ -25,6 +25,7 @@ from django.core.management.base import CommandError
 from .backends.base import Backend, DeleteFailed, Listing
 from .options import RunOptions
 from .paths import is_safe_path
+from .plan import still_ours
 from .record import Record
 from .retry import PermanentError, Retry, first_line
 
@@ -82,20 +83,20 @@ class Pruner:
 
     def plan(
         self,
-        candidates: Iterable[str],
+        listing: Listing | None,
         previous: Record | None,
         keep: set[str],
     ) -> Deletions:
-        """What is stale among ``candidates`` (what the destination holds):
-        ours and not kept; and what is not ours."""
+        """What is stale among what the destination holds: ours and not
+        kept; and what is not ours."""
         if previous is None:
             reason = "no sync record yet: nothing here is known to be ours"
             return Deletions([], [], reason)
-        owned = self.owned(previous)
+        owned = self.owned(previous, listing)
         kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
         stale: list[str] = []
         unowned: list[str] = []
-        for name in sorted(candidates):
+        for name in sorted(candidates(listing, previous)):
             if name in kept or not is_safe_path(name):
                 continue
             (stale if name in owned else unowned).append(name)
@@ -117,9 +118,11 @@ class Pruner:
             )
 
     @staticmethod
-    def owned(previous: Record) -> set[str]:
-        """Every name the sync record says this package wrote."""
-        owned = set(previous.files)
+    def owned(previous: Record, listing: Listing | None = None) -> set[str]:
+        """Every name the sync record says this package wrote, less a file
+        that someone wrote over since (the listing shows it otherwise)."""
+        files = previous.files.items()
+        owned = {path for path, entry in files if still_ours(path, entry, listing)}
         for row in previous.processed.values():
             owned.update(row.outputs)
             if row.hashed:

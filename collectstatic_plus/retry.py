@@ -8,8 +8,9 @@ top of the SDK's own (botocore's legacy mode tries 5 times): at worst an
 operation is sent attempts x SDK-attempts times, all bounded in time.
 
 A permanent error (access denied, a missing bucket, bad or missing
-credentials) is the same for every file: :class:`PermanentError` stops the
-run with one message instead of one failure per file.
+credentials) is not worth another attempt: :class:`PermanentError` says so
+in one line. It stops a run at once outside the per-file steps; there, it
+stops a run once several files in a row met one (see pool.py).
 
 :class:`Throttle` bounds how many storage calls run at once: it halves when
 the service says it is throttling (503 SlowDown) and creeps back up after a
@@ -174,9 +175,8 @@ class Retry:
                     if not said.startswith(cause):
                         said = f"{cause}: {said}"
                     raise PermanentError(
-                        f"{what}: {said}. The destination refuses every "
-                        "request like this; check its credentials, bucket and "
-                        "permissions."
+                        f"{what}: {said}. Check the destination's credentials, "
+                        "bucket and permissions."
                     ) from error
                 if kind == "throttled":
                     self.throttle.throttled()

@@ -32,7 +32,6 @@ from .prune import (
     NOTICE_LEVEL,
     Deletions,
     Pruner,
-    candidates,
     keep_set,
     predicted_outputs,
 )
@@ -282,13 +281,12 @@ class Run:
                         pool.submit(path, copy, source, decision)
         except PermanentError as error:
             self.save_partial_record()
-            message = str(error)
+            left = len(self.sources) - len(copier.written) - len(copier.kept)
+            message = (
+                f"{error}; {left} of {len(self.sources)} files were not collected."
+            )
             if isinstance(error, Unreachable):
-                left = len(self.sources) - len(copier.written) - len(copier.kept)
-                message += (
-                    f"; {left} of {len(self.sources)} files were not collected. "
-                    "Run collectstatic again once it answers."
-                )
+                message += " Run collectstatic again once it answers."
             raise CommandError(message) from error
         outcome.copied += copier.copied
         outcome.unmodified += copier.unmodified
@@ -343,9 +341,8 @@ class Run:
         }
         last = self.post_processing.last(self.previous)
         outputs, current = predicted_outputs(last, digests)
-        keep = self.keep(outputs, current)
-        found = candidates(self.listing, self.previous)
-        self.deletions = deletions = self.pruner.plan(found, self.previous, keep)
+        keep = self.keep(outputs, current if self.options.post_process else None)
+        self.deletions = deletions = self.pruner.plan(self.listing, self.previous, keep)
         self.report.deletions = {"stale": deletions.stale, "unowned": deletions.unowned}
         if deletions.reason:
             self.report.deletions["reason"] = deletions.reason
@@ -358,23 +355,26 @@ class Run:
                 "deletes them too."
             )
 
-    def keep(self, outputs: set[str], current: list[str]) -> set[str]:
-        """What --delete never removes, with ``current`` the manifest's names."""
+    def keep(self, outputs: set[str], current: list[str] | None) -> set[str]:
+        """What --delete never removes; ``current``: the names of the manifest
+        this run writes (None: it writes none, the last one stays published)."""
         previous, options = self.previous, self.options
         protected = {self.backend.listed_name(name) for name in options.own_files}
         manifest_name = getattr(self.storage, "manifest_name", None)
         if isinstance(manifest_name, str):
             protected.add(manifest_name)
         history = previous.manifests if previous is not None else []
-        manifests = [current, *history][: options.keep_manifests]
-        return keep_set(self.sources, protected, outputs, manifests)
+        manifests = history if current is None else [current, *history]
+        return keep_set(
+            self.sources, protected, outputs, manifests[: options.keep_manifests]
+        )
 
     def prune(self) -> list[str]:
         """``--delete``: what was decided and is still stale; the deleted."""
         if not self.options.dry_run:  # held (there may have been no record due)
             self.lease.check()
         done = self.post_processing
-        keep = self.keep(done.outputs, done.manifest or [])
+        keep = self.keep(done.outputs, done.manifest)
         with Progress(self.terminal, "Deleting", len(self.deletions.stale)) as shown:
             deleted = self.pruner.delete(self.deletions.stale, keep)
             shown.advance(len(deleted))

@@ -160,6 +160,21 @@ def s3_storage_classes() -> tuple[type[Any], ...]:
                 raise OSError(f"simulated failure writing {name}")
             return super()._save(name, content)  # type: ignore[no-any-return]
 
+    class RefusingS3Storage(S3Storage):  # type: ignore[misc]
+        """Answers the upload of a file whose name contains ``REFUSE_ON`` as a
+        bucket policy denying its key would: 403 AccessDenied."""
+
+        def _save(self, name: str, content: Any) -> str:
+            if os.environ.get("REFUSE_ON", "\0") in name:
+                from botocore.exceptions import ClientError
+
+                error = {"Code": "AccessDenied", "Message": "Access Denied"}
+                meta = {"HTTPStatusCode": 403}
+                raise ClientError(
+                    {"Error": error, "ResponseMetadata": meta}, "PutObject"
+                )
+            return super()._save(name, content)  # type: ignore[no-any-return]
+
     class SlowS3Storage(S3Storage):  # type: ignore[misc]
         """Sleeps ``SLOW_STORAGE_DELAY`` seconds before each upload."""
 
@@ -167,10 +182,12 @@ def s3_storage_classes() -> tuple[type[Any], ...]:
             time.sleep(float(os.environ.get("SLOW_STORAGE_DELAY", "0")))
             return super()._save(name, content)  # type: ignore[no-any-return]
 
-    return ObservedS3Storage, FailingS3Storage, SlowS3Storage
+    return ObservedS3Storage, FailingS3Storage, RefusingS3Storage, SlowS3Storage
 
 
-ObservedS3Storage, FailingS3Storage, SlowS3Storage = s3_storage_classes()
+ObservedS3Storage, FailingS3Storage, RefusingS3Storage, SlowS3Storage = (
+    s3_storage_classes()
+)
 
 
 class SeparateManifestStorage(ManifestStaticFilesStorage):

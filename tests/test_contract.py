@@ -347,6 +347,50 @@ def test_delete_in_a_shared_bucket_leaves_every_foreign_file(
     assert "d1/f1.css" not in destination.names()
 
 
+def test_delete_keeps_a_stale_file_someone_else_wrote_over(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    destination.use(settings)
+    collect(destination)
+    (source / "d0/f0.css").unlink()
+    collect(destination)  # d0/f0.css is stale, and still ours
+    destination.put(destination.key("d0/f0.css"), b"/* someone else's now */")
+    run = collect(destination, delete=True)
+
+    assert destination.get(destination.key("d0/f0.css")) == b"/* someone else's now */"
+    assert run.stderr == (
+        "1 file(s) not written by collectstatic-plus kept (first: "
+        "d0/f0.css); --delete-unowned deletes them too.\n"
+    )
+    record = json.loads(destination.get(destination.record_key))
+    assert "d0/f0.css" not in record_files(record)
+    collect(destination, delete_unowned=True)
+    assert destination.key("d0/f0.css") not in destination.names()
+
+
+@pytest.mark.parametrize("flag", ["verify", "force"])
+def test_verify_and_force_restore_an_overwritten_hashed_file(
+    destination: Destination, tmp_path: Path, settings: Any, flag: str
+) -> None:
+    source = write_tree(tmp_path / "manifest-src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    destination.use_manifest(settings)
+    collect(destination)
+    hashed = json.loads(destination.get(destination.key("staticfiles.json")))
+    name = destination.key(hashed["paths"]["css/a.css"])
+    good = destination.get(name)
+    destination.put(name, b"/* overwritten by hand */")
+    # Post-processing checks that its outputs are there, not their bytes...
+    assert collect(destination).stdout.startswith("Post-processing up to date.\n")
+    assert destination.get(name) == b"/* overwritten by hand */"
+    # ... unless told not to trust the destination.
+    report = tmp_path / "report.json"
+    collect(destination, report=str(report), **{flag: True})
+    assert destination.get(name) == good
+    done = json.loads(report.read_text())["post_processing"]
+    assert (done["mode"], done["reason"]) == ("full", f"--{flag} checks every output")
+
+
 def test_max_delete_stops_the_run_before_anything_is_written(
     destination: Destination, source: Path, settings: Any
 ) -> None:

@@ -7,6 +7,7 @@ deploy would, against the real servers (or a closed port on 127.0.0.1).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -111,6 +112,41 @@ def test_s3_that_cannot_be_used_is_one_line_in_seconds(
     # --traceback still shows where it came from.
     traced, _ = cli(tmp_path, module, "--traceback")
     assert "Traceback" in traced.stderr
+
+
+@pytest.mark.s3
+def test_a_refused_file_is_named_after_the_others_land_and_a_run_of_refusals_stops(
+    tmp_path: Path, s3_server: S3Server
+) -> None:
+    source = write_tree(tmp_path / "src", {f"f{i:02}.css": str(i) for i in range(20)})
+    bucket = Bucket(s3_server)
+    options = bucket.storage()["OPTIONS"]
+    storage = {"BACKEND": "tests.storages.RefusingS3Storage", "OPTIONS": options}
+    module = settings_file(tmp_path, source, storage)
+    # A policy that denies one key: that file fails, the others land.
+    result, _ = cli(tmp_path, module, "--parallel", "4", env={"REFUSE_ON": "f07"})
+    assert one_line(result) == (
+        "CommandError: 1 static file could not be collected: f07.css."
+    )
+    assert result.stderr.splitlines()[0] == (
+        "Could not collect 'f07.css': Writing 'f07.css': AccessDenied: "
+        "ClientError: An error occurred (AccessDenied) when calling the PutObject "
+        "operation: Access Denied. Check the destination's credentials, bucket "
+        "and permissions."
+    )
+    assert sorted(bucket.contents()) == [f"f{i:02}.css" for i in range(20) if i != 7]
+    # Every file refused: the run stops after ten in a row.
+    for path in source.iterdir():
+        path.write_text("changed")
+    result, _ = cli(tmp_path, module, env={"REFUSE_ON": ".css"})
+    line = one_line(result)
+    assert re.sub(r"'f\d\d.css'", "NAME", line) == (  # the tenth, in finder order
+        "CommandError: Writing NAME: AccessDenied: ClientError: An error "
+        "occurred (AccessDenied) when calling the PutObject operation: Access "
+        "Denied. Check the destination's credentials, bucket and permissions. "
+        "10 files in a row were refused like this, so the run stopped; 20 of 20 "
+        "files were not collected."
+    )
 
 
 @pytest.mark.azure

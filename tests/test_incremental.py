@@ -21,6 +21,7 @@ from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError
 
 from .conftest import (
+    MANIFEST_TREE,
     RECORD,
     read_tree,
     record_files,
@@ -384,6 +385,26 @@ def test_dry_run_delete_only_pretends(source: Path, static_root: Path) -> None:
     result = run_collectstatic(delete=True, dry_run=True, verbosity=1)
     assert "Would delete stale.css\n" in result.stdout
     assert (static_root / "stale.css").exists()
+
+
+@pytest.mark.parametrize("post_process", [False, True])
+def test_delete_keeps_what_the_published_manifest_names(
+    tmp_path: Path, settings: Any, static_root: Path, post_process: bool
+) -> None:
+    source = write_tree(tmp_path / "manifest-src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
+    run_collectstatic()
+    old = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+    (source / "css/b.css").write_text("p { color: blue }\n")
+    run_collectstatic(post_process=post_process, delete=True, keep_manifests=1)
+    # Without post-processing the manifest stays as it was, and all it names
+    # stays; with it, the new one is published and b.css's old copy goes.
+    published = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+    assert (published == old) is not post_process
+    assert all((static_root / name).exists() for name in published.values())
+    gone = {name for name in old.values() if not (static_root / name).exists()}
+    assert gone == ({old["css/b.css"]} if post_process else set())
 
 
 def test_delete_with_link_is_refused(source: Path) -> None:

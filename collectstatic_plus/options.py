@@ -9,6 +9,7 @@ make no sense with one clear line.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -300,13 +301,16 @@ def storage_ready(touch: Callable[[], object]) -> None:
 
 @contextmanager
 def listing_without(storage: Any, names: Collection[str]) -> Iterator[None]:
-    """``storage.listdir`` leaves out ``names`` (paths from its root) while
-    stock's ``clear_dir`` runs: the sync record and lease are no static files."""
-    listdir = storage.listdir
+    """``storage.listdir`` leaves out ``names`` (paths from its root) while the
+    command runs: the sync record and lease are no static files to stock's
+    prompt (which lists STATIC_ROOT by its absolute path) or ``clear_dir``."""
+    storage = getattr(storage, "_wrapped", storage)  # staticfiles_storage, set up
+    had, listdir = vars(storage).get("listdir"), storage.listdir
+    root = getattr(storage, "location", None)
 
     def without(where: str) -> tuple[list[str], list[str]]:
         dirs, files = listdir(where)
-        folder = where.strip("/")
+        folder = "" if where == root and os.path.isabs(where) else where.strip("/")
         inside = f"{folder}/" if folder else ""
         return dirs, [name for name in files if inside + name not in names]
 
@@ -314,4 +318,7 @@ def listing_without(storage: Any, names: Collection[str]) -> Iterator[None]:
     try:
         yield
     finally:
-        del storage.listdir
+        if had is None:
+            del storage.listdir
+        else:
+            storage.listdir = had

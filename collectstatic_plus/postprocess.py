@@ -81,10 +81,9 @@ class PostProcessing:
         #: The files the collection copied (or, dry, would copy).
         self.copied: set[str] = set()
         self.key = settings_key(storage) if hasattr(storage, "post_process") else ""
-        #: For the next record: what each source's post-process did, as of the
-        #: last complete post-process with these settings (None until this
-        #: run knows it: up to date, or run completely or incrementally), and
-        #: the hashed names of the manifest written.
+        #: For the next record: what each source's last complete post-process
+        #: with these settings did (None until this run knows it: up to date,
+        #: or run), and the hashed names of the manifest written.
         self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
         #: The build cache (local destinations, storages we know).
@@ -227,6 +226,7 @@ class PostProcessing:
             processed, names, owner = results
             if staging.simulate and staging.known:
                 self.say_what_would_be_written(staging, owner)
+                processed = []  # stock's summary: these skip a dry run's post_process
             else:
                 staging.flush()
         except FlushError as error:  # (before the manifest too: write_staged)

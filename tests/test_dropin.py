@@ -18,6 +18,7 @@ from django.contrib.staticfiles.management.commands import collectstatic as stoc
 from django.core.management import CommandError
 
 from .conftest import (
+    RECORD,
     Command,
     Run,
     read_tree,
@@ -30,6 +31,12 @@ from .conftest import (
 MANIFEST = {
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+    }
+}
+
+WHITENOISE = {
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
     }
 }
 
@@ -143,14 +150,26 @@ def test_clear_deletes_like_stock(
     assert (static_root / "old.css").exists() is dry_run
 
 
+@pytest.mark.parametrize(
+    "backend", [MANIFEST, WHITENOISE], ids=["django", "whitenoise"]
+)
+@pytest.mark.parametrize("dry_run", [False, True])
 @pytest.mark.parametrize("post_process", [True, False])
 def test_manifest_post_processing_equals_stock(
-    two_sources: Path, static_root: Path, settings: Any, post_process: bool
+    two_sources: Path,
+    static_root: Path,
+    settings: Any,
+    post_process: bool,
+    dry_run: bool,
+    backend: dict[str, Any],
 ) -> None:
-    settings.STORAGES = {**settings.STORAGES, **MANIFEST}
-    theirs, ours = both(static_root, nothing, post_process=post_process, verbosity=2)
+    settings.STORAGES = {**settings.STORAGES, **backend}
+    theirs, ours = both(
+        static_root, nothing, post_process=post_process, dry_run=dry_run, verbosity=2
+    )
     assert ours.stdout == theirs.stdout
-    assert ("post-processed" in ours.stdout) is post_process
+    # Stock's dry run post-processes nothing with these storages.
+    assert ("post-processed" in ours.stdout) is (post_process and not dry_run)
 
 
 def test_post_process_failure_is_reported_like_stock(
@@ -241,6 +260,25 @@ def test_prompt_equals_stock(
     assert ("DELETE ALL FILES" in prompts[1]) is clear
     if answer == "no":
         assert outcomes[1] == "Collecting static files cancelled."
+
+
+def test_the_sync_record_alone_does_not_make_the_prompt_ask(
+    two_sources: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    for path in static_root.iterdir():  # rm -rf STATIC_ROOT/* spares dotfiles
+        if path.name != RECORD:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    with mock.patch("builtins.input") as ask:
+        run_collectstatic(interactive=True)
+    ask.assert_not_called()  # as stock over an empty STATIC_ROOT
+    assert (static_root / "css/site.css").exists()
+    with (
+        mock.patch("builtins.input", return_value="no") as ask,
+        pytest.raises(CommandError),
+    ):
+        run_collectstatic(interactive=True)  # a static file is there: it asks
+    ask.assert_called_once()
 
 
 def test_every_stock_option_keeps_its_strings_dest_and_default() -> None:

@@ -220,8 +220,8 @@ def test_report_to_stdout_leaves_stdout_to_the_json_and_people_to_stderr(
     assert machine.stderr == human.stdout + human.stderr
     if verbosity:
         assert "Pretending to copy '" in machine.stderr
-        assert machine.stderr.endswith(
-            " 2 post-processed"
+        assert machine.stderr.endswith(  # (stock's dry run post-processes none)
+            " 3 unmodified"
             + (", 1 skipped due to conflict." if django.VERSION >= (6, 0) else ".")
             + "\n"
         )

@@ -64,6 +64,7 @@ class Command(stock.Command):
         #: human line goes to stderr.
         self.report_out: OutputWrapper | None = None
         self._log_lock = threading.Lock()
+        self.hiding = contextlib.ExitStack()  # our own files, from stock's code
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Add our options to the stock ones."""
@@ -82,15 +83,8 @@ class Command(stock.Command):
         self.report = Report(self.dry_run, keep_files=keep_files)
         self.report.options = {key: options.get(key) for key in REPORTED_OPTIONS}
         ours.storage_ready(lambda: self.local)
-
-    def clear_dir(self, path: str) -> None:
-        """Stock's, but the sync record and the lease are no static files:
-        not printed, counted or deleted (the run deletes the record)."""
-        own = self.run_options.own_files
-        if path or not own:  # path: stock recursing
-            return super().clear_dir(path)
-        with ours.listing_without(self.storage, own):
-            super().clear_dir(path)
+        own = self.run_options.own_files  # (the run deletes the record)
+        self.hiding.enter_context(ours.listing_without(self.storage, own))
 
     def log(self, msg: str, level: int = 2) -> None:
         """Serialise log lines: workers log concurrently."""
@@ -116,6 +110,7 @@ class Command(stock.Command):
                 raise CommandError(str(error)) from error
             raise
         finally:
+            self.hiding.close()
             if self.report_out is not None:  # the summary went to stderr too
                 self.stdout, self.report_out = self.report_out, None
             if not from_command_line:  # a process about to exit need not

@@ -63,7 +63,7 @@ class Setting(NamedTuple):
     #: The system check that reports an unacceptable value, and what it says.
     check_id: str
     must_be: str
-    hint: str = ""
+    hint: str
     #: How an accepted value is handed to the run.
     convert: Callable[[Any], Any] = lambda value: value
 
@@ -99,6 +99,7 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: isinstance(v, bool),
         "collectstatic_plus.E008",
         "True or False",
+        "True minifies CSS and JS as they are collected; --no-minify turns it off.",
     ),
     Setting(
         "MINIFY_INCLUDE",
@@ -124,6 +125,8 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: isinstance(v, bool),
         "collectstatic_plus.E008",
         "True or False",
+        "True also minifies files that name a source map (the map then no "
+        "longer matches).",
     ),
     Setting(
         "RETRIES",
@@ -139,6 +142,7 @@ SETTINGS: tuple[Setting, ...] = (
         is_positive_number,
         "collectstatic_plus.E010",
         "a positive number of seconds",
+        "How long all the attempts of one storage call may take.",
         convert=float,
     ),
     Setting(
@@ -180,9 +184,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LEASE_TTL",
         120,
-        lambda v: is_positive_number(v) and v >= 3,
+        lambda v: is_positive_number(v) and 3 <= v <= 86400,
         "collectstatic_plus.E015",
-        "a number of seconds, 3 or more",
+        "a number of seconds from 3 to 86400 (a day)",
         "How long the lease of a run that died (killed, machine lost) keeps "
         "others waiting; a live run renews it every third of this.",
         convert=float,

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 
-#: Longest path accepted from a sync record or a setting.
-MAX_PATH = 1024
+#: Longest path accepted from a sync record or a setting (PATH_MAX on Linux;
+#: S3, Azure and GCS names are shorter).
+MAX_PATH = 4096
 
 #: A relative path of non-empty parts, none "." or "..", without backslashes
 #: or NUL bytes.

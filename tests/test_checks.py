@@ -18,7 +18,7 @@ from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from collectstatic_plus.checks import check_app_order, check_settings, say_shadowed
-from collectstatic_plus.conf import SETTINGS, conf
+from collectstatic_plus.conf import BY_KEY, SETTINGS, conf
 
 
 def ids(messages: list[checks.CheckMessage]) -> list[str | None]:
@@ -104,11 +104,20 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
         ({"LEASE_WAIT": -1}, ["collectstatic_plus.E014"]),
         ({"LEASE_WAIT": "5m"}, ["collectstatic_plus.E014"]),
         ({"LEASE_TTL": 2}, ["collectstatic_plus.E015"]),
+        ({"LEASE_TTL": 86400}, []),
+        ({"LEASE_TTL": float("inf")}, ["collectstatic_plus.E015"]),
     ],
 )
 def test_settings_are_validated(settings: Any, value: Any, expected: list[str]) -> None:
     settings.COLLECTSTATIC_PLUS = value
     assert ids(check_settings()) == expected
+
+
+def test_every_setting_error_has_a_hint(settings: Any) -> None:
+    settings.COLLECTSTATIC_PLUS = {key: object() for key in BY_KEY}
+    errors = check_settings()
+    assert len(errors) == len(BY_KEY)
+    assert all(error.hint for error in errors)
 
 
 def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> None:

@@ -355,6 +355,20 @@ def test_broken_record_line_is_ignored_with_a_warning(
     assert "1 static file copied" in result.stdout
 
 
+def test_a_path_longer_than_s3_allows_is_recorded_and_read_back(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    deep = "/".join(["d" * 200] * 6) + "/x.css"  # 1,206 characters
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {deep: "x"}))]
+    run_collectstatic()
+    stderr = io.StringIO()
+    again = run_collectstatic(stderr=stderr)
+    assert stderr.getvalue() == ""  # the record is not ignored as unsafe
+    assert again.stdout.endswith(
+        f"0 static files copied to '{static_root}', 1 unmodified.\n"
+    )
+
+
 def test_dry_run_writes_no_record(source: Path, static_root: Path) -> None:
     run_collectstatic(dry_run=True)
     assert not static_root.exists() or os.listdir(static_root) == []

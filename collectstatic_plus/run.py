@@ -28,13 +28,7 @@ from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failed, TransferPool, interrupts_end_the_command
 from .postprocess import PostProcessing
 from .progress import Progress, Terminal
-from .prune import (
-    NOTICE_LEVEL,
-    Deletions,
-    Pruner,
-    keep_set,
-    predicted_outputs,
-)
+from .prune import NOTICE_LEVEL, Deletions, Pruner, keep_set, predicted_outputs
 from .record import Record
 from .recorder import recorder_for
 from .report import Report
@@ -197,6 +191,14 @@ class Run:
                     source = self.minifying.wrap(source)
                 self.sources[path] = source
             self.found.append(source)
+        manifest = getattr(self.storage, "manifest_name", None)
+        for name in self.options.own_files:  # (the record's and the lease's)
+            if name in self.sources or name == manifest:
+                raise CommandError(
+                    f"'{name}' is both the sync record's name (or its lease's) "
+                    "and a file this run writes: set COLLECTSTATIC_PLUS"
+                    "['RECORD_NAME'] to another name."
+                )
 
     def learn(self) -> None:
         """The sync record, and a listing if the backend lists (none after

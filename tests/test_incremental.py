@@ -369,6 +369,36 @@ def test_a_path_longer_than_s3_allows_is_recorded_and_read_back(
     )
 
 
+#: A name both the sync record (or its lease) and a run would write: that
+#: name, the RECORD_NAME given (None: the default) and the sources added.
+CLASHES: dict[str, tuple[str, str | None, dict[str, str]]] = {
+    "a static file": ("d0/f0.js", "d0/f0.js", {}),
+    "a hidden static file": (RECORD, None, {RECORD: "{}"}),
+    "the lease": ("d1/f1.lease", "d1/f1", {"d1/f1.lease": "x"}),
+    "the manifest": ("staticfiles.json", "staticfiles.json", {}),
+}
+
+
+@pytest.mark.parametrize("clash", CLASHES)
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_record_named_like_a_file_the_run_writes_stops_it_before_any_write(
+    source: Path, static_root: Path, settings: Any, clash: str, dry_run: bool
+) -> None:
+    name, record_name, added = CLASHES[clash]
+    write_tree(source, added)
+    if record_name is not None:
+        settings.COLLECTSTATIC_PLUS = {"RECORD_NAME": record_name}
+    if clash == "the manifest":
+        use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(dry_run=dry_run, use_default_ignore_patterns=False)
+    assert str(raised.value) == (
+        f"'{name}' is both the sync record's name (or its lease's) and a file "
+        "this run writes: set COLLECTSTATIC_PLUS['RECORD_NAME'] to another name."
+    )
+    assert [path for path in static_root.rglob("*") if path.is_file()] == []
+
+
 def test_dry_run_writes_no_record(source: Path, static_root: Path) -> None:
     run_collectstatic(dry_run=True)
     assert not static_root.exists() or os.listdir(static_root) == []

@@ -86,27 +86,28 @@ S3_CLASSES = [
 ]
 
 
+#: What is wrong with an S3 storage's settings, and what its line names.
+S3_PROBLEMS = {
+    "no credentials": ({"access_key": None, "secret_key": None}, "NoCredentialsError"),
+    "endpoint down": ({"endpoint_url": CLOSED}, "EndpointConnectionError"),
+    "not an endpoint": ({"endpoint_url": "notaurl"}, "Invalid endpoint: notaurl"),
+}
+
+
 @pytest.mark.s3
 @pytest.mark.parametrize("backend", S3_CLASSES)
-@pytest.mark.parametrize("problem", ["no credentials", "endpoint down"])
+@pytest.mark.parametrize("problem", S3_PROBLEMS)
 def test_s3_that_cannot_be_used_is_one_line_in_seconds(
     tmp_path: Path, s3_server: S3Server, backend: str, problem: str
 ) -> None:
     source = many(tmp_path / "src", 20)
     bucket = Bucket(s3_server)
-    options = dict(bucket.storage()["OPTIONS"])
-    if problem == "no credentials":
-        del options["access_key"], options["secret_key"]
-    else:
-        options["endpoint_url"] = CLOSED
+    changed, cause = S3_PROBLEMS[problem]
+    options = {**bucket.storage()["OPTIONS"], **changed}
+    options = {key: value for key, value in options.items() if value is not None}
     module = settings_file(tmp_path, source, {"BACKEND": backend, "OPTIONS": options})
     result, seconds = cli(tmp_path, module, "--parallel", "8")
     line = one_line(result)
-    cause = (
-        "NoCredentialsError"
-        if problem == "no credentials"
-        else "EndpointConnectionError"
-    )
     assert line.startswith("CommandError: ") and cause in line, line
     assert seconds < 15
     # --traceback still shows where it came from.

@@ -286,6 +286,9 @@ class Backend:
 
     # Running ----------------------------------------------------------------
 
+    def ready(self) -> None:
+        """Build the storage's client now (a bad endpoint fails here)."""
+
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:
         """Make the storage's client ready for ``workers`` threads."""

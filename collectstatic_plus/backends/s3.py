@@ -111,6 +111,9 @@ class S3Backend(Backend):
     def client(self) -> Any:
         return self.s3.connection.meta.client
 
+    def ready(self) -> None:
+        self.client  # noqa: B018 (S3Storage builds it on first use)
+
     def listing(self) -> Listing | None:
         found: Listing = {}
         paginator = self.client.get_paginator("list_objects_v2")

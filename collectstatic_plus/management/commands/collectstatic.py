@@ -157,6 +157,7 @@ class Command(stock.Command):
         options = self.run_options.for_destination(self.local)
         terminal = self.terminal()
         run = Run(self.storage, options, self, self.report, terminal)
+        ours.storage_ready(run.backend.ready)  # one line if it cannot be
         shown = self.stdout, self.stderr
         if terminal is not None:  # other messages clear the progress line
             self.stdout, self.stderr = (cast(Any, Cleared(o, terminal)) for o in shown)

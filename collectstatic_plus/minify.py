@@ -10,6 +10,8 @@ minify is returned unchanged, with the reason. Left alone by default:
   the reference and would make the map wrong;
 - JS with template literals nested inside ``${...}``, which rjsmin mangles
   (spaces inside the inner template are removed; rjsmin issues #18 and #22);
+- CSS whose minified ``url(...)`` references would differ from the source's
+  (rcssmin 1.3 drops the spaces inside ``url("a b.png")``);
 - anything that is not UTF-8, and any minifier error.
 
 ``/*! ... */`` comments (licences) are kept.
@@ -37,6 +39,8 @@ from .report import Report
 from .sources import Source, mixed
 
 SOURCE_MAP = re.compile(rb"[#@]\s*sourceMappingURL\s*=")
+#: A CSS ``url(...)``: its quoted or bare reference.
+CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)"'\s]*))\s*\)""", re.I)
 #: Content with a line this long, or lines this long on average, is minified.
 LONG_LINE = 2000
 LONG_AVERAGE = 300
@@ -99,6 +103,8 @@ class Minifier:
             reason = f"minifier error: {type(error).__name__}: {error}"
             return data, Outcome(False, len(data), len(data), reason)
         output = result.encode("utf-8")
+        if kind == "css" and not _urls(result) <= _urls(text):
+            return data, Outcome(False, len(data), len(data), "would change a url()")
         if len(output) >= len(data):
             return data, Outcome(False, len(data), len(data), "no smaller")
         return output, Outcome(True, len(data), len(output))
@@ -114,6 +120,10 @@ class Minifier:
         if kind == "js" and has_nested_template(data):
             return "nested template literals"
         return ""
+
+
+def _urls(css: str) -> set[str]:
+    return {"".join(found) for found in CSS_URL.findall(css)}
 
 
 def _kind(path: str) -> str | None:
@@ -314,9 +324,8 @@ class SourceMinifier:
         return replace(source, storage=storage, token=token)  # type: ignore[arg-type]
 
     def note(self, path: str, outcome: Outcome) -> None:
-        trouble = outcome.reason == "not UTF-8" or outcome.reason.startswith(
-            "minifier error"
-        )
+        trouble = outcome.reason in ("not UTF-8", "would change a url()")
+        trouble = trouble or outcome.reason.startswith("minifier error")
         if trouble and path not in self.warned:
             self.warned.add(path)
             self.warn(f"Not minified '{path}' ({outcome.reason}); copied as it is.")

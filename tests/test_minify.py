@@ -55,6 +55,12 @@ def test_nested_template_literals_are_detected() -> None:
         ),
         ("a.js", b'x = `${ `<a title="t">` }`;\n', "nested template literals"),
         ("a.css", b"a { content: '\xff' }\n", "not UTF-8"),
+        (
+            "a.css",
+            b'a { background: url("hero banner.png") }\n',
+            "would change a url()",
+        ),
+        ("a.css", b"a { background: url( 'x y.png' ) }\n", "would change a url()"),
         ("a.txt", b"a   b\n", ""),
     ],
 )
@@ -63,6 +69,15 @@ def test_files_left_unminified_say_why(path: str, data: bytes, reason: str) -> N
     assert output == data
     assert not outcome.minified
     assert outcome.reason == reason
+
+
+def test_css_urls_that_survive_minifying_do_not_stop_it() -> None:
+    data = (
+        b"a { background : url( 'x.png' ) }\n/* url(old.png) */\nb { c: url(y.png) }\n"
+    )
+    output, outcome = ON.apply("a.css", data)
+    assert output == b"a{background:url('x.png')}b{c:url(y.png)}"
+    assert outcome.minified
 
 
 def test_bang_comments_are_kept_and_others_dropped() -> None:

@@ -39,6 +39,8 @@ from .report import Report
 from .sources import Source, mixed
 
 SOURCE_MAP = re.compile(rb"[#@]\s*sourceMappingURL\s*=")
+#: Changed when what is left unminified changes: files are then decided again.
+RULES = 2  # 2: CSS whose url()s would change
 #: A CSS ``url(...)``: its quoted or bare reference.
 CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)"'\s]*))\s*\)""", re.I)
 #: Content with a line this long, or lines this long on average, is minified.
@@ -70,6 +72,7 @@ class Minifier:
             "source_mapped": settings.source_mapped,
             "rcssmin": rcssmin.__version__,
             "rjsmin": rjsmin.__version__,
+            "rules": RULES,
         }
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

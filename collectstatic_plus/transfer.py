@@ -116,6 +116,8 @@ class Copier:
             else:
                 self.log(f"Deleting '{source.path}'")
                 self.retry(f"Deleting '{name}'", lambda: storage.delete(name))
+        if not self.backend.local:  # a name the upload would fail on fails a dry run
+            name.encode()  # (not UTF-8: a file name's undecodable bytes)
         source_path = source.storage.path(source.path)
         if self.dry_run:
             self.log(f"Pretending to copy '{source_path}'", level=1)  # stock's

@@ -391,6 +391,28 @@ def test_verify_and_force_restore_an_overwritten_hashed_file(
     assert (done["mode"], done["reason"]) == ("full", f"--{flag} checks every output")
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_name_that_is_not_utf8_fails_a_dry_run_where_the_upload_would(
+    destination: Destination, source: Path, settings: Any, dry_run: bool
+) -> None:
+    destination.use(settings)
+    with open(os.fsencode(source / "d0") + b"/caf\xe9.css", "wb") as handle:
+        handle.write(b"latin-1")
+    name = "d0/caf\udce9.css"  # as the finders list it
+    if isinstance(destination, LocalDestination):  # any name the disk takes
+        run = collect(destination, dry_run=dry_run)
+        assert run.stdout.endswith(f"\n{summary(destination, 31)}\n")
+        return
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(stderr=stderr, dry_run=dry_run)
+    assert str(raised.value) == f"1 static file could not be collected: {name}."
+    assert stderr.getvalue() == (
+        f"Could not collect '{name}': UnicodeEncodeError: 'utf-8' codec can't "
+        "encode character '\\udce9' in position 6: surrogates not allowed\n"
+    )
+
+
 def test_max_delete_stops_the_run_before_anything_is_written(
     destination: Destination, source: Path, settings: Any
 ) -> None:

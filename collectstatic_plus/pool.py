@@ -83,10 +83,15 @@ class TransferPool:
     """Run ``fn(*args)`` per file with ``workers`` threads (1 means inline)."""
 
     def __init__(
-        self, workers: int, on_interrupt: Callable[[], None] | None = None
+        self,
+        workers: int,
+        on_interrupt: Callable[[], None] | None = None,
+        done: str = "collected",
     ) -> None:
         self.workers = workers
         self.on_interrupt = on_interrupt
+        #: What a completed task did to its file, for the interrupt's message.
+        self.done = done
         self.failures: list[Failure] = []
         self.completed = 0
         self.refused = 0  # in a row
@@ -124,7 +129,7 @@ class TransferPool:
             if self.on_interrupt is not None:
                 self.on_interrupt()
             raise CommandError(
-                f"Interrupted: {self.completed} file(s) collected before the "
+                f"Interrupted: {self.completed} file(s) {self.done} before the "
                 "interrupt; run collectstatic again to finish.",
                 returncode=130,
             ) from None

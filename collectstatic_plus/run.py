@@ -12,7 +12,6 @@ stock's terms (:class:`Outcome`); the command prints it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -246,7 +245,7 @@ class Run:
                 raise
             progress.advance(1, source.digest.size)
 
-        with progress, self.pool() as pool:
+        with progress, TransferPool(self.options.workers, done="read") as pool:
             for source in unread:
                 pool.submit(source.prefixed_path, read, source)
         self.raise_failures(pool, verb="read")
@@ -268,7 +267,9 @@ class Run:
             progress.advance(1, source.digest.size if source.digest else 0)
 
         try:
-            with progress, self.pool(on_interrupt=self.save_partial_record) as pool:
+            done = "checked" if self.options.dry_run else "collected"
+            pool = TransferPool(self.options.workers, self.save_partial_record, done)
+            with progress, pool:
                 for source in self.found:
                     path = source.prefixed_path
                     if self.sources[path] is not source:
@@ -385,9 +386,6 @@ class Run:
             self.report.other(path, "deleted", size=remote.size if remote else None)
             self.outcome.deleted.append(path)
         return deleted
-
-    def pool(self, on_interrupt: Callable[[], None] | None = None) -> TransferPool:
-        return TransferPool(self.options.workers, on_interrupt=on_interrupt)
 
     def raise_failures(self, pool: TransferPool, verb: str = "collected") -> None:
         if pool.failures:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -328,6 +329,46 @@ def test_ctrl_c_while_the_pool_closes_still_waits_for_work_in_flight(
         "collectstatic again to finish."
     )
     assert interrupted.value.returncode == 130
+
+
+@pytest.mark.parametrize(("dry_run", "done"), [(True, "checked"), (False, "read")])
+def test_ctrl_c_says_what_was_done_before_it_not_collected(
+    tmp_path: Path,
+    settings: Any,
+    static_root: Path,
+    python_sigint: None,
+    monkeypatch: pytest.MonkeyPatch,
+    dry_run: bool,
+    done: str,
+) -> None:
+    """A dry run collects nothing, and a real run interrupted while it reads
+    its sources (a fresh checkout: every one is read) has collected none yet."""
+    from collectstatic_plus import run, transfer
+
+    source = many_files(tmp_path / "src", 40)
+    settings.STATICFILES_DIRS = [str(source)]
+    if not dry_run:
+        run_collectstatic()
+        for path in source.rglob("*.js"):
+            os.utime(path, (time.time() + 60, time.time() + 60))
+
+    def slowly(real: Any) -> Any:
+        return lambda *args: (time.sleep(0.1), real(*args))[1]
+
+    monkeypatch.setattr(transfer.Copier, "run", slowly(transfer.Copier.run))
+    monkeypatch.setattr(run, "digest_file", slowly(run.digest_file))
+    ctrl_c = threading.Timer(
+        0.5, signal.pthread_kill, (threading.get_ident(), signal.SIGINT)
+    )
+    ctrl_c.start()
+    with pytest.raises(CommandError) as interrupted:
+        run_collectstatic(dry_run=dry_run, parallel=2)
+    ctrl_c.join()
+    assert re.fullmatch(
+        rf"Interrupted: \d+ file\(s\) {done} before the interrupt; run "
+        "collectstatic again to finish.",
+        str(interrupted.value),
+    )
 
 
 @pytest.fixture

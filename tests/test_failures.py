@@ -214,6 +214,24 @@ def test_gcs_whose_endpoint_is_down_is_one_line(
     assert seconds < 25
 
 
+@pytest.mark.gcs
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_gcs_bucket_that_does_not_exist_is_one_line_with_what_to_check(
+    tmp_path: Path, gcs_server: Any, dry_run: bool
+) -> None:
+    source = many(tmp_path / "src", 5)
+    options = {"bucket_name": "no-such-bucket", "project_id": "test"}
+    storage = {"BACKEND": "storages.backends.gcloud.GoogleCloudStorage"}
+    module = settings_file(tmp_path, source, {**storage, "OPTIONS": options})
+    env = {"STORAGE_EMULATOR_HOST": gcs_server.endpoint_url}
+    result, _ = cli(tmp_path, module, *(["--dry-run"] if dry_run else []), env=env)
+    line = one_line(result)
+    assert "NotFound: 404" in line, line
+    assert line.endswith(
+        "Check the destination's credentials, bucket and permissions."
+    ), line
+
+
 @pytest.mark.s3
 def test_a_destination_that_dies_mid_upload_stops_the_run_in_seconds(
     tmp_path: Path, s3_server: S3Server

@@ -44,7 +44,9 @@ class GCSBackend(Backend):
 
     # requests' ConnectionError and Timeout are not the built-in ones.
     transient_names = frozenset({"ConnectionError", "Timeout", "ChunkedEncodingError"})
-    permanent_names = frozenset({"DefaultCredentialsError", "RefreshError"})
+    #: (NotFound reaches a retry only for a missing bucket: a missing object
+    #: is an answer wherever the backend asks for one.)
+    permanent_names = frozenset({"DefaultCredentialsError", "RefreshError", "NotFound"})
     unreachable_names = frozenset(
         {"ConnectionError", "Timeout", "SSLError", "TransportError"}
     )

@@ -210,7 +210,8 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
     """What a run is told, from the command's parsed options and the settings
     (see :meth:`RunOptions.for_destination` for a bare ``--parallel``)."""
     conf.validate()
-    if (options.get("delete") or options.get("delete_unowned")) and symlink:
+    deleting = options.get("delete") or options.get("delete_unowned")
+    if deleting and symlink:
         raise CommandError("--delete cannot be combined with --link.")
     minify = options.get("minify")
     minify = conf.MINIFY if minify is None else bool(minify)
@@ -220,6 +221,10 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
             "MINIFY setting): a symlink serves the source as it is."
         )
     keep = _number(options, "keep_manifests", minimum=1)
+    max_delete = _number(options, "max_delete", minimum=0)
+    for flag, given in (("--max-delete", max_delete), ("--keep-manifests", keep)):
+        if given is not None and not deleting:
+            raise CommandError(f"{flag} applies only with --delete.")
     count = workers(options.get("parallel"))
     return RunOptions(
         dry_run=bool(options.get("dry_run")),
@@ -230,9 +235,9 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
         auto_workers=count is None,
         force=bool(options.get("force")),
         verify=bool(options.get("verify")),
-        delete=bool(options.get("delete") or options.get("delete_unowned")),
+        delete=bool(deleting),
         delete_unowned=bool(options.get("delete_unowned")),
-        max_delete=_number(options, "max_delete", minimum=0),
+        max_delete=max_delete,
         keep_manifests=keep if keep is not None else conf.KEEP_MANIFESTS,
         record_name=conf.RECORD_NAME,
         record_storage=conf.RECORD_STORAGE,

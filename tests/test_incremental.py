@@ -451,6 +451,15 @@ def test_delete_keeps_what_the_published_manifest_names(
     assert gone == ({old["css/b.css"]} if post_process else set())
 
 
+@pytest.mark.parametrize("option", ["max_delete", "keep_manifests"])
+def test_a_delete_option_without_delete_is_refused(source: Path, option: str) -> None:
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(**{option: 2})
+    flag = "--" + option.replace("_", "-")
+    assert str(raised.value) == f"{flag} applies only with --delete."
+    run_collectstatic(**{option: 2}, delete_unowned=True)  # (implies --delete)
+
+
 def test_delete_with_link_is_refused(source: Path) -> None:
     with pytest.raises(CommandError) as raised:
         run_collectstatic(delete=True, link=True)

@@ -350,13 +350,6 @@ class Run:
         if deletions.reason:
             self.report.deletions["reason"] = deletions.reason
         self.pruner.check_limit(deletions.stale)
-        if self.deletions.unowned:
-            shown = ", ".join(self.deletions.unowned[:3])
-            self.warn(
-                f"{len(self.deletions.unowned)} file(s) not written by "
-                f"collectstatic-plus kept (first: {shown}); --delete-unowned "
-                "deletes them too."
-            )
 
     def keep(self, outputs: set[str], current: list[str] | None) -> set[str]:
         """What --delete never removes; ``current``: the names of the manifest
@@ -378,6 +371,15 @@ class Run:
             self.lease.check()
         done = self.post_processing
         keep = self.keep(done.outputs, done.manifest)
+        # Said now: what a failed run's post-process left is this one's output.
+        unowned = [name for name in self.deletions.unowned if name not in keep]
+        self.report.deletions["unowned"] = unowned
+        if unowned:
+            self.warn(
+                f"{len(unowned)} file(s) not written by collectstatic-plus kept "
+                f"(first: {', '.join(unowned[:3])}); --delete-unowned deletes "
+                "them too."
+            )
         with Progress(self.terminal, "Deleting", len(self.deletions.stale)) as shown:
             deleted = self.pruner.delete(self.deletions.stale, keep)
             shown.advance(len(deleted))

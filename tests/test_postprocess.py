@@ -252,6 +252,30 @@ def test_a_post_processed_file_that_cannot_be_written_is_named_in_one_line(
     assert not (static_root / "staticfiles.json").exists()
 
 
+def test_what_a_failed_post_process_left_is_not_called_foreign_when_it_is_used(
+    tmp_path: Path,
+    static_root: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = write_tree(tmp_path / "chains", CHAINS)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, "tests.storages.FailingManifestStorage")
+    run_collectstatic(verbosity=0)
+    (source / "css/base.css").write_text("h1 { color: blue; }\n")
+    monkeypatch.setenv("FAIL_ON", "staticfiles.json")
+    with pytest.raises(CommandError):  # the new hashed copies landed
+        run_collectstatic(verbosity=0)
+    monkeypatch.delenv("FAIL_ON")
+    write_tree(static_root, {"put-by-hand.css": "x"})
+    run = run_collectstatic(delete=True)
+    # The copies are this run's output again: only the foreign file is said.
+    assert run.stderr == (
+        "1 file(s) not written by collectstatic-plus kept (first: "
+        "put-by-hand.css); --delete-unowned deletes them too.\n"
+    )
+
+
 def test_a_dry_run_leaves_a_separate_manifest_storage_alone(
     tmp_path: Path, static_root: Path, settings: Any
 ) -> None:

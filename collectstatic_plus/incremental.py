@@ -303,8 +303,8 @@ def plan(
     for path, row in rows.items():
         if path not in digests or path in files:
             continue
-        if row.consumed and path in copied:
-            files[path] = "copied again; the storage removes it"
+        if row.consumed and (path in copied or path in listing):
+            files[path] = "its original is there again; the storage removes it"
         elif any(name not in listing for name in row.outputs):
             files[path] = "its output is missing from the destination"
     files = {path: files[path] for path in digests if path in files}

@@ -42,7 +42,11 @@ SOURCE_MAP = re.compile(rb"[#@]\s*sourceMappingURL\s*=")
 #: Changed when what is left unminified changes: files are then decided again.
 RULES = 2  # 2: CSS whose url()s would change
 #: A CSS ``url(...)``: its quoted or bare reference.
-CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)"'\s]*))\s*\)""", re.I)
+CSS_URL = re.compile(
+    r"""url\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|([^)"'\s]*))\s*\)""", re.I
+)
+#: A comment the minifier drops (it keeps ``/*! ... */``).
+CSS_COMMENT = re.compile(r"/\*(?!!).*?\*/", re.S)
 #: Content with a line this long, or lines this long on average, is minified.
 LONG_LINE = 2000
 LONG_AVERAGE = 300
@@ -106,7 +110,7 @@ class Minifier:
             reason = f"minifier error: {type(error).__name__}: {error}"
             return data, Outcome(False, len(data), len(data), reason)
         output = result.encode("utf-8")
-        if kind == "css" and not _urls(result) <= _urls(text):
+        if kind == "css" and _urls(result) != _urls(CSS_COMMENT.sub("", text)):
             return data, Outcome(False, len(data), len(data), "would change a url()")
         if len(output) >= len(data):
             return data, Outcome(False, len(data), len(data), "no smaller")
@@ -125,8 +129,9 @@ class Minifier:
         return ""
 
 
-def _urls(css: str) -> set[str]:
-    return {"".join(found) for found in CSS_URL.findall(css)}
+def _urls(css: str) -> list[str]:
+    """Every ``url()``'s reference, in order."""
+    return ["".join(found) for found in CSS_URL.findall(css)]
 
 
 def _kind(path: str) -> str | None:

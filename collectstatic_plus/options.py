@@ -79,6 +79,17 @@ class RunOptions:
             return ()
         return (self.record_name, self.lease_name)
 
+    def check_own_names(self, written: Callable[[str], bool]) -> None:
+        """A CommandError, before anything is written, if the sync record or
+        its lease has the name of a file the run writes."""
+        for name in self.own_files:
+            if written(name):
+                raise CommandError(
+                    f"'{name}' is both the sync record's name (or its lease's) "
+                    "and a file this run writes: set COLLECTSTATIC_PLUS"
+                    "['RECORD_NAME'] to another name."
+                )
+
     def for_destination(self, local: bool) -> RunOptions:
         """These options with a bare ``--parallel``'s worker count picked:
         the WORKERS setting, else by destination."""

@@ -147,16 +147,6 @@ def saw_same(entry: Entry, remote: Remote) -> bool:
     )
 
 
-def still_ours(path: str, entry: Entry, listing: Listing | None) -> bool:
-    """Whether the destination still holds the file the record says this
-    package wrote at ``path``: not written over since (as far as a listing
-    can tell)."""
-    if listing is None:
-        return True
-    remote = listing.get(path)
-    return remote is not None and (entry.seen is None or saw_same(entry, remote))
-
-
 def _by_md5(
     md5: str, source: Digest, exists: bool, how: str, old_size: int | None = None
 ) -> Decision:

@@ -6,9 +6,9 @@ caller reports every failure once all other files are done. Ctrl-C stops new
 work, lets work in flight finish, and becomes a one-line CommandError. A
 configuration error (``ImproperlyConfigured``) or an unreachable destination
 is the same for every file: it stops the run and is raised as it is; so is a
-storage's refusal (``PermanentError``) once REFUSED_IN_A_ROW files in a row
-met one (one refused file is that file's failure: a policy may deny a
-single prefix). The number
+storage's refusal (``PermanentError``) once REFUSED_BEFORE_ANY files met one
+and none was done, which is what wrong credentials look like (otherwise a
+refused file is that file's failure: a policy may deny one prefix). The number
 of queued tasks is bounded, so a very large tree does not become a very large
 queue of pending futures.
 """
@@ -35,8 +35,8 @@ QUEUE_PER_WORKER = 4
 
 #: Errors that no other file can escape either: raised, not collected.
 FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, Unreachable)
-#: Files refused in a row (no file done in between) that stop the run.
-REFUSED_IN_A_ROW = 10
+#: Files refused before any file was done that stop the run.
+REFUSED_BEFORE_ANY = 10
 
 
 class Failure(NamedTuple):
@@ -94,7 +94,7 @@ class TransferPool:
         self.done = done
         self.failures: list[Failure] = []
         self.completed = 0
-        self.refused = 0  # in a row
+        self.refused = 0  # while none is done
         self.fatal: Exception | None = None
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
@@ -189,18 +189,17 @@ class TransferPool:
         except Exception as error:
             with self._lock:
                 self.failures.append(Failure(path, error))
-                if isinstance(error, PermanentError):
+                if isinstance(error, PermanentError) and self.completed == 0:
                     self.refused += 1
-                    if self.refused == REFUSED_IN_A_ROW and self.fatal is None:
+                    if self.refused == REFUSED_BEFORE_ANY and self.fatal is None:
                         self.fatal = PermanentError(
-                            f"{error} {REFUSED_IN_A_ROW} files in a row were "
-                            "refused like this, so the run stopped"
+                            f"{error} {REFUSED_BEFORE_ANY} files were refused "
+                            "like this and none accepted, so the run stopped"
                         )
                         self.fatal.__cause__ = error.__cause__
         else:
             with self._lock:
                 self.completed += 1
-                self.refused = 0
 
     def _release(self, future: Future[None]) -> None:
         assert self._slots is not None

@@ -25,7 +25,7 @@ from django.core.management.base import CommandError
 from .backends.base import Backend, DeleteFailed, Listing
 from .options import RunOptions
 from .paths import is_safe_path
-from .plan import still_ours
+from .plan import saw_same
 from .record import Record
 from .retry import PermanentError, Retry, first_line
 
@@ -92,14 +92,15 @@ class Pruner:
         if previous is None:
             reason = "no sync record yet: nothing here is known to be ours"
             return Deletions([], [], reason)
-        owned = self.owned(previous, listing)
+        owned = self.owned(previous)
         kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
         stale: list[str] = []
         unowned: list[str] = []
         for name in sorted(candidates(listing, previous)):
             if name in kept or not is_safe_path(name):
                 continue
-            (stale if name in owned else unowned).append(name)
+            ours = name in owned and not self.written_over(name, previous, listing)
+            (stale if ours else unowned).append(name)
         if self.options.delete_unowned:
             stale, unowned = sorted(stale + unowned), []
         return Deletions(stale, unowned)
@@ -117,12 +118,26 @@ class Pruner:
                 f"{named}{more}."
             )
 
+    def written_over(
+        self, name: str, previous: Record, listing: Listing | None
+    ) -> bool:
+        """Whether a file the record lists now holds other bytes than this
+        package wrote: the listing shows it changed since, and its MD5 (or,
+        on local disk, its content) is not the recorded one."""
+        entry = previous.files.get(name)
+        remote = None if listing is None else listing.get(name)
+        if entry is None or remote is None or entry.seen is None:
+            return False
+        if saw_same(entry, remote):
+            return False
+        if remote.md5 is not None:
+            return remote.md5 != entry.md5
+        return not (self.backend.local and self.backend.digest(name) == entry.digest)
+
     @staticmethod
-    def owned(previous: Record, listing: Listing | None = None) -> set[str]:
-        """Every name the sync record says this package wrote, less a file
-        that someone wrote over since (the listing shows it otherwise)."""
-        files = previous.files.items()
-        owned = {path for path, entry in files if still_ours(path, entry, listing)}
+    def owned(previous: Record) -> set[str]:
+        """Every name the sync record says this package wrote."""
+        owned = set(previous.files)
         for row in previous.processed.values():
             owned.update(row.outputs)
             if row.hashed:

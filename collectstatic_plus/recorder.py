@@ -29,7 +29,7 @@ from .backends import backend_for
 from .backends.base import Backend, Listing, Remote, content_version
 from .digest import digest_stream
 from .options import RunOptions
-from .plan import saw_same, still_ours
+from .plan import saw_same
 from .record import MAX_BYTES, Entry, Key, Processed, Record, RecordError, read
 from .retry import PermanentError, Retry, Unreachable, first_line
 from .sources import Source
@@ -154,8 +154,8 @@ class Recorder:
             entry = Entry(source.digest, source.token, seen)
             # An unchanged file keeps the previous record's entry: one per file.
             files[path] = was if was is not None and was == entry else entry
-        for path, entry in old.items():  # a stale file, while no one wrote over it
-            if path not in sources and still_ours(path, entry, listing):
+        for path, entry in old.items():
+            if path not in sources and (listing is None or path in listing):
                 files[path] = entry
         # Not the versions themselves: the record may be public (WhiteNoise
         # serves STATIC_ROOT), and versions help fingerprint a site.

@@ -10,7 +10,7 @@ operation is sent attempts x SDK-attempts times, all bounded in time.
 A permanent error (access denied, a missing bucket, bad or missing
 credentials) is not worth another attempt: :class:`PermanentError` says so
 in one line. It stops a run at once outside the per-file steps; there, it
-stops a run once several files in a row met one (see pool.py).
+stops a run once several files met one and none was accepted (see pool.py).
 
 :class:`Throttle` bounds how many storage calls run at once: it halves when
 the service says it is throttling (503 SlowDown) and creeps back up after a

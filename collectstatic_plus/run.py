@@ -121,6 +121,8 @@ class Run:
 
     def run(self) -> Outcome:
         phase, options = self.report.phase, self.options
+        with interrupts_end_the_command(), phase("find"):
+            self.find()  # before the lease and --clear: it may refuse the run
         with (
             interrupts_end_the_command(),  # (the lease given back first)
             self.backend.prepared_for_threads(options.workers),
@@ -130,8 +132,6 @@ class Run:
             if options.clear:
                 with phase("clear"):
                     self.clear()
-            with phase("find"):
-                self.find()
             with phase("read destination"):
                 self.learn()
             consumed: dict[str, str] = {}
@@ -191,13 +191,7 @@ class Run:
                 self.sources[path] = source
             self.found.append(source)
         manifest = getattr(self.storage, "manifest_name", None)
-        for name in self.options.own_files:  # (the record's and the lease's)
-            if name in self.sources or name == manifest:
-                raise CommandError(
-                    f"'{name}' is both the sync record's name (or its lease's) "
-                    "and a file this run writes: set COLLECTSTATIC_PLUS"
-                    "['RECORD_NAME'] to another name."
-                )
+        self.options.check_own_names(lambda n: n in self.sources or n == manifest)
 
     def learn(self) -> None:
         """The sync record, and a listing if the backend lists (none after
@@ -360,7 +354,9 @@ class Run:
         if isinstance(manifest_name, str):
             protected.add(manifest_name)
         history = previous.manifests if previous is not None else []
-        manifests = history if current is None else [current, *history]
+        manifests = history  # a manifest like the published one is not new
+        if current is not None and (not history or set(current) != set(history[0])):
+            manifests = [current, *history]
         return keep_set(
             self.sources, protected, outputs, manifests[: options.keep_manifests]
         )

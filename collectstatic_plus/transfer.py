@@ -110,14 +110,14 @@ class Copier:
         storage, name = self.storage, source.prefixed_path
         if exists is None:
             exists = self.retry(f"Checking '{name}'", lambda: storage.exists(name))
-        if exists and not self.backend.overwrites_in_place:
-            if self.dry_run:
-                self.log(f"Pretending to delete '{source.path}'")
-            else:
-                self.log(f"Deleting '{source.path}'")
+        if exists and self.dry_run:
+            self.log(f"Pretending to delete '{source.path}'")
+        elif exists:  # (said as stock says it, even where a write replaces it)
+            self.log(f"Deleting '{source.path}'")
+            if not self.backend.overwrites_in_place:
                 self.retry(f"Deleting '{name}'", lambda: storage.delete(name))
-        if not self.backend.local:  # a name the upload would fail on fails a dry run
-            name.encode()  # (not UTF-8: a file name's undecodable bytes)
+        if self.backend.utf8_names:  # the upload would fail: so does a dry run
+            name.encode()
         source_path = source.storage.path(source.path)
         if self.dry_run:
             self.log(f"Pretending to copy '{source_path}'", level=1)  # stock's

@@ -281,6 +281,28 @@ def test_the_sync_record_alone_does_not_make_the_prompt_ask(
     ask.assert_called_once()
 
 
+@pytest.mark.parametrize("link", [False, True])
+def test_set_options_then_collect_leaves_the_storage_as_it_was(
+    two_sources: Path, static_root: Path, link: bool
+) -> None:
+    """Django's own tests call these two hooks without ``execute``."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    command = Command()
+    command.set_options(  # as Django's test_storage.TestCollectionManifestStorage
+        interactive=False,
+        verbosity=0,
+        link=link,
+        clear=False,
+        dry_run=False,
+        post_process=True,
+        use_default_ignore_patterns=True,
+        ignore_patterns=[],
+    )
+    command.collect()
+    assert "listdir" not in vars(staticfiles_storage._wrapped)
+
+
 def test_every_stock_option_keeps_its_strings_dest_and_default() -> None:
     def actions(command: Any) -> dict[str, tuple[tuple[str, ...], object, object]]:
         parser = command.create_parser("manage.py", "collectstatic")

@@ -116,37 +116,48 @@ def test_s3_that_cannot_be_used_is_one_line_in_seconds(
 
 
 @pytest.mark.s3
-def test_a_refused_file_is_named_after_the_others_land_and_a_run_of_refusals_stops(
+def test_refused_files_are_named_after_the_others_land_unless_none_is_accepted(
     tmp_path: Path, s3_server: S3Server
 ) -> None:
-    source = write_tree(tmp_path / "src", {f"f{i:02}.css": str(i) for i in range(20)})
+    # Three folders, in finder order: a policy denies the middle one.
+    folders = {"a": 5, "private": 12, "z": 5}
+    sources = [
+        write_tree(tmp_path / name, {f"{name}/f{i:02}.css": "x" for i in range(n)})
+        for name, n in folders.items()
+    ]
     bucket = Bucket(s3_server)
     options = bucket.storage()["OPTIONS"]
     storage = {"BACKEND": "tests.storages.RefusingS3Storage", "OPTIONS": options}
-    module = settings_file(tmp_path, source, storage)
-    # A policy that denies one key: that file fails, the others land.
-    result, _ = cli(tmp_path, module, "--parallel", "4", env={"REFUSE_ON": "f07"})
-    assert one_line(result) == (
-        "CommandError: 1 static file could not be collected: f07.css."
+    dirs = f"STATICFILES_DIRS = {[str(path) for path in sources]!r}\n"
+    module = settings_file(tmp_path, sources[0], storage, extra=dirs)
+    result, _ = cli(tmp_path, module, env={"REFUSE_ON": "private/"})
+    refused = [f"private/f{i:02}.css" for i in range(12)]
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "CommandError: 12 static files could not be collected: "
+        f"{', '.join(refused[:10])} and 2 more."
     )
     assert result.stderr.splitlines()[0] == (
-        "Could not collect 'f07.css': Writing 'f07.css': AccessDenied: "
-        "ClientError: An error occurred (AccessDenied) when calling the PutObject "
-        "operation: Access Denied. Check the destination's credentials, bucket "
-        "and permissions."
+        "Could not collect 'private/f00.css': Writing 'private/f00.css': "
+        "AccessDenied: ClientError: An error occurred (AccessDenied) when calling "
+        "the PutObject operation: Access Denied. Check the destination's "
+        "credentials, bucket and permissions."
     )
-    assert sorted(bucket.contents()) == [f"f{i:02}.css" for i in range(20) if i != 7]
-    # Every file refused: the run stops after ten in a row.
-    for path in source.iterdir():
+    assert len(result.stderr.splitlines()) == 13
+    assert sorted(bucket.contents()) == [
+        f"{name}/f{i:02}.css" for name in ("a", "z") for i in range(5)
+    ]
+    # Every file refused (wrong credentials, say): the run stops after ten.
+    for path in tmp_path.glob("*/*/*.css"):
         path.write_text("changed")
     result, _ = cli(tmp_path, module, env={"REFUSE_ON": ".css"})
     line = one_line(result)
-    assert re.sub(r"'f\d\d.css'", "NAME", line) == (  # the tenth, in finder order
+    assert re.sub(r"'[a-z]+/f\d\d.css'", "NAME", line) == (  # the tenth refused
         "CommandError: Writing NAME: AccessDenied: ClientError: An error "
         "occurred (AccessDenied) when calling the PutObject operation: Access "
         "Denied. Check the destination's credentials, bucket and permissions. "
-        "10 files in a row were refused like this, so the run stopped; 20 of 20 "
-        "files were not collected."
+        "10 files were refused like this and none accepted, so the run stopped; "
+        "22 of 22 files were not collected."
     )
 
 

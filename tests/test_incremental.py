@@ -380,23 +380,33 @@ CLASHES: dict[str, tuple[str, str | None, dict[str, str]]] = {
 
 
 @pytest.mark.parametrize("clash", CLASHES)
-@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize(
+    "options", [{}, {"dry_run": True}, {"clear": True}], ids=["real", "dry", "clear"]
+)
 def test_a_record_named_like_a_file_the_run_writes_stops_it_before_any_write(
-    source: Path, static_root: Path, settings: Any, clash: str, dry_run: bool
+    source: Path,
+    static_root: Path,
+    settings: Any,
+    clash: str,
+    options: dict[str, Any],
 ) -> None:
     name, record_name, added = CLASHES[clash]
     write_tree(source, added)
-    if record_name is not None:
-        settings.COLLECTSTATIC_PLUS = {"RECORD_NAME": record_name}
     if clash == "the manifest":
         use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
+    if record_name is not None:  # collected before, under another record name
+        settings.COLLECTSTATIC_PLUS = {"RECORD_NAME": "elsewhere.json"}
+        run_collectstatic(use_default_ignore_patterns=False)
+        settings.COLLECTSTATIC_PLUS = {"RECORD_NAME": record_name}
+    before = read_tree(static_root, record=True) if static_root.exists() else {}
     with pytest.raises(CommandError) as raised:
-        run_collectstatic(dry_run=dry_run, use_default_ignore_patterns=False)
+        run_collectstatic(**options, use_default_ignore_patterns=False)
     assert str(raised.value) == (
         f"'{name}' is both the sync record's name (or its lease's) and a file "
         "this run writes: set COLLECTSTATIC_PLUS['RECORD_NAME'] to another name."
     )
-    assert [path for path in static_root.rglob("*") if path.is_file()] == []
+    after = read_tree(static_root, record=True) if static_root.exists() else {}
+    assert after == before  # neither the lease nor --clear touched it
 
 
 def test_dry_run_writes_no_record(source: Path, static_root: Path) -> None:
@@ -420,6 +430,19 @@ def test_delete_removes_stale_files_but_not_the_record(
     )
     assert read_tree(static_root) == read_tree(source)
     assert (static_root / RECORD).exists()
+
+
+def test_delete_removes_a_stale_file_only_touched_since(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    (source / "d0/f0.js").unlink()
+    run_collectstatic()
+    later = time.time() + 60  # the same bytes, a new mtime (cp -r, a restore)
+    os.utime(static_root / "d0/f0.js", (later, later))
+    result = run_collectstatic(delete=True, verbosity=1)
+    assert result.stderr == ""  # read and found as this package wrote it
+    assert not (static_root / "d0/f0.js").exists()
 
 
 def test_dry_run_delete_only_pretends(source: Path, static_root: Path) -> None:
@@ -449,6 +472,31 @@ def test_delete_keeps_what_the_published_manifest_names(
     assert all((static_root / name).exists() for name in published.values())
     gone = {name for name in old.values() if not (static_root / name).exists()}
     assert gone == ({old["css/b.css"]} if post_process else set())
+
+
+def test_keep_manifests_plans_what_it_deletes_when_post_processing_is_up_to_date(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a{}", "b.css": "b{}"})
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
+    copies = []
+    for color in (1, 2, 3):  # three manifests, each with its own a.css
+        (source / "a.css").write_text(f"a{{color:#00{color}}}")
+        run_collectstatic()
+        paths = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+        copies.append(paths["a.css"])
+    report = tmp_path / "report.json"
+    run = run_collectstatic(
+        delete=True, keep_manifests=2, dry_run=True, verbosity=1, report=str(report)
+    )
+    # Nothing changed: the published manifest counts once among the two kept.
+    assert json.loads(report.read_text())["deletions"]["stale"] == [copies[0]]
+    assert f"Would delete {copies[0]}\n" in run.stdout
+    run_collectstatic(delete=True, keep_manifests=2, max_delete=1)
+    assert sorted(path.name for path in static_root.glob("a.*.css")) == sorted(
+        copies[1:]
+    )
 
 
 @pytest.mark.parametrize("option", ["max_delete", "keep_manifests"])
@@ -504,6 +552,17 @@ def test_unknown_storage_second_run_is_decided_by_the_record(
     touch_all(source)  # stock's rule would now copy everything
     result = run_collectstatic()
     assert result.stdout == "\n0 static files copied, 12 unmodified.\n"
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_unknown_storage_takes_a_name_that_is_not_utf8(
+    source: Path, settings: Any, dry_run: bool
+) -> None:
+    use(settings, GENERIC)  # (only S3, Azure and GCS refuse one)
+    with open(os.fsencode(source / "d0") + b"/caf\xe9.js", "wb") as handle:
+        handle.write(b"var latin1;")
+    result = run_collectstatic(dry_run=dry_run)
+    assert result.stdout.endswith("\n13 static files copied.\n")
 
 
 def test_unknown_storage_verify_reads_and_compares(

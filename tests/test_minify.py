@@ -61,6 +61,12 @@ def test_nested_template_literals_are_detected() -> None:
             "would change a url()",
         ),
         ("a.css", b"a { background: url( 'x y.png' ) }\n", "would change a url()"),
+        (
+            "a.css",
+            b'a { b: url("x y.png") }\n/* url("xy.png") */\n',
+            "would change a url()",
+        ),
+        ("a.css", b'a { b: url("a\\" b.png") }\n', "would change a url()"),
         ("a.txt", b"a   b\n", ""),
     ],
 )

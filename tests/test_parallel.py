@@ -345,7 +345,7 @@ def test_ctrl_c_says_what_was_done_before_it_not_collected(
     its sources (a fresh checkout: every one is read) has collected none yet."""
     from collectstatic_plus import run, transfer
 
-    source = many_files(tmp_path / "src", 40)
+    source = many_files(tmp_path / "src", 200)  # 10 s of work: the 0.5 s Ctrl-C lands
     settings.STATICFILES_DIRS = [str(source)]
     if not dry_run:
         run_collectstatic()

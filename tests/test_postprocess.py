@@ -212,6 +212,25 @@ def test_reruns_and_changes_match_stock(
     assert results[1] == results[0]
 
 
+def test_originals_copied_back_without_post_processing_are_removed_again(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    """WHITENOISE_KEEP_ONLY_HASHED_FILES: a --no-post-process run copies the
+    originals back; the next run removes them, as stock's does."""
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+    use(settings, WHITENOISE)
+    results = []
+    for runner in (run_stock, run_collectstatic):
+        reset(static_root)
+        runner(verbosity=0)
+        runner(verbosity=0, post_process=False)
+        runner(verbosity=0)
+        results.append(destination(static_root))
+    assert results[1] == results[0]
+    assert "css/base.css" not in results[1]
+
+
 #: The name a refused write is named by, per what the storage refuses.
 H_SVG = hashlib.md5(str(CHAINS["img/h.svg"]).encode()).hexdigest()[:12]
 REFUSED = {

@@ -42,6 +42,8 @@ class AzureBackend(Backend):
     per file. The storage is as configured again afterwards.
     """
 
+    utf8_names = True
+
     transient_names = frozenset({"ServiceRequestError", "ServiceResponseError"})
     permanent_names = frozenset({"ClientAuthenticationError"})
     unreachable_names = frozenset({"ServiceRequestError", "ServiceResponseError"})

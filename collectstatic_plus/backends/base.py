@@ -134,6 +134,9 @@ class Backend:
 
     #: Whether reading a destination file is as cheap as a local read.
     local = False
+    #: Whether the service takes only UTF-8 names (not a file name's
+    #: undecodable bytes): a dry run then fails on one as the upload would.
+    utf8_names = False
     #: Storage attributes that identify where it writes (see fingerprint).
     where = ("location", "bucket_name", "endpoint_url", "azure_container")
     #: Exception class names (anywhere in an error's MRO) and service error

@@ -42,6 +42,8 @@ class GCSBackend(Backend):
     the worker count (requests keeps 10 per host).
     """
 
+    utf8_names = True
+
     # requests' ConnectionError and Timeout are not the built-in ones.
     transient_names = frozenset({"ConnectionError", "Timeout", "ChunkedEncodingError"})
     #: (NotFound reaches a retry only for a missing bucket: a missing object

@@ -44,6 +44,8 @@ class S3Backend(Backend):
     run on our workers instead of an s3transfer thread pool per file.
     """
 
+    utf8_names = True
+
     transient_names = frozenset(
         {
             "EndpointConnectionError",

@@ -152,7 +152,8 @@ class Command(stock.Command):
         if self.symlink and not self.local:
             raise CommandError("Can't symlink to a remote destination.")
         if self.symlink:
-            return super().collect()
+            with self.hiding:  # (closed here too: Django's tests call collect)
+                return super().collect()
         self.report.describe_storage(self.storage)
         options = self.run_options.for_destination(self.local)
         terminal = self.terminal()
@@ -180,6 +181,7 @@ class Command(stock.Command):
                 raise CommandError(str(error)) from error
             raise
         finally:
+            self.hiding.close()
             self.stdout, self.stderr = shown
             failing = self.stderr if self.report.errors else None  # (this run's)
             out = self.report_out or self.stdout

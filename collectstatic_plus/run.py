@@ -1,8 +1,8 @@
 """One collectstatic run, in order: the only module that knows the steps.
 
-clear -> find sources -> read the destination (listing and sync record) ->
-hash what must be hashed -> decide and copy on the pool -> post-process ->
-write the sync record -> prune.
+find sources -> (the lease) clear -> read the destination (listing and sync
+record) -> hash what must be hashed -> decide and copy on the pool ->
+post-process -> write the sync record -> prune.
 
 Nothing after a failed step writes to the destination, except the sync
 record, which then lists only what landed. The run returns what happened in

@@ -738,14 +738,22 @@ def cli_settings(
 
 
 def start(
-    tmp_path: Path, module: str, *args: str, slow: float = 0, **env: str
+    tmp_path: Path,
+    module: str,
+    *args: str,
+    slow: float = 0,
+    hold: float = 0,
+    **env: str,
 ) -> subprocess.Popen[str]:
+    """The command in a process of its own: its finders list after ``slow``
+    seconds (no lease yet), its first copy waits ``hold`` (the lease held)."""
     environment = {
         **os.environ,
         **env,
         "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}",
         "DJANGO_SETTINGS_MODULE": module,
         "SLOW_FIND": str(slow),
+        "SLOW_OPEN": str(hold),
         # google-api-core warns on Python 3.10 that it will be dropped.
         "PYTHONWARNINGS": "ignore::FutureWarning",
     }
@@ -784,7 +792,7 @@ def test_two_runs_at_once_take_turns_and_the_record_agrees_with_the_last(
     (with --delete: the first's other files go)."""
     first = many(tmp_path / "first", 12)
     second = write_tree(tmp_path / "second", {"d0/f0.css": "b{}", "new.css": "n{}"})
-    a = start(tmp_path, cli_settings(tmp_path, destination, first), slow=3)
+    a = start(tmp_path, cli_settings(tmp_path, destination, first), hold=3)
     wait_for_lease(destination, a)
     held = HELD.format(host=re.escape(socket.gethostname()), pid=a.pid)
 
@@ -821,7 +829,7 @@ def test_the_lease_of_a_killed_run_is_taken_over_at_once_on_its_machine(
     test_lease.py)."""
     source = many(tmp_path / "src", 12)
     module = cli_settings(tmp_path, destination, source)
-    killed = start(tmp_path, module, slow=60)
+    killed = start(tmp_path, module, hold=60)
     wait_for_lease(destination, killed)
     killed.kill()
     killed.communicate()
@@ -843,8 +851,8 @@ def test_the_lease_of_a_killed_run_is_taken_over_at_once_on_its_machine(
 def test_ctrl_c_before_the_first_file_is_one_line_and_leaves_nothing(
     destination: Destination, tmp_path: Path
 ) -> None:
-    """While the finders list (the lease taken, nothing else written): exit
-    130 with one line, and the lease given back."""
+    """While the finders list (before the lease is taken): exit 130 with one
+    line, and nothing written."""
     source = many(tmp_path / "src", 12)
     listing = tmp_path / "listing"
     module = cli_settings(tmp_path, destination, source)

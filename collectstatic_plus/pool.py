@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from .retry import PermanentError, Unreachable, first_line
+from .retry import PermanentError, Unreachable, first_few, first_line
 
 #: Failed paths named in the final error message; stderr lists all of them.
 NAMED_FAILURES = 10
@@ -215,8 +215,6 @@ class Failed(Exception):
     def __init__(self, failures: list[Failure], verb: str = "collected") -> None:
         self.failures = sorted(failures, key=lambda failure: failure.path)
         paths = [failure.path for failure in self.failures]
-        named = ", ".join(paths[:NAMED_FAILURES])
-        if len(paths) > NAMED_FAILURES:
-            named += f" and {len(paths) - NAMED_FAILURES} more"
+        named = first_few(paths, NAMED_FAILURES)
         noun = "file" if len(paths) == 1 else "files"
         super().__init__(f"{len(paths)} static {noun} could not be {verb}: {named}.")

@@ -27,7 +27,7 @@ from .options import RunOptions
 from .paths import is_safe_path
 from .plan import saw_same
 from .record import Record
-from .retry import PermanentError, Retry, first_line
+from .retry import PermanentError, Retry, first_few, first_line
 
 #: Derived files that post-processors write beside a kept file (WhiteNoise
 #: compresses to .gz and .br).
@@ -110,12 +110,10 @@ class Pruner:
         ``--max-delete`` are stale, naming the first 20."""
         limit = self.options.max_delete
         if limit is not None and len(stale) > limit and not self.options.dry_run:
-            named = ", ".join(stale[:NAMED])
-            more = f" and {len(stale) - NAMED} more" if len(stale) > NAMED else ""
             raise CommandError(
                 f"--delete would remove {len(stale)} stale files, more than "
                 f"--max-delete {limit}; nothing was written or deleted: "
-                f"{named}{more}."
+                f"{first_few(stale, NAMED)}."
             )
 
     def written_over(

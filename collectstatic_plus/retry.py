@@ -77,6 +77,12 @@ def first_line(error: BaseException) -> str:
     return f"{name}: {text.splitlines()[0]}" if text else name
 
 
+def first_few(items: list[str], shown: int) -> str:
+    """The first ``shown`` items, comma-separated, then "and N more"."""
+    more = len(items) - shown
+    return ", ".join(items[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 class PermanentError(Exception):
     """A failure no other file will escape; the message says what to fix."""
 

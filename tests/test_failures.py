@@ -322,3 +322,14 @@ def test_a_stale_file_that_cannot_be_deleted_is_one_line_and_the_others_go(
     result, _ = cli(tmp_path, module, "--delete")
     assert result.returncode == 0, result.stderr
     assert sorted(read_tree(root)) == ["a.css"]
+
+
+def test_a_delete_failure_names_ten_files_and_counts_the_rest() -> None:
+    from collectstatic_plus.backends.base import DeleteFailed
+
+    failures = [(f"f{i}.css", "403 Forbidden") for i in range(12)]
+    named = ", ".join(f"'f{i}.css' (403 Forbidden)" for i in range(10))
+    assert str(DeleteFailed(failures)) == (
+        f"could not delete 12 file(s): {named} and 2 more"
+    )
+    assert str(DeleteFailed(failures[:10])) == f"could not delete 10 file(s): {named}"

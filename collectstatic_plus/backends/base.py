@@ -31,7 +31,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 
 from ..digest import Digest, digest_file
-from ..retry import first_line
+from ..retry import first_few, first_line
 
 #: An MD5 as storage services write it in an ETag or a checksum field.
 MD5 = re.compile(r"[0-9a-f]{32}")
@@ -91,11 +91,8 @@ class DeleteFailed(OSError):
         self.failures = failures
         self.status_code = status_code
         self.error_code = error_code
-        shown = ", ".join(
-            f"{name!r} ({why})" for name, why in failures[:NAMED_FAILURES]
-        )
-        more = len(failures) - NAMED_FAILURES
-        self.named = shown + (f" and {more} more" if more > 0 else "")
+        named = [f"{name!r} ({why})" for name, why in failures]
+        self.named = first_few(named, NAMED_FAILURES)
         super().__init__(f"could not delete {len(failures)} file(s): {self.named}")
 
 

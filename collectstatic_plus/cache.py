@@ -11,7 +11,7 @@ survives builds (a cache mount), a complete post-process leaves there:
   compressed variants), named by the MD5 of its content;
 - ``states/<key>.json``: per source, what the post-process did (as the sync
   record's ``processed`` rows) and the MD5 of each output, for one set of
-  storage settings and versions (``key``, see ``incremental.settings_key``).
+  storage settings and versions (``key``, see ``vouch.settings_key``).
 
 The next build restores the outputs of every unchanged source from there
 (through the storage, as post-processing writes them), then post-processes
@@ -28,23 +28,30 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import stat as stat_module
 import tempfile
-from collections.abc import Callable, Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.core.files import File
+from django.core.files.storage import Storage
 
 from .backends.base import Listing, Remote
 from .digest import CHUNK
 from .paths import is_safe_path
 from .record import MD5, Processed, Record, RecordError, add_processed
+from .vouch import vouch
 
 #: A state file larger than this is not read.
 MAX_STATE_BYTES = 256 * 1024 * 1024
+#: The folders objects are kept in: the first two hex digits of their MD5.
+OBJECT_FOLDER = re.compile(r"[0-9a-f]{2}")
 
 
 @dataclass
@@ -63,6 +70,9 @@ class Restored:
     outputs: int = 0
     #: Objects that were missing or did not match their MD5.
     damaged: list[str] = field(default_factory=list)
+    #: Outputs the storage could not write (post-processed again instead,
+    #: which fails naming them if they still cannot be written).
+    unwritten: list[str] = field(default_factory=list)
 
 
 class BuildCache:
@@ -149,13 +159,19 @@ class BuildCache:
                 if data is None:
                     done.damaged.append(name)
                     break  # the source is post-processed again
-                if write is not None:
-                    write(name, File(io.BytesIO(data), name=name))
+                try:
+                    if write is not None:
+                        write(name, File(io.BytesIO(data), name=name))
+                except Exception:  # said when post-processing writes it again
+                    done.unwritten.append(name)
+                    break
                 listing[name] = Remote(len(data))
                 done.outputs += 1
         self.report["restored"] = done.outputs
         if done.damaged:
             self.report["damaged"] = done.damaged
+        if done.unwritten:
+            self.report["not_restored"] = done.unwritten
         return listing
 
     def _read(self, md5: str, use: bool = True) -> bytes | None:
@@ -184,32 +200,41 @@ class BuildCache:
         fresh: Collection[str],
         path_of: Callable[[str], str],
     ) -> str | None:
-        """Keep this post-process: every output of the ``fresh`` sources is
-        read from the destination (``path_of`` a name) into the cache; the
-        others' MD5s are known from the state already there. What went wrong
-        if the cache could not be written (it is an aid: the run goes on)."""
+        """Keep this post-process: every output of the ``fresh`` sources (this
+        run wrote them) is read from the destination (``path_of`` a name)
+        into the cache; another source is kept if the cache holds its outputs
+        already (what the destination holds otherwise is not read: it may
+        have been changed by hand). What went wrong if the cache could not be
+        written (it is an aid: the run goes on)."""
         try:
             cached = self.state()
             if cached is not None and cached.rows == rows:
+                self._touch(cached.outputs.values())
                 return None  # nothing new
             known = cached.outputs if cached is not None else {}
+            kept: dict[str, Processed] = {}
             outputs: dict[str, str] = {}
             added = 0
             for path, row in rows.items():
-                for name in row.outputs:
-                    md5 = known.get(name) if path not in fresh else None
-                    if md5 is None or not os.path.exists(self.object_path(md5)):
-                        md5, new = self._add(path_of(name))
+                if path in fresh:
+                    for name in row.outputs:
+                        outputs[name], new = self._add(path_of(name))
                         added += new
-                    outputs[name] = md5
+                elif all(self._holds(known.get(name)) for name in row.outputs):
+                    outputs.update((name, known[name]) for name in row.outputs)
+                else:
+                    continue  # not known to the cache: left out
+                kept[path] = row
+            self._touch(outputs.values())
             self._write_atomically(
-                self.state_file(self.key), partial(_state, rows, outputs)
+                self.state_file(self.key), partial(_state, kept, outputs)
             )
-            self.evict()
             self.report["stored"] = added
         except OSError as error:
             self.report["not_kept"] = str(error)
             return f"The build cache in '{self.root}' was not updated: {error}."
+        finally:
+            self.evict()
         return None
 
     def _add(self, source: str) -> tuple[str, bool]:
@@ -219,7 +244,7 @@ class BuildCache:
             while chunk := handle.read(CHUNK):
                 md5.update(chunk)
         target = self.object_path(md5.hexdigest())
-        if os.path.exists(target):
+        if os.path.isfile(target):
             return md5.hexdigest(), False
         with open(source, "rb") as handle:
             self._write_atomically(target, partial(shutil.copyfileobj, handle))
@@ -241,14 +266,36 @@ class BuildCache:
                 os.remove(temporary)
             raise
 
+    def _holds(self, md5: str | None) -> bool:
+        return md5 is not None and os.path.isfile(self.object_path(md5))
+
+    def _touch(self, md5s: Iterable[str]) -> None:
+        """Mark objects as used now (eviction drops the least recently used)."""
+        for md5 in set(md5s):
+            with contextlib.suppress(OSError):
+                os.utime(self.object_path(md5))
+
     def evict(self) -> None:
-        """Drop the least recently used objects until they fit the budget."""
+        """Drop the least recently used objects until they fit the budget.
+
+        Only what the cache writes is counted and removed: objects (regular
+        files named by an MD5 in their folder) and temporaries an interrupted
+        run left an hour ago or more; anything else is left alone.
+        """
         found = []
-        with contextlib.suppress(OSError):
-            for folder in (self.root / "objects").iterdir():
-                for entry in os.scandir(folder):
-                    stat = entry.stat()
-                    found.append((stat.st_mtime, stat.st_size, entry.path))
+        stale = time.time() - 3600
+        for folder in _entries(os.path.join(self.root, "objects")):
+            real = folder.is_dir(follow_symlinks=False)
+            if not (real and OBJECT_FOLDER.fullmatch(folder.name)):
+                continue
+            for entry in _entries(folder.path):
+                with contextlib.suppress(OSError):
+                    stat = entry.stat(follow_symlinks=False)
+                    ours = MD5.fullmatch(entry.name) or (
+                        entry.name.startswith(".tmp-") and stat.st_mtime < stale
+                    )
+                    if ours and stat_module.S_ISREG(stat.st_mode):
+                        found.append((stat.st_mtime, stat.st_size, entry.path))
         total = sum(size for _, size, _ in found)
         for _, size, path in sorted(found):
             if total <= self.max_bytes:
@@ -256,6 +303,24 @@ class BuildCache:
             with contextlib.suppress(OSError):
                 os.remove(path)
             total -= size
+
+
+def why_unused(storage: Storage, key: str, local: bool) -> str | None:
+    """Why a build cache cannot serve this run's post-processing, if it cannot."""
+    if not local:
+        return "the destination is not on local disk"
+    if not key:
+        return "the storage does not post-process"
+    return vouch(storage)
+
+
+def _entries(folder: str) -> list[os.DirEntry[str]]:
+    """A folder's entries; none if it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError:
+        return []
 
 
 def _state(

@@ -21,18 +21,9 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError, OutputWrapper
 
 from .backends.base import Backend, Listing, unwrap
-from .cache import BuildCache
+from .cache import BuildCache, why_unused
 from .hooks import Hooks, NotSettled
-from .incremental import (
-    Plan,
-    compressing,
-    full_order,
-    rows_after,
-    settings_key,
-    settles,
-    subset,
-    vouch,
-)
+from .incremental import Plan, full_order, rows_after, settles, subset
 from .incremental import plan as plan_for
 from .options import RunOptions
 from .progress import Progress, Terminal
@@ -42,6 +33,7 @@ from .retry import Retry, first_line
 from .sources import Source
 from .staging import FlushError, Staging
 from .target import Target
+from .vouch import compressing, settings_key, vouch
 
 #: Django 6.1 turned a failed post-process into a CommandError with its notes.
 RAISES_COMMAND_ERROR = django.VERSION >= (6, 1)
@@ -86,13 +78,15 @@ class PostProcessing:
         #: or run), and the hashed names of the manifest written.
         self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
-        #: The build cache (local destinations, storages we know).
+        #: The build cache (local destinations, storages we know), or if one
+        #: is given but cannot be used, why.
         self.cache: BuildCache | None = None
-        known = bool(self.key) and vouch(self.target) is None
-        if options.cache_dir and backend.local and known:
+        why = why_unused(self.target, self.key, backend.local)
+        if options.cache_dir and why is None:
             self.cache = BuildCache(
                 options.cache_dir, options.cache_max_bytes, self.key
             )
+        self.no_cache = why if options.cache_dir else None
 
     @property
     def outputs(self) -> set[str]:
@@ -106,11 +100,12 @@ class PostProcessing:
 
     def last(self, previous: Record | None) -> Record | None:
         """The last complete post-process with these settings: the sync
-        record's, else the build cache's."""
+        record's, else, where there is no record (a fresh destination), the
+        build cache's."""
         current = previous is not None and previous.processed
         if current and previous.state.get("postprocess") == self.key:  # type: ignore[union-attr]
             return previous
-        if self.cache is not None and self.cache.state() is not None:
+        if previous is None and self.cache is not None and self.cache.state():
             return self.cache.as_record()
         return previous
 
@@ -132,6 +127,8 @@ class PostProcessing:
         copied: set[str],
     ) -> list[str]:
         """Post-process what must be; the originals processed."""
+        if self.no_cache:
+            self.host.log(f"The build cache is not used: {self.no_cache}.", level=1)
         if not hasattr(self.storage, "post_process"):
             return []
         self.copied = copied
@@ -352,8 +349,8 @@ class PostProcessing:
         """Leave this post-process in the build cache (not from a dry run)."""
         if self.cache is None or self.processed is None or self.options.dry_run:
             return
-        fresh = plan.files if plan.mode == "incremental" else self.processed
-        problem = self.cache.keep(self.processed, set(fresh), self.target.path)
+        # Only what this run wrote (up to date: nothing) is read into it.
+        problem = self.cache.keep(self.processed, plan.files, self.target.path)
         if problem and self.host.verbosity >= 1:
             self.host.stderr.write(problem)
 
@@ -362,6 +359,8 @@ class PostProcessing:
         described = plan.described()
         if self.cache is not None and self.cache.report:
             described["cache"] = dict(self.cache.report)
+        if self.no_cache:
+            described["cache"] = {"unused": self.no_cache}
         return described
 
     def report_plan(self, plan: Plan, staging: Staging, names: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ gives, byte for byte."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -237,3 +238,185 @@ def test_a_cache_that_cannot_be_written_is_said_and_the_run_goes_on(
     assert run.stdout.endswith("post-processed.\n")
     assert RECORD in read_tree(tmp_path / "build", record=True)
     assert not_a_folder.read_bytes() == b"a file"
+
+
+def test_an_output_the_cache_cannot_restore_fails_the_run_naming_it(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore that cannot write (a full disk) is not a traceback: the file
+    is post-processed again and fails as any other unwritable output."""
+    from django.core.management.base import CommandError
+
+    from collectstatic_plus.target import Target
+
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    hashed = json.loads((tmp_path / "build1/staticfiles.json").read_bytes())["paths"]
+    real = Target.replace
+
+    def full_disk(self: Target, name: str, content: Any) -> bool:
+        if name.startswith(hashed["text/notes.txt"]):  # (or its temporary)
+            raise OSError(28, "No space left on device")
+        return real(self, name, content)
+
+    monkeypatch.setattr(Target, "replace", full_disk)
+    use(settings, tmp_path / "build2", source, MANIFEST)
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(verbosity=1, cache_dir=str(cache), stderr=stderr)
+    assert str(raised.value) == (
+        f"1 post-processed file(s) could not be written: {hashed['text/notes.txt']}."
+        " The manifest was not updated."
+    )
+    assert stderr.getvalue() == (
+        f"Could not write '{hashed['text/notes.txt']}': OSError: [Errno 28] No "
+        "space left on device\n"
+    )
+
+
+def test_outputs_changed_by_hand_never_reach_the_cache(
+    tmp_path: Path, settings: Any
+) -> None:
+    """An up-to-date run writes nothing, so it reads nothing of the
+    destination into the cache: a later fresh build is stock's."""
+    source = write_tree(tmp_path / "src", TREE)
+    kept = tmp_path / "kept"
+    use(settings, kept, source, MANIFEST)
+    run_collectstatic(verbosity=0)  # (no cache)
+    hashed = json.loads((kept / "staticfiles.json").read_bytes())["paths"]
+    (kept / hashed["css/main.css"]).write_text("/* changed by hand */")
+    cache = tmp_path / "cache"
+    up_to_date = ours(tmp_path, "kept", cache_dir=str(cache))
+    assert up_to_date == {"status": "up to date"}
+
+    use(settings, tmp_path / "stock", source, MANIFEST)
+    run_stock(verbosity=0)
+    use(settings, tmp_path / "fresh", source, MANIFEST)
+    fresh = ours(tmp_path, "fresh", cache_dir=str(cache))
+    assert without_record(tmp_path / "fresh") == read_tree(tmp_path / "stock")
+    assert fresh["mode"] == "full"
+
+
+def test_a_kept_destination_of_other_settings_gets_a_complete_run(
+    tmp_path: Path, settings: Any
+) -> None:
+    """The cache stands in for a missing record only: a destination whose
+    record is of other settings is post-processed in full, as stock does."""
+    tree = {**TREE, "css/abs.css": "div { background: url(/static/img/bg.png); }\n"}
+    source = write_tree(tmp_path / "src", tree)
+    cache, kept = tmp_path / "cache", tmp_path / "kept"
+    use(settings, kept, source, MANIFEST)
+    ours(tmp_path, "static", cache_dir=str(cache))  # (the cache: /static/)
+    settings.STATIC_URL = "/assets/"
+    ours(tmp_path, "assets", cache_dir=str(cache))
+    settings.STATIC_URL = "/static/"
+    back = ours(tmp_path, "back", cache_dir=str(cache))
+    assert (back["mode"], back["reason"]) == (
+        "full",
+        "the storage's settings or versions changed",
+    )
+    stock = tmp_path / "stock"
+    use(settings, stock, source, MANIFEST)
+    for url in ("/static/", "/assets/", "/static/"):
+        settings.STATIC_URL = url
+        run_stock(verbosity=0)
+    assert without_record(kept) == read_tree(stock)
+
+
+def test_eviction_removes_only_what_the_cache_wrote(tmp_path: Path) -> None:
+    """Foreign files, symlinks and unreadable entries neither stop eviction
+    nor are removed by it."""
+    from collectstatic_plus.cache import BuildCache
+
+    cache = BuildCache(str(tmp_path / "cache"), 10, "k" * 64)
+    objects = tmp_path / "cache" / "objects"
+    victim = write_tree(tmp_path / "victim", {"ab" * 16: "x" * 100})
+    ours = write_tree(objects, {f"ab/{'ab' * 16}": "y" * 100, ".DS_Store": "z"})
+    (objects / "cd").symlink_to(victim)  # a folder elsewhere
+    (objects / "ab" / ("0" * 32)).symlink_to(tmp_path / "nowhere")
+    os.mkfifo(objects / "fifo")
+    stale = time.time() - 7200
+    write_tree(objects, {"ab/.tmp-old": "t" * 100, "ab/.tmp-new": "t" * 100})
+    os.utime(objects / "ab/.tmp-old", (stale, stale))
+    cache.evict()
+    assert sorted(p.name for p in (ours / "ab").iterdir()) == [".tmp-new", "0" * 32]
+    assert read_tree(victim) == {"ab" * 16: b"x" * 100}
+    assert (objects / ".DS_Store").read_text() == "z"
+
+
+def test_objects_a_build_reuses_are_marked_as_used(
+    tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    an_hour_ago = time.time() - 3600
+    for path in (cache / "objects").rglob("*"):
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    change(source)
+    use(settings, tmp_path / "build2", source, MANIFEST)  # a fresh container
+    ours(tmp_path, "second", cache_dir=str(cache))
+    write_tree(source, {"img/h.svg": TREE["img/h.svg"]})  # changed back
+    use(settings, tmp_path / "build3", source, MANIFEST)
+    ours(tmp_path, "third", cache_dir=str(cache))  # (its objects are there)
+    [state] = (cache / "states").iterdir()
+    needed = set(json.loads(state.read_bytes())["outputs"].values())
+    used = {
+        p.name
+        for p in (cache / "objects").rglob("*")
+        if p.stat().st_mtime > an_hour_ago + 60
+    }
+    assert needed <= used
+
+
+def test_an_edit_to_a_projects_own_storage_class_changes_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record or cache entry made by other code of a project's own storage
+    subclass is not reused; Django's and WhiteNoise's are keyed by version."""
+    import importlib
+
+    from collectstatic_plus.vouch import settings_key
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "own_storage.py"
+    code = (
+        "from whitenoise.storage import CompressedManifestStaticFilesStorage as W\n"
+        "class Own(W):\n"
+        "    def create_compressor(self, **kwargs):\n"
+        "        return super().create_compressor(use_brotli={}, **kwargs)\n"
+    )
+    module.write_text(code.format(True))
+    own = importlib.import_module("own_storage")
+    key = settings_key(own.Own(location=str(tmp_path)))
+    assert settings_key(own.Own(location=str(tmp_path))) == key
+    module.write_text(code.format(False))
+    own = importlib.reload(own)
+    assert settings_key(own.Own(location=str(tmp_path))) != key
+
+
+@pytest.mark.parametrize(
+    ("backend", "why"),
+    [
+        (
+            "django.contrib.staticfiles.storage.StaticFilesStorage",
+            "the storage does not post-process",
+        ),
+        (
+            "tests.storages.OwnHashedNameStorage",
+            "OwnHashedNameStorage overrides hashed_name()",
+        ),
+    ],
+)
+def test_a_cache_that_cannot_be_used_is_said(
+    tmp_path: Path, settings: Any, backend: str, why: str
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    use(settings, tmp_path / "build", source, backend)
+    cache = tmp_path / "cache"
+    run = run_collectstatic(verbosity=1, cache_dir=str(cache))
+    assert run.stdout.startswith(f"The build cache is not used: {why}.\n")
+    assert not cache.exists()

@@ -604,7 +604,7 @@ def test_whitenoise_and_brotli_versions_key_only_whitenoise_storages(
     from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
     from whitenoise.storage import CompressedManifestStaticFilesStorage
 
-    from collectstatic_plus import incremental
+    from collectstatic_plus import vouch
 
     from .storages import OwnWhiteNoiseStorage
 
@@ -615,16 +615,16 @@ def test_whitenoise_and_brotli_versions_key_only_whitenoise_storages(
         read.append(package)
         return version
 
-    monkeypatch.setattr(incremental, "_version_of", version_of)
+    monkeypatch.setattr(vouch, "_version_of", version_of)
 
     django_storage = ManifestStaticFilesStorage(location=str(tmp_path))
-    before = incremental.settings_key(django_storage)
+    before = vouch.settings_key(django_storage)
     assert read == []
     keys = {}
     for storage in (CompressedManifestStaticFilesStorage, OwnWhiteNoiseStorage):
-        keys[storage] = incremental.settings_key(storage(location=str(tmp_path)))
+        keys[storage] = vouch.settings_key(storage(location=str(tmp_path)))
     assert read == ["whitenoise", "brotli"] * 2
     version = "2.0"
     for storage, key in keys.items():
-        assert incremental.settings_key(storage(location=str(tmp_path))) != key
-    assert incremental.settings_key(django_storage) == before
+        assert vouch.settings_key(storage(location=str(tmp_path))) != key
+    assert vouch.settings_key(django_storage) == before

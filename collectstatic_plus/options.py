@@ -224,6 +224,12 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
     deleting = options.get("delete") or options.get("delete_unowned")
     if deleting and symlink:
         raise CommandError("--delete cannot be combined with --link.")
+    for flag in ("parallel", "force", "verify", "report", "check", "cache_dir"):
+        if symlink and options.get(flag) not in (None, False):
+            raise CommandError(
+                f"--{flag.replace('_', '-')} cannot be combined with --link "
+                "(--link runs stock's own collection)."
+            )
     minify = options.get("minify")
     minify = conf.MINIFY if minify is None else bool(minify)
     if minify and symlink:

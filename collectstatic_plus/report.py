@@ -31,12 +31,21 @@ SCHEMA_VERSION = 2
 ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")
 
 
-def check_target(target: str | os.PathLike[str] | None) -> None:
+def check_target(target: str | os.PathLike[str] | None, local: Any = None) -> None:
     """Fail in one line, before a run starts, if ``--report`` names a file
-    that cannot be written; the file is left as it was (a new one removed)."""
+    that cannot be written, or one inside the ``local`` destination's root
+    (a dry run writes nothing there; the report is no static file); the
+    file is left as it was (a new one removed)."""
     if target is None or target == "-":
         return
     folder = os.path.dirname(os.path.abspath(target))
+    if local is not None:
+        root = os.path.realpath(local.path(""))
+        if os.path.commonpath([root, os.path.realpath(folder)]) == root:
+            raise CommandError(
+                f"Cannot write the report to '{target}': it is inside the "
+                f"destination ('{root}'); choose a path outside it."
+            )
     try:
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"the directory '{folder}' does not exist")
@@ -191,7 +200,7 @@ class Report:
         }
 
     def describe_storage(self, storage: Any) -> None:
-        kind = type(storage)
+        kind = storage.__class__  # (a LazyObject passes it through)
         self.storage = {
             "class": f"{kind.__module__}.{kind.__qualname__}",
             "location": str(getattr(storage, "location", "") or ""),

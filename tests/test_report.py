@@ -413,28 +413,67 @@ def test_a_progress_line_is_ended_before_the_next_message_after_ctrl_c(
     ), after
 
 
-def test_check_says_when_post_processing_could_not_be_simulated(
+def test_check_fails_when_post_processing_could_not_be_simulated(
     tmp_path: Path, settings: Any, static_root: Path
 ) -> None:
-    """A reference to a missing file stops the real post-process; the dry
-    run cannot simulate it, and --check says it judged the files alone."""
+    """A reference to a missing file stops every real post-process; the dry
+    run cannot simulate it, so --check fails even when no file would change
+    (the failed runs copied them all)."""
     source = write_tree(tmp_path / "src", {"css/a.css": "a { color: red }\n"})
     settings.STATICFILES_DIRS = [str(source)]
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
-    run_collectstatic()
     write_tree(source, {"css/b.css": "b { background: url(../img/gone.png) }\n"})
-    stderr = io.StringIO()
+    with pytest.raises(CommandError):
+        run_collectstatic()  # (the files land; post-processing fails)
     with pytest.raises(CommandError) as raised:
-        run_collectstatic(check=True, stderr=stderr)
-    assert str(raised.value) == (
-        "The destination is not up to date: 1 change(s) would be made."
-    )
+        run_collectstatic(check=True)
+    assert raised.value.returncode == 1
     assert re.fullmatch(
-        r"--check judged the files alone: post-processing not simulated "
-        r"\((ValueError|CommandError): The file 'img/gone\.png' could not be "
-        r"found with <[^>]+>\.\)\.\n",
-        stderr.getvalue(),
-    ), stderr.getvalue()
+        r"--check: post-processing not simulated \((ValueError|CommandError): "
+        r"The file 'img/gone\.png' could not be found with <[^>]+>\.\)\.",
+        str(raised.value),
+    ), str(raised.value)
+
+
+def test_a_minified_run_is_reported_within_the_schema(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a {  color: red;  }\n"})
+    settings.STATICFILES_DIRS = [str(source)]
+    report = tmp_path / "report.json"
+    run_collectstatic(minify=True, report=str(report))
+    document = json.loads(report.read_text())
+    jsonschema.validate(document, SCHEMA)
+    assert document["files"][0]["minify"] == {
+        "minified": True,
+        "before": 20,
+        "after": 12,
+    }
+    assert document["storage"]["class"] == (
+        "django.contrib.staticfiles.storage.StaticFilesStorage"
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "flag"),
+    [
+        ({"check": True}, "--check"),
+        ({"report": "-"}, "--report"),
+        ({"parallel": 4}, "--parallel"),
+        ({"force": True}, "--force"),
+        ({"verify": True}, "--verify"),
+        ({"cache_dir": "/tmp"}, "--cache-dir"),
+    ],
+)
+def test_options_that_link_would_ignore_are_refused(
+    sources: Path, static_root: Path, option: dict[str, Any], flag: str
+) -> None:
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(link=True, **option)
+    assert str(raised.value) == (
+        f"{flag} cannot be combined with --link (--link runs stock's own collection)."
+    )
+    assert not static_root.exists()
 
 
 #: Linux's device that is always full.
@@ -475,3 +514,22 @@ def test_a_report_that_cannot_be_written_fails_a_run_called_while_handling_an_er
     assert str(raised.value) == (
         "Could not write the report: [Errno 28] No space left on device"
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["css/site.css", ".collectstatic-plus.json", "new.json"]
+)
+def test_a_report_inside_the_destination_is_refused(
+    sources: Path, static_root: Path, name: str
+) -> None:
+    """Not even a dry run's report is written into STATIC_ROOT (over a
+    collected file or the sync record, or as a file anyone could fetch)."""
+    run_collectstatic()
+    before = read_tree(static_root, record=True)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(dry_run=True, report=str(static_root / name))
+    assert str(raised.value) == (
+        f"Cannot write the report to '{static_root / name}': it is inside the "
+        f"destination ('{static_root}'); choose a path outside it."
+    )
+    assert read_tree(static_root, record=True) == before

@@ -124,7 +124,7 @@ class Command(stock.Command):
         With ``--report -`` stdout is the report's alone: stock's lines, its
         prompt (``input`` writes to ``sys.stdout``) and ours go to stderr.
         """
-        check_target(options.get("report"))
+        check_target(options.get("report"), self.storage if self.local else None)
         with contextlib.ExitStack() as people_on_stderr:
             if options.get("report") == "-":
                 self.report_out = self.stdout
@@ -134,9 +134,7 @@ class Command(stock.Command):
             summary: str | None = super().handle(**options)
         status = str(self.report.post_processing.get("status", ""))
         if self.given.get("check") and status.startswith("not simulated"):
-            self.stderr.write(
-                f"--check judged the files alone: post-processing {status}."
-            )
+            raise CommandError(f"--check: post-processing {status}.", returncode=1)
         if self.given.get("check") and self.report.changes:
             if summary:
                 self.stdout.write(summary)

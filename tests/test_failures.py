@@ -225,6 +225,27 @@ def test_gcs_whose_endpoint_is_down_is_one_line(
     assert seconds < 25
 
 
+def test_gcs_without_credentials_is_one_line(tmp_path: Path) -> None:
+    """No emulator, no credentials file, a metadata server that is down."""
+    source = many(tmp_path / "src", 5)
+    options = {"bucket_name": "static", "project_id": "test"}
+    storage = {"BACKEND": "storages.backends.gcloud.GoogleCloudStorage"}
+    module = settings_file(tmp_path, source, {**storage, "OPTIONS": options})
+    env = {
+        "STORAGE_EMULATOR_HOST": "",
+        "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "none.json"),
+        "GCE_METADATA_HOST": "127.0.0.1:9",
+        "GCE_METADATA_IP": "127.0.0.1:9",
+    }
+    result, _ = cli(tmp_path, module, env=env)
+    line = one_line(result)
+    assert line.startswith(
+        "CommandError: The static files storage "
+        "(storages.backends.gcloud.GoogleCloudStorage) could not be set up: "
+        "DefaultCredentialsError: "
+    ), line
+
+
 @pytest.mark.gcs
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_a_gcs_bucket_that_does_not_exist_is_one_line_with_what_to_check(

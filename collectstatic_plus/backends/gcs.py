@@ -68,6 +68,9 @@ class GCSBackend(Backend):
     def gcs(self) -> Any:
         return self.storage
 
+    def ready(self) -> None:
+        self.gcs.client  # noqa: B018 (built on first use: no credentials fails here)
+
     @property
     def prefix(self) -> str:
         location = str(self.gcs.location or "").strip("/")

@@ -68,6 +68,10 @@ def broken_link(error: BaseException) -> str | None:
     return f"'{name}' is a broken symbolic link (to '{target}')"
 
 
+#: The exit status after Ctrl-C or SIGTERM (a CommandError's returncode).
+INTERRUPTED = 130
+
+
 @contextlib.contextmanager
 def interrupts_end_the_command() -> Iterator[None]:
     """Ctrl-C (or SIGTERM) between the pools: one line and exit 130 too."""
@@ -75,7 +79,7 @@ def interrupts_end_the_command() -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         raise CommandError(
-            "Interrupted; run collectstatic again to finish.", returncode=130
+            "Interrupted; run collectstatic again to finish.", returncode=INTERRUPTED
         ) from None
 
 
@@ -95,7 +99,7 @@ class TransferPool:
         self.failures: list[Failure] = []
         self.completed = 0
         self.refused = 0  # while none is done
-        self.fatal: Exception | None = None
+        self.fatal: BaseException | None = None
         self._lock = threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._closing: ThreadPoolExecutor | None = None
@@ -131,7 +135,7 @@ class TransferPool:
             raise CommandError(
                 f"Interrupted: {self.completed} file(s) {self.done} before the "
                 "interrupt; run collectstatic again to finish.",
-                returncode=130,
+                returncode=INTERRUPTED,
             ) from None
 
     def submit(self, path: str, fn: Callable[..., Any], *args: Any) -> None:
@@ -197,6 +201,9 @@ class TransferPool:
                             "like this and none accepted, so the run stopped"
                         )
                         self.fatal.__cause__ = error.__cause__
+        except BaseException as error:  # (SystemExit...): the main thread's
+            with self._lock:
+                self.fatal = self.fatal or error
         else:
             with self._lock:
                 self.completed += 1

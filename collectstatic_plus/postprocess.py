@@ -26,6 +26,7 @@ from .hooks import Hooks, NotSettled
 from .incremental import Plan, full_order, rows_after, settles, subset
 from .incremental import plan as plan_for
 from .options import RunOptions
+from .pool import INTERRUPTED
 from .progress import Progress, Terminal
 from .record import Processed, Record
 from .report import Report
@@ -158,11 +159,13 @@ class PostProcessing:
                 reason = "references would not settle in a complete run"
                 full = Plan("full", dict.fromkeys(digests, "full run"), reason)
                 done = self.attempt(full, sources, listing, last, digests)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, CommandError) as error:
+            if getattr(error, "returncode", INTERRUPTED) != INTERRUPTED:
+                raise  # (a pool's interrupt is a CommandError)
             raise CommandError(
                 "Interrupted during post-processing; the previous manifest is "
                 "still in place. Run collectstatic again to finish.",
-                returncode=130,
+                returncode=INTERRUPTED,
             ) from None
         return done or []
 
@@ -392,8 +395,5 @@ class PostProcessing:
         self.host.stderr.write()
         if not RAISES_COMMAND_ERROR:
             raise error
-        message = str(error)
-        notes = getattr(error, "__notes__", None)
-        if notes is not None:
-            message += "\n" + "\n".join(notes)
+        message = "\n".join([str(error), *getattr(error, "__notes__", ())])
         raise CommandError(message) from error

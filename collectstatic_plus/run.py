@@ -153,7 +153,11 @@ class Run:
                 self.transfer(known)
             if options.post_process:
                 with phase("post-process"):
-                    self.post_process()
+                    try:
+                        self.post_process()
+                    except BaseException:
+                        self.save_partial_record()  # what the copy landed
+                        raise
             if not options.dry_run:
                 with phase("record"):
                     record = self.save_record(complete=True)

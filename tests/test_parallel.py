@@ -391,3 +391,16 @@ def test_missing_static_root_raises_improperly_configured_as_stock(
     with pytest.raises(ImproperlyConfigured) as raised:
         run_collectstatic(parallel=parallel)
     assert "without having set the STATIC_ROOT setting" in str(raised.value)
+
+
+def test_an_exit_raised_on_a_worker_reaches_the_main_thread() -> None:
+    """A BaseException that is no Exception (SystemExit from a storage, say)
+    is not lost with its worker: the run stops with it."""
+
+    def leaves(path: str) -> None:
+        raise SystemExit(f"{path} called exit")
+
+    with pytest.raises(SystemExit) as raised, TransferPool(2) as pool:
+        pool.submit("a.css", leaves, "a.css")
+    assert str(raised.value) == "a.css called exit"
+    assert (pool.completed, pool.failures) == (0, [])

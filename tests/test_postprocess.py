@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from django.core.management.base import CommandError
 
-from .conftest import read_tree, run_collectstatic, run_stock, write_tree
+from .conftest import RECORD, read_tree, run_collectstatic, run_stock, write_tree
 
 REPO = Path(__file__).resolve().parents[1]
 TESTPROJECT = REPO / "testproject"
@@ -460,3 +460,36 @@ def test_interrupted_local_write_leaves_no_temporary_file(
         target.replace("css/a.123.css", ContentFile(b"new"))
 
     assert read_tree(root) == {"css/a.123.css": b"old"}
+
+
+@pytest.mark.parametrize("parallel", [None, 4])
+def test_ctrl_c_during_post_processing_says_so_and_records_what_was_copied(
+    tmp_path: Path,
+    static_root: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    parallel: Any,
+) -> None:
+    from collectstatic_plus.target import Target
+
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
+    use(settings, MANIFEST)
+    real = Target.replace
+
+    def interrupted(self: Target, name: str, content: Any) -> bool:
+        if name.startswith("img/"):  # a hashed copy, on the pool
+            raise KeyboardInterrupt
+        return real(self, name, content)
+
+    monkeypatch.setattr(Target, "replace", interrupted)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(verbosity=0, parallel=parallel)
+    assert (str(raised.value), raised.value.returncode) == (
+        "Interrupted during post-processing; the previous manifest is still in "
+        "place. Run collectstatic again to finish.",
+        130,
+    )
+    record = json.loads((static_root / RECORD).read_bytes())
+    assert sorted(row[0] for row in record["files"]) == sorted(CHAINS)
+    assert record["processed"] == []
+    assert not (static_root / "staticfiles.json").exists()

@@ -174,16 +174,12 @@ class Pruner:
 
 
 def keep_set(
-    sources: Collection[str],
-    protected: Iterable[str],
-    outputs: Iterable[str],
-    manifests: list[list[str]],
+    protected: Iterable[str], outputs: Iterable[str], manifests: list[list[str]]
 ) -> set[str]:
-    """What ``--delete`` never removes: every collected path, the sync record
+    """What ``--delete`` never removes: every collected file, the sync record
     and the manifest (``protected``), what post-processing wrote for the
     current files, and the files named by the kept manifests."""
-    keep = set(sources)
-    keep.update(protected)
+    keep = set(protected)
     keep.update(outputs)
     for paths in manifests:
         keep.update(paths)

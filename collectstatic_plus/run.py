@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from django.core.files.storage import Storage
@@ -353,17 +354,16 @@ class Run:
         """What --delete never removes; ``current``: the names of the manifest
         this run writes (None: it writes none, the last one stays published)."""
         previous, options = self.previous, self.options
-        protected = {self.backend.listed_name(name) for name in options.own_files}
+        # (As a listing names them: a storage may save under another name.)
+        named = map(self.backend.listed_name, chain(self.sources, options.own_files))
+        protected = {*named, *self.copier.renamed}
         manifest_name = getattr(self.storage, "manifest_name", None)
-        if isinstance(manifest_name, str):
-            protected.add(manifest_name)
+        protected.update([manifest_name] if isinstance(manifest_name, str) else [])
         history = previous.manifests if previous is not None else []
         manifests = history  # a manifest like the published one is not new
         if current is not None and (not history or set(current) != set(history[0])):
             manifests = [current, *history]
-        return keep_set(
-            self.sources, protected, outputs, manifests[: options.keep_manifests]
-        )
+        return keep_set(protected, outputs, manifests[: options.keep_manifests])
 
     def prune(self) -> list[str]:
         """``--delete``: what was decided and is still stale; the deleted."""

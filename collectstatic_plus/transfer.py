@@ -55,6 +55,8 @@ class Copier:
         #: these lists and dicts: each addition is atomic.
         self.written: dict[str, Remote | None] = {}
         self.kept: dict[str, None] = {}  # (a set: 5x the memory at 5,000 files)
+        #: Names the storage saved files under other than their paths.
+        self.renamed: list[str] = []
 
     def run(self, source: Source, decision: Decision) -> None:
         action = decision.action
@@ -133,6 +135,8 @@ class Copier:
             # sync record then does not claim this path holds the content.
             if saved == name:
                 self.written[name] = self.backend.saved(name, source.digest)
+            else:
+                self.renamed.append(saved)
         digest = source.digest = source.digest or self.read(source)  # a dry run's
         self.copied.append(name)
         self.report.file(

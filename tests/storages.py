@@ -182,12 +182,28 @@ def s3_storage_classes() -> tuple[type[Any], ...]:
             time.sleep(float(os.environ.get("SLOW_STORAGE_DELAY", "0")))
             return super()._save(name, content)  # type: ignore[no-any-return]
 
-    return ObservedS3Storage, FailingS3Storage, RefusingS3Storage, SlowS3Storage
+    class LowercasingS3Storage(S3Storage):  # type: ignore[misc]
+        """Saves each file under its name in lower case."""
+
+        def get_available_name(self, name: str, max_length: Any = None) -> str:
+            return super().get_available_name(name.lower(), max_length)  # type: ignore[no-any-return]
+
+    return (
+        ObservedS3Storage,
+        FailingS3Storage,
+        RefusingS3Storage,
+        SlowS3Storage,
+        LowercasingS3Storage,
+    )
 
 
-ObservedS3Storage, FailingS3Storage, RefusingS3Storage, SlowS3Storage = (
-    s3_storage_classes()
-)
+(
+    ObservedS3Storage,
+    FailingS3Storage,
+    RefusingS3Storage,
+    SlowS3Storage,
+    LowercasingS3Storage,
+) = s3_storage_classes()
 
 
 class SeparateManifestStorage(ManifestStaticFilesStorage):

@@ -479,3 +479,24 @@ def test_manifest_is_rewritten_in_place_without_a_delete(
     run = collect(container, parallel=8)
     assert "staticfiles.json" in run.blobs("PutBlob")
     assert run.kinds == leased({"GetBlob": 1, "ListBlobs": 2, "PutBlob": 4})
+
+
+def test_delete_keeps_a_dot_name_azure_stores_without_its_dot(
+    tmp_path: Path, settings: Any, container: Container
+) -> None:
+    """AzureStorage stores '.well-known/security.txt' as
+    'well-known/security.txt' (no location): that blob is this run's upload,
+    neither stale nor "not ours"."""
+    files = {".well-known/security.txt": "Contact: x\n", "a.css": "a"}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+    use(settings, container.storage())
+    collect(container, use_default_ignore_patterns=False)
+    run = collect(
+        container, use_default_ignore_patterns=False, delete=True, delete_unowned=True
+    )
+    assert "Deleting stale" not in run.stdout
+    assert container.names() == [
+        "a.css",
+        "collectstatic-plus.json",
+        "well-known/security.txt",
+    ]

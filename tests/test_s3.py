@@ -422,3 +422,20 @@ def test_no_overwrite_storage_replaces_changed_files_under_their_names(
     assert run.keys("PUT") == sorted([RECORD, "d1/f1.css"])
     assert sorted(bucket.contents()) == sorted(read_tree(source))
     assert bucket.contents()["d1/f1.css"] == b"/* changed */\n"
+
+
+def test_delete_keeps_a_file_the_storage_saved_under_another_name(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    """The storage saves 'Logo.SVG' as 'logo.svg' (stock accepts that): this
+    run's own upload is neither stale nor "not ours"."""
+    source = write_tree(tmp_path / "src", {"Logo.SVG": "<svg/>", "a.css": "a"})
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, bucket.storage("tests.storages.LowercasingS3Storage"))
+    collect(bucket)
+    run = collect(bucket, delete=True, delete_unowned=True, verbosity=2)
+    assert "Deleting stale" not in run.stdout
+    assert run.keys("DELETE") == []
+    assert sorted(bucket.contents()) == ["a.css", "logo.svg"]
+    run = collect(bucket, delete=True)
+    assert run.stderr == ""

@@ -279,7 +279,7 @@ class PostProcessing:
                     if variant and progress.total is not None:
                         progress.close()  # the outputs' turn: no total known
                         progress = Progress(self.terminal, "Compressing", None)
-                    if variant and simulated:
+                    if variant and (simulated or not staging.simulate):
                         staging.note_variant(original, processed_path, self.copied)
                     if isinstance(processed_path, str):
                         names.setdefault(source, processed_path)

@@ -35,7 +35,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -121,7 +120,7 @@ class Staging:
             paths[name] = (opener, source.path)  # type: ignore[assignment]
         return paths
 
-    @contextmanager
+    @contextlib.contextmanager
     def active(self) -> Iterator[None]:
         """Patch the storage (and a separate manifest storage) for the block."""
         main, manifest = self.main.storage, self.manifest_target.storage
@@ -316,9 +315,10 @@ class Staging:
     def note_variant(self, name: str, variant: str, copied: set[str]) -> None:
         """A dry run's compressor would write ``variant`` of ``name``: a write
         unless it would be rewritten alike (``name``'s content not new, and
-        the variant there)."""
+        the variant there); a real run's compressor wrote it."""
         if (
-            self.listing is None
+            not self.simulate
+            or self.listing is None
             or variant not in self.listing
             or name in copied
             or name in self.queue
@@ -387,7 +387,7 @@ class FlushError(Exception):
         self.failures = failures
 
 
-@contextmanager
+@contextlib.contextmanager
 def named(name: str) -> Iterator[None]:
     """A file's own write error, as a FlushError that names it."""
     try:

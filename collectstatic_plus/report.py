@@ -34,8 +34,9 @@ ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")
 def check_target(target: str | os.PathLike[str] | None, local: Any = None) -> None:
     """Fail in one line, before a run starts, if ``--report`` names a file
     that cannot be written, or one inside the ``local`` destination's root
-    (a dry run writes nothing there; the report is no static file); the
-    file is left as it was (a new one removed)."""
+    (a dry run writes nothing there; the report is no static file). An
+    existing file is emptied (a run that stops before it collects leaves no
+    earlier run's report); a new one is removed again."""
     if target is None or target == "-":
         return
     folder = os.path.dirname(os.path.abspath(target))
@@ -50,8 +51,8 @@ def check_target(target: str | os.PathLike[str] | None, local: Any = None) -> No
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"the directory '{folder}' does not exist")
         if os.path.lexists(target):
-            with open(target, "a", encoding="utf-8"):
-                pass  # opened for writing, not changed
+            with open(target, "w", encoding="utf-8"):
+                pass
         else:
             with open(target, "x", encoding="utf-8"):
                 pass

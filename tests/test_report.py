@@ -533,3 +533,14 @@ def test_a_report_inside_the_destination_is_refused(
         f"destination ('{static_root}'); choose a path outside it."
     )
     assert read_tree(static_root, record=True) == before
+
+
+def test_a_run_that_stops_before_collecting_leaves_no_earlier_report(
+    tmp_path: Path, sources: Path, static_root: Path
+) -> None:
+    report = tmp_path / "report.json"
+    run_collectstatic(report=str(report))
+    assert json.loads(report.read_text())["errors"] == []
+    with pytest.raises(CommandError):
+        run_collectstatic(report=str(report), max_delete=1)  # (no --delete)
+    assert report.read_text() == ""

@@ -27,6 +27,7 @@ from .options import RunOptions
 from .paths import is_safe_path
 from .plan import saw_same
 from .record import Record
+from .report import Report
 from .retry import PermanentError, Retry, first_few, first_line
 
 #: Derived files that post-processors write beside a kept file (WhiteNoise
@@ -56,30 +57,36 @@ class Pruner:
         retry: Retry,
         log: Callable[..., None],
         options: RunOptions,
+        report: Report,
     ) -> None:
         self.backend = backend
         self.retry = retry
         self.log = log
         self.options = options
+        self.report = report
 
     def clear(self, clear_dir: Callable[[str], None]) -> list[str]:
         """``--clear`` (the record and lease left out): stock's ``clear_dir``
         on local disk; elsewhere a listing and batched deletes (stock's
-        ``exists("")`` breaks S3 with no location). The names deleted there."""
-        listing = None
-        if not self.backend.local:
-            listing = self.retry("Listing the destination", self.backend.listing)
-        if listing is None:
-            clear_dir("")
-            return []
+        ``exists("")`` breaks S3 with no location). Each file deleted is
+        reported; the names returned are those stock's ``clear_dir`` did not
+        count (Django 6 counts its own)."""
+        listing = self.retry("Listing the destination", self.backend.listing)
         ours = {self.backend.listed_name(name) for name in self.options.own_files}
-        names = sorted(name for name in listing if name not in ours)
+        names = sorted(name for name in listing or () if name not in ours)
+        counted = []
+        if listing is None or self.backend.local:
+            clear_dir("")
+        else:
+            for name in names:
+                verb = "Pretending to delete" if self.options.dry_run else "Deleting"
+                self.log(f"{verb} '{name}'", level=NOTICE_LEVEL)
+            if names and not self.options.dry_run:
+                self.delete_all("Clearing the destination", names)
+            counted = names
         for name in names:
-            verb = "Pretending to delete" if self.options.dry_run else "Deleting"
-            self.log(f"{verb} '{name}'", level=NOTICE_LEVEL)
-        if names and not self.options.dry_run:
-            self.delete_all("Clearing the destination", names)
-        return names
+            self.report.other(name, "deleted", size=listing[name].size)  # type: ignore[index]
+        return counted
 
     def plan(
         self,

@@ -117,7 +117,7 @@ class Run:
         self.post_processing = PostProcessing(
             storage, backend, self.retry, report, host, options, terminal
         )
-        self.pruner = Pruner(backend, self.retry, host.log, options)
+        self.pruner = Pruner(backend, self.retry, host.log, options, report)
         self.deletions = Deletions([], [])
 
     def run(self) -> Outcome:

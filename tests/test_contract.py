@@ -508,17 +508,33 @@ def test_clear_empties_the_destination_first_in_one_batch_where_it_can(
 
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_clear_neither_prints_nor_counts_the_sync_record(
-    destination: Destination, source: Path, settings: Any, dry_run: bool
+    destination: Destination,
+    source: Path,
+    settings: Any,
+    dry_run: bool,
+    tmp_path: Path,
 ) -> None:
     destination.use(settings)
     collect(destination)
-    run = collect(destination, clear=True, dry_run=dry_run, verbosity=2)
+    report = tmp_path / "report.json"
+    run = collect(
+        destination, clear=True, dry_run=dry_run, verbosity=2, report=str(report)
+    )
 
     verb = "Pretending to delete" if dry_run else "Deleting"
     assert run.stdout.count(f"{verb} '") == 30
     assert RECORD not in run.stdout
     if COUNTS_DELETED:
         assert "\n30 static files deleted, " in run.stdout
+    # The report (and a dry run's table) counts the files --clear deletes.
+    deleted = [
+        e["path"]
+        for e in json.loads(report.read_text())["files"]
+        if e["action"] == "deleted"
+    ]
+    assert sorted(deleted) == sorted(read_tree(source))
+    if dry_run:
+        assert "and delete 30 files" in run.stdout
     # A real run writes a new record; a dry run leaves the old one.
     assert destination.record_key in destination.names()
 

@@ -115,8 +115,8 @@ class BuildCache:
         trusted (every field is checked, as the sync record's)."""
         path = self.state_file(key)
         try:
-            if path.stat().st_size > MAX_STATE_BYTES:
-                return None
+            if not path.is_file() or path.stat().st_size > MAX_STATE_BYTES:
+                return None  # (a FIFO or a device would never end)
             document = json.loads(path.read_bytes())
             cached = Cached()
             for row in document["rows"]:
@@ -179,6 +179,8 @@ class BuildCache:
         ``use`` (not a dry run, which changes nothing), a damaged object is
         removed and a good one marked as used."""
         path = self.object_path(md5)
+        if not os.path.isfile(path):
+            return None  # missing (a FIFO or a device would never end)
         try:
             with open(path, "rb") as handle:
                 data = handle.read()

@@ -49,7 +49,7 @@ def check_target(target: str | os.PathLike[str] | None, local: Any = None) -> No
             )
     try:
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"the directory '{folder}' does not exist")
+            raise FileNotFoundError(f"'{folder}' is not a directory")
         if os.path.lexists(target):
             with open(target, "w", encoding="utf-8"):
                 pass

@@ -420,3 +420,25 @@ def test_a_cache_that_cannot_be_used_is_said(
     run = run_collectstatic(verbosity=1, cache_dir=str(cache))
     assert run.stdout.startswith(f"The build cache is not used: {why}.\n")
     assert not cache.exists()
+
+
+def test_a_fifo_in_the_cache_is_never_read(tmp_path: Path, settings: Any) -> None:
+    """Reading a FIFO (or a device) never ends: neither an object nor a
+    state that is one is opened."""
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    [state] = (cache / "states").iterdir()
+    document = json.loads(state.read_bytes())
+    md5 = document["outputs"][document["rows"][0][4][0]]
+    (cache / "objects" / md5[:2] / md5).unlink()
+    os.mkfifo(cache / "objects" / md5[:2] / md5)
+    use(settings, tmp_path / "build2", source, MANIFEST)
+    second = ours(tmp_path, "second", cache_dir=str(cache))
+    assert len(second["cache"]["damaged"]) == 1
+    state.unlink()
+    os.mkfifo(state)
+    use(settings, tmp_path / "build3", source, MANIFEST)
+    third = ours(tmp_path, "third", cache_dir=str(cache))
+    assert third["reason"] == "no record of a complete post-process"

@@ -262,7 +262,11 @@ def test_report_to_stdout_asks_its_question_on_stderr(
 @pytest.mark.parametrize(
     ("where", "why"),
     [
-        ("missing/report.json", "the directory '{tmp}/missing' does not exist"),
+        ("missing/report.json", "'{tmp}/missing' is not a directory"),
+        (
+            "first/css/site.css/report.json",
+            "'{tmp}/first/css/site.css' is not a directory",
+        ),
         ("first", "Is a directory"),
     ],
 )

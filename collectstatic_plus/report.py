@@ -31,22 +31,24 @@ SCHEMA_VERSION = 2
 ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")
 
 
-def check_target(target: str | os.PathLike[str] | None, local: Any = None) -> None:
+def check_target(target: str | os.PathLike[str] | None, storage: Any = None) -> None:
     """Fail in one line, before a run starts, if ``--report`` names a file
-    that cannot be written, or one inside the ``local`` destination's root
+    that cannot be written, or one inside a local ``storage``'s root
     (a dry run writes nothing there; the report is no static file). An
     existing file is emptied (a run that stops before it collects leaves no
     earlier run's report); a new one is removed again."""
     if target is None or target == "-":
         return
     folder = os.path.dirname(os.path.abspath(target))
-    if local is not None:
-        root = os.path.realpath(local.path(""))
-        if os.path.commonpath([root, os.path.realpath(folder)]) == root:
-            raise CommandError(
-                f"Cannot write the report to '{target}': it is inside the "
-                f"destination ('{root}'); choose a path outside it."
-            )
+    try:
+        root = os.path.realpath(storage.path("")) if storage is not None else None
+    except Exception:  # not on local disk, or not set up (said later)
+        root = None
+    if root and os.path.commonpath([root, os.path.realpath(folder)]) == root:
+        raise CommandError(
+            f"Cannot write the report to '{target}': it is inside the "
+            f"destination ('{root}'); choose a path outside it."
+        )
     try:
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"'{folder}' is not a directory")

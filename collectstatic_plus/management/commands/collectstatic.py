@@ -124,7 +124,7 @@ class Command(stock.Command):
         With ``--report -`` stdout is the report's alone: stock's lines, its
         prompt (``input`` writes to ``sys.stdout``) and ours go to stderr.
         """
-        check_target(options.get("report"), self.storage if self.local else None)
+        check_target(options.get("report"), self.storage)
         with contextlib.ExitStack() as people_on_stderr:
             if options.get("report") == "-":
                 self.report_out = self.stdout

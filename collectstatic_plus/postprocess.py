@@ -216,6 +216,7 @@ class PostProcessing:
             storage, outside, order, before_manifest, simulate=staging.simulate
         )
         self.report.post_processing = self.described(plan)
+        done = False
         try:
             try:
                 results = self.each(staging, hooks, plan.files, incremental)
@@ -229,11 +230,12 @@ class PostProcessing:
                 processed = []  # stock's summary: these skip a dry run's post_process
             else:
                 staging.flush()
+            done = True
         except FlushError as error:  # (before the manifest too: write_staged)
             raise self.unwritten(error) from None
         finally:
-            staging.close()
-        self.remember(storage, plan, digests, rows, hooks, names, owner, staging)
+            staging.close(failed=not done)
+        self.remember(plan, digests, rows, hooks, names, owner, staging)
         self.keep_in_cache(plan)
         self.report_plan(plan, staging, names)
         return processed
@@ -326,7 +328,6 @@ class PostProcessing:
 
     def remember(
         self,
-        storage: Any,
         plan: Plan,
         digests: Mapping[str, str],
         rows: Mapping[str, Processed],
@@ -342,9 +343,9 @@ class PostProcessing:
         for output, source in owner.items():
             outputs.setdefault(source, []).append(output)
         self.processed = rows_after(
-            storage, plan, digests, rows, hooks.refs, names, outputs
+            self.target, plan, digests, rows, hooks.refs, names, outputs
         )
-        hashed = getattr(storage, "hashed_files", None)
+        hashed = getattr(self.target, "hashed_files", None)
         if isinstance(hashed, dict):
             self.manifest = sorted(set(hashed.values()))
 

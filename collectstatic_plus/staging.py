@@ -80,10 +80,8 @@ class Staging:
         self.simulate = simulate
         self.retry = retry or Retry(attempts=1)
         self.main = Target(main)
-        manifest_storage = unwrap(getattr(main, "manifest_storage", main))
-        self.manifest_target = (
-            self.main if manifest_storage is main else Target(manifest_storage)
-        )
+        manifest = unwrap(getattr(main, "manifest_storage", main))
+        self.manifest_target = self.main if manifest is main else Target(manifest)
         self.manifest_name = getattr(main, "manifest_name", None)
         self.backend = backend
         self.sources = sources
@@ -125,11 +123,8 @@ class Staging:
         """Patch the storage (and a separate manifest storage) for the block."""
         main, manifest = self.main.storage, self.manifest_target.storage
         try:
-            main.exists = self._exists
-            main.open = self._open
-            main.size = self._size
-            main.delete = self._delete
-            main._save = self._save
+            for name in ("exists", "open", "size", "delete", "_save"):
+                setattr(main, name, getattr(self, f"_{name.lstrip('_')}"))
             if self.known and self.main.file_hash is not None:
                 main.file_hash = self._file_hash
             if manifest is not main:
@@ -140,8 +135,14 @@ class Staging:
             self.main.restore()
             self.manifest_target.restore()
 
-    def close(self) -> None:
-        """Remove what was spooled."""
+    def close(self, failed: bool = False) -> None:
+        """Remove what was spooled and, if the attempt ``failed`` (or was
+        dropped), what it wrote at once where nothing was (stock leaves none),
+        unless the manifest naming it landed."""
+        if failed and self.local and self.manifest_name not in self.written:
+            for name in set(self.written) - set(self.listing or ()) - set(self.sources):
+                with contextlib.suppress(OSError):
+                    self.main.delete(name)
         if self._spool_dir is not None:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             self._spool_dir = None
@@ -364,11 +365,9 @@ class Staging:
         if target is self.main and self._holds(name, staged.digest):
             self.identical.append(name)
             return
-        overwrites = (
-            self.overwrites
-            if target is self.main
-            else backend_for(target.storage).overwrites_in_place
-        )
+        overwrites = self.overwrites
+        if target is not self.main:
+            overwrites = backend_for(target.storage).overwrites_in_place
 
         def attempt() -> None:
             with self._read(name, staged) as content:

@@ -631,3 +631,46 @@ def test_whitenoise_and_brotli_versions_key_only_whitenoise_storages(
     for storage, key in keys.items():
         assert vouch.settings_key(storage(location=str(tmp_path))) != key
     assert vouch.settings_key(django_storage) == before
+
+
+QUERY_TREE: dict[str, bytes | str] = {
+    # a.css names itself with a query string: stock hashes the original for
+    # it (a query misses hashed_files), so a complete run settles; ours
+    # sees a cycle, drops its incremental attempt and runs a complete one.
+    "x/y/a.css": (
+        "@import url('../b.css');\n@import url('../c.css');\n"
+        ".s { background: url('a.css?v=1') }\n"
+    ),
+    "x/b.css": ".b { background: url('../img.png') }\n",
+    "x/c.css": ".c { background: url('../img.png') }\n",
+    "img.png": b"img",
+}
+
+
+@pytest.mark.parametrize("change", ["a complete run settles", "it does not"])
+def test_a_dropped_or_failed_attempt_leaves_nothing_stock_would_not(
+    tmp_path: Path, settings: Any, change: str
+) -> None:
+    """On local disk rewritten files are written at once: an incremental
+    attempt that is dropped, or a post-process that fails, takes back what
+    it wrote where nothing was."""
+    from .destinations import LocalDestination
+
+    twin = Twin(
+        tmp_path, lambda side: LocalDestination(tmp_path / side / "root"), QUERY_TREE
+    )
+    assert twin.run(settings, MANIFEST)["mode"] == "full"
+    if change == "it does not":
+        before = set(twin.contents("ours"))
+        twin.change(edit("x/c.css", "@import url('y/a.css');\n"))  # a real cycle
+        twin.run(settings, MANIFEST)  # both fail (stock leaves what it wrote)
+        assert twin.error is not None and "Max post-process passes" in twin.error
+        assert set(twin.contents("ours")) == before
+        return
+    twin.change(edit("x/y/a.css", QUERY_TREE["x/y/a.css"] + "/* 2 */\n"))
+    twin.change(edit("x/b.css", ".b { background: url('../img.png') } /* 2 */\n"))
+    done = twin.run(settings, MANIFEST)  # (equal to stock's, file for file)
+    assert (done["mode"], done["reason"]) == (
+        "full",
+        "references would not settle in a complete run",
+    )

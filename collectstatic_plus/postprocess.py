@@ -91,8 +91,9 @@ class PostProcessing:
 
     @property
     def outputs(self) -> set[str]:
-        """What the post-processor wrote and is still there (for --delete)."""
-        return {name for row in (self.processed or {}).values() for name in row.outputs}
+        """What --delete keeps: the outputs, and what they were made from."""
+        rows = (self.processed or {}).values()
+        return {name for row in rows for name in (*row.outputs, *row.refs)}
 
     @property
     def consumed(self) -> set[str]:
@@ -353,7 +354,6 @@ class PostProcessing:
         """Leave this post-process in the build cache (not from a dry run)."""
         if self.cache is None or self.processed is None or self.options.dry_run:
             return
-        # Only what this run wrote (up to date: nothing) is read into it.
         problem = self.cache.keep(self.processed, plan.files, self.target.path)
         if problem and self.host.verbosity >= 1:
             self.host.stderr.write(problem)

@@ -206,9 +206,9 @@ def candidates(listing: Listing | None, previous: Record | None) -> set[str]:
 def predicted_outputs(
     previous: Record | None, digests: Mapping[str, str | None]
 ) -> tuple[set[str], list[str]]:
-    """Before post-processing: the outputs and hashed names of the files
-    that have not changed (a file whose digest is not known yet counts as
-    unchanged), which post-processing will keep."""
+    """Before post-processing: the outputs, what they were made from and the
+    hashed names of the files that have not changed (a file whose digest is
+    not known yet counts as unchanged), which post-processing will keep."""
     outputs: set[str] = set()
     names: list[str] = []
     rows = previous.processed if previous is not None else {}
@@ -217,6 +217,7 @@ def predicted_outputs(
         if row is None or (md5 is not None and md5 != row.md5):
             continue
         outputs.update(row.outputs)
+        outputs.update(row.refs)  # (a removed source a file still refers to)
         if row.hashed:
             names.append(row.hashed)
     return outputs, names

@@ -674,3 +674,21 @@ def test_a_dropped_or_failed_attempt_leaves_nothing_stock_would_not(
         "full",
         "references would not settle in a complete run",
     )
+
+
+def test_delete_keeps_a_removed_file_that_a_kept_file_still_refers_to(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    """The CSS still names img/gone.png, whose source was removed: its
+    post-process reads the copy in STATIC_ROOT (as stock's in place does), so
+    --delete keeps that copy, and a complete run later still finds it."""
+    tree = {"css/a.css": "a { background: url('../img/gone.png') }\n"}
+    source = write_tree(tmp_path / "src", {**tree, "img/gone.png": b"png"})
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    run_collectstatic(verbosity=0)
+    (source / "img/gone.png").unlink()
+    run_collectstatic(verbosity=0, delete=True)
+    assert (static_root / "img/gone.png").read_bytes() == b"png"
+    run_collectstatic(verbosity=0, delete=True, force=True)
+    assert (static_root / "img/gone.png").read_bytes() == b"png"

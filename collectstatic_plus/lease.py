@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
@@ -39,7 +40,7 @@ from django.core.management.base import CommandError
 
 from .backends.base import Backend
 from .options import RunOptions
-from .retry import PermanentError, Retry, Unreachable, first_line
+from .retry import PermanentError, Retry, Stopped, Unreachable, first_line
 
 #: Seconds between two looks at another run's lease while waiting.
 POLL = 2.0
@@ -73,7 +74,7 @@ class Holder(NamedTuple):
                 str(fields["host"]),
                 int(fields["pid"]),
                 float(fields["started"]),
-                float(fields["until"]),
+                _finite(fields["until"]),
                 str(fields.get("processes", "")),
             )
         except (ValueError, TypeError, KeyError, OverflowError):
@@ -311,6 +312,16 @@ class Lease:
             return False
         return self.clock() < self.until - self.ttl / 3
 
+    def guard(self) -> None:
+        """Before each of the run's requests while the lease is held: Stopped
+        once another run may have it (lost, or not renewed in time)."""
+        if self.version is not None and not self.holds():
+            why = self.lost or f"it ran out at {_clock(self.until)} without renewal"
+            raise Stopped(
+                f"This run lost its lease on the destination ({why}) and "
+                "stopped writing"
+            )
+
     def check(self) -> None:
         """Before the record is written: a CommandError if the lease is lost."""
         if self.holds() or self.unheld is not None:
@@ -337,6 +348,13 @@ class Lease:
     def call(self, what: str, method: Callable[..., Any], *args: Any) -> Any:
         """``method(name, *args)``, retried as every storage call is."""
         return self.retry(what, lambda: method(self.name, *args))
+
+
+def _finite(value: object) -> float:
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        raise ValueError(f"not a time: {value!r}")
+    return number
 
 
 def _clock(stamp: float) -> str:

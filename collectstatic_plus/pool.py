@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from .retry import PermanentError, Unreachable, first_few, first_line
+from .retry import PermanentError, Stopped, Unreachable, first_few, first_line
 
 #: Failed paths named in the final error message; stderr lists all of them.
 NAMED_FAILURES = 10
@@ -34,7 +34,7 @@ NAMED_FAILURES = 10
 QUEUE_PER_WORKER = 4
 
 #: Errors that no other file can escape either: raised, not collected.
-FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, Unreachable)
+FATAL_ERRORS: tuple[type[Exception], ...] = (ImproperlyConfigured, Stopped, Unreachable)
 #: Files refused before any file was done that stop the run.
 REFUSED_BEFORE_ANY = 10
 

@@ -87,6 +87,10 @@ class PermanentError(Exception):
     """A failure no other file will escape; the message says what to fix."""
 
 
+class Stopped(PermanentError):
+    """The run may not write any more (its lease is lost): it stops."""
+
+
 class Unreachable(PermanentError):
     """The destination could not be reached several times in a row."""
 
@@ -157,6 +161,9 @@ class Retry:
         #: opened the circuit breaker (every call fails at once after it).
         self.unreachable = 0
         self.broken: Unreachable | None = None
+        #: Called before every attempt: raises Stopped once the run may no
+        #: longer write (its lease is lost; see lease.Lease.guard).
+        self.fence: Callable[[], None] | None = None
 
     def __call__(self, what: str, call: Callable[[], T]) -> T:
         """Run ``call`` (about ``what``), retrying transient failures."""
@@ -164,6 +171,8 @@ class Retry:
         for attempt in range(1, self.attempts + 1):
             if self.broken is not None:
                 raise Unreachable(str(self.broken)) from self.broken.__cause__
+            if self.fence is not None:
+                self.fence()
             try:
                 with self.throttle:
                     result = call()

@@ -17,7 +17,7 @@ from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from django.core.files.storage import Storage
-from django.core.management.base import CommandError, OutputWrapper
+from django.core.management.base import CommandError
 
 from .backends import backend_for
 from .backends.base import Listing
@@ -26,6 +26,7 @@ from .lease import Lease
 from .options import RunOptions
 from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failed, TransferPool, interrupts_end_the_command
+from .postprocess import Host as Output
 from .postprocess import PostProcessing
 from .progress import Progress, Terminal
 from .prune import NOTICE_LEVEL, Deletions, Pruner, keep_set, predicted_outputs
@@ -52,13 +53,9 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)
 
 
-class Host(Protocol):
+class Host(Output, Protocol):
     """What a run needs of the command: its output and two of stock's rules."""
 
-    stderr: OutputWrapper
-    verbosity: int
-
-    def log(self, msg: str, level: int = 2) -> None: ...
     def delete_file(
         self, path: str, prefixed_path: str, source_storage: Storage
     ) -> bool: ...
@@ -97,6 +94,7 @@ class Run:
         self.lease = Lease.beside(self.recorder.backend, options, self.warn)
         if not options.dry_run:
             self.recorder.fence = self.lease.check
+            self.retry.fence = self.lease.guard  # no write after the lease is lost
         self.copier = Copier(
             storage,
             backend,

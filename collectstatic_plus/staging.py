@@ -141,8 +141,8 @@ class Staging:
         unless the manifest naming it landed."""
         if failed and self.local and self.manifest_name not in self.written:
             for name in set(self.written) - set(self.listing or ()) - set(self.sources):
-                with contextlib.suppress(OSError):
-                    self.main.delete(name)
+                with contextlib.suppress(Exception):  # (Stopped: no lease, no delete)
+                    self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
         if self._spool_dir is not None:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             self._spool_dir = None

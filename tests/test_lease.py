@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,58 @@ def test_ctrl_c_while_taking_the_lease_gives_it_back_and_says_so(
     )
     assert raised.value.returncode == 130
     assert backend.fetch("x.lease") is None  # given back
+
+
+@pytest.mark.parametrize("parallel", [None, 2])
+def test_a_run_that_loses_its_lease_midway_writes_nothing_more(
+    tmp_path: Path,
+    static_root: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    parallel: Any,
+) -> None:
+    """Another run may hold the lease now: no file, manifest or record of
+    this run's may land over its work."""
+    source = many(tmp_path / "src", 20)
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        },
+    }
+    real = Lease.holds
+    monkeypatch.setattr(
+        Lease,
+        "holds",
+        lambda self: real(self) and len(list(static_root.rglob("*.css"))) < 5,
+    )
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(parallel=parallel)
+    assert re.fullmatch(
+        r"This run lost its lease on the destination \(it ran out at "
+        r"\d\d:\d\d:\d\d UTC without renewal\) and stopped writing; \d+ of 20 "
+        r"files were not collected\.",
+        str(raised.value),
+    ), str(raised.value)
+    written = sorted(static_root.rglob("*.css"))
+    assert 5 <= len(written) <= 5 + (parallel or 1) * 2  # (those in flight)
+    assert not (static_root / RECORD).exists()
+    assert not (static_root / "staticfiles.json").exists()
+
+
+@pytest.mark.parametrize("until", ["1e400", "NaN"])
+def test_a_lease_that_runs_out_never_is_no_lease(backend: Backend, until: str) -> None:
+    """A lease edited to last forever (or to no time at all) is not one of
+    ours: taken over without a word, not a traceback."""
+    clock, said = Clock(), []
+    data = (
+        Holder("x", "elsewhere", 1, 0.0, 0.0)
+        .dumps()
+        .replace(b'"until": 0.0', b'"until": ' + until.encode())
+    )
+    assert backend.create("x.lease", data) is not None
+    assert Holder.loads(data) is None
+    with lease(backend, clock, said):
+        pass
+    assert said == []

@@ -6,6 +6,7 @@ Two real runs at once, and a killed one, against every server: the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -360,3 +361,37 @@ def test_a_lease_that_runs_out_never_is_no_lease(backend: Backend, until: str) -
     with lease(backend, clock, said):
         pass
     assert said == []
+
+
+def test_of_two_runs_taking_over_a_dead_lease_at_once_one_wins(
+    tmp_path: Path,
+) -> None:
+    """On local disk the take-over (read, compare, rename) is one step among
+    the runs on this machine."""
+    import threading
+    import time
+
+    doubles = 0
+    for trial in range(100):
+        backend = LocalBackend(FileSystemStorage(location=str(tmp_path / str(trial))))
+        dead = Holder("dead", "elsewhere", 1, 0.0, time.time() - 10).dumps()
+        backend.create("x.lease", dead)
+        start = threading.Barrier(2)
+        held: list[Lease] = []
+
+        def take(
+            backend: Backend = backend, start: Any = start, held: list[Lease] = held
+        ) -> None:
+            taker = Lease(backend, Retry(), "x.lease", 30, 0, lambda line: None)
+            start.wait()
+            with contextlib.suppress(CommandError):  # the loser: held by the other
+                taker.acquire()
+                held.append(taker)
+
+        threads = [threading.Thread(target=take) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        doubles += len([taker for taker in held if taker.holds()]) > 1
+    assert doubles == 0

@@ -68,22 +68,25 @@ class LocalBackend(Backend):
 
     def replace(self, name: str, data: Payload, version: str) -> str | None:
         data = as_bytes(data)
-        current = self.fetch(name)
-        if current is None or current[1] != version:
-            return None
         path = self.storage.path(name)
-        beside = f"{path}.{uuid.uuid4().hex}.tmp"
-        with open(beside, "wb") as handle:
-            handle.write(data)
-        os.replace(beside, path)
+        with _exclusive(path):  # the compare and the swap as one step
+            current = self.fetch(name)
+            if current is None or current[1] != version:
+                return None
+            beside = f"{path}.{uuid.uuid4().hex}.tmp"
+            with open(beside, "wb") as handle:
+                handle.write(data)
+            os.replace(beside, path)
         return content_version(data)
 
     def remove(self, name: str, version: str) -> bool:
-        current = self.fetch(name)
-        if current is None or current[1] != version:
-            return False
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.storage.path(name))
+        path = self.storage.path(name)
+        with _exclusive(path):
+            current = self.fetch(name)
+            if current is None or current[1] != version:
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
         return True
 
     def saved(self, name: str, content: Digest) -> Remote | None:
@@ -92,6 +95,24 @@ class LocalBackend(Backend):
             return _remote(os.lstat(self.storage.path(name)))
         except FileNotFoundError:
             return None
+
+
+@contextlib.contextmanager
+def _exclusive(path: str) -> Iterator[None]:
+    """One compare-and-swap of a lease at a time among the runs on this
+    machine: an exclusive lock on its folder (none where the platform has
+    no ``flock``)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    folder = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)  # (and the lock with it)
 
 
 def _remote(stat: os.stat_result, link: bool | None = None) -> Remote:

@@ -12,6 +12,7 @@ Every attribute of :data:`conf` reads the Django setting when accessed, so
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
@@ -46,7 +47,9 @@ def is_positive_int(value: object) -> bool:
 
 
 def is_positive_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    """A finite number above 0 (not a bool)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and 0 < value < math.inf  # type: ignore[operator]
 
 
 def is_patterns(value: object) -> bool:

@@ -103,6 +103,7 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
         ({"LEASE_WAIT": 0, "LEASE_TTL": 3}, []),
         ({"LEASE_WAIT": -1}, ["collectstatic_plus.E014"]),
         ({"LEASE_WAIT": "5m"}, ["collectstatic_plus.E014"]),
+        ({"LEASE_WAIT": float("inf")}, ["collectstatic_plus.E014"]),
         ({"LEASE_TTL": 2}, ["collectstatic_plus.E015"]),
         ({"LEASE_TTL": 86400}, []),
         ({"LEASE_TTL": float("inf")}, ["collectstatic_plus.E015"]),

@@ -52,6 +52,8 @@ from .vouch import vouch
 MAX_STATE_BYTES = 256 * 1024 * 1024
 #: The folders objects are kept in: the first two hex digits of their MD5.
 OBJECT_FOLDER = re.compile(r"[0-9a-f]{2}")
+#: What the cache writes there: objects (an MD5) and states (a key).
+OWN_FILE = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}\.json")
 
 
 @dataclass
@@ -212,6 +214,7 @@ class BuildCache:
             cached = self.state()
             if cached is not None and cached.rows == rows:
                 self._touch(cached.outputs.values())
+                os.utime(self.state_file(self.key))  # (used: evicted last)
                 return None  # nothing new
             known = cached.outputs if cached is not None else {}
             kept: dict[str, Processed] = {}
@@ -278,25 +281,29 @@ class BuildCache:
                 os.utime(self.object_path(md5))
 
     def evict(self) -> None:
-        """Drop the least recently used objects until they fit the budget.
+        """Drop the least recently used files until they fit the budget.
 
         Only what the cache writes is counted and removed: objects (regular
-        files named by an MD5 in their folder) and temporaries an interrupted
-        run left an hour ago or more; anything else is left alone.
+        files named by an MD5 in their folder), the states of other settings
+        (this run's is not counted) and temporaries an interrupted run left
+        an hour ago or more; anything else is left alone.
         """
         found = []
         stale = time.time() - 3600
-        for folder in _entries(os.path.join(self.root, "objects")):
-            real = folder.is_dir(follow_symlinks=False)
-            if not (real and OBJECT_FOLDER.fullmatch(folder.name)):
-                continue
-            for entry in _entries(folder.path):
+        folders = [os.path.join(self.root, "states")]
+        current = f"{self.key}.json"
+        for sub in _entries(os.path.join(self.root, "objects")):
+            real = sub.is_dir(follow_symlinks=False)
+            if real and OBJECT_FOLDER.fullmatch(sub.name):
+                folders.append(sub.path)
+        for folder in folders:
+            for entry in _entries(folder):
                 with contextlib.suppress(OSError):
                     stat = entry.stat(follow_symlinks=False)
-                    ours = MD5.fullmatch(entry.name) or (
-                        entry.name.startswith(".tmp-") and stat.st_mtime < stale
-                    )
-                    if ours and stat_module.S_ISREG(stat.st_mode):
+                    name = entry.name
+                    own = OWN_FILE.fullmatch(name) is not None and name != current
+                    left = name.startswith(".tmp-") and stat.st_mtime < stale
+                    if (own or left) and stat_module.S_ISREG(stat.st_mode):
                         found.append((stat.st_mtime, stat.st_size, entry.path))
         total = sum(size for _, size, _ in found)
         for _, size, path in sorted(found):

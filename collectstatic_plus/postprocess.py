@@ -32,8 +32,8 @@ from .record import Processed, Record
 from .report import Report
 from .retry import Retry, first_line
 from .sources import Source
-from .staging import FlushError, Staging
-from .target import Target
+from .staging import Staging
+from .target import FlushError, Target
 from .vouch import compressing, settings_key, vouch
 
 #: Django 6.1 turned a failed post-process into a CommandError with its notes.

@@ -44,14 +44,18 @@ def check_target(target: str | os.PathLike[str] | None, storage: Any = None) -> 
         root = os.path.realpath(storage.path("")) if storage is not None else None
     except Exception:  # not on local disk, or not set up (said later)
         root = None
-    if root and os.path.commonpath([root, os.path.realpath(folder)]) == root:
+    where = os.path.realpath(target)  # (a symlink into it is inside it too)
+    if root and os.path.commonpath([root, where]) == root:
         raise CommandError(
             f"Cannot write the report to '{target}': it is inside the "
             f"destination ('{root}'); choose a path outside it."
         )
     try:
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"'{folder}' is not a directory")
+            missing = (
+                "is not a directory" if os.path.exists(folder) else "does not exist"
+            )
+            raise FileNotFoundError(f"'{folder}' {missing}")
         if os.path.lexists(target):
             with open(target, "w", encoding="utf-8"):
                 pass

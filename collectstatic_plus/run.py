@@ -356,7 +356,8 @@ class Run:
         named = map(self.backend.listed_name, chain(self.sources, options.own_files))
         protected = {*named, *self.copier.renamed}
         manifest_name = getattr(self.storage, "manifest_name", None)
-        protected.update([manifest_name] if isinstance(manifest_name, str) else [])
+        if isinstance(manifest_name, str):
+            protected.add(manifest_name)
         history = previous.manifests if previous is not None else []
         manifests = history  # a manifest like the published one is not new
         if current is not None and (not history or set(current) != set(history[0])):

@@ -45,10 +45,10 @@ from django.core.files.storage import Storage
 from .backends import backend_for
 from .backends.base import Backend, Listing, Remote, unwrap
 from .digest import Digest, digest_file
-from .pool import Failure, TransferPool
+from .pool import TransferPool
 from .retry import Retry
 from .sources import OriginStorage, Source
-from .target import Target
+from .target import FlushError, Target, named
 
 FoundFiles = dict[str, tuple[Storage, str]]
 
@@ -123,8 +123,11 @@ class Staging:
         """Patch the storage (and a separate manifest storage) for the block."""
         main, manifest = self.main.storage, self.manifest_target.storage
         try:
-            for name in ("exists", "open", "size", "delete", "_save"):
-                setattr(main, name, getattr(self, f"_{name.lstrip('_')}"))
+            main.exists = self._exists
+            main.open = self._open
+            main.size = self._size
+            main.delete = self._delete
+            main._save = self._save
             if self.known and self.main.file_hash is not None:
                 main.file_hash = self._file_hash
             if manifest is not main:
@@ -378,21 +381,6 @@ class Staging:
 
         self.retry(f"Writing '{name}'", attempt)
         self.written.append(name)
-
-
-class FlushError(Exception):
-    def __init__(self, failures: list[Any]) -> None:
-        super().__init__(f"{len(failures)} post-processed file(s) could not be written")
-        self.failures = failures
-
-
-@contextlib.contextmanager
-def named(name: str) -> Iterator[None]:
-    """A file's own write error, as a FlushError that names it."""
-    try:
-        yield
-    except OSError as error:
-        raise FlushError([Failure(name, error)]) from error
 
 
 def _same(remote: Remote | None, digest: Digest) -> bool:

@@ -9,12 +9,32 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.files import File
 
+from .pool import Failure
+
 #: The storage methods Staging replaces while post_process runs.
 PATCHED = ("exists", "open", "delete", "_save", "size", "file_hash")
+
+
+class FlushError(Exception):
+    """Post-processed files that could not be written, each with its error."""
+
+    def __init__(self, failures: list[Failure]) -> None:
+        super().__init__(f"{len(failures)} post-processed file(s) could not be written")
+        self.failures = failures
+
+
+@contextlib.contextmanager
+def named(name: str) -> Iterator[None]:
+    """A file's own write error, as a FlushError that names it."""
+    try:
+        yield
+    except OSError as error:
+        raise FlushError([Failure(name, error)]) from error
 
 
 class Target:

@@ -127,6 +127,7 @@ def settings_key(storage: Storage) -> str:
     # WhiteNoise's and Brotli's versions matter to WhiteNoise's storages only
     # (and reading them loads importlib.metadata: 1.3 MB).
     whitenoise = any(_module_of(c) == "whitenoise" for c in cls.__mro__)
+    storages = any(_module_of(c) == "storages" for c in cls.__mro__)
     deconstruct = getattr(storage, "deconstruct", None)
     options = deconstruct()[1:] if callable(deconstruct) else ()
     inputs = {
@@ -143,6 +144,7 @@ def settings_key(storage: Storage) -> str:
             name: stable(getattr(settings, name, None)) for name in WHITENOISE_SETTINGS
         },
         "brotli": _version_of("brotli") if whitenoise else None,
+        "django_storages": _version_of("django-storages") if storages else None,
         "python": list(sys.version_info[:3]),
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
         "code": [_code_of(c) for c in cls.__mro__ if _module_of(c) not in VERSIONED],

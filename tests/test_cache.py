@@ -442,3 +442,21 @@ def test_a_fifo_in_the_cache_is_never_read(tmp_path: Path, settings: Any) -> Non
     use(settings, tmp_path / "build3", source, MANIFEST)
     third = ours(tmp_path, "third", cache_dir=str(cache))
     assert third["reason"] == "no record of a complete post-process"
+
+
+def test_states_of_other_settings_count_and_go_first(tmp_path: Path) -> None:
+    """A state per settings key (a Python upgrade, an edited storage makes a
+    new one): other settings' are evicted like objects; this run's is not
+    counted."""
+    from collectstatic_plus.cache import BuildCache
+
+    cache = BuildCache(str(tmp_path), 150, "b" * 64)
+    states = write_tree(
+        tmp_path / "states", {f"{k * 64}.json": "s" * 100 for k in "ab"}
+    )
+    objects = write_tree(tmp_path / "objects", {f"cc/{'c' * 32}": "o" * 100})
+    an_hour_ago = time.time() - 3600
+    os.utime(states / f"{'a' * 64}.json", (an_hour_ago, an_hour_ago))
+    cache.evict()
+    assert sorted(p.name for p in states.iterdir()) == [f"{'b' * 64}.json"]
+    assert (objects / "cc" / ("c" * 32)).exists()

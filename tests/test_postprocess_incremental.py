@@ -692,3 +692,24 @@ def test_delete_keeps_a_removed_file_that_a_kept_file_still_refers_to(
     assert (static_root / "img/gone.png").read_bytes() == b"png"
     run_collectstatic(verbosity=0, delete=True, force=True)
     assert (static_root / "img/gone.png").read_bytes() == b"png"
+
+
+def test_a_django_storages_class_is_keyed_by_django_storages_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(S3ManifestStaticStorage and its kin: their code changes with
+    django-storages' version; the class here stands in, without a bucket.)"""
+    from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+
+    from collectstatic_plus import vouch
+
+    version = "1.14.3"
+    monkeypatch.setattr(vouch, "_version_of", lambda package: version)
+    kin = type(
+        "S3ManifestStaticStorage",
+        (ManifestStaticFilesStorage,),
+        {"__module__": "storages.backends.s3"},
+    )
+    key = vouch.settings_key(kin(location=str(tmp_path)))
+    version = "1.14.6"
+    assert vouch.settings_key(kin(location=str(tmp_path))) != key

@@ -262,7 +262,7 @@ def test_report_to_stdout_asks_its_question_on_stderr(
 @pytest.mark.parametrize(
     ("where", "why"),
     [
-        ("missing/report.json", "'{tmp}/missing' is not a directory"),
+        ("missing/report.json", "'{tmp}/missing' does not exist"),
         (
             "first/css/site.css/report.json",
             "'{tmp}/first/css/site.css' is not a directory",
@@ -521,19 +521,24 @@ def test_a_report_that_cannot_be_written_fails_a_run_called_while_handling_an_er
 
 
 @pytest.mark.parametrize(
-    "name", ["css/site.css", ".collectstatic-plus.json", "new.json"]
+    "name", ["css/site.css", ".collectstatic-plus.json", "new.json", "link"]
 )
 def test_a_report_inside_the_destination_is_refused(
-    sources: Path, static_root: Path, name: str
+    tmp_path: Path, sources: Path, static_root: Path, name: str
 ) -> None:
     """Not even a dry run's report is written into STATIC_ROOT (over a
-    collected file or the sync record, or as a file anyone could fetch)."""
+    collected file or the sync record, or as a file anyone could fetch),
+    nor through a symlink into it."""
     run_collectstatic()
     before = read_tree(static_root, record=True)
+    target = static_root / name
+    if name == "link":
+        target = tmp_path / "report.json"
+        target.symlink_to(static_root / "css/site.css")
     with pytest.raises(CommandError) as raised:
-        run_collectstatic(dry_run=True, report=str(static_root / name))
+        run_collectstatic(dry_run=True, report=str(target))
     assert str(raised.value) == (
-        f"Cannot write the report to '{static_root / name}': it is inside the "
+        f"Cannot write the report to '{target}': it is inside the "
         f"destination ('{static_root}'); choose a path outside it."
     )
     assert read_tree(static_root, record=True) == before

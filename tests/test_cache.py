@@ -39,6 +39,15 @@ def without_record(root: Path) -> dict[str, bytes]:
     return {k: v for k, v in read_tree(root).items() if k != RECORD}
 
 
+def first_build(tmp_path: Path, settings: Any) -> tuple[Path, Path]:
+    """TREE's sources, built once into build1 with a new cache: both."""
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    return source, cache
+
+
 def change(source: Path) -> None:
     (source / "img/h.svg").write_text("<svg xmlns='http://www.w3.org/2000/svg'/>\n")
     later = time.time() + 20
@@ -76,10 +85,7 @@ def test_a_fresh_container_reuses_the_cache_and_leaves_what_stock_leaves(
 
 
 def test_a_damaged_cache_entry_is_never_served(tmp_path: Path, settings: Any) -> None:
-    source = write_tree(tmp_path / "src", TREE)
-    cache = tmp_path / "cache"
-    use(settings, tmp_path / "build1", source, MANIFEST)
-    ours(tmp_path, "first", cache_dir=str(cache))
+    source, cache = first_build(tmp_path, settings)
     hashed = json.loads((tmp_path / "build1/staticfiles.json").read_bytes())["paths"]
     damaged = (tmp_path / "build1" / hashed["text/notes.txt"]).read_bytes()
     import hashlib
@@ -103,10 +109,7 @@ def test_a_damaged_cache_entry_is_never_served(tmp_path: Path, settings: Any) ->
 def test_a_foreign_cache_state_is_ignored(
     tmp_path: Path, settings: Any, state: str
 ) -> None:
-    source = write_tree(tmp_path / "src", TREE)
-    cache = tmp_path / "cache"
-    use(settings, tmp_path / "build1", source, MANIFEST)
-    ours(tmp_path, "first", cache_dir=str(cache))
+    source, cache = first_build(tmp_path, settings)
     [path] = (cache / "states").iterdir()
     document = json.loads(path.read_bytes())
     if state == "not JSON":
@@ -139,10 +142,7 @@ def test_the_cache_stays_within_its_size(tmp_path: Path, settings: Any) -> None:
 
 
 def test_a_dry_run_with_the_cache_writes_nothing(tmp_path: Path, settings: Any) -> None:
-    source = write_tree(tmp_path / "src", TREE)
-    cache = tmp_path / "cache"
-    use(settings, tmp_path / "build1", source, MANIFEST)
-    ours(tmp_path, "first", cache_dir=str(cache))
+    source, cache = first_build(tmp_path, settings)
     objects = sorted(p for p in (cache / "objects").rglob("*") if p.is_file())
     objects[0].write_bytes(b"damaged")
     an_hour_ago = time.time() - 3600
@@ -167,10 +167,7 @@ def test_a_dry_run_with_the_cache_writes_nothing(tmp_path: Path, settings: Any) 
 def test_the_cache_evicts_the_least_recently_used_first(
     tmp_path: Path, settings: Any
 ) -> None:
-    source = write_tree(tmp_path / "src", TREE)
-    cache = tmp_path / "cache"
-    use(settings, tmp_path / "build1", source, MANIFEST)
-    ours(tmp_path, "first", cache_dir=str(cache))
+    source, cache = first_build(tmp_path, settings)
     objects = [p for p in (cache / "objects").rglob("*") if p.is_file()]
     an_hour_ago = time.time() - 3600
     for path in objects:
@@ -249,10 +246,7 @@ def test_an_output_the_cache_cannot_restore_fails_the_run_naming_it(
 
     from collectstatic_plus.target import Target
 
-    source = write_tree(tmp_path / "src", TREE)
-    cache = tmp_path / "cache"
-    use(settings, tmp_path / "build1", source, MANIFEST)
-    ours(tmp_path, "first", cache_dir=str(cache))
+    source, cache = first_build(tmp_path, settings)
     hashed = json.loads((tmp_path / "build1/staticfiles.json").read_bytes())["paths"]
     real = Target.replace
 
@@ -349,10 +343,7 @@ def test_eviction_removes_only_what_the_cache_wrote(tmp_path: Path) -> None:
 def test_objects_a_build_reuses_are_marked_as_used(
     tmp_path: Path, settings: Any
 ) -> None:
-    source = write_tree(tmp_path / "src", TREE)
-    cache = tmp_path / "cache"
-    use(settings, tmp_path / "build1", source, MANIFEST)
-    ours(tmp_path, "first", cache_dir=str(cache))
+    source, cache = first_build(tmp_path, settings)
     an_hour_ago = time.time() - 3600
     for path in (cache / "objects").rglob("*"):
         os.utime(path, (an_hour_ago, an_hour_ago))
@@ -425,10 +416,7 @@ def test_a_cache_that_cannot_be_used_is_said(
 def test_a_fifo_in_the_cache_is_never_read(tmp_path: Path, settings: Any) -> None:
     """Reading a FIFO (or a device) never ends: neither an object nor a
     state that is one is opened."""
-    source = write_tree(tmp_path / "src", TREE)
-    cache = tmp_path / "cache"
-    use(settings, tmp_path / "build1", source, MANIFEST)
-    ours(tmp_path, "first", cache_dir=str(cache))
+    source, cache = first_build(tmp_path, settings)
     [state] = (cache / "states").iterdir()
     document = json.loads(state.read_bytes())
     md5 = document["outputs"][document["rows"][0][4][0]]

@@ -427,7 +427,7 @@ def test_check_fails_when_post_processing_could_not_be_simulated(
     settings.STATICFILES_DIRS = [str(source)]
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
     write_tree(source, {"css/b.css": "b { background: url(../img/gone.png) }\n"})
-    with pytest.raises(CommandError):
+    with pytest.raises((CommandError, ValueError)):  # (ValueError before 6.1)
         run_collectstatic()  # (the files land; post-processing fails)
     with pytest.raises(CommandError) as raised:
         run_collectstatic(check=True)

@@ -48,8 +48,9 @@ def is_positive_int(value: object) -> bool:
 
 def is_positive_number(value: object) -> bool:
     """A finite number above 0 (not a bool)."""
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and 0 < value < math.inf  # type: ignore[operator]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return 0 < value < math.inf
 
 
 def is_patterns(value: object) -> bool:

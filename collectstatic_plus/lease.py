@@ -312,21 +312,23 @@ class Lease:
             return False
         return self.clock() < self.until - self.ttl / 3
 
+    def why_lost(self) -> str:
+        return self.lost or f"it ran out at {_clock(self.until)} without renewal"
+
     def guard(self) -> None:
         """Before each of the run's requests while the lease is held: Stopped
         once another run may have it (lost, or not renewed in time)."""
         if self.version is not None and not self.holds():
-            why = self.lost or f"it ran out at {_clock(self.until)} without renewal"
             raise Stopped(
-                f"This run lost its lease on the destination ({why}) and "
-                "stopped writing"
+                f"This run lost its lease on the destination ({self.why_lost()}) "
+                "and stopped writing"
             )
 
     def check(self) -> None:
         """Before the record is written: a CommandError if the lease is lost."""
         if self.holds() or self.unheld is not None:
             return
-        why = self.lost or f"it ran out at {_clock(self.until)} without renewal"
+        why = self.why_lost()
         raise CommandError(
             f"This run lost its lease on the destination ({why}); the sync "
             "record was not written. Run collectstatic again."

@@ -84,8 +84,8 @@ class Pruner:
             if names and not self.options.dry_run:
                 self.delete_all("Clearing the destination", names)
             counted = names
-        for name in names:
-            self.report.other(name, "deleted", size=listing[name].size)  # type: ignore[index]
+        for name in names:  # (none if there is no listing)
+            self.report.other(name, "deleted", size=(listing or {})[name].size)
         return counted
 
     def plan(

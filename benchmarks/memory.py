@@ -68,6 +68,7 @@ from benchmarks.scenarios import (
     Destination,
     LocalDestination,
     S3Destination,
+    empty_trash,
 )
 from tests.servers.s3 import S3Server
 
@@ -359,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     bench = Bench(args)
-    sizes = bench.run()
+    try:
+        sizes = bench.run()
+    finally:
+        empty_trash()
     if (commit := versions()["commit"]) != meta["commit"]:
         meta["commit at the end"] = commit  # the package changed during the run
         print(f"warning: commit {meta['commit']} became {commit}", file=sys.stderr)

@@ -35,6 +35,7 @@ from benchmarks.scenarios import (
     TITLES,
     WORK,
     Harness,
+    empty_trash,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -214,15 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.stock_from is not None:
         harness.rows += reuse_stock(args.stock_from, meta, args)
 
-    for storage in TITLES:
-        if storage not in args.storages:
-            continue
-        reused = {
-            STEP_OF[r.scenario]
-            for r in harness.rows
-            if r.reused and r.storage == storage
-        }
-        harness.run_storage(storage, args.scenarios - reused)
+    try:
+        for storage in TITLES:
+            if storage not in args.storages:
+                continue
+            reused = {
+                STEP_OF[r.scenario]
+                for r in harness.rows
+                if r.reused and r.storage == storage
+            }
+            harness.run_storage(storage, args.scenarios - reused)
+    finally:
+        empty_trash()
     if harness.stock_s3 is not None:
         meta["stock s3 digest"] = listing_digest(harness.stock_s3)
     elif args.stock_digest:

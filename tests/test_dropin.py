@@ -106,6 +106,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "verbosity_3": {"verbosity": 3},
     "dry_run": {"dry_run": True, "verbosity": 2},
     "ignore": {"ignore_patterns": ["*.txt", "vendor"], "verbosity": 2},
+    # Stock normalises each pattern (os.path.normpath) before matching.
+    "ignore_unnormalised": {"ignore_patterns": ["js/", "./notes.txt", "x/../img"]},
     "no_default_ignore": {"use_default_ignore_patterns": False, "verbosity": 2},
     "link": {"link": True, "verbosity": 2},
     "link_dry_run": {"link": True, "dry_run": True},

@@ -78,7 +78,8 @@ class Command(stock.Command):
             options["dry_run"] = True
         super().set_options(**options)
         self.given = options
-        self.run_options = ours.run_options(options, self.symlink)
+        normalised = {**options, "ignore_patterns": self.ignore_patterns}  # stock's
+        self.run_options = ours.run_options(normalised, self.symlink)
         keep_files = self.dry_run or options.get("report") is not None
         self.report = Report(self.dry_run, keep_files=keep_files)
         self.report.options = {key: options.get(key) for key in REPORTED_OPTIONS}

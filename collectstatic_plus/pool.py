@@ -219,9 +219,9 @@ class Failed(Exception):
     """Files that could not be collected: the command prints each, then
     raises a CommandError with this message."""
 
-    def __init__(self, failures: list[Failure], verb: str = "collected") -> None:
+    def __init__(self, failures: list[Failure]) -> None:
         self.failures = sorted(failures, key=lambda failure: failure.path)
         paths = [failure.path for failure in self.failures]
         named = first_few(paths, NAMED_FAILURES)
         noun = "file" if len(paths) == 1 else "files"
-        super().__init__(f"{len(paths)} static {noun} could not be {verb}: {named}.")
+        super().__init__(f"{len(paths)} static {noun} could not be collected: {named}.")

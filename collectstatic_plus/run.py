@@ -25,7 +25,7 @@ from .digest import digest_file
 from .lease import Lease
 from .options import RunOptions
 from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
-from .pool import Failed, TransferPool, interrupts_end_the_command
+from .pool import Failed, Failure, TransferPool, interrupts_end_the_command
 from .postprocess import Host as Output
 from .postprocess import PostProcessing
 from .progress import Progress, Terminal
@@ -116,6 +116,8 @@ class Run:
             storage, backend, self.retry, report, host, options, terminal
         )
         self.pruner = Pruner(backend, self.retry, host.log, options, report)
+        #: Sources that could not be read to decide: failed after the others.
+        self.unread: list[Failure] = []
         self.deletions = Deletions([], [])
 
     def run(self) -> Outcome:
@@ -245,11 +247,12 @@ class Run:
         with progress, TransferPool(self.options.workers, done="read") as pool:
             for source in unread:
                 pool.submit(source.prefixed_path, read, source)
-        self.raise_failures(pool, verb="read")
+        self.unread = pool.failures
 
     def transfer(self, known: Knowledge) -> None:
         """Decide each file in finder order, and copy on the pool."""
         copier, outcome = self.copier, self.outcome
+        unread = {failure.path for failure in self.unread}
         # Bytes are shown only if every size is known (not on a cold run).
         digests = [source.digest for source in self.sources.values()]
         size = sum(d.size for d in digests if d) if all(digests) else 0
@@ -273,6 +276,8 @@ class Run:
                         outcome.skipped.append(path)
                         self.host.log(duplicate_message(path), level=NOTICE_LEVEL)
                         continue
+                    if path in unread:
+                        continue
                     decision = decide(path, source.digest, known)
                     if decision.action is Action.SKIP:
                         copier.skip(source)  # no I/O: not worth a thread
@@ -290,9 +295,11 @@ class Run:
             raise CommandError(message) from error
         outcome.copied += copier.copied
         outcome.unmodified += copier.unmodified
-        if pool.failures:
+        if failures := [*self.unread, *pool.failures]:
             self.save_partial_record()
-        self.raise_failures(pool)
+            for failure in failures:
+                self.report.error(failure.path, failure.reason)
+            raise Failed(failures)
 
     def post_process(self) -> None:
         """The storage's own ``post_process``, staged (see postprocess.py)."""
@@ -387,12 +394,6 @@ class Run:
             self.report.other(path, "deleted", size=remote.size if remote else None)
             self.outcome.deleted.append(path)
         return deleted
-
-    def raise_failures(self, pool: TransferPool, verb: str = "collected") -> None:
-        if pool.failures:
-            for failure in pool.failures:
-                self.report.error(failure.path, failure.reason)
-            raise Failed(pool.failures, verb)
 
     def warn(self, message: str) -> None:
         if self.host.verbosity >= 1:

@@ -315,7 +315,7 @@ def test_minify_with_link_is_refused(tmp_path: Path, settings: Any) -> None:
     assert str(raised.value).startswith("--link cannot be combined with minification")
 
 
-def test_a_run_that_stops_before_deciding_reports_no_minified_file_as_new(
+def test_a_source_that_cannot_be_read_fails_and_the_minified_others_are_copied(
     tmp_path: Path, settings: Any
 ) -> None:
     source = write_tree(
@@ -331,9 +331,10 @@ def test_a_run_that_stops_before_deciding_reports_no_minified_file_as_new(
     with pytest.raises(CommandError) as raised:
         run_collectstatic(minify=True, report=str(report))
 
-    assert str(raised.value) == "1 static file could not be read: b.css."
+    assert str(raised.value) == "1 static file could not be collected: b.css."
     files = json.loads(report.read_text())["files"]
-    # a.css was minified while it was hashed, then nothing was decided.
     assert [(entry["path"], entry["action"]) for entry in files] == [
-        ("b.css", "failed")
+        ("a.css", "changed"),
+        ("b.css", "failed"),
     ]
+    assert (tmp_path / "root" / "a.css").read_text() == "a{color:blue}"

@@ -513,6 +513,27 @@ def test_broken_symlink_in_sources_is_named_as_one_with_its_target(
     assert (static_root / "ok.css").exists() is not options.get("dry_run", False)
 
 
+@pytest.mark.parametrize("options", [{}, {"parallel": 4}])
+def test_a_source_unreadable_on_a_later_run_fails_after_the_others_are_copied(
+    tmp_path: Path, settings: Any, static_root: Path, options: dict[str, Any]
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a1", "b.css": "b1", "c.css": "c1"})
+    settings.STATICFILES_DIRS = [str(source)]
+    run_collectstatic(**options)
+    write_tree(source, {"a.css": "a2", "c.css": "c2"})
+    (source / "b.css").unlink()
+    (source / "b.css").symlink_to(tmp_path / "missing.css")  # read to decide
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(**options)
+    assert str(raised.value) == "1 static file could not be collected: b.css."
+    assert read_tree(static_root) == {"a.css": b"a2", "b.css": b"b1", "c.css": b"c2"}
+    (source / "b.css").unlink()
+    (source / "b.css").write_text("b2")
+    summary = f"\n1 static file copied to '{static_root}', 2 unmodified.\n"
+    assert run_collectstatic().stdout == summary  # a and c recorded as copied
+    assert read_tree(static_root) == {"a.css": b"a2", "b.css": b"b2", "c.css": b"c2"}
+
+
 NAMES = ["with space.css", "café/ünï.js", "100%.css", "a+b&c=d.js", "q?x#y.css"]
 
 

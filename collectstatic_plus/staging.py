@@ -44,11 +44,11 @@ from django.core.files.storage import Storage
 
 from .backends import backend_for
 from .backends.base import Backend, Listing, Remote, unwrap
-from .digest import Digest, digest_file
+from .digest import Digest, HashingFile, digest_file
 from .pool import TransferPool
 from .retry import Retry
 from .sources import OriginStorage, Source
-from .target import FlushError, Target, named
+from .target import FlushError, SourceChanged, Target, named
 
 FoundFiles = dict[str, tuple[Storage, str]]
 
@@ -288,17 +288,28 @@ class Staging:
         return _same(remote, digest)
 
     def _write(self, name: str, staged: Staged, data: bytes | None = None) -> str:
+        sent: list[Digest | None] = []  # what a source's read gave, if known
+
         def attempt() -> str:
             # (File.__bool__ is its name's: a nameless File is false.)
             opened = File(io.BytesIO(data), name=name) if data is not None else None
             with opened if opened is not None else self._read(name, staged) as content:
+                if staged.origin is not None:  # hashed as it is read
+                    content = HashingFile(content.file, content.name)
                 # On local disk, renamed into place: an interrupted write
                 # never leaves a partial file under a hashed name.
                 if self.local and self.main.replace(name, content):
-                    return name
-                return self.main.write(name, content, self.overwrites)
+                    saved = name
+                else:
+                    saved = self.main.write(name, content, self.overwrites)
+                sent.append(getattr(content, "digest", None))
+                return saved
 
         saved = self.retry(f"Writing '{name}'", attempt)
+        if staged.origin is not None and sent[-1] not in (None, staged.digest):
+            # Its name was made from other bytes: never serve them under it.
+            self.retry(f"Deleting '{saved}'", partial(self.main.delete, saved))
+            raise SourceChanged(f"'{staged.origin[1]}' changed during the run")
         with self.lock:
             self.written.append(name)
             self.landed[name] = staged.digest

@@ -28,6 +28,10 @@ class FlushError(Exception):
         self.failures = failures
 
 
+class SourceChanged(OSError):
+    """A source read for a hashed copy is not what its name was made from."""
+
+
 @contextlib.contextmanager
 def named(name: str) -> Iterator[None]:
     """A file's own write error, as a FlushError that names it."""

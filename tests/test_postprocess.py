@@ -493,3 +493,33 @@ def test_ctrl_c_during_post_processing_says_so_and_records_what_was_copied(
     assert sorted(row[0] for row in record["files"]) == sorted(CHAINS)
     assert record["processed"] == []
     assert not (static_root / "staticfiles.json").exists()
+
+
+@pytest.mark.parametrize("backend", [MANIFEST, WHITENOISE])
+def test_a_source_changed_during_the_run_is_never_served_under_the_old_hash(
+    tmp_path: Path, static_root: Path, settings: Any, monkeypatch: Any, backend: str
+) -> None:
+    from collectstatic_plus.run import Run
+
+    source = write_tree(tmp_path / "src", CHAINS)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, backend)
+    post_process = Run.post_process
+
+    def edited_first(run: Run) -> None:  # a build step writing mid-run
+        with open(source / "img/h.svg", "ab") as handle:
+            handle.write(b"<!-- later -->")
+        post_process(run)
+
+    monkeypatch.setattr(Run, "post_process", edited_first)
+    with pytest.raises(CommandError, match=r"could not be"):
+        run_collectstatic(verbosity=0)
+    for name, data in read_tree(static_root).items():
+        if name.startswith("img/h.") and name != "img/h.svg":
+            assert name == f"img/h.{hashlib.md5(data).hexdigest()[:12]}.svg"
+    monkeypatch.undo()
+    run_collectstatic(verbosity=0)  # the next run mends it
+    theirs = tmp_path / "stock"
+    settings.STATIC_ROOT = str(theirs)
+    run_stock(verbosity=0)
+    assert read_tree(static_root) == read_tree(theirs)

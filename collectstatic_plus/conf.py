@@ -50,7 +50,10 @@ def is_positive_number(value: object) -> bool:
     """A finite number above 0 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
-    return 0 < value < math.inf
+    try:
+        return 0 < float(value) < math.inf  # (the run uses it as a float)
+    except OverflowError:  # a whole number beyond any float
+        return False
 
 
 def is_patterns(value: object) -> bool:
@@ -152,7 +155,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "CACHE_DIR",
         None,
-        lambda v: v is None or (isinstance(v, str | os.PathLike) and str(v) != ""),
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, str | os.PathLike) and str(v) != "" and "\0" not in str(v)
+            )
+        ),
         "collectstatic_plus.E011",
         "a directory path or None",
         "A directory that outlives builds, e.g. a Docker cache mount.",
@@ -178,7 +186,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "LEASE_WAIT",
         300,
-        lambda v: v == 0 or is_positive_number(v),
+        lambda v: is_positive_number(v) or (v == 0 and not isinstance(v, bool)),
         "collectstatic_plus.E014",
         "a number of seconds, 0 or more",
         "How long a run waits for another one on the same destination; 0 "

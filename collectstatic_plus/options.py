@@ -79,11 +79,15 @@ class RunOptions:
             return ()
         return (self.record_name, self.lease_name)
 
-    def check_own_names(self, written: Callable[[str], bool]) -> None:
+    def check_own_names(self, written: Collection[str]) -> None:
         """A CommandError, before anything is written, if the sync record or
-        its lease has the name of a file the run writes."""
+        its lease has the name of a file the run writes, or of a folder of
+        one, or a name inside one."""
         for name in self.own_files:
-            if written(name):
+            parts = name.split("/")
+            above = {"/".join(parts[:end]) for end in range(1, len(parts))}
+            inside = f"{name}/"
+            if any(n == name or n in above or n.startswith(inside) for n in written):
                 raise CommandError(
                     f"'{name}' is both the sync record's name (or its lease's) "
                     "and a file this run writes: set COLLECTSTATIC_PLUS"
@@ -243,6 +247,8 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
         if given is not None and not deleting:
             raise CommandError(f"{flag} applies only with --delete.")
     count = workers(options.get("parallel"))
+    if "\0" in (options.get("cache_dir") or ""):
+        raise CommandError("--cache-dir cannot contain a NUL character.")
     return RunOptions(
         dry_run=bool(options.get("dry_run")),
         clear=bool(options.get("clear")),

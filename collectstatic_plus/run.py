@@ -196,7 +196,7 @@ class Run:
                 self.sources[path] = source
             self.found.append(source)
         manifest = getattr(self.storage, "manifest_name", None)
-        self.options.check_own_names(lambda n: n in self.sources or n == manifest)
+        self.options.check_own_names([*self.sources, *filter(None, [manifest])])
 
     def learn(self) -> None:
         """The sync record, and a listing if the backend lists (none after

@@ -14,7 +14,7 @@ import pytest
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
+from django.core.management.base import CommandError, SystemCheckError
 from django.test import override_settings
 
 from collectstatic_plus.checks import check_app_order, check_settings, say_shadowed
@@ -104,6 +104,10 @@ def test_checks_are_silent_when_the_app_is_not_installed() -> None:
         ({"LEASE_WAIT": -1}, ["collectstatic_plus.E014"]),
         ({"LEASE_WAIT": "5m"}, ["collectstatic_plus.E014"]),
         ({"LEASE_WAIT": float("inf")}, ["collectstatic_plus.E014"]),
+        ({"LEASE_WAIT": False}, ["collectstatic_plus.E014"]),
+        ({"LEASE_WAIT": 10**400}, ["collectstatic_plus.E014"]),
+        ({"RETRY_BUDGET": 10**400}, ["collectstatic_plus.E010"]),
+        ({"CACHE_DIR": "a\0b"}, ["collectstatic_plus.E011"]),
         ({"LEASE_TTL": 2}, ["collectstatic_plus.E015"]),
         ({"LEASE_TTL": 86400}, []),
         ({"LEASE_TTL": float("inf")}, ["collectstatic_plus.E015"]),
@@ -263,3 +267,10 @@ def test_every_default_passes_its_own_check_and_is_what_the_run_uses(
     settings.COLLECTSTATIC_PLUS = {}
     for setting in SETTINGS:
         assert getattr(conf, setting.key) == setting.convert(setting.default)
+
+
+def test_a_cache_dir_option_with_a_nul_character_is_one_line(static_root: Any) -> None:
+    with pytest.raises(CommandError) as raised:
+        call_command("collectstatic", interactive=False, cache_dir="a\0b")
+    assert str(raised.value) == "--cache-dir cannot contain a NUL character."
+    assert not static_root.exists()

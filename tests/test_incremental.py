@@ -376,6 +376,8 @@ CLASHES: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "a hidden static file": (RECORD, None, {RECORD: "{}"}),
     "the lease": ("d1/f1.lease", "d1/f1", {"d1/f1.lease": "x"}),
     "the manifest": ("staticfiles.json", "staticfiles.json", {}),
+    "inside a static file": ("d0/f0.js/r.json", "d0/f0.js/r.json", {}),
+    "a folder of static files": ("d0", "d0", {}),
 }
 
 

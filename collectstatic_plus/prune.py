@@ -131,9 +131,9 @@ class Pruner:
         on local disk, its content) is not the recorded one."""
         entry = previous.files.get(name)
         remote = None if listing is None else listing.get(name)
-        if entry is None or remote is None or entry.seen is None:
+        if entry is None or remote is None:
             return False
-        if saw_same(entry, remote):
+        if entry.seen is not None and saw_same(entry, remote):
             return False
         if remote.md5 is not None:
             return remote.md5 != entry.md5

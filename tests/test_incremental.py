@@ -634,3 +634,21 @@ def test_killed_run_then_normal_run_converges(tmp_path: Path) -> None:
     subprocess.run(argv, env=env, check=True, capture_output=True)
 
     assert read_tree(roots["killed"]) == read_tree(roots["clean"]) == read_tree(source)
+
+
+def test_delete_keeps_a_file_with_other_bytes_whose_entry_saw_nothing(
+    source: Path, static_root: Path
+) -> None:
+    run_collectstatic()
+    document = json.loads((static_root / RECORD).read_bytes())
+    for row in document["files"]:
+        if row[0] == "d0/f0.js":  # as recorded when no listing saw the file
+            row[4:] = [None, None, None]
+    (static_root / RECORD).write_text(json.dumps(document))
+    (static_root / "d0/f0.js").write_text("someone else's")
+    (source / "d0/f0.js").unlink()
+
+    stderr = io.StringIO()
+    run_collectstatic(delete=True, stderr=stderr)
+    assert (static_root / "d0/f0.js").read_text() == "someone else's"
+    assert "1 file(s) not written by collectstatic-plus kept" in stderr.getvalue()

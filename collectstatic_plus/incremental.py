@@ -160,7 +160,9 @@ def plan(
             continue
         if row.consumed and (path in copied or path in listing):
             files[path] = "its original is there again; the storage removes it"
-        elif any(name not in listing for name in row.outputs):
+        elif any(name not in listing for name in row.outputs) or (
+            row.hashed is not None and row.hashed not in listing
+        ):
             files[path] = "its output is missing from the destination"
     files = {path: files[path] for path in digests if path in files}
     removed = any(path not in digests for path in rows)

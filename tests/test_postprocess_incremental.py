@@ -713,3 +713,22 @@ def test_a_django_storages_class_is_keyed_by_django_storages_version(
     key = vouch.settings_key(kin(location=str(tmp_path)))
     version = "1.14.6"
     assert vouch.settings_key(kin(location=str(tmp_path))) != key
+
+
+def test_a_record_naming_a_hashed_copy_that_is_not_there_has_it_processed_again(
+    tmp_path: Path, settings: Any
+) -> None:
+    from .destinations import LocalDestination
+
+    twin = Twin(tmp_path, lambda side: LocalDestination(tmp_path / side / "root"))
+    assert twin.run(settings, MANIFEST)["mode"] == "full"
+    record = tmp_path / "ours" / "root" / RECORD
+    document = json.loads(record.read_bytes())
+    for row in document["processed"]:
+        if row[0] == "css/base.css":  # damaged, or edited by hand
+            row[2] = "css/base.0123456789ab.css"
+    record.write_text(json.dumps(document))
+    twin.change(edit("text/notes.txt", "other notes"))
+
+    done = twin.run(settings, MANIFEST)  # equal to stock's destination
+    assert done["files"]["css/base.css"] == "its output is missing from the destination"

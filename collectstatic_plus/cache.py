@@ -314,12 +314,18 @@ class BuildCache:
             total -= size
 
 
-def why_unused(storage: Storage, key: str, local: bool) -> str | None:
-    """Why a build cache cannot serve this run's post-processing, if it cannot."""
+def why_unused(
+    storage: Storage, key: str, local: bool, folder: str | None = None
+) -> str | None:
+    """Why a build cache (in ``folder``) cannot serve this run's
+    post-processing, if it cannot."""
     if not local:
         return "the destination is not on local disk"
     if not key:
         return "the storage does not post-process"
+    root = os.path.realpath(storage.path(""))
+    if folder and os.path.commonpath([root, os.path.realpath(folder)]) == root:
+        return f"'{folder}' is inside the destination (it would be served)"
     return vouch(storage)
 
 

@@ -82,7 +82,7 @@ class PostProcessing:
         #: The build cache (local destinations, storages we know), or if one
         #: is given but cannot be used, why.
         self.cache: BuildCache | None = None
-        why = why_unused(self.target, self.key, backend.local)
+        why = why_unused(self.target, self.key, backend.local, options.cache_dir)
         if options.cache_dir and why is None:
             self.cache = BuildCache(
                 options.cache_dir, options.cache_max_bytes, self.key

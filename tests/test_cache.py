@@ -413,6 +413,18 @@ def test_a_cache_that_cannot_be_used_is_said(
     assert not cache.exists()
 
 
+def test_a_cache_inside_the_destination_is_not_used(
+    tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    use(settings, tmp_path / "build", source, MANIFEST)
+    cache = tmp_path / "build" / "cache"
+    run = run_collectstatic(verbosity=1, cache_dir=str(cache))
+    why = f"'{cache}' is inside the destination (it would be served)"
+    assert run.stdout.startswith(f"The build cache is not used: {why}.\n")
+    assert not cache.exists()
+
+
 def test_a_fifo_in_the_cache_is_never_read(tmp_path: Path, settings: Any) -> None:
     """Reading a FIFO (or a device) never ends: neither an object nor a
     state that is one is opened."""

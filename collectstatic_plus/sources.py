@@ -33,6 +33,7 @@ from django.contrib.staticfiles.finders import (
 )
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
+from django.core.management.base import CommandError
 
 from .digest import Digest
 
@@ -187,9 +188,12 @@ def _walk(top: str, ignored: Callable[[str], object]) -> list[tuple[str, int | N
         directory, location = stack.pop()
         files: list[os.DirEntry[str]] = []
         directories: list[os.DirEntry[str]] = []
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                (directories if entry.is_dir() else files).append(entry)
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    (directories if entry.is_dir() else files).append(entry)
+        except OSError as error:  # a symlink that loops, to itself or a folder
+            raise CommandError(f"Could not list '{directory}': {error}") from error
         for entry in files:
             name = entry.name
             if ignored(name):

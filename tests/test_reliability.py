@@ -534,6 +534,26 @@ def test_a_source_unreadable_on_a_later_run_fails_after_the_others_are_copied(
     assert read_tree(static_root) == {"a.css": b"a2", "b.css": b"b2", "c.css": b"c2"}
 
 
+def test_a_symlink_that_loops_is_one_line_before_anything_is_written(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "src", {"ok.css": "a{}", "sub/x.css": "x"})
+    (source / "self.css").symlink_to("self.css")
+    settings.STATICFILES_DIRS = [str(source)]
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(verbosity=0)
+    assert str(raised.value) == (
+        f"Could not list '{source}': [Errno 40] Too many levels of symbolic "
+        f"links: '{source / 'self.css'}'"
+    )
+    (source / "self.css").unlink()
+    (source / "sub" / "up").symlink_to("..", target_is_directory=True)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(verbosity=0)
+    assert str(raised.value).startswith(f"Could not list '{source}/sub/up/sub/up/")
+    assert not static_root.exists()
+
+
 NAMES = ["with space.css", "café/ünï.js", "100%.css", "a+b&c=d.js", "q?x#y.css"]
 
 

@@ -8,8 +8,9 @@ minify is returned unchanged, with the reason. Left alone by default:
   whose content clearly is (very long lines);
 - files that reference a source map (``sourceMappingURL``): minifying drops
   the reference and would make the map wrong;
-- JS with template literals nested inside ``${...}``, which rjsmin mangles
-  (spaces inside the inner template are removed; rjsmin issues #18 and #22);
+- JS with template literals nested inside ``${...}``, or a backtick in a
+  string, comment or regular expression there, which rjsmin mangles (spaces
+  inside the template are removed; rjsmin issues #18 and #22);
 - CSS whose minified ``url(...)`` references would differ from the source's
   (rcssmin 1.3 drops the spaces inside ``url("a b.png")``);
 - anything that is not UTF-8, and any minifier error.
@@ -40,7 +41,7 @@ from .sources import Source, mixed
 
 SOURCE_MAP = re.compile(rb"[#@]\s*sourceMappingURL\s*=")
 #: Changed when what is left unminified changes: files are then decided again.
-RULES = 2  # 2: CSS whose url()s would change
+RULES = 3  # 2: CSS whose url()s would change; 3: a backtick inside ${...}
 #: A CSS ``url(...)``: its quoted or bare reference.
 CSS_URL = re.compile(
     r"""url\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|([^)"'\s]*))\s*\)""", re.I
@@ -124,9 +125,7 @@ class Minifier:
             return "already minified (content)"
         if SOURCE_MAP.search(data) and not self.settings.source_mapped:
             return "references a source map"
-        if kind == "js" and has_nested_template(data):
-            return "nested template literals"
-        return ""
+        return template_trouble(data) if kind == "js" else ""
 
 
 def _urls(css: str) -> list[str]:
@@ -159,15 +158,22 @@ REGEX_WORDS = ("return", "typeof", "case", "do", "else", "in", "of", "void", "yi
 SPECIAL = re.compile(r"[`'\"/{}\\$]")
 
 
-def has_nested_template(data: bytes) -> bool:
-    """Whether a template literal appears inside another's ``${...}``.
+NESTED = "nested template literals"
+#: rjsmin does not see a string, comment or regex inside ``${...}``: the
+#: backtick in it ends the template, for rjsmin, and what follows is mangled.
+HIDDEN_BACKTICK = "a backtick in a string, comment or regex inside ${...}"
+UNFOLLOWED = "template literals it cannot follow"
+
+
+def template_trouble(data: bytes) -> str:
+    """Why rjsmin may mangle the file's template literals ("" if it will not).
 
     A small scanner over strings, comments, regular expressions and
-    templates. On anything it cannot follow it answers True: the file is then
-    left as it is, which is always safe.
+    templates. On anything it cannot follow it gives a reason: the file is
+    then left as it is, which is always safe.
     """
     if b"`" not in data:
-        return False
+        return ""
     text = data.decode("utf-8", errors="replace")
     stack: list[str] = []  # "`" in a template, "${" in its expression, "{" a block
     i, n = 0, len(text)
@@ -190,40 +196,45 @@ def has_nested_template(data: bytes) -> bool:
                 continue
             i += 1
             continue
-        if c in "\"'":
-            end = _string_end(text, i, c)
+        end = _skipped(text, i)
+        if end is not None:
             if end < 0:
-                return True
-            i = end + 1
-            continue
-        if text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
-            continue
-        if text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end < 0:
-                return True
-            i = end + 2
-            continue
-        if c == "/" and _regex_may_start(text, i, _previous(text, i)):
-            end = _regex_end(text, i)
-            if end < 0:
-                return True
-            i = end + 1
+                return UNFOLLOWED
+            if "${" in stack and text.find("`", i, end) >= 0:
+                return HIDDEN_BACKTICK
+            i = end
             continue
         if c == "`":
             if "${" in stack:
-                return True
+                return NESTED
             stack.append("`")
         elif c == "{":
             stack.append("{")
         elif c == "}":
             if not stack:
-                return True
+                return UNFOLLOWED
             stack.pop()
         i += 1
-    return bool(stack)
+    return UNFOLLOWED if stack else ""
+
+
+def _skipped(text: str, i: int) -> int | None:
+    """Where the string, comment or regex at ``i`` ends (the index after it);
+    -1 if it does not end, None if there is none at ``i``."""
+    c = text[i]
+    if c in "\"'":
+        end = _string_end(text, i, c)
+        return end if end < 0 else end + 1
+    if text.startswith("//", i):
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end + 1
+    if text.startswith("/*", i):
+        end = text.find("*/", i + 2)
+        return end if end < 0 else end + 2
+    if c == "/" and _regex_may_start(text, i, _previous(text, i)):
+        end = _regex_end(text, i)
+        return end if end < 0 else end + 1
+    return None
 
 
 def _previous(text: str, i: int) -> str:

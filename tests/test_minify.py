@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 from collectstatic_plus.minify import (
     Minifier,
     MinifySettings,
-    has_nested_template,
+    template_trouble,
 )
 
 from .conftest import RECORD, read_tree, record_files, run_collectstatic, write_tree
@@ -32,10 +32,37 @@ ON = Minifier(MinifySettings(enabled=True))
 
 
 def test_nested_template_literals_are_detected() -> None:
-    assert not has_nested_template(b"const a = `x ${y} z`;")
-    assert has_nested_template(b'const a = `x ${ b ? `<i class="a">` : "" } z`;')
-    assert not has_nested_template(b'var s = "}`"; var t = `${ {a: 1}.a }`;')
-    assert has_nested_template(b"var broken = `unterminated ${ x ")
+    assert template_trouble(b"const a = `x ${y} z`;") == ""
+    nested = b'const a = `x ${ b ? `<i class="a">` : "" } z`;'
+    assert template_trouble(nested) == "nested template literals"
+    assert template_trouble(b'var s = "}`"; var t = `${ {a: 1}.a }`;') == ""
+    broken = b"var broken = `unterminated ${ x "
+    assert template_trouble(broken) == "template literals it cannot follow"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"var a = `x ${ '`' }  y   z`;\n",
+        b'var a = `x ${ "`" }  y   z`;\n',
+        b"var a = `x ${ /`/.source }  y   z`;\n",
+        b"var a = `x ${ /* ` */ 1 }  y   z`;\n",
+        b"var a = `x ${ 1 // `\n }  y   z`;\n",
+    ],
+)
+def test_a_backtick_in_a_string_regex_or_comment_inside_a_template_is_left_alone(
+    data: bytes,
+) -> None:
+    output, outcome = ON.apply("a.js", data)
+    assert output == data
+    assert not outcome.minified
+    assert outcome.reason == "a backtick in a string, comment or regex inside ${...}"
+
+
+def test_backticks_in_strings_outside_templates_do_not_stop_minifying() -> None:
+    output, outcome = ON.apply("a.js", b'var s = "`";  var t = `a  ${ b }  c`;\n')
+    assert outcome.minified
+    assert output == b'var s="`";var t=`a  ${ b }  c`;'
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,9 @@ minify is returned unchanged, with the reason. Left alone by default:
   inside the template are removed; rjsmin issues #18 and #22);
 - CSS whose minified ``url(...)`` references would differ from the source's
   (rcssmin 1.3 drops the spaces inside ``url("a b.png")``);
+- JS in which the destination's own patterns (a manifest storage's) would
+  find other references than in the source (``export*from"./a.js"``, as
+  rjsmin writes it, is not rewritten by Django's);
 - anything that is not UTF-8, and any minifier error.
 
 ``/*! ... */`` comments (licences) are kept.
@@ -20,6 +23,7 @@ minify is returned unchanged, with the reason. Left alone by default:
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import hashlib
 import io
@@ -41,7 +45,7 @@ from .sources import Source, mixed
 
 SOURCE_MAP = re.compile(rb"[#@]\s*sourceMappingURL\s*=")
 #: Changed when what is left unminified changes: files are then decided again.
-RULES = 3  # 2: CSS whose url()s would change; 3: a backtick inside ${...}
+RULES = 3  # 2: CSS url()s; 3: a backtick in ${...}, a storage's references
 #: A CSS ``url(...)``: its quoted or bare reference.
 CSS_URL = re.compile(
     r"""url\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|([^)"'\s]*))\s*\)""", re.I
@@ -64,8 +68,15 @@ class Outcome:
 
 
 class Minifier:
-    def __init__(self, settings: MinifySettings) -> None:
+    def __init__(
+        self, settings: MinifySettings, destination: Storage | None = None
+    ) -> None:
         self.settings = settings
+        #: The references a manifest storage rewrites: its private ``_patterns``
+        #: ({"*.js": [(regex, template, comments and strings regex), ...]}).
+        self.patterns: dict[str, list[tuple[Any, ...]]] = (
+            getattr(destination, "_patterns", None) or {}
+        )
 
     @property
     def key(self) -> str:
@@ -113,9 +124,32 @@ class Minifier:
         output = result.encode("utf-8")
         if kind == "css" and _urls(result) != _urls(CSS_COMMENT.sub("", text)):
             return data, Outcome(False, len(data), len(data), "would change a url()")
+        if kind == "js" and self.rewritten(path, result) != self.rewritten(path, text):
+            reason = "would change a reference the storage rewrites"
+            return data, Outcome(False, len(data), len(data), reason)
         if len(output) >= len(data):
             return data, Outcome(False, len(data), len(data), "no smaller")
         return output, Outcome(True, len(data), len(output))
+
+    def rewritten(self, path: str, text: str) -> list[str]:
+        """The references the destination storage rewrites in ``text``, found as
+        Django's post_process finds them (not in comments or strings). Source
+        map references are left out: the minifier drops them, on request."""
+        found = []
+        for extension, patterns in self.patterns.items():
+            if not fnmatch.fnmatchcase(path, extension):
+                continue
+            for pattern, _template, *ignored in patterns:
+                skipped = ignored[0].finditer(text) if ignored else ()
+                blocks = [block.span() for block in skipped]
+                starts = [start for start, _end in blocks]
+                for match in pattern.finditer(text):
+                    at = bisect.bisect_left(starts, match.start()) - 1
+                    if at >= 0 and match.start() < blocks[at][1]:
+                        continue  # in a comment or a string
+                    if "sourcemappingurl" not in match.group(0).lower():
+                        found.append(match.group("url"))
+        return found
 
     def reason_to_skip(self, path: str, kind: str, data: bytes) -> str:
         name = posixpath.basename(path)
@@ -323,9 +357,13 @@ class SourceMinifier:
     """Makes the sources to minify read minified, and reports each outcome."""
 
     def __init__(
-        self, settings: MinifySettings, report: Report, warn: Callable[[str], None]
+        self,
+        settings: MinifySettings,
+        report: Report,
+        warn: Callable[[str], None],
+        destination: Storage | None = None,
     ) -> None:
-        self.minifier = Minifier(settings)
+        self.minifier = Minifier(settings, destination)
         self.report = report
         self.warn = warn
         self.warned: set[str] = set()
@@ -344,6 +382,7 @@ class SourceMinifier:
 
     def note(self, path: str, outcome: Outcome) -> None:
         trouble = outcome.reason in ("not UTF-8", "would change a url()")
+        trouble = trouble or outcome.reason.startswith("would change a reference")
         trouble = trouble or outcome.reason.startswith("minifier error")
         if trouble and path not in self.warned:
             self.warned.add(path)

@@ -89,7 +89,7 @@ class Run:
         if options.minify.enabled:
             from .minify import SourceMinifier  # here: rcssmin, rjsmin
 
-            self.minifying = SourceMinifier(options.minify, report, self.warn)
+            self.minifying = SourceMinifier(options.minify, report, self.warn, storage)
         self.recorder = recorder_for(options, backend, self.retry, self.warn)
         self.lease = Lease.beside(self.recorder.backend, options, self.warn)
         if not options.dry_run:

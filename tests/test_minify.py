@@ -365,3 +365,43 @@ def test_a_source_that_cannot_be_read_fails_and_the_minified_others_are_copied(
         ("b.css", "failed"),
     ]
     assert (tmp_path / "root" / "a.css").read_text() == "a{color:blue}"
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "tests.storages.JSModuleManifestStorage",
+        "tests.storages.JSModuleWhiteNoiseStorage",
+    ],
+)
+@pytest.mark.parametrize("export", ["export * from", "export * as ns from"])
+def test_an_export_the_storage_would_no_longer_rewrite_is_not_minified(
+    tmp_path: Path, settings: Any, static_root: Path, backend: str, export: str
+) -> None:
+    main = f'// the module\n{export} "./c.js";\n'
+    source = write_tree(
+        tmp_path / "src", {"js/main.js": main, "js/c.js": "export  const  c = 2;\n"}
+    )
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+    stderr = io.StringIO()
+    run_collectstatic(minify=True, stderr=stderr)
+    paths = json.loads((static_root / "staticfiles.json").read_bytes())["paths"]
+    served = (static_root / paths["js/main.js"]).read_text()
+    assert served == main.replace("c.js", paths["js/c.js"].split("/")[-1])
+    assert stderr.getvalue() == (
+        "Not minified 'js/main.js' (would change a reference the storage "
+        "rewrites); copied as it is.\n"
+    )
+    assert (static_root / paths["js/c.js"]).read_text() == "export const c=2;"
+
+
+def test_imports_the_storage_still_rewrites_are_minified(settings: Any) -> None:
+    from .storages import JSModuleManifestStorage
+
+    settings.STATIC_ROOT = "/nowhere"
+    minifier = Minifier(MinifySettings(enabled=True), JSModuleManifestStorage())
+    data = b'import { a } from "./a.js";\n// import "./gone.js";\nvar  b  =  a;\n'
+    output, outcome = minifier.apply("js/b.js", data)
+    assert outcome.minified
+    assert output == b'import{a}from"./a.js";var b=a;'

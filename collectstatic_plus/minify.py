@@ -13,9 +13,8 @@ minify is returned unchanged, with the reason. Left alone by default:
   inside the template are removed; rjsmin issues #18 and #22);
 - CSS whose minified ``url(...)`` references would differ from the source's
   (rcssmin 1.3 drops the spaces inside ``url("a b.png")``);
-- JS in which the destination's own patterns (a manifest storage's) would
-  find other references than in the source (``export*from"./a.js"``, as
-  rjsmin writes it, is not rewritten by Django's);
+- JS in which a manifest storage's own patterns would find other references
+  than in the source (Django's miss rjsmin's ``export*from"./a.js"``);
 - anything that is not UTF-8, and any minifier error.
 
 ``/*! ... */`` comments (licences) are kept.
@@ -31,7 +30,7 @@ import json
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import rcssmin
@@ -74,9 +73,8 @@ class Minifier:
         self.settings = settings
         #: The references a manifest storage rewrites: its private ``_patterns``
         #: ({"*.js": [(regex, template, comments and strings regex), ...]}).
-        self.patterns: dict[str, list[tuple[Any, ...]]] = (
-            getattr(destination, "_patterns", None) or {}
-        )
+        patterns = getattr(destination, "_patterns", None)
+        self.patterns: dict[str, list[tuple[Any, ...]]] = patterns or {}
 
     @property
     def key(self) -> str:
@@ -114,10 +112,8 @@ class Minifier:
         except UnicodeDecodeError:
             return data, Outcome(False, len(data), len(data), "not UTF-8")
         try:
-            if kind == "css":
-                result = rcssmin.cssmin(text, keep_bang_comments=True)
-            else:
-                result = rjsmin.jsmin(text, keep_bang_comments=True)
+            minify = rcssmin.cssmin if kind == "css" else rjsmin.jsmin
+            result = minify(text, keep_bang_comments=True)
         except Exception as error:  # a minifier bug must not stop a deploy
             reason = f"minifier error: {type(error).__name__}: {error}"
             return data, Outcome(False, len(data), len(data), reason)
@@ -152,14 +148,19 @@ class Minifier:
         return found
 
     def reason_to_skip(self, path: str, kind: str, data: bytes) -> str:
-        name = posixpath.basename(path)
-        if name.endswith((".min.css", ".min.js")):
-            return "already minified (name)"
+        if reason := named_minified(path):
+            return reason
         if _looks_minified(data):
             return "already minified (content)"
         if SOURCE_MAP.search(data) and not self.settings.source_mapped:
             return "references a source map"
         return template_trouble(data) if kind == "js" else ""
+
+
+def named_minified(path: str) -> str:
+    """Why the file is left as it is, by its name alone ("" if it is not)."""
+    minified = posixpath.basename(path).endswith((".min.css", ".min.js"))
+    return "already minified (name)" if minified else ""
 
 
 def _urls(css: str) -> list[str]:
@@ -181,15 +182,28 @@ def _match(path: str, name: str, pattern: str) -> bool:
 
 
 def _looks_minified(data: bytes) -> bool:
-    lines = data.splitlines() or [b""]
-    longest = max(len(line) for line in lines)
-    return longest >= LONG_LINE or len(data) / len(lines) >= LONG_AVERAGE
+    """A line LONG_LINE long, or lines LONG_AVERAGE long on average (lines as
+    ``splitlines`` counts them, but without copying them)."""
+    ends = data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+    lines = ends + (not data.endswith((b"\n", b"\r")))
+    if len(data) / lines >= LONG_AVERAGE:
+        return True
+    start = 0  # a line's start: the next LONG_LINE bytes hold a line end, or it is long
+    while start + LONG_LINE <= len(data):
+        end = start + LONG_LINE
+        last = max(data.rfind(b"\n", start, end), data.rfind(b"\r", start, end))
+        if last < 0:
+            return True
+        start = last + 1
+    return False
 
 
 #: After these characters (or these words) a "/" starts a regular expression.
 REGEX_AFTER = set("(,=:[!&|?{};+-*%<>~^")
 REGEX_WORDS = ("return", "typeof", "case", "do", "else", "in", "of", "void", "yield")
 SPECIAL = re.compile(r"[`'\"/{}\\$]")
+#: A string literal, on one line unless a backslash continues it.
+STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"', re.S)
 
 
 NESTED = "nested template literals"
@@ -257,8 +271,8 @@ def _skipped(text: str, i: int) -> int | None:
     -1 if it does not end, None if there is none at ``i``."""
     c = text[i]
     if c in "\"'":
-        end = _string_end(text, i, c)
-        return end if end < 0 else end + 1
+        string = STRING.match(text, i)
+        return -1 if string is None else string.end()
     if text.startswith("//", i):
         end = text.find("\n", i)
         return len(text) if end < 0 else end + 1
@@ -306,21 +320,6 @@ def _regex_end(text: str, start: int) -> int:
     return -1
 
 
-def _string_end(text: str, start: int, quote: str) -> int:
-    i = start + 1
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == quote:
-            return i
-        if c == "\n":
-            return -1
-        i += 1
-    return -1
-
-
 class MinifyingStorage:
     """A finder's storage as seen for one file: opening it gives minified bytes.
 
@@ -343,7 +342,11 @@ class MinifyingStorage:
         self._note = note
 
     def open(self, path: str, mode: str = "rb") -> File:  # type: ignore[type-arg]
-        with self._storage.open(path, "rb") as handle:
+        handle = self._storage.open(path, "rb")
+        if reason := named_minified(self._name):  # read as it is, in chunks
+            self._note(self._name, Outcome(False, handle.size, handle.size, reason))
+            return handle
+        with handle:
             data = handle.read()
         output, outcome = self._minifier.apply(self._name, data)
         self._note(self._name, outcome)
@@ -381,18 +384,11 @@ class SourceMinifier:
         return replace(source, storage=storage, token=token)  # type: ignore[arg-type]
 
     def note(self, path: str, outcome: Outcome) -> None:
-        trouble = outcome.reason in ("not UTF-8", "would change a url()")
-        trouble = trouble or outcome.reason.startswith("would change a reference")
-        trouble = trouble or outcome.reason.startswith("minifier error")
+        trouble = outcome.reason.startswith(("not UTF-8", "would change", "minifier"))
         if trouble and path not in self.warned:
             self.warned.add(path)
             self.warn(f"Not minified '{path}' ({outcome.reason}); copied as it is.")
-        self.report.minify(
-            path,
-            {
-                "minified": outcome.minified,
-                "before": outcome.before,
-                "after": outcome.after,
-                **({"reason": outcome.reason} if outcome.reason else {}),
-            },
-        )
+        entry = asdict(outcome)  # minified, before, after and any reason
+        if not outcome.reason:
+            del entry["reason"]
+        self.report.minify(path, entry)

@@ -14,11 +14,15 @@ from typing import Any
 import django
 import pytest
 import tinycss2
+from django.core.files import File
 from django.core.management.base import CommandError
 
 from collectstatic_plus.minify import (
+    LONG_LINE,
     Minifier,
+    MinifyingStorage,
     MinifySettings,
+    Outcome,
     template_trouble,
 )
 
@@ -405,3 +409,58 @@ def test_imports_the_storage_still_rewrites_are_minified(settings: Any) -> None:
     output, outcome = minifier.apply("js/b.js", data)
     assert outcome.minified
     assert output == b'import{a}from"./a.js";var b=a;'
+
+
+class ReadOnlyInChunks(io.BytesIO):
+    def read(self, size: int | None = -1) -> bytes:
+        assert size is not None and size >= 0, "read whole"
+        return super().read(size)
+
+
+class ChunkedStorage:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def open(self, path: str, mode: str = "rb") -> File:
+        return File(ReadOnlyInChunks(self.data), name=path)
+
+
+def test_a_file_named_minified_is_streamed_as_it_is_not_read_whole() -> None:
+    data = b"var  a = 1;\n" * 10_000
+    notes: list[tuple[str, Outcome]] = []
+    storage = MinifyingStorage(
+        ChunkedStorage(data),  # type: ignore[arg-type]
+        "js/a.min.js",
+        ON,
+        lambda path, outcome: notes.append((path, outcome)),
+    )
+    with storage.open("js/a.min.js") as handle:
+        assert b"".join(handle.chunks()) == data
+    outcome = Outcome(False, len(data), len(data), "already minified (name)")
+    assert notes == [("js/a.min.js", outcome)]
+
+
+class Unsplittable(bytes):
+    def splitlines(self, keepends: bool = False) -> list[bytes]:
+        raise AssertionError("a copy of every line")
+
+
+@pytest.mark.parametrize(
+    ("data", "minified"),
+    [
+        (b"", False),
+        (b"a" * (LONG_LINE - 1) + b"\n" + b"b\n" * 20, False),
+        (b"b\n" * 20 + b"a" * LONG_LINE, True),
+        (b"b\r" * 20 + b"a" * LONG_LINE + b"\r\n", True),
+        (b"a" * 297 + b"\r\n" + b"b" * 297 + b"\r\n", False),
+        (b"a" * 299 + b"\n" + b"b" * 301, True),
+    ],
+)
+def test_content_that_looks_minified_is_found_without_copying_its_lines(
+    data: bytes, minified: bool
+) -> None:
+    lines = data.splitlines() or [b""]  # what "a line" and "on average" mean
+    longest = max(len(line) for line in lines)
+    assert (longest >= LONG_LINE or len(data) / len(lines) >= 300) is minified
+    _output, outcome = ON.apply("a.js", Unsplittable(data))
+    assert (outcome.reason == "already minified (content)") is minified

@@ -329,6 +329,9 @@ class MinifyingStorage:
     file itself is only read.
     """
 
+    #: What it gives is not the file: its modification time says nothing.
+    transforms = True
+
     def __init__(
         self,
         storage: Storage,

@@ -86,8 +86,11 @@ class Copier:
         self.copy(source, exists, held.size if held else old_size)
 
     def stock(self, source: Source) -> None:
-        """Stock's rule (exists, then modification times), for unknown storages."""
-        if self.stock_rule(source.path, source.prefixed_path, source.storage):
+        """Stock's rule (exists, then modification times), for unknown storages;
+        content decides for a minified source (its time is the original's)."""
+        if getattr(source.storage, "transforms", False):
+            self.check(source, None, None)
+        elif self.stock_rule(source.path, source.prefixed_path, source.storage):
             self.copy(source, exists=False)
         else:
             self.keep(source, reason="modification time")

@@ -26,7 +26,14 @@ from collectstatic_plus.minify import (
     template_trouble,
 )
 
-from .conftest import RECORD, read_tree, record_files, run_collectstatic, write_tree
+from .conftest import (
+    RECORD,
+    read_tree,
+    record_files,
+    run_collectstatic,
+    run_stock,
+    write_tree,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 ADMIN = Path(django.__file__).parent / "contrib" / "admin" / "static"
@@ -464,3 +471,18 @@ def test_content_that_looks_minified_is_found_without_copying_its_lines(
     assert (longest >= LONG_LINE or len(data) / len(lines) >= 300) is minified
     _output, outcome = ON.apply("a.js", Unsplittable(data))
     assert (outcome.reason == "already minified (content)") is minified
+
+
+def test_minifying_over_what_stock_collected_where_nothing_can_be_listed_copies(
+    tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "body  {  color : red ;  }\n"})
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    backend = {"BACKEND": "tests.storages.RemoteLikeStorage"}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": backend}
+    run_stock(verbosity=0)  # newer than the source: stock's rule keeps it
+
+    assert run_collectstatic(minify=True).stdout.strip().startswith("1 static file")
+    assert (tmp_path / "root" / "a.css").read_bytes() == b"body{color:red}"
+    assert "0 static files copied" in run_collectstatic(minify=True).stdout

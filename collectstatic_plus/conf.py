@@ -132,8 +132,8 @@ SETTINGS: tuple[Setting, ...] = (
         lambda v: isinstance(v, bool),
         "collectstatic_plus.E008",
         "True or False",
-        "True also minifies files that name a source map (the map then no "
-        "longer matches).",
+        "True also minifies files that name a source map (the map reference "
+        "is dropped).",
     ),
     Setting(
         "RETRIES",

@@ -45,7 +45,7 @@ def check_app_order(**kwargs: Any) -> list[checks.CheckMessage]:
         return [
             checks.Error(
                 f"'{APP}' is listed after '{STATICFILES}' in INSTALLED_APPS, so "
-                "Django's own collectstatic command runs instead of ours.",
+                "collectstatic is Django's own command, not ours.",
                 hint=f"Move '{APP}' above '{STATICFILES}' in INSTALLED_APPS.",
                 id="collectstatic_plus.E001",
             )

@@ -149,7 +149,7 @@ SETTINGS: tuple[Setting, ...] = (
         is_positive_number,
         "collectstatic_plus.E010",
         "a positive number of seconds",
-        "How long all the attempts of one storage call may take.",
+        "Seconds after which no new attempt of one storage call begins.",
         convert=float,
     ),
     Setting(

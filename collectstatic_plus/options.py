@@ -227,17 +227,18 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
     conf.validate()
     deleting = options.get("delete") or options.get("delete_unowned")
     if deleting and symlink:
-        raise CommandError("--delete cannot be combined with --link.")
+        flag = "--delete" if options.get("delete") else "--delete-unowned"
+        raise _usage(f"{flag} cannot be combined with --link.")
     for flag in ("parallel", "force", "verify", "report", "check", "cache_dir"):
         if symlink and options.get(flag) not in (None, False):
-            raise CommandError(
+            raise _usage(
                 f"--{flag.replace('_', '-')} cannot be combined with --link "
                 "(--link runs stock's own collection)."
             )
     minify = options.get("minify")
     minify = conf.MINIFY if minify is None else bool(minify)
     if minify and symlink:
-        raise CommandError(
+        raise _usage(
             "--link cannot be combined with minification (--minify or the "
             "MINIFY setting): a symlink serves the source as it is."
         )
@@ -245,10 +246,10 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
     max_delete = _number(options, "max_delete", minimum=0)
     for flag, given in (("--max-delete", max_delete), ("--keep-manifests", keep)):
         if given is not None and not deleting:
-            raise CommandError(f"{flag} applies only with --delete.")
+            raise _usage(f"{flag} applies only with --delete.")
     count = workers(options.get("parallel"))
     if "\0" in (options.get("cache_dir") or ""):
-        raise CommandError("--cache-dir cannot contain a NUL character.")
+        raise _usage("--cache-dir cannot contain a NUL character.")
     return RunOptions(
         dry_run=bool(options.get("dry_run")),
         clear=bool(options.get("clear")),
@@ -287,14 +288,19 @@ def workers(parallel: object) -> int | None:
         try:
             parallel = worker_count(parallel)
         except argparse.ArgumentTypeError as error:
-            raise CommandError(f"--parallel {error}.") from None
+            raise _usage(f"--parallel {error}.") from None
     if parallel == AUTO:
         return None
     if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
-        raise CommandError(
+        raise _usage(
             f"--parallel must be a positive whole number of workers, not {parallel!r}."
         )
     return parallel
+
+
+def _usage(message: str) -> CommandError:
+    """A refused option or combination: exit status 2, as argparse's."""
+    return CommandError(message, returncode=2)
 
 
 def _number(options: dict[str, Any], key: str, minimum: int) -> int | None:
@@ -303,9 +309,7 @@ def _number(options: dict[str, Any], key: str, minimum: int) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         flag = "--" + key.replace("_", "-")
-        raise CommandError(
-            f"{flag} must be a whole number >= {minimum}, not {value!r}."
-        )
+        raise _usage(f"{flag} must be a whole number >= {minimum}, not {value!r}.")
     return value
 
 

@@ -35,7 +35,7 @@ def test_app_listed_after_staticfiles_is_e001() -> None:
     assert error.id == "collectstatic_plus.E001"
     assert error.msg == (
         "'collectstatic_plus' is listed after 'django.contrib.staticfiles' in "
-        "INSTALLED_APPS, so Django's own collectstatic command runs instead of ours."
+        "INSTALLED_APPS, so collectstatic is Django's own command, not ours."
     )
     assert error.hint == (
         "Move 'collectstatic_plus' above 'django.contrib.staticfiles' in "
@@ -139,8 +139,8 @@ def test_unknown_key_error_names_the_key_and_the_known_ones(settings: Any) -> No
 
 E001_TEXT = (
     "?: (collectstatic_plus.E001) 'collectstatic_plus' is listed after "
-    "'django.contrib.staticfiles' in INSTALLED_APPS, so Django's own collectstatic "
-    "command runs instead of ours.\n\tHINT: Move 'collectstatic_plus' above "
+    "'django.contrib.staticfiles' in INSTALLED_APPS, so collectstatic is Django's "
+    "own command, not ours.\n\tHINT: Move 'collectstatic_plus' above "
     "'django.contrib.staticfiles' in INSTALLED_APPS.\n"
 )
 WRONG_ORDER = ["django.contrib.staticfiles", "collectstatic_plus"]

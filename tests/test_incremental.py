@@ -507,13 +507,19 @@ def test_a_delete_option_without_delete_is_refused(source: Path, option: str) ->
         run_collectstatic(**{option: 2})
     flag = "--" + option.replace("_", "-")
     assert str(raised.value) == f"{flag} applies only with --delete."
+    assert raised.value.returncode == 2  # a usage error, as argparse's
     run_collectstatic(**{option: 2}, delete_unowned=True)  # (implies --delete)
 
 
-def test_delete_with_link_is_refused(source: Path) -> None:
+@pytest.mark.parametrize("option", ["delete", "delete_unowned"])
+def test_delete_with_link_is_refused_naming_the_option_given(
+    source: Path, option: str
+) -> None:
     with pytest.raises(CommandError) as raised:
-        run_collectstatic(delete=True, link=True)
-    assert str(raised.value) == "--delete cannot be combined with --link."
+        run_collectstatic(**{option: True}, link=True)
+    flag = "--" + option.replace("_", "-")
+    assert str(raised.value) == f"{flag} cannot be combined with --link."
+    assert raised.value.returncode == 2
 
 
 @pytest.mark.parametrize(

@@ -477,6 +477,7 @@ def test_options_that_link_would_ignore_are_refused(
     assert str(raised.value) == (
         f"{flag} cannot be combined with --link (--link runs stock's own collection)."
     )
+    assert raised.value.returncode == 2
     assert not static_root.exists()
 
 

@@ -149,7 +149,7 @@ SETTINGS: tuple[Setting, ...] = (
         is_positive_number,
         "collectstatic_plus.E010",
         "a positive number of seconds",
-        "Seconds after which no new attempt of one storage call begins.",
+        "Seconds after which a failed storage call is not retried.",
         convert=float,
     ),
     Setting(

@@ -79,15 +79,19 @@ class RunOptions:
             return ()
         return (self.record_name, self.lease_name)
 
-    def check_own_names(self, written: Collection[str]) -> None:
+    def check_own_names(
+        self, written: Collection[str], manifest: object, local: bool
+    ) -> None:
         """A CommandError, before anything is written, if the sync record or
-        its lease has the name of a file the run writes, or of a folder of
-        one, or a name inside one."""
+        its lease has the name of a file the run writes (or of its manifest),
+        or, on local disk (in a bucket "a" and "a/b" can both be keys), of a
+        folder of one, or a name inside one."""
+        names = [*written, *([manifest] if isinstance(manifest, str) else [])]
         for name in self.own_files:
             parts = name.split("/")
-            above = {"/".join(parts[:end]) for end in range(1, len(parts))}
-            inside = f"{name}/"
-            if any(n == name or n in above or n.startswith(inside) for n in written):
+            above = {"/".join(parts[:end]) for end in range(1, len(parts)) if local}
+            inside = f"{name}/" if local else "\0"  # (no name starts with it)
+            if any(n == name or n in above or n.startswith(inside) for n in names):
                 raise CommandError(
                     f"'{name}' is both the sync record's name (or its lease's) "
                     "and a file this run writes: set COLLECTSTATIC_PLUS"
@@ -248,7 +252,7 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
         if given is not None and not deleting:
             raise _usage(f"{flag} applies only with --delete.")
     count = workers(options.get("parallel"))
-    if "\0" in (options.get("cache_dir") or ""):
+    if "\0" in os.fspath(options.get("cache_dir") or ""):
         raise _usage("--cache-dir cannot contain a NUL character.")
     return RunOptions(
         dry_run=bool(options.get("dry_run")),

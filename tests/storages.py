@@ -240,6 +240,13 @@ class SaveLogManifestStorage(ManifestStaticFilesStorage):
         return saved
 
 
+class RawReadManifestStorage(ManifestStaticFilesStorage):
+    """Reads what it saves from the underlying file, as AzureStorage does."""
+
+    def _save(self, name: str, content: Any) -> str:
+        return str(super()._save(name, File(getattr(content, "file", content))))
+
+
 class JSModuleManifestStorage(ManifestStaticFilesStorage):
     """Rewrites JS module imports too (Django's opt-in)."""
 

@@ -274,3 +274,12 @@ def test_a_cache_dir_option_with_a_nul_character_is_one_line(static_root: Any) -
         call_command("collectstatic", interactive=False, cache_dir="a\0b")
     assert str(raised.value) == "--cache-dir cannot contain a NUL character."
     assert not static_root.exists()
+
+
+def test_a_cache_dir_option_may_be_a_path_object(
+    settings: Any, static_root: Path, tmp_path: Path
+) -> None:
+    settings.STATICFILES_DIRS = [str(tmp_path)]
+    (tmp_path / "a.css").write_text("a")
+    call_command("collectstatic", interactive=False, cache_dir=tmp_path / "cache")
+    assert (static_root / "a.css").read_text() == "a"

@@ -658,3 +658,14 @@ def test_delete_keeps_a_file_with_other_bytes_whose_entry_saw_nothing(
     run_collectstatic(delete=True, stderr=stderr)
     assert (static_root / "d0/f0.js").read_text() == "someone else's"
     assert "1 file(s) not written by collectstatic-plus kept" in stderr.getvalue()
+
+
+def test_a_record_named_like_a_folder_clashes_only_on_local_disk() -> None:
+    from collectstatic_plus.options import RunOptions
+
+    options = RunOptions(record_name="d0")
+    with pytest.raises(CommandError):
+        options.check_own_names(["d0/f0.js"], None, local=True)
+    options.check_own_names(["d0/f0.js"], None, local=False)  # two keys in a bucket
+    with pytest.raises(CommandError):
+        options.check_own_names(["x.js"], "d0", local=False)  # the manifest's name

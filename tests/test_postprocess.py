@@ -495,7 +495,9 @@ def test_ctrl_c_during_post_processing_says_so_and_records_what_was_copied(
     assert not (static_root / "staticfiles.json").exists()
 
 
-@pytest.mark.parametrize("backend", [MANIFEST, WHITENOISE])
+@pytest.mark.parametrize(
+    "backend", [MANIFEST, WHITENOISE, "tests.storages.RawReadManifestStorage"]
+)
 def test_a_source_changed_during_the_run_is_never_served_under_the_old_hash(
     tmp_path: Path, static_root: Path, settings: Any, monkeypatch: Any, backend: str
 ) -> None:

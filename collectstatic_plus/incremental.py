@@ -246,3 +246,18 @@ def rows_after(
         for path in digests
         if path in fresh or path in kept
     }
+
+
+def would_publish(
+    storage: Storage,
+    plan: Plan,
+    digests: Mapping[str, str],
+    rows: Mapping[str, Processed],
+    names: Mapping[str, str],
+) -> list[str] | None:
+    """The names a simulated post-process's manifest would publish (its
+    storage's ``hashed_files`` is restored by then); None without one."""
+    if not isinstance(getattr(storage, "hashed_files", None), dict):
+        return None
+    after = rows_after(storage, plan, digests, rows, {}, names, {})
+    return sorted({row.hashed for row in after.values() if row.hashed})

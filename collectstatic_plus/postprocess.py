@@ -23,7 +23,7 @@ from django.core.management.base import CommandError, OutputWrapper
 from .backends.base import Backend, Listing, unwrap
 from .cache import BuildCache, why_unused
 from .hooks import Hooks, NotSettled
-from .incremental import Plan, full_order, rows_after, settles, subset
+from .incremental import Plan, full_order, rows_after, settles, subset, would_publish
 from .incremental import plan as plan_for
 from .options import RunOptions
 from .pool import INTERRUPTED
@@ -102,8 +102,7 @@ class PostProcessing:
 
     def last(self, previous: Record | None) -> Record | None:
         """The last complete post-process with these settings: the sync
-        record's, else, where there is no record (a fresh destination), the
-        build cache's."""
+        record's, else (a fresh destination, no record) the build cache's."""
         current = previous is not None and previous.processed
         if current and previous.state.get("postprocess") == self.key:  # type: ignore[union-attr]
             return previous
@@ -338,7 +337,8 @@ class PostProcessing:
         staging: Staging,
     ) -> None:
         """What the next record says of this post-process."""
-        if staging.simulate:
+        if staging.simulate:  # what its manifest would publish: --delete keeps it
+            self.manifest = would_publish(self.target, plan, digests, rows, names)
             return
         outputs: dict[str, list[str]] = {}  # by source
         for output, source in owner.items():

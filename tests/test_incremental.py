@@ -669,3 +669,20 @@ def test_a_record_named_like_a_folder_clashes_only_on_local_disk() -> None:
     options.check_own_names(["d0/f0.js"], None, local=False)  # two keys in a bucket
     with pytest.raises(CommandError):
         options.check_own_names(["x.js"], "d0", local=False)  # the manifest's name
+
+
+def test_a_dry_run_with_delete_names_the_old_hashed_copies_the_run_deletes(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "manifest-src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
+    run_collectstatic(delete=True, keep_manifests=1)
+    old = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+    (source / "css/b.css").write_text("p { color: blue }\n")
+
+    planned = run_collectstatic(delete=True, keep_manifests=1, dry_run=True)
+    assert f"Would delete {old['css/b.css']}\n" in planned.stdout
+    done = run_collectstatic(delete=True, keep_manifests=1, verbosity=1)
+    assert f"Deleting stale '{old['css/b.css']}'" in done.stdout
+    assert not (static_root / old["css/b.css"]).exists()

@@ -149,7 +149,21 @@ class Pruner:
                 owned.add(row.hashed)
         for paths in previous.manifests:
             owned.update(paths)
+        owned.update(previous.retired)
         return owned
+
+    @staticmethod
+    def retired(
+        previous: Record | None, manifests: list[list[str]], listing: Listing | None
+    ) -> list[str]:
+        """What the next record keeps as ours though no kept manifest names
+        it: the files of the manifests it drops (a run without ``--delete``
+        leaves them), while the destination holds them."""
+        if previous is None:
+            return []
+        names = set(previous.retired).union(*previous.manifests)
+        names.difference_update(*manifests)
+        return sorted(name for name in names if listing is None or name in listing)
 
     def delete(self, stale: Collection[str], keep: set[str]) -> list[str]:
         """Delete what was decided and is still not kept; each name is logged

@@ -5,8 +5,9 @@ path, the MD5 and size written, the source's stat token for that content,
 and what a listing showed right after (an ETag, or a local size and mtime),
 so a later listing can tell a change made out of band. It keeps the paths
 named by the last few manifests (pruning never removes what cached pages may
-reference) and, after a complete post-process, what it did per source
-(:class:`Processed`), for an incremental one next time (:mod:`.incremental`).
+reference), those of older ones not deleted yet, and, after a complete
+post-process, what it did per source (:class:`Processed`), for an
+incremental one next time (:mod:`.incremental`).
 
 The record lives where others can write, so it is untrusted input: it is
 size-limited and validated field by field, and any doubt is a
@@ -113,11 +114,14 @@ class Record:
     state: dict[str, str] = field(default_factory=dict)
     #: Per source, the last complete post-process (empty if none is known).
     processed: dict[str, Processed] = field(default_factory=dict)
+    #: Files of manifests no longer kept, not deleted yet: still ours.
+    retired: list[str] = field(default_factory=list)
 
     def without(self, paths: Collection[str]) -> Record:
         """This record, less ``paths`` (deleted since it was written)."""
         files = {path: e for path, e in self.files.items() if path not in paths}
-        return replace(self, files=files)
+        retired = [path for path in self.retired if path not in paths]
+        return replace(self, files=files, retired=retired)
 
     def write(self, out: BinaryIO) -> None:
         """Write compact JSON with one row of ``files`` (and of ``processed``)
@@ -132,6 +136,7 @@ class Record:
             "state": dict(sorted(self.state.items())),
             "columns": COLUMNS,
             "processed_columns": PROCESSED_COLUMNS,
+            "retired": sorted(self.retired),
         }
         out.write(encode(head)[:-1].encode() + FILES_OPEN + b"\n")
         _write_rows(out, self.files, encode)
@@ -238,7 +243,8 @@ def _head(document: object, fingerprint: str) -> Record:
     processed = document.get("processed_columns", list(PROCESSED_COLUMNS))
     if processed != list(PROCESSED_COLUMNS):
         raise RecordError(f"unknown processed columns {processed!r}")
-    return Record(fingerprint=fingerprint, state=_state(document.get("state", {})))
+    state, retired = document.get("state", {}), document.get("retired", [])
+    return Record(fingerprint, state=_state(state), retired=_paths(retired, "retired"))
 
 
 def _parsed(data: bytes | memoryview) -> object:
@@ -305,9 +311,8 @@ def add_processed(
         raise RecordError(f"processed {path!r} has a bad md5")
     if hashed is not None and not is_safe_path(hashed):
         raise RecordError(f"processed {path!r} has a bad hashed name")
-    for names in (refs, outputs):
-        if type(names) is not list or not all(is_safe_path(n) for n in names):
-            raise RecordError(f"processed {path!r} has a bad list of paths")
+    _paths(refs, "refs", f"processed {path!r}")
+    _paths(outputs, "outputs", f"processed {path!r}")
     if type(consumed) is not bool:
         raise RecordError(f"processed {path!r} has a bad consumed flag")
     path, refs = key(path), tuple(map(key, refs))
@@ -350,14 +355,17 @@ def _entry(
 
 def _manifests(value: object, processed: Mapping[str, Processed]) -> list[list[str]]:
     """The manifests' paths, a hashed name held once (memory)."""
-    if not isinstance(value, list) or not all(isinstance(m, list) for m in value):
+    if not isinstance(value, list):
         raise RecordError("'manifests' is not a list of lists")
-    for paths in value:
-        for path in paths:
-            if not is_safe_path(path):
-                raise RecordError(f"unsafe manifest path {path!r}")
     hashed = {row.hashed: row.hashed for row in processed.values() if row.hashed}
-    return [[hashed.get(path, path) for path in paths] for paths in value]
+    return [[hashed.get(p, p) for p in _paths(paths, "manifests")] for paths in value]
+
+
+def _paths(value: object, what: str, where: str = "the record") -> list[str]:
+    """``value`` if it is a list of safe paths, else a RecordError."""
+    if not isinstance(value, list) or not all(map(is_safe_path, value)):
+        raise RecordError(f"'{what}' of {where} is not a list of safe paths")
+    return value
 
 
 def _state(value: object) -> dict[str, str]:

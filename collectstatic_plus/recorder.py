@@ -17,6 +17,7 @@ import os
 import tempfile
 import zlib
 from collections.abc import Callable, Collection, Mapping
+from operator import attrgetter
 from typing import IO
 
 import django
@@ -321,12 +322,8 @@ def recorder_for(
 def same_content(new: Record, old: Record | None, tokens: bool = False) -> bool:
     """Whether ``new`` says what ``old`` does but for source tokens
     (compared too if ``tokens``)."""
-    if old is None or (new.fingerprint, new.manifests, new.state, new.processed) != (
-        old.fingerprint,
-        old.manifests,
-        old.state,
-        old.processed,
-    ):
+    fields = attrgetter("fingerprint", "manifests", "state", "processed", "retired")
+    if old is None or fields(new) != fields(old):
         return False
     if tokens:
         return new.files == old.files

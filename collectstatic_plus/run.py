@@ -319,13 +319,11 @@ class Run:
         manifest = done.manifest
         if complete and manifest is not None and manifests[:1] != [manifest]:
             manifests = [manifest, *manifests][: self.options.keep_manifests]
-        key: str | None
+        key, processed = None, {}
         if complete and done.processed is not None:
             key, processed = done.key, done.processed
         elif previous is not None:
             key, processed = previous.state.get("postprocess"), previous.processed
-        else:
-            key, processed = None, {}
         new = self.recorder.next(
             self.sources,
             previous,
@@ -337,6 +335,7 @@ class Run:
             processed,
             done.consumed,
         )
+        new.retired = Pruner.retired(previous, manifests, self.listing)
         self.recorder.save(new, previous, complete)
         return new
 

@@ -259,6 +259,8 @@ BROKEN_RECORDS: dict[str, Callable[[dict[str, Any]], object]] = {
         **d,
         "processed": [["a.css", "0" * 32, None, [], []]],
     },
+    "a retired file outside": lambda d: {**d, "retired": ["../etc/passwd"]},
+    "retired files not a list": lambda d: {**d, "retired": "a.css"},
 }
 
 
@@ -499,6 +501,34 @@ def test_keep_manifests_plans_what_it_deletes_when_post_processing_is_up_to_date
     assert sorted(path.name for path in static_root.glob("a.*.css")) == sorted(
         copies[1:]
     )
+
+
+def test_delete_removes_hashed_copies_of_manifests_dropped_by_runs_without_it(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a{}", "b.css": "b{}"})
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
+    copies = []
+    for color in range(1, 6):  # five manifests; the record keeps three
+        (source / "a.css").write_text(f"a{{color:#00{color}}}")
+        run_collectstatic()
+        paths = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+        copies.append(paths["a.css"])
+    report = tmp_path / "report.json"
+    run = run_collectstatic(delete=True, verbosity=1, report=str(report))
+    # The first two fell out of the kept manifests without a --delete run to
+    # remove them: still this package's files, not "not ours".
+    assert json.loads(report.read_text())["deletions"] == {
+        "stale": sorted(copies[:2]),
+        "unowned": [],
+    }
+    assert run.stderr == ""
+    assert sorted(path.name for path in static_root.glob("a.*.css")) == sorted(
+        copies[2:]
+    )
+    record = json.loads((static_root / ".collectstatic-plus.json").read_text())
+    assert record["retired"] == []
 
 
 @pytest.mark.parametrize("option", ["max_delete", "keep_manifests"])

@@ -76,9 +76,11 @@ class PostProcessing:
         self.key = settings_key(storage) if hasattr(storage, "post_process") else ""
         #: For the next record: what each source's last complete post-process
         #: with these settings did (None until this run knows it: up to date,
-        #: or run), and the hashed names of the manifest written.
+        #: or run), the hashed names of the manifest written, and what failed
+        #: attempts left in the destination (see Staging.close).
         self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
+        self.left: list[str] = []
         #: The build cache (local destinations, storages we know), or if one
         #: is given but cannot be used, why.
         self.cache: BuildCache | None = None
@@ -234,7 +236,7 @@ class PostProcessing:
         except FlushError as error:  # (before the manifest too: write_staged)
             raise self.unwritten(error) from None
         finally:
-            staging.close(failed=not done)
+            self.left += staging.close(failed=not done)
         self.remember(plan, digests, rows, hooks, names, owner, staging)
         self.keep_in_cache(plan)
         self.report_plan(plan, staging, names)
@@ -378,10 +380,8 @@ class PostProcessing:
     def unwritten(self, error: FlushError) -> CommandError:
         """Each file that could not be written, said; the error to raise."""
         failures = sorted(error.failures, key=lambda failure: failure.path)
-        for failure in failures:
-            self.host.stderr.write(
-                f"Could not write '{failure.path}': {failure.reason}"
-            )
+        for failed in failures:
+            self.host.stderr.write(f"Could not write '{failed.path}': {failed.reason}")
         names = ", ".join(failure.path for failure in failures)
         return CommandError(
             f"{len(failures)} post-processed file(s) could not be written: "

@@ -154,16 +154,20 @@ class Pruner:
 
     @staticmethod
     def retired(
-        previous: Record | None, manifests: list[list[str]], listing: Listing | None
+        previous: Record | None,
+        manifests: list[list[str]],
+        listing: Listing | None,
+        left: Iterable[str] = (),
     ) -> list[str]:
         """What the next record keeps as ours though no kept manifest names
         it: the files of the manifests it drops (a run without ``--delete``
-        leaves them), while the destination holds them."""
-        if previous is None:
-            return []
-        names = set(previous.retired).union(*previous.manifests)
-        names.difference_update(*manifests)
-        return sorted(name for name in names if listing is None or name in listing)
+        leaves them) while the destination holds them, and what a failed
+        post-process ``left`` there."""
+        names = set(left)
+        if previous is not None:
+            older = set(previous.retired).union(*previous.manifests)
+            names.update(n for n in older if listing is None or n in listing)
+        return sorted(names.difference(*manifests))
 
     def delete(self, stale: Collection[str], keep: set[str]) -> list[str]:
         """Delete what was decided and is still not kept; each name is logged

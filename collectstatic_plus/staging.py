@@ -43,7 +43,7 @@ from django.core.files import File
 from django.core.files.storage import Storage
 
 from .backends import backend_for
-from .backends.base import Backend, Listing, Remote, unwrap
+from .backends.base import Backend, Listing, unwrap
 from .digest import Digest, HashingFile, digest_file
 from .pool import TransferPool
 from .retry import Retry
@@ -138,17 +138,22 @@ class Staging:
             self.main.restore()
             self.manifest_target.restore()
 
-    def close(self, failed: bool = False) -> None:
-        """Remove what was spooled and, if the attempt ``failed`` (or was
-        dropped), what it wrote at once where nothing was (stock leaves none),
-        unless the manifest naming it landed."""
-        if failed and self.local and self.manifest_name not in self.written:
-            for name in set(self.written) - set(self.listing or ()) - set(self.sources):
-                with contextlib.suppress(Exception):  # (Stopped: no lease, no delete)
-                    self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
+    def close(self, failed: bool = False) -> list[str]:
+        """Remove what was spooled. If the attempt ``failed`` (or was dropped)
+        before its manifest landed, return what it wrote where nothing was,
+        for the sync record to hold as ours; on local disk, remove it first
+        (stock leaves none; elsewhere deletes after a failure may fail too)."""
+        left: set[str] = set()
+        unlisted = self.listing is None  # (what was there before is not known)
+        if failed and not unlisted and self.manifest_name not in self.written:
+            left = set(self.written) - set(self.listing or ()) - set(self.sources)
+        for name in left if self.local else ():
+            with contextlib.suppress(Exception):  # (Stopped: no lease, no delete)
+                self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
         if self._spool_dir is not None:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             self._spool_dir = None
+        return sorted(left)
 
     # Reads -------------------------------------------------------------
 
@@ -285,7 +290,7 @@ class Staging:
         remote = None if self.listing is None else self.listing.get(name)
         if self.local:
             return remote is not None and self.backend.digest(name) == digest
-        return _same(remote, digest)
+        return remote is not None and Digest(remote.md5 or "", remote.size) == digest
 
     def _write(self, name: str, staged: Staged, data: bytes | None = None) -> str:
         sent: list[Digest | None] = []  # what a source's read gave, if known
@@ -393,7 +398,3 @@ class Staging:
 
         self.retry(f"Writing '{name}'", attempt)
         self.written.append(name)
-
-
-def _same(remote: Remote | None, digest: Digest) -> bool:
-    return remote is not None and Digest(remote.md5 or "", remote.size) == digest

@@ -48,6 +48,7 @@ from .conftest import (
     write_tree,
 )
 from .destinations import (
+    MANIFEST_BACKENDS,
     REQUESTS,
     AzureDestination,
     Destination,
@@ -909,6 +910,39 @@ def test_a_manifest_storage_leaves_what_stock_leaves_and_a_rerun_writes_nothing(
     assert again.stdout.startswith("Post-processing up to date.\n")
     assert again.written == []
     assert again.requests == ours.expected()
+
+
+def test_what_a_failed_post_process_left_is_deleted_later_as_ours(
+    destination: Destination,
+    tmp_path: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = write_tree(tmp_path / "manifest-src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    destination.use_manifest(settings)
+    storage_class = import_string(MANIFEST_BACKENDS[destination.kind])
+    real_save = storage_class._save
+
+    def failing_save(self: Any, name: str, content: Any) -> Any:
+        if re.search(r"i/y\.[0-9a-f]{12}\.png", name):  # (local: name.pid.tmp)
+            raise OSError(f"simulated failure writing {name}")
+        return real_save(self, name, content)
+
+    monkeypatch.setattr(storage_class, "_save", failing_save)
+    with pytest.raises(CommandError):
+        collect(destination, parallel=4)
+    monkeypatch.setattr(storage_class, "_save", real_save)
+    (source / "i/x.png").write_bytes(b"z" * 100)  # a new name for it, a.css's too
+    run = collect(destination, delete=True, keep_manifests=1)
+
+    # Whatever the failed attempt left there (elsewhere than on local disk,
+    # where it is removed at once) was this package's to delete.
+    assert run.stderr == ""
+    manifest = json.loads(destination.get(destination.key("staticfiles.json")))
+    assert sorted(contents(destination)) == sorted(
+        [*MANIFEST_TREE, *manifest["paths"].values(), "staticfiles.json"]
+    )
 
 
 def test_a_changed_css_file_writes_only_what_depends_on_it(

@@ -164,6 +164,11 @@ class Report:
 
     # Reading it -------------------------------------------------------------
 
+    @property
+    def planned(self) -> bool:
+        """Whether the run got as far as deciding file by file."""
+        return "transfer" in self.timings
+
     def entries(self) -> list[FileEntry]:
         return sorted(self.files.values(), key=lambda e: e.path) + self.extra
 

@@ -446,9 +446,10 @@ def test_static_root_that_is_a_file_fails_cleanly(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
 @pytest.mark.parametrize("problem", ["no credentials", "no bucket"])
 def test_s3_permanent_errors_stop_with_one_message(
-    tmp_path: Path, s3_server: S3Server, problem: str
+    tmp_path: Path, s3_server: S3Server, problem: str, dry_run: bool
 ) -> None:
     source = write_tree(tmp_path / "src", {f"f{i}.css": f"a{i}{{}}" for i in range(30)})
     options: dict[str, Any] = {
@@ -471,13 +472,16 @@ def test_s3_permanent_errors_stop_with_one_message(
     )
     env.pop("AWS_ACCESS_KEY_ID", None)
     env.pop("AWS_SECRET_ACCESS_KEY", None)
-    result = cli(env, "--parallel", "8")
+    result = cli(env, "--parallel", "8", *(["--dry-run"] if dry_run else []))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     expected = "NoSuchBucket" if problem == "no bucket" else "NoCredentialsError"
-    assert lines[0].startswith(f"CommandError: Taking the lease: {expected}")
+    # (A dry run takes no lease: the listing is its first request.)
+    step = "Listing the destination" if dry_run else "Taking the lease"
+    assert lines[0].startswith(f"CommandError: {step}: {expected}")
+    assert result.stdout == ""  # no plan was made: none is printed
 
 
 def test_path_escaping_the_destination_is_refused_and_named(

@@ -174,7 +174,7 @@ class Command(stock.Command):
                 said = str(error) if isinstance(error, CommandError) else None
                 reason = said or first_line(error)
                 self.report.errors.append({"path": "", "reason": reason})
-            if self.dry_run and self.verbosity >= 1:
+            if self.dry_run and self.verbosity >= 1 and self.report.planned:
                 self.stdout.write(self.report.table())  # the plan, then why not
             if isinstance(error, PermanentError):  # ours: one line, no traceback
                 raise CommandError(str(error)) from error

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
@@ -137,8 +137,22 @@ def count(value: str) -> int:
     return number
 
 
+class StockFirstParser(CommandParser):
+    """A parser on which stock's abbreviations keep their meaning beside our
+    options (``--d`` is ``--dry-run``, not ambiguous with ``--delete``); only
+    ``--force``, now an option's whole name, no longer means ``--force-color``."""
+
+    ours: Collection[argparse.Action] = ()
+
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        """argparse's prefix matches: stock's alone, if it has any."""
+        matches: list[Any] = super()._get_option_tuples(option_string)
+        return [m for m in matches if m[0] not in self.ours] or matches
+
+
 def add_arguments(parser: CommandParser) -> None:
-    """Our options, after stock's."""
+    """Our options, after stock's (see :class:`StockFirstParser`)."""
+    stock = len(parser._actions)
     parser.add_argument(
         "--parallel",
         nargs="?",
@@ -223,6 +237,8 @@ def add_arguments(parser: CommandParser) -> None:
             "(default: the KEEP_MANIFESTS setting, 3)."
         ),
     )
+    parser.__class__ = StockFirstParser
+    cast(StockFirstParser, parser).ours = parser._actions[stock:]
 
 
 def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:

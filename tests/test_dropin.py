@@ -330,6 +330,35 @@ def test_every_stock_option_keeps_its_strings_dest_and_default() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("typed", "dest", "value"),
+    [
+        (["--d"], "dry_run", True),  # not --delete, --delete-unowned
+        (["--c"], "clear", True),  # not --check, --cache-dir
+        (["--p", "x"], "pythonpath", "x"),  # not --parallel
+        (["--forc"], "force_color", True),  # not --force
+        (["--no-p"], "post_process", False),
+    ],
+)
+def test_stock_abbreviations_keep_their_meaning_beside_our_options(
+    typed: list[str], dest: str, value: object
+) -> None:
+    def parsed(command: Any) -> object:
+        parser = command.create_parser("manage.py", "collectstatic")
+        return getattr(parser.parse_args(typed), dest)
+
+    assert parsed(stock.Command()) == value
+    assert parsed(Command()) == value
+
+
+def test_abbreviations_of_our_options_alone_are_ours() -> None:
+    parser = Command().create_parser("manage.py", "collectstatic")
+    assert parser.parse_args(["--pa"]).parallel == "auto"
+    assert parser.parse_args(["--force"]).force is True  # (stock: --force-color)
+    with pytest.raises(CommandError, match="ambiguous option: --del could match"):
+        parser.parse_args(["--del"])  # --delete or --delete-unowned
+
+
 def test_symlink_to_remote_destination_is_refused(
     two_sources: Path, settings: Any
 ) -> None:

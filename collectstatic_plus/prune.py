@@ -142,32 +142,37 @@ class Pruner:
     @staticmethod
     def owned(previous: Record) -> set[str]:
         """Every name the sync record says this package wrote."""
-        owned = set(previous.files)
-        for row in previous.processed.values():
-            owned.update(row.outputs)
+        return set(previous.files) | Pruner.made(previous)
+
+    @staticmethod
+    def made(record: Record) -> set[str]:
+        """What the record says post-processing wrote: outputs, hashed names,
+        the kept manifests' files and the retired ones."""
+        made = set(record.retired).union(*record.manifests)
+        for row in record.processed.values():
+            made.update(row.outputs)
             if row.hashed:
-                owned.add(row.hashed)
-        for paths in previous.manifests:
-            owned.update(paths)
-        owned.update(previous.retired)
-        return owned
+                made.add(row.hashed)
+        return made
 
     @staticmethod
     def retired(
         previous: Record | None,
-        manifests: list[list[str]],
+        new: Record,
         listing: Listing | None,
         left: Iterable[str] = (),
     ) -> list[str]:
-        """What the next record keeps as ours though no kept manifest names
-        it: the files of the manifests it drops (a run without ``--delete``
-        leaves them) while the destination holds them, and what a failed
-        post-process ``left`` there."""
+        """What ``new`` must keep as ours though it names it nowhere else:
+        what ``previous`` did name (the outputs of files changed since, the
+        files of manifests dropped: a run without ``--delete`` leaves them),
+        while the destination holds it, and what a failed post-process
+        ``left`` there."""
         names = set(left)
         if previous is not None:
-            older = set(previous.retired).union(*previous.manifests)
-            names.update(n for n in older if listing is None or n in listing)
-        return sorted(names.difference(*manifests))
+            made = Pruner.made(previous)
+            names.update(n for n in made if listing is None or n in listing)
+        named = Pruner.made(new)
+        return sorted(n for n in names if n not in named and n not in new.files)
 
     def delete(self, stale: Collection[str], keep: set[str]) -> list[str]:
         """Delete what was decided and is still not kept; each name is logged

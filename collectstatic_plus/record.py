@@ -114,7 +114,7 @@ class Record:
     state: dict[str, str] = field(default_factory=dict)
     #: Per source, the last complete post-process (empty if none is known).
     processed: dict[str, Processed] = field(default_factory=dict)
-    #: Files of manifests no longer kept, not deleted yet: still ours.
+    #: What post-processing wrote that nothing else here names: still ours.
     retired: list[str] = field(default_factory=list)
 
     def without(self, paths: Collection[str]) -> Record:

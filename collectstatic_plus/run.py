@@ -335,7 +335,7 @@ class Run:
             processed,
             done.consumed,
         )
-        new.retired = Pruner.retired(previous, manifests, self.listing, done.left)
+        new.retired = Pruner.retired(previous, new, self.listing, done.left)
         self.recorder.save(new, previous, complete)
         return new
 

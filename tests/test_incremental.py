@@ -531,6 +531,26 @@ def test_delete_removes_hashed_copies_of_manifests_dropped_by_runs_without_it(
     assert record["retired"] == []
 
 
+@pytest.mark.parametrize("keep_only_hashed", [False, True])
+def test_delete_removes_the_compressed_files_of_the_hashed_copies_it_removes(
+    tmp_path: Path, settings: Any, static_root: Path, keep_only_hashed: bool
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a{}", "b.css": "b{}" * 100})
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = keep_only_hashed
+    use(settings, "whitenoise.storage.CompressedManifestStaticFilesStorage")
+    for color in range(1, 6):  # WhiteNoise compresses each new a.*.css
+        (source / "a.css").write_text(f"a{{color:#00{color}}}" + " " * 300)
+        assert run_collectstatic(delete=True, verbosity=1).stderr == ""
+
+    names = {path.name for path in static_root.iterdir()}
+    copies = {name for name in names if not name.startswith(("a.css", "b."))}
+    copies.discard(RECORD)
+    copies.discard("staticfiles.json")
+    assert len(copies) == 3 * 3  # the last three manifests' a.css, .gz and .br
+    assert {name.removesuffix(".gz").removesuffix(".br") for name in copies} <= names
+
+
 @pytest.mark.parametrize("option", ["max_delete", "keep_manifests"])
 def test_a_delete_option_without_delete_is_refused(source: Path, option: str) -> None:
     with pytest.raises(CommandError) as raised:

@@ -192,6 +192,7 @@ class PostProcessing:
             simulate=self.options.dry_run,
             retry=self.retry,
             known=known,
+            force=self.options.force,
         )
         rows = last.processed if last is not None else {}
         incremental = plan.mode == "incremental"
@@ -228,7 +229,7 @@ class PostProcessing:
                 return []
             processed, names, owner = results
             if staging.simulate and staging.known:
-                self.say_what_would_be_written(staging, owner)
+                self.say_would_write(staging, owner)
                 processed = []  # stock's summary: these skip a dry run's post_process
             else:
                 staging.flush()
@@ -317,9 +318,7 @@ class PostProcessing:
             progress.close()
         return processed, names, owner
 
-    def say_what_would_be_written(
-        self, staging: Staging, source_of: Mapping[str, str]
-    ) -> None:
+    def say_would_write(self, staging: Staging, source_of: Mapping[str, str]) -> None:
         """A dry run's line for each file post-processing would write."""
         outcome = staging.outcome()
         for name in outcome["would_write"]:  # type: ignore[attr-defined]

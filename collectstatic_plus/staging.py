@@ -19,10 +19,9 @@ its storage calls from what this run knows:
 - the manifest is written last, after every file it names has landed.
 
 On local disk rewritten files are written at once (some post-processors
-read them back); copies of collected files wait for the pool, until the
-manifest is due. For a storage whose code we know (``known``), a collected
-file's hash is the digest the run took. The storage gets these as instance
-attributes for the duration only.
+read them back); copies of collected files wait for the pool. For a storage
+whose code we know (``known``), a collected file's hash is the digest the
+run took. The storage gets these as instance attributes for the duration.
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ from .pool import TransferPool
 from .retry import Retry
 from .sources import OriginStorage, Source
 from .target import FlushError, SourceChanged, Target, named
+from .vouch import unhashed
 
 FoundFiles = dict[str, tuple[Storage, str]]
 
@@ -74,6 +74,7 @@ class Staging:
         simulate: bool = False,
         retry: Retry | None = None,
         known: bool = False,
+        force: bool = False,
     ) -> None:
         main = unwrap(storage)
         #: Dry run: stage and compare, write nothing at all.
@@ -89,6 +90,7 @@ class Staging:
         self.workers = workers
         self.local = backend.local
         self.known = known
+        self.force = force  # write each output, whatever the destination holds
         self.overwrites = backend.overwrites_in_place
         self.staged: dict[str, Staged] = {}
         self.deleted: set[str] = set()
@@ -165,6 +167,8 @@ class Staging:
                 return False
             if name in self.sources:
                 return True
+            if self.force and unhashed(name) in self.sources:
+                return False  # --force: a collected file's hashed copy is written again
             if self.listing is not None:
                 return name in self.listing
             if name not in self.asked:
@@ -287,6 +291,8 @@ class Staging:
         with self.lock:
             if self.landed.get(name) == digest:
                 return True
+        if self.force:
+            return False
         remote = None if self.listing is None else self.listing.get(name)
         if self.local:
             return remote is not None and self.backend.digest(name) == digest
@@ -337,14 +343,8 @@ class Staging:
         """A dry run's compressor would write ``variant`` of ``name``: a write
         unless it would be rewritten alike (``name``'s content not new, and
         the variant there); a real run's compressor wrote it."""
-        if (
-            not self.simulate
-            or self.listing is None
-            or variant not in self.listing
-            or name in copied
-            or name in self.queue
-            or name in self.written
-        ):
+        new = name in copied or name in self.queue or name in self.written
+        if not self.simulate or new or variant not in (self.listing or {}):
             self.variants.append(variant)
 
     def outcome(self) -> dict[str, object]:

@@ -13,6 +13,7 @@ import hashlib
 import inspect
 import json
 import marshal
+import re
 import sys
 import zlib
 from typing import Any
@@ -67,6 +68,16 @@ DECIDING = (
     "get_ignored_blocks",
     "is_in_ignored_block",
 )
+
+
+#: A name as Django hashes it: the original's, 12 hex digits before its extension.
+HASHED = re.compile(r"(.*)\.[0-9a-f]{12}(\.[^./]*)?")
+
+
+def unhashed(name: str) -> str | None:
+    """The name ``name`` was hashed from, if it looks hashed."""
+    match = HASHED.fullmatch(name)
+    return None if match is None else match[1] + (match[2] or "")
 
 
 def _known() -> dict[str, set[Any]]:

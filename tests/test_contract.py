@@ -289,6 +289,25 @@ def test_force_writes_every_file(
     )
 
 
+def test_force_writes_every_post_processed_file_and_the_manifest_again(
+    destination: Destination, tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "manifest-src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    destination.use_manifest(settings)
+    collect(destination)
+    run = collect(destination, force=True, parallel=4)
+
+    # (So that changed storage options, a new ACL say, reach them all.)
+    hashed = json.loads(destination.get(destination.key("staticfiles.json")))["paths"]
+    local = isinstance(destination, LocalDestination)
+    assert run.written == keys(
+        destination,
+        [*MANIFEST_TREE, *hashed.values(), "staticfiles.json"]
+        + ([RECORD] if local else []),
+    )
+
+
 @pytest.mark.parametrize("parallel", [None, 8])
 def test_parallel_leaves_what_serial_leaves(
     make: MakeDestination, source: Path, settings: Any, parallel: Any

@@ -9,6 +9,7 @@ PUT to write. Every run but a dry run also takes a lease beside the record
 from __future__ import annotations
 
 import gzip
+import random
 import hashlib
 import io
 import json
@@ -390,6 +391,25 @@ def test_multipart_objects_are_skipped_through_the_record(
     run = collect(bucket, parallel=4)
     assert run.kinds == leased({"GET": 1, "LIST": 1})
     assert run.stdout == "\n0 static files copied, 2 unmodified.\n"
+
+
+def test_verify_compares_a_gz_file_by_its_own_bytes(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    from boto3.s3.transfer import TransferConfig
+
+    # S3Storage sends a .gz file as it is, with Content-Encoding: gzip (the
+    # name's guessed encoding), and multipart: only its bytes can tell.
+    data = gzip.compress(random.Random(1).randbytes(6 * 1024 * 1024))
+    source = write_tree(tmp_path / "src", {"big.js.gz": data, "a.css": "a{}"})
+    settings.STATICFILES_DIRS = [str(source)]
+    config = TransferConfig(multipart_threshold=5 * 1024 * 1024)
+    use(settings, bucket.storage(transfer_config=config))
+    collect(bucket)
+    assert "-" in bucket.etags()["big.js.gz"]
+    run = collect(bucket, verify=True)
+    assert run.stdout == "\n0 static files copied, 2 unmodified.\n"
+    assert run.keys("PUT") == []
 
 
 def test_object_parameters_are_kept_on_upload(

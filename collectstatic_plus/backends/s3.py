@@ -143,12 +143,21 @@ class S3Backend(Backend):
             return
         body = response["Body"]
         try:
-            if response.get("ContentEncoding") == "gzip":
+            if response.get("ContentEncoding") == "gzip" and self.gzips(name):
                 yield gzip.GzipFile(fileobj=body, mode="rb")
             else:
                 yield body
         finally:
             body.close()
+
+    def gzips(self, name: str) -> bool:
+        """Whether the storage compresses ``name`` as it saves it (as its
+        ``_save`` decides: private ``_get_write_parameters``); a ``.gz`` file
+        goes as it is, though sent with Content-Encoding: gzip."""
+        params = self.s3._get_write_parameters(name)
+        if not self.s3.gzip or "ContentEncoding" in params:
+            return False
+        return params["ContentType"] in self.s3.gzip_content_types
 
     def digest(self, name: str) -> Digest | None:
         """MD5 and size of the object's content, hashed as it downloads."""

@@ -136,7 +136,8 @@ class Recorder:
         old = previous.files if previous is not None else {}
         if listing is not None and None in written.values():
             now = self.listing_again()
-            written = {path: seen or now.get(path) for path, seen in written.items()}
+            named = self.backend.listed_name  # (a storage may rename a file)
+            written = {p: seen or now.get(named(p)) for p, seen in written.items()}
         files: dict[str, Entry] = {}
         for path, source in sources.items():
             if source.digest is None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import TYPE_CHECKING, Protocol
 
 from django.core.files.storage import Storage
@@ -214,7 +213,8 @@ class Run:
             with Progress(self.terminal, "Listing", None) as shown:
                 listing = self.retry("Listing the destination", self.backend.listing)
                 if listing is not None:  # each path held once (sources.py)
-                    self.listing = keyed_by_sources(listing, self.sources)
+                    named = self.backend.listed_name
+                    self.listing = keyed_by_sources(listing, self.sources, named)
                 shown.advance(len(self.listing or ()))
         except PermanentError as error:
             raise CommandError(str(error)) from error
@@ -358,9 +358,9 @@ class Run:
         """What --delete never removes; ``current``: the names of the manifest
         this run writes (None: it writes none, the last one stays published)."""
         previous, options = self.previous, self.options
-        # (As a listing names them: a storage may save under another name.)
-        named = map(self.backend.listed_name, chain(self.sources, options.own_files))
-        protected = {*named, *self.copier.renamed}
+        # (Ours as a listing names them: a storage may save under another name.)
+        own = map(self.backend.listed_name, options.own_files)
+        protected = {*self.sources, *own, *self.copier.renamed}
         manifest_name = getattr(self.storage, "manifest_name", None)
         if isinstance(manifest_name, str):
             protected.add(manifest_name)

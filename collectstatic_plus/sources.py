@@ -84,12 +84,20 @@ def find_sources(ignore_patterns: list[str]) -> Iterator[Source]:
 
 
 def keyed_by_sources(
-    found: Mapping[str, V], sources: Mapping[str, Source]
+    found: Mapping[str, V],
+    sources: Mapping[str, Source],
+    listed_name: Callable[[str], str] = str,
 ) -> dict[str, V]:
     """``found`` (a listing) keyed by the sources' own path strings where a
-    source has that path: each path is held once."""
+    source has that path, or is listed as ``listed_name`` gives it (a
+    storage may store it under another name): each path is held once."""
     own = own_path(sources)
-    return {own(path): value for path, value in found.items()}
+    keyed = {own(path): value for path, value in found.items()}
+    for path in sources:
+        name = listed_name(path)
+        if name != path and name in keyed and path not in keyed:
+            keyed[path] = keyed.pop(name)
+    return keyed
 
 
 def own_path(sources: Mapping[str, Source]) -> Callable[[str], str]:

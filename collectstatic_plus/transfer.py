@@ -121,8 +121,7 @@ class Copier:
             self.log(f"Deleting '{source.path}'")
             if not self.backend.overwrites_in_place:
                 self.retry(f"Deleting '{name}'", lambda: storage.delete(name))
-        if self.backend.utf8_names:  # the upload would fail: so does a dry run
-            name.encode()
+        self.backend.check_name(name)  # the upload would fail: so does a dry run
         source_path = source.storage.path(source.path)
         if self.dry_run:
             self.log(f"Pretending to copy '{source_path}'", level=1)  # stock's

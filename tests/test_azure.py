@@ -500,3 +500,36 @@ def test_delete_keeps_a_dot_name_azure_stores_without_its_dot(
         "collectstatic-plus.json",
         "well-known/security.txt",
     ]
+
+
+def test_a_dot_name_azure_stores_without_its_dot_is_found_unchanged(
+    tmp_path: Path, settings: Any, container: Container
+) -> None:
+    files = {".well-known/security.txt": "Contact: x\n", "a.css": "a"}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+    use(settings, container.storage())
+    collect(container, use_default_ignore_patterns=False)
+    run = collect(container, use_default_ignore_patterns=False)
+    assert run.stdout == "\n0 static files copied, 2 unmodified.\n"
+    assert run.blobs("PutBlob") == []
+    collect(container, use_default_ignore_patterns=False, check=True, verbosity=0)
+
+
+@pytest.mark.parametrize(
+    "options", [{"delete": True}, {"delete": True, "dry_run": True}]
+)
+def test_a_name_azure_refuses_fails_alone_with_delete_and_in_a_dry_run(
+    tmp_path: Path, settings: Any, container: Container, options: dict[str, Any]
+) -> None:
+    deep = "/".join(["d" * 200] * 6) + "/x.css"  # over Azure's 1,024 characters
+    settings.STATICFILES_DIRS = [
+        str(write_tree(tmp_path / "src", {deep: "x", "a.css": "a"}))
+    ]
+    use(settings, container.storage())
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(stderr=stderr, **options)
+    assert str(raised.value) == f"1 static file could not be collected: {deep}."
+    assert stderr.getvalue() == (
+        f"Could not collect '{deep}': ValueError: File name max len is 1024\n"
+    )

@@ -119,7 +119,14 @@ class AzureBackend(Backend):
     def listed_name(self, name: str) -> str:
         """AzureStorage strips dots from the ends of a blob name: with no
         location, ``.collectstatic-plus.json`` is listed without its dot."""
-        return self.blob_name(name)[len(self.prefix) :]
+        try:
+            return self.blob_name(name)[len(self.prefix) :]
+        except ValueError:  # a name Azure refuses: its upload fails, named
+            return name
+
+    def check_name(self, name: str) -> None:
+        super().check_name(name)
+        self.blob_name(name)  # too long, too deep: a ValueError, as an upload
 
     def read(self, name: str) -> bytes | None:
         """One download of the stored bytes (not decompressed)."""

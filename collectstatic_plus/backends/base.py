@@ -181,6 +181,12 @@ class Backend:
         """The name a listing shows for a file saved as ``name``."""
         return name
 
+    def check_name(self, name: str) -> None:
+        """Raise as an upload would for a name the service refuses (not
+        UTF-8, say), so that a dry run fails where the upload would."""
+        if self.utf8_names:
+            name.encode()
+
     def read(self, name: str) -> bytes | None:
         """The file's bytes, None if it does not exist or cannot be read."""
         if not callable(getattr(self.storage, "_open", None)):

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, cast
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
+from .backends.base import Backend
 from .conf import LOCAL_WORKERS, REMOTE_WORKERS, conf
 from .retry import first_line
 
@@ -80,14 +81,17 @@ class RunOptions:
         return (self.record_name, self.lease_name)
 
     def check_own_names(
-        self, written: Collection[str], manifest: object, local: bool
+        self, written: Collection[str], manifest: object, backend: Backend
     ) -> None:
         """A CommandError, before anything is written, if the sync record or
         its lease has the name of a file the run writes (or of its manifest),
         or, on local disk (in a bucket "a" and "a/b" can both be keys), of a
-        folder of one, or a name inside one."""
+        folder of one, or a name inside one; as stored (a storage may store
+        a file under another name)."""
+        local, named = backend.local, backend.listed_name
         names = [*written, *([manifest] if isinstance(manifest, str) else [])]
-        for name in self.own_files:
+        names = [named(name) for name in names]
+        for name in map(named, self.own_files):
             parts = name.split("/")
             above = {"/".join(parts[:end]) for end in range(1, len(parts)) if local}
             inside = f"{name}/" if local else "\0"  # (no name starts with it)

@@ -195,7 +195,7 @@ class Run:
                 self.sources[path] = source
             self.found.append(source)
         manifest = getattr(self.storage, "manifest_name", None)
-        self.options.check_own_names(self.sources, manifest, self.backend.local)
+        self.options.check_own_names(self.sources, manifest, self.backend)
 
     def learn(self) -> None:
         """The sync record, and a listing if the backend lists (none after

@@ -533,3 +533,19 @@ def test_a_name_azure_refuses_fails_alone_with_delete_and_in_a_dry_run(
     assert stderr.getvalue() == (
         f"Could not collect '{deep}': ValueError: File name max len is 1024\n"
     )
+
+
+def test_a_file_named_as_azure_stores_the_record_is_refused_before_any_write(
+    tmp_path: Path, settings: Any, container: Container
+) -> None:
+    files = {"collectstatic-plus.json": "{}", "a.css": "a"}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+    use(settings, container.storage())  # no location: the record loses its dot
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic()
+    assert str(raised.value) == (
+        "'collectstatic-plus.json' is both the sync record's name (or its "
+        "lease's) and a file this run writes: set COLLECTSTATIC_PLUS"
+        "['RECORD_NAME'] to another name."
+    )
+    assert container.names() == []

@@ -13,6 +13,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import django
@@ -714,11 +715,12 @@ def test_a_record_named_like_a_folder_clashes_only_on_local_disk() -> None:
     from collectstatic_plus.options import RunOptions
 
     options = RunOptions(record_name="d0")
+    disk, bucket = (SimpleNamespace(local=on, listed_name=str) for on in (True, False))
     with pytest.raises(CommandError):
-        options.check_own_names(["d0/f0.js"], None, local=True)
-    options.check_own_names(["d0/f0.js"], None, local=False)  # two keys in a bucket
+        options.check_own_names(["d0/f0.js"], None, disk)  # type: ignore[arg-type]
+    options.check_own_names(["d0/f0.js"], None, bucket)  # type: ignore[arg-type]
     with pytest.raises(CommandError):
-        options.check_own_names(["x.js"], "d0", local=False)  # the manifest's name
+        options.check_own_names(["x.js"], "d0", bucket)  # type: ignore[arg-type]
 
 
 def test_a_dry_run_with_delete_names_the_old_hashed_copies_the_run_deletes(

@@ -9,13 +9,13 @@ PUT to write. Every run but a dry run also takes a lease beside the record
 from __future__ import annotations
 
 import gzip
-import random
 import hashlib
 import io
 import json
 import logging
 import math
 import os
+import random
 import subprocess
 import sys
 from collections import Counter

@@ -27,14 +27,12 @@ run took. The storage gets these as instance attributes for the duration.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -47,20 +45,10 @@ from .digest import Digest, HashingFile, digest_file
 from .pool import TransferPool
 from .retry import Retry
 from .sources import OriginStorage, Source
-from .target import FlushError, SourceChanged, Target, named
+from .target import FlushError, SourceChanged, Staged, Target, named, staged_from
 from .vouch import unhashed
 
 FoundFiles = dict[str, tuple[Storage, str]]
-
-
-@dataclass
-class Staged:
-    """A write post-processing asked for: a source file to copy, or bytes in
-    a temporary file; neither once it is written (read it back from there)."""
-
-    digest: Digest
-    origin: tuple[Storage, str] | None = None
-    spool: str | None = None
 
 
 class Staging:
@@ -98,6 +86,7 @@ class Staging:
         #: Staged writes not made yet, by name.
         self.queue: dict[str, Staged] = {}
         self.manifest: Staged | None = None
+        self.manifest_due = False
         #: Names written to the destination, and saves skipped as identical.
         self.written: list[str] = []
         self.identical: list[str] = []
@@ -144,14 +133,19 @@ class Staging:
         """Remove what was spooled. If the attempt ``failed`` (or was dropped)
         before its manifest landed, return what it wrote where nothing was,
         for the sync record to hold as ours; on local disk, remove it first
-        (stock leaves none; elsewhere deletes after a failure may fail too)."""
+        (stock leaves none; elsewhere deletes after a failure may fail too)
+        and return what could not be removed."""
+        # Whether the manifest may have landed (a remote write can fail after
+        # it did): then every file it names must stay.
+        landed = self.manifest_name in self.written
+        landed = landed or (self.manifest_due and not self.local)
         left: set[str] = set()
-        unlisted = self.listing is None  # (what was there before is not known)
-        if failed and not unlisted and self.manifest_name not in self.written:
-            left = set(self.written) - set(self.listing or ()) - set(self.sources)
-        for name in left if self.local else ():
+        if failed and self.listing is not None and not landed:
+            left = set(self.written) - set(self.listing) - set(self.sources)
+        for name in sorted(left) if self.local else ():
             with contextlib.suppress(Exception):  # (Stopped: no lease, no delete)
                 self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
+                left.discard(name)
         if self._spool_dir is not None:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
             self._spool_dir = None
@@ -224,7 +218,7 @@ class Staging:
                 os.remove(staged.spool)
 
     def _save(self, name: str, content: Any) -> str:
-        staged, data = self._stage(content)
+        staged, data = staged_from(content)
         with self.lock:
             self.deleted.discard(name)
         if self.manifest_target is self.main and name == self.manifest_name:
@@ -255,24 +249,8 @@ class Staging:
             self.manifest_target.delete(name)
 
     def _save_manifest(self, name: str, content: Any) -> str:
-        self.manifest = self._spooled(*self._stage(content))
+        self.manifest = self._spooled(*staged_from(content))
         return name
-
-    @staticmethod
-    def _stage(content: Any) -> tuple[Staged, bytes | None]:
-        """A source file as its origin; any other content as its bytes."""
-        origin = getattr(content, "origin", None)
-        if origin is not None:
-            digest = getattr(content, "digest", None)
-            if not isinstance(digest, Digest):
-                digest = digest_file(*origin)
-            return Staged(digest, origin=origin), None
-        if hasattr(content, "seek"):
-            content.seek(0)
-        data = content.read()
-        data = data.encode() if isinstance(data, str) else data
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        return Staged(Digest(md5, len(data))), data
 
     def _spooled(self, staged: Staged, data: bytes | None) -> Staged:
         """Bytes kept for later go to a temporary file, not memory."""
@@ -377,6 +355,7 @@ class Staging:
             if name in self.listing if listed else self.main.exists(name):  # type: ignore[operator]
                 self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
         if self.manifest is not None and self.manifest_name is not None:
+            self.manifest_due = True  # (from now on it may land, failing or not)
             with named(self.manifest_name):
                 self._flush_manifest(self.manifest_name, self.manifest)
 

@@ -8,12 +8,16 @@ an interrupted write never leaves a partial file under a hashed name.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.files import File
+from django.core.files.storage import Storage
 
+from .digest import Digest, digest_file
 from .pool import Failure
 
 #: The storage methods Staging replaces while post_process runs.
@@ -39,6 +43,32 @@ def named(name: str) -> Iterator[None]:
         yield
     except OSError as error:
         raise FlushError([Failure(name, error)]) from error
+
+
+@dataclass
+class Staged:
+    """A write post-processing asked for: a source file to copy, or bytes in
+    a temporary file; neither once it is written (read it back from there)."""
+
+    digest: Digest
+    origin: tuple[Storage, str] | None = None
+    spool: str | None = None
+
+
+def staged_from(content: Any) -> tuple[Staged, bytes | None]:
+    """A source file as its origin; any other content as its bytes."""
+    origin = getattr(content, "origin", None)
+    if origin is not None:
+        digest = getattr(content, "digest", None)
+        if not isinstance(digest, Digest):
+            digest = digest_file(*origin)
+        return Staged(digest, origin=origin), None
+    if hasattr(content, "seek"):
+        content.seek(0)
+    data = content.read()
+    data = data.encode() if isinstance(data, str) else data
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    return Staged(Digest(md5, len(data))), data
 
 
 class Target:

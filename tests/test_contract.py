@@ -951,6 +951,9 @@ def test_what_a_failed_post_process_left_is_deleted_later_as_ours(
     monkeypatch.setattr(storage_class, "_save", failing_save)
     with pytest.raises(CommandError):
         collect(destination, parallel=4)
+    record = json.loads(destination.get(destination.record_key))
+    if isinstance(destination, LocalDestination):  # removed at once, not recorded
+        assert record["retired"] == []
     monkeypatch.setattr(storage_class, "_save", real_save)
     (source / "i/x.png").write_bytes(b"z" * 100)  # a new name for it, a.css's too
     run = collect(destination, delete=True, keep_manifests=1)
@@ -962,6 +965,39 @@ def test_what_a_failed_post_process_left_is_deleted_later_as_ours(
     assert sorted(contents(destination)) == sorted(
         [*MANIFEST_TREE, *manifest["paths"].values(), "staticfiles.json"]
     )
+
+
+def test_a_manifest_that_landed_though_its_write_failed_keeps_what_it_names(
+    destination: Destination,
+    tmp_path: Path,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.COLLECTSTATIC_PLUS = {"RETRIES": 1}
+    source = write_tree(tmp_path / "manifest-src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    destination.use_manifest(settings)
+    collect(destination)
+    storage_class = import_string(MANIFEST_BACKENDS[destination.kind])
+    real_save = storage_class._save
+
+    def landed_then_failed(self: Any, name: str, content: Any) -> Any:
+        saved = real_save(self, name, content)
+        if "staticfiles.json" in name:  # (local: a temporary name, renamed)
+            raise OSError("timed out reading the answer")  # as a lost response
+        return saved
+
+    (source / "i/x.png").write_bytes(b"z" * 100)
+    monkeypatch.setattr(storage_class, "_save", landed_then_failed)
+    with pytest.raises(CommandError):
+        collect(destination)
+    monkeypatch.setattr(storage_class, "_save", real_save)
+    published = json.loads(contents(destination)["staticfiles.json"])["paths"]
+    collect(destination, delete=True, post_process=False)
+
+    # Whether the manifest landed is not known: nothing it may name is ours
+    # to delete (the record's "retired" holds none of it).
+    assert set(published.values()) <= set(contents(destination))
 
 
 def test_a_changed_css_file_writes_only_what_depends_on_it(

@@ -183,6 +183,7 @@ class PostProcessing:
         incremental and a complete run would not settle (nothing written)."""
         storage = self.target
         known = vouch(storage) is None and not compressing(storage)
+        rows = last.processed if last is not None else {}
         staging = Staging(
             self.storage,
             self.backend,
@@ -192,9 +193,8 @@ class PostProcessing:
             simulate=self.options.dry_run,
             retry=self.retry,
             known=known,
-            force=self.options.force,
+            force=rows if self.options.force else None,
         )
-        rows = last.processed if last is not None else {}
         incremental = plan.mode == "incremental"
         outside = {}
         if incremental:

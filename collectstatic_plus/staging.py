@@ -43,6 +43,7 @@ from .backends import backend_for
 from .backends.base import Backend, Listing, unwrap
 from .digest import Digest, HashingFile, digest_file
 from .pool import TransferPool
+from .record import Processed
 from .retry import Retry
 from .sources import OriginStorage, Source
 from .target import FlushError, SourceChanged, Staged, Target, named, staged_from
@@ -62,7 +63,7 @@ class Staging:
         simulate: bool = False,
         retry: Retry | None = None,
         known: bool = False,
-        force: bool = False,
+        force: Mapping[str, Processed] | None = None,
     ) -> None:
         main = unwrap(storage)
         #: Dry run: stage and compare, write nothing at all.
@@ -78,7 +79,11 @@ class Staging:
         self.workers = workers
         self.local = backend.local
         self.known = known
-        self.force = force  # write each output, whatever the destination holds
+        #: --force (given the last post-process): write each output again,
+        #: whatever the destination holds; a hashed copy is known by its name
+        #: (Django's pattern) or as the last post-process named it.
+        self.force = force is not None
+        self.hashed = {row.hashed for row in (force or {}).values() if row.hashed}
         self.overwrites = backend.overwrites_in_place
         self.staged: dict[str, Staged] = {}
         self.deleted: set[str] = set()
@@ -161,7 +166,7 @@ class Staging:
                 return False
             if name in self.sources:
                 return True
-            if self.force and unhashed(name) in self.sources:
+            if self.force and (unhashed(name) in self.sources or name in self.hashed):
                 return False  # --force: a collected file's hashed copy is written again
             if self.listing is not None:
                 return name in self.listing

@@ -309,3 +309,11 @@ class CheckingStorage(StaticFilesStorage):
 
 class OwnWhiteNoiseStorage(CompressedManifestStaticFilesStorage):
     """A project's own subclass of WhiteNoise's storage, changing nothing."""
+
+
+class ShortHashStorage(ManifestStaticFilesStorage):
+    """Hashed names with 8 hex digits, not Django's 12."""
+
+    def file_hash(self, name: str, content: Any = None) -> str | None:
+        digest = super().file_hash(name, content)
+        return digest[:8] if digest else digest

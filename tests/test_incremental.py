@@ -552,6 +552,26 @@ def test_delete_removes_the_compressed_files_of_the_hashed_copies_it_removes(
     assert {name.removesuffix(".gz").removesuffix(".br") for name in copies} <= names
 
 
+@pytest.mark.parametrize(
+    "storage",
+    [
+        "django.contrib.staticfiles.storage.ManifestStaticFilesStorage",
+        "tests.storages.ShortHashStorage",  # not Django's way of naming them
+    ],
+)
+def test_force_writes_every_hashed_copy_however_the_storage_names_it(
+    tmp_path: Path, settings: Any, static_root: Path, storage: str
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", MANIFEST_TREE))]
+    use(settings, storage)
+    run_collectstatic()
+    hashed = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+    before = {name: (static_root / name).stat().st_ino for name in hashed.values()}
+    run_collectstatic(force=True)
+    after = {name: (static_root / name).stat().st_ino for name in hashed.values()}
+    assert [name for name in hashed.values() if before[name] == after[name]] == []
+
+
 @pytest.mark.parametrize("option", ["max_delete", "keep_manifests"])
 def test_a_delete_option_without_delete_is_refused(source: Path, option: str) -> None:
     with pytest.raises(CommandError) as raised:

@@ -479,18 +479,27 @@ def test_delete_keeps_what_the_published_manifest_names(
     assert gone == ({old["css/b.css"]} if post_process else set())
 
 
-def test_keep_manifests_plans_what_it_deletes_when_post_processing_is_up_to_date(
-    tmp_path: Path, settings: Any, static_root: Path
-) -> None:
+def manifests_of_a_changing(
+    tmp_path: Path, settings: Any, static_root: Path, runs: int
+) -> list[str]:
+    """``runs`` runs with a manifest storage, a.css changed before each (b.css
+    never): a.css's hashed name in each manifest, oldest first."""
     source = write_tree(tmp_path / "src", {"a.css": "a{}", "b.css": "b{}"})
     settings.STATICFILES_DIRS = [str(source)]
     use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
     copies = []
-    for color in (1, 2, 3):  # three manifests, each with its own a.css
+    for color in range(1, runs + 1):
         (source / "a.css").write_text(f"a{{color:#00{color}}}")
         run_collectstatic()
         paths = json.loads((static_root / "staticfiles.json").read_text())["paths"]
         copies.append(paths["a.css"])
+    return copies
+
+
+def test_keep_manifests_plans_what_it_deletes_when_post_processing_is_up_to_date(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    copies = manifests_of_a_changing(tmp_path, settings, static_root, 3)
     report = tmp_path / "report.json"
     run = run_collectstatic(
         delete=True, keep_manifests=2, dry_run=True, verbosity=1, report=str(report)
@@ -507,15 +516,8 @@ def test_keep_manifests_plans_what_it_deletes_when_post_processing_is_up_to_date
 def test_delete_removes_hashed_copies_of_manifests_dropped_by_runs_without_it(
     tmp_path: Path, settings: Any, static_root: Path
 ) -> None:
-    source = write_tree(tmp_path / "src", {"a.css": "a{}", "b.css": "b{}"})
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
-    copies = []
-    for color in range(1, 6):  # five manifests; the record keeps three
-        (source / "a.css").write_text(f"a{{color:#00{color}}}")
-        run_collectstatic()
-        paths = json.loads((static_root / "staticfiles.json").read_text())["paths"]
-        copies.append(paths["a.css"])
+    # Five manifests, from runs without --delete; the record keeps three.
+    copies = manifests_of_a_changing(tmp_path, settings, static_root, 5)
     report = tmp_path / "report.json"
     run = run_collectstatic(delete=True, verbosity=1, report=str(report))
     # The first two fell out of the kept manifests without a --delete run to

@@ -412,6 +412,17 @@ def test_verify_compares_a_gz_file_by_its_own_bytes(
     assert run.keys("PUT") == []
 
 
+def test_a_location_with_a_trailing_slash_is_the_same_destination(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 5))]
+    use(settings, bucket.storage(location="static", gzip=True))
+    collect(bucket)
+    use(settings, bucket.storage(location="static/", gzip=True))
+    run = collect(bucket)  # gzipped: only the record can tell they are unchanged
+    assert (run.stdout, run.stderr) == ("\n0 static files copied, 5 unmodified.\n", "")
+
+
 def test_object_parameters_are_kept_on_upload(
     tmp_path: Path, settings: Any, bucket: Bucket
 ) -> None:

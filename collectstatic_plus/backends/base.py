@@ -166,8 +166,8 @@ class Backend:
         parts: dict[str, str] = {"class": f"{cls.__module__}.{cls.__qualname__}"}
         for attr in self.where:
             value = getattr(self.storage, attr, None)
-            if value is not None:
-                parts[attr] = str(value)
+            if value is not None:  # ("static/" writes where "static" does)
+                parts[attr] = str(value).rstrip("/") or str(value)
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 

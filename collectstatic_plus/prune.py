@@ -182,18 +182,27 @@ class Pruner:
         named = Pruner.made(new)
         return sorted(n for n in names if n not in named and n not in new.files)
 
-    def delete(self, stale: Collection[str], keep: set[str]) -> list[str]:
+    def delete(
+        self, stale: Collection[str], keep: set[str]
+    ) -> tuple[list[str], CommandError | None]:
         """Delete what was decided and is still not kept; each name is logged
-        once it is gone."""
+        once it is gone. The deleted, and the error if some were not."""
         kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
         names = [name for name in stale if name not in kept]
+        failed = None
         for name in names if self.options.dry_run else ():
             self.log(f"Would delete {name}", level=1)
         if names and not self.options.dry_run:
-            self.delete_all("Deleting stale files", names)
+            try:
+                self.delete_all("Deleting stale files", names)
+            except CommandError as error:
+                if not isinstance(error.__cause__, DeleteFailed):
+                    raise
+                left = {name for name, _why in error.__cause__.failures}
+                names, failed = [n for n in names if n not in left], error
             for name in names:
                 self.log(f"Deleting stale '{name}'", level=1)
-        return names
+        return names, failed
 
     def delete_all(self, what: str, names: list[str]) -> None:
         """Delete ``names`` (in batches where the backend can); what could
@@ -202,7 +211,7 @@ class Pruner:
             self.retry(what, lambda: self.backend.delete_many(names))
         except PermanentError:
             raise  # its own one line (the command's)
-        except DeleteFailed as error:
+        except DeleteFailed as error:  # (the others were deleted)
             raise CommandError(
                 f"{what}: {len(error.failures)} of {len(names)} files could "
                 f"not be deleted: {error.named}."

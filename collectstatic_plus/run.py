@@ -163,12 +163,12 @@ class Run:
                     record = self.save_record(complete=True)
             if options.delete:
                 with phase("delete"):
-                    deleted = self.prune()
-                if deleted and not options.dry_run:
-                    # Written before deleting, so a failed delete still leaves
-                    # those files ours; now they are gone.
+                    deleted, failed = self.prune()
+                if deleted and not options.dry_run:  # (written before: all ours)
                     with phase("record"):
-                        self.recorder.save(record.without(deleted), record, True)
+                        self.recorder.save(record.without(deleted), record, not failed)
+                if failed:
+                    raise failed
         return self.outcome
 
     def clear(self) -> None:
@@ -370,8 +370,9 @@ class Run:
             manifests = [current, *history]
         return keep_set(protected, outputs, manifests[: options.keep_manifests])
 
-    def prune(self) -> list[str]:
-        """``--delete``: what was decided and is still stale; the deleted."""
+    def prune(self) -> tuple[list[str], CommandError | None]:
+        """``--delete``: what was decided and is still stale; the deleted,
+        and the error if some could not be."""
         if not self.options.dry_run:  # held (there may have been no record due)
             self.lease.check()
         done = self.post_processing
@@ -386,13 +387,13 @@ class Run:
                 "them too."
             )
         with Progress(self.terminal, "Deleting", len(self.deletions.stale)) as shown:
-            deleted = self.pruner.delete(self.deletions.stale, keep)
+            deleted, failed = self.pruner.delete(self.deletions.stale, keep)
             shown.advance(len(deleted))
         for path in deleted:
             remote = None if self.listing is None else self.listing.get(path)
             self.report.other(path, "deleted", size=remote.size if remote else None)
             self.outcome.deleted.append(path)
-        return deleted
+        return deleted, failed
 
     def warn(self, message: str) -> None:
         if self.host.verbosity >= 1:

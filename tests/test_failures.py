@@ -6,6 +6,7 @@ deploy would, against the real servers (or a closed port on 127.0.0.1).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from .buckets import Bucket
-from .conftest import many, read_tree, wait_until, write_tree
+from .conftest import RECORD, many, read_tree, wait_until, write_tree
 from .servers.latency_proxy import LatencyProxy
 from .servers.s3 import S3Server
 
@@ -339,6 +340,11 @@ def test_a_stale_file_that_cannot_be_deleted_is_one_line_and_the_others_go(
     )
     root = tmp_path / "root"
     assert sorted(read_tree(root)) == ["a.css", "old-1.css"]
+    # The record claims what is still there (a storage that cannot list
+    # would trust it), and no more; old-2.css's deletion is said.
+    record = json.loads((root / RECORD).read_text())
+    assert sorted(row[0] for row in record["files"]) == ["a.css", "old-1.css"]
+    assert result.stdout == "Deleting stale 'old-2.css'\n"
     # Still this package's: the next run deletes it.
     result, _ = cli(tmp_path, module, "--delete")
     assert result.returncode == 0, result.stderr

@@ -193,7 +193,8 @@ class PostProcessing:
             simulate=self.options.dry_run,
             retry=self.retry,
             known=known,
-            force=rows if self.options.force else None,
+            force=self.options.force,
+            last=rows,
         )
         incremental = plan.mode == "incremental"
         outside = {}

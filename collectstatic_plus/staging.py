@@ -63,7 +63,8 @@ class Staging:
         simulate: bool = False,
         retry: Retry | None = None,
         known: bool = False,
-        force: Mapping[str, Processed] | None = None,
+        force: bool = False,
+        last: Mapping[str, Processed] | None = None,
     ) -> None:
         main = unwrap(storage)
         #: Dry run: stage and compare, write nothing at all.
@@ -79,11 +80,12 @@ class Staging:
         self.workers = workers
         self.local = backend.local
         self.known = known
-        #: --force (given the last post-process): write each output again,
-        #: whatever the destination holds; a hashed copy is known by its name
-        #: (Django's pattern) or as the last post-process named it.
-        self.force = force is not None
-        self.hashed = {row.hashed for row in (force or {}).values() if row.hashed}
+        #: --force: write each output again, whatever the destination holds;
+        #: a hashed copy is known by its name (Django's pattern) or as the
+        #: ``last`` post-process named it.
+        self.force = force
+        rows = (last or {}).values() if force else ()
+        self.hashed = {row.hashed for row in rows if row.hashed}
         self.overwrites = backend.overwrites_in_place
         self.staged: dict[str, Staged] = {}
         self.deleted: set[str] = set()

@@ -19,6 +19,9 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .incremental import full_order
+from .vouch import vouch
+
 
 class NotSettled(Exception):
     """An incremental run found that a complete run would not settle."""
@@ -36,6 +39,14 @@ class Hooks:
     outside the subset: a complete run keeps them, as its own output; its
     ``compress_files`` gets each hashed copy beside its original (a set
     before), so that its compressor can reuse one's output for the other.
+
+    For a storage whose code we know, ``_post_process`` goes one file at a
+    time, in its own order, and a later pass skips a file whose every
+    reference resolves to the name it did when the file was last rewritten:
+    its output would be the same bytes, and the pass says what its own code
+    would (the name it has, processed, no substitution). A complete run's
+    second pass, which on most trees only confirms the first, so reads and
+    rewrites nothing.
     """
 
     def __init__(
@@ -53,12 +64,15 @@ class Hooks:
         self.before_manifest = before_manifest
         self.refs: dict[str, set[str]] = {}
         self.rewriting: str | None = None
+        #: Per file rewritten without error: each reference and its name.
+        self.resolved: dict[str, list[tuple[str, str]]] = {}
 
     @contextmanager
     def installed(self) -> Iterator[None]:
         storage, names = (
             self.storage,
             (
+                "_post_process",
                 "_stored_name",
                 "url_converter",
                 "save_manifest",
@@ -74,6 +88,10 @@ class Hooks:
                 converter = original["url_converter"]
                 assert converter is not None
                 storage.url_converter = self._wrap_url_converter(converter)
+            if original["_post_process"] is not None and vouch(storage) is None:
+                storage._post_process = self._wrap_post_process(
+                    original["_post_process"], original["_stored_name"]
+                )
             if original["save_manifest"] is not None:
                 storage.save_manifest = self._wrap_save_manifest(
                     original["save_manifest"]
@@ -106,14 +124,47 @@ class Hooks:
         original = {hashed: name for name, hashed in hashed_files.items()}
         return sorted(names, key=lambda name: (original.get(name, name), name))
 
+    def _wrap_post_process(
+        self, post_process: Callable[..., Iterator[Any]], stored_name: Any
+    ) -> Callable[..., Iterator[Any]]:
+        def settled(name: str, hashed_files: dict[str, str]) -> bool:
+            resolved = self.resolved.get(name)
+            names = ChainMap(hashed_files, self.outside)
+            return resolved is not None and all(
+                stored_name(ref, names) == result for ref, result in resolved
+            )
+
+        def each(paths: dict[str, Any], adjustable: Any, hashed_files: Any) -> Any:
+            rewritten = set(adjustable)
+            for name in full_order(list(paths)):  # Django's own order
+                clean = self.storage.clean_name(name)
+                key = self.storage.hash_key(clean)
+                if key in hashed_files and settled(clean, hashed_files):
+                    yield name, hashed_files[key], True, False
+                    continue
+                self.resolved[clean] = []
+                self.rewriting = clean
+                failed = False
+                for result in post_process(
+                    {name: paths[name]}, adjustable, hashed_files
+                ):
+                    failed = failed or isinstance(result[2], Exception)
+                    yield result
+                if failed or name not in rewritten:
+                    del self.resolved[clean]
+
+        return each
+
     def _wrap_stored_name(self, stored_name: Callable[..., str]) -> Callable[..., str]:
         def resolve(name: str, hashed_files: dict[str, str]) -> str:
             # The file it reads, as hashed_name() finds it.
             target = urlsplit(unquote(posixpath.normpath(name))).path.strip()
             target = self.storage.clean_name(target)
+            result = stored_name(name, ChainMap(hashed_files, self.outside))
             if self.rewriting is not None:
                 self.refs.setdefault(self.rewriting, set()).add(target)
-            return stored_name(name, ChainMap(hashed_files, self.outside))
+                self.resolved.setdefault(self.rewriting, []).append((name, result))
+            return result
 
         return resolve
 

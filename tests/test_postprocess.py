@@ -525,3 +525,47 @@ def test_a_source_changed_during_the_run_is_never_served_under_the_old_hash(
     settings.STATIC_ROOT = str(theirs)
     run_stock(verbosity=0)
     assert read_tree(static_root) == read_tree(theirs)
+
+
+PASSES = {
+    "css/deep/a.css": "@import url('../b.css');\n",  # before b: a second pass
+    "css/b.css": "p { background: url('../img/x.png'); }\n",
+    "css/c.css": "@import url('deep/a.css');\n",  # after a's first pass: again
+    "img/x.png": b"\x89PNG",
+}
+
+
+@pytest.mark.parametrize("backend", [MANIFEST, WHITENOISE])
+def test_later_passes_rewrite_only_files_whose_references_changed_name(
+    tmp_path: Path, static_root: Path, settings: Any, monkeypatch: Any, backend: str
+) -> None:
+    from django.contrib.staticfiles import storage as hashing
+    from django.core.files.base import ContentFile
+
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", PASSES))]
+    use(settings, backend)
+    rewrites: list[str] = []
+
+    class Counted(ContentFile):  # type: ignore[type-arg]
+        """Each rewritten CSS file, named by what it refers to."""
+
+        def __init__(self, content: Any, name: str | None = None) -> None:
+            refs = {b"'../b.": "a", b"'../img/x.": "b", b"'deep/a.": "c"}
+            text = bytes(content).replace(b'"', b"'")
+            rewrites.extend(file for ref, file in refs.items() if ref in text)
+            super().__init__(content, name)
+
+    monkeypatch.setattr(hashing, "ContentFile", Counted)
+    stock_out = run_stock(verbosity=1)
+    stock = read_tree(static_root)
+    assert sorted(rewrites) == ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
+    reset(static_root)
+    rewrites.clear()
+
+    ours = run_collectstatic(verbosity=1)
+
+    # a twice (b got its name after a's first pass), c twice (after a's
+    # second), b once; stock's third pass confirmed all three again.
+    assert sorted(rewrites) == ["a", "a", "b", "c", "c"]
+    assert ours.stdout == stock_out.stdout
+    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock

@@ -41,11 +41,11 @@ class Hooks:
     before), so that its compressor can reuse one's output for the other.
 
     For a storage whose code we know, ``_post_process`` goes one file at a
-    time, in its own order, and a later pass skips a file whose every
-    reference resolves to the name it did when the file was last rewritten:
-    its output would be the same bytes, and the pass says what its own code
-    would (the name it has, processed, no substitution). A complete run's
-    second pass, which on most trees only confirms the first, so reads and
+    time, in its own order, and skips a file that still has the name its last
+    rewrite gave it and whose every reference resolves to the name it did
+    then: its output would be the same bytes, and the pass says what its own
+    code would (the name it has, processed, no substitution). A complete
+    run's last pass, which only confirms that nothing moved, so reads and
     rewrites nothing.
     """
 
@@ -64,8 +64,10 @@ class Hooks:
         self.before_manifest = before_manifest
         self.refs: dict[str, set[str]] = {}
         self.rewriting: str | None = None
-        #: Per file rewritten without error: each reference and its name.
-        self.resolved: dict[str, list[tuple[str, str]]] = {}
+        #: Per path rewritten without error: the name it got, and each
+        #: reference it resolved with the name that came back.
+        self.rewrites: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        self.resolving: list[tuple[str, str]] | None = None  # the file's now
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -127,31 +129,39 @@ class Hooks:
     def _wrap_post_process(
         self, post_process: Callable[..., Iterator[Any]], stored_name: Any
     ) -> Callable[..., Iterator[Any]]:
-        def settled(name: str, hashed_files: dict[str, str]) -> bool:
-            resolved = self.resolved.get(name)
+        def settled(name: str, key: str, hashed_files: dict[str, str]) -> bool:
+            last = self.rewrites.get(name)
+            if last is None or hashed_files.get(key) != last[0]:
+                return False
             names = ChainMap(hashed_files, self.outside)
-            return resolved is not None and all(
-                stored_name(ref, names) == result for ref, result in resolved
-            )
+            try:
+                return all(stored_name(ref, names) == to for ref, to in last[1])
+            except ValueError:  # gone: Django's own code says so, as it would
+                return False
 
         def each(paths: dict[str, Any], adjustable: Any, hashed_files: Any) -> Any:
-            rewritten = set(adjustable)
+            rewritable = set(adjustable)
             for name in full_order(list(paths)):  # Django's own order
-                clean = self.storage.clean_name(name)
-                key = self.storage.hash_key(clean)
-                if key in hashed_files and settled(clean, hashed_files):
+                key = self.storage.hash_key(self.storage.clean_name(name))
+                if settled(name, key, hashed_files):
                     yield name, hashed_files[key], True, False
                     continue
-                self.resolved[clean] = []
-                self.rewriting = clean
+                self.rewriting = self.storage.clean_name(name)
+                resolved: list[tuple[str, str]] = []
+                self.resolving = resolved
                 failed = False
-                for result in post_process(
-                    {name: paths[name]}, adjustable, hashed_files
-                ):
-                    failed = failed or isinstance(result[2], Exception)
-                    yield result
-                if failed or name not in rewritten:
-                    del self.resolved[clean]
+                try:
+                    for result in post_process(
+                        {name: paths[name]}, adjustable, hashed_files
+                    ):
+                        failed = failed or isinstance(result[2], Exception)
+                        yield result
+                finally:
+                    self.resolving = None
+                if failed or name not in rewritable or key not in hashed_files:
+                    self.rewrites.pop(name, None)
+                else:
+                    self.rewrites[name] = (hashed_files[key], resolved)
 
         return each
 
@@ -163,7 +173,8 @@ class Hooks:
             result = stored_name(name, ChainMap(hashed_files, self.outside))
             if self.rewriting is not None:
                 self.refs.setdefault(self.rewriting, set()).add(target)
-                self.resolved.setdefault(self.rewriting, []).append((name, result))
+            if self.resolving is not None:
+                self.resolving.append((name, result))
             return result
 
         return resolve

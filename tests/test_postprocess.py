@@ -569,3 +569,62 @@ def test_later_passes_rewrite_only_files_whose_references_changed_name(
     assert sorted(rewrites) == ["a", "a", "b", "c", "c"]
     assert ours.stdout == stock_out.stdout
     assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+
+
+def test_a_reference_to_a_name_a_later_pass_removes_ends_as_stock_ends(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    c_css = b"p{background:url(img/x.png)}\n"
+    # b.css's first pass names c.css by its original hash; x.css names the
+    # file that pass writes, which b.css's second pass deletes.
+    b_first = f'@import url("../c.{hashlib.md5(c_css).hexdigest()[:12]}.css");\n'
+    b_name = f"css/b.{hashlib.md5(b_first.encode()).hexdigest()[:12]}.css"
+    settings.STATICFILES_DIRS = [
+        str(
+            write_tree(
+                tmp_path / "src",
+                {
+                    "css/b.css": "@import url('../c.css');\n",
+                    "c.css": c_css,
+                    "img/x.png": b"x",
+                    "x.css": f"@import url('{b_name}');\n",
+                },
+            )
+        )
+    ]
+    use(settings, MANIFEST)
+    stock_out = run_stock(verbosity=1)
+    stock = read_tree(static_root)
+    reset(static_root)
+
+    ours = run_collectstatic(verbosity=1)
+
+    assert ours.stdout == stock_out.stdout  # "4 static files copied..."
+    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+
+
+def test_a_file_whose_hash_key_another_path_took_is_never_skipped_unread(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    settings.STATICFILES_DIRS = [
+        str(
+            write_tree(
+                tmp_path / "src",
+                {  # clean_name turns "\\" into "/": one key for both
+                    "css/a/b.css": "p{background:url('../../img/x.png')}\n",
+                    "css/a\\b.css": "p{background:url('../img/y.png')}\n",
+                    "css/c.css": "@import url('a/b.css');\n",
+                    "img/x.png": b"x",
+                    "img/y.png": b"y",
+                },
+            )
+        )
+    ]
+    use(settings, MANIFEST)
+    with pytest.raises(CommandError):  # stock: "Max post-process passes exceeded."
+        run_stock(verbosity=0)
+    reset(static_root)
+
+    with pytest.raises(CommandError):
+        run_collectstatic(verbosity=0)
+    assert not (static_root / "staticfiles.json").exists()

@@ -170,8 +170,10 @@ class Staging:
                 return True
             if self.force and (unhashed(name) in self.sources or name in self.hashed):
                 return False  # --force: a collected file's hashed copy is written again
-            if self.listing is not None:
-                return name in self.listing
+            if self.listing is not None:  # files; stock's local exists() sees folders
+                return name in self.listing or (
+                    self.backend.local and os.path.isdir(self.main.storage.path(name))
+                )
             if name not in self.asked:
                 self.asked[name] = bool(self.main.exists(name))
             return self.asked[name]

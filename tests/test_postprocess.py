@@ -628,3 +628,28 @@ def test_a_file_whose_hash_key_another_path_took_is_never_skipped_unread(
     with pytest.raises(CommandError):
         run_collectstatic(verbosity=0)
     assert not (static_root / "staticfiles.json").exists()
+
+
+@pytest.mark.parametrize("backend", [MANIFEST, WHITENOISE])
+def test_a_reference_to_a_folder_is_left_as_stock_leaves_it(
+    tmp_path: Path, static_root: Path, settings: Any, backend: str
+) -> None:
+    settings.STATICFILES_DIRS = [
+        str(
+            write_tree(
+                tmp_path / "src",
+                {"css/a.css": "p{background:url('../img')}\n", "img/x.png": b"x"},
+            )
+        )
+    ]
+    use(settings, backend)
+    stock_out = run_stock(verbosity=1)
+    stock = read_tree(static_root)
+    reset(static_root)
+
+    ours = run_collectstatic(verbosity=1)
+
+    assert ours.stdout == stock_out.stdout
+    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+    hashed = json.loads(stock["staticfiles.json"])["paths"]["css/a.css"]
+    assert stock[hashed] == b'p{background:url("../img")}\n'

@@ -51,6 +51,9 @@ class Errors(Protocol):
         """The HTTP status and service error code, where the error has them."""
         ...
 
+    #: What a permanent error's line asks the user to check.
+    check_hint: str
+
 
 class BuiltinErrors:
     """Without a backend: only the standard library's network errors retry."""
@@ -67,6 +70,7 @@ class BuiltinErrors:
 
     endpoint = "the destination"
     sdk_retries_connections = False
+    check_hint = "credentials, bucket and permissions"
 
 
 def first_line(error: BaseException) -> str:
@@ -190,8 +194,8 @@ class Retry:
                     if not said.startswith(cause):
                         said = f"{cause}: {said}"
                     raise PermanentError(
-                        f"{what}: {said}. Check the destination's credentials, "
-                        "bucket and permissions."
+                        f"{what}: {said}. Check the destination's "
+                        f"{self.errors.check_hint}."
                     ) from error
                 if kind == "throttled":
                     self.throttle.throttled()

@@ -54,6 +54,7 @@ class AzureBackend(Backend):
     permanent_codes = frozenset(
         {"AuthenticationFailed", "AuthorizationFailure", "ContainerNotFound"}
     )
+    check_hint = "credentials, container and permissions"
     #: Blobs asked for per List Blobs request.
     page_size = AZURE_LIST_PAGE
     #: Blobs deleted per blob batch request.

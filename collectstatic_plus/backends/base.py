@@ -148,6 +148,8 @@ class Backend:
     transient_codes: frozenset[str] = frozenset()
     throttling_codes: frozenset[str] = frozenset()
     permanent_codes: frozenset[str] = frozenset()
+    #: What a permanent error's line asks the user to check.
+    check_hint = "credentials, bucket and permissions"
 
     @staticmethod
     def handles(storage: Storage) -> bool:

@@ -43,7 +43,8 @@ def subset(
 
     ``current`` maps each source to its MD5; ``previous`` is the last
     complete run's record. New and changed files, and every file that refers
-    to one of those or to a removed file, directly or through others.
+    to one of those or to a file not collected (removed, now or before: a
+    complete run would look for it again), directly or through others.
     """
     why: dict[str, str] = {}
     for path, md5 in current.items():
@@ -56,8 +57,7 @@ def subset(
     for path, old in previous.items():
         for target in old.refs:
             referrers.setdefault(target, []).append(path)
-    removed = [path for path in previous if path not in current]
-    queue = [*why, *removed]
+    queue = [*why, *(target for target in referrers if target not in current)]
     while queue:
         target = queue.pop()
         for path in referrers.get(target, ()):

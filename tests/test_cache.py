@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.management.base import CommandError
 
 from .conftest import RECORD, read_tree, run_collectstatic, run_stock, write_tree
 from .test_postprocess_incremental import MANIFEST, TREE, WHITENOISE
@@ -103,6 +104,25 @@ def test_a_damaged_cache_entry_is_never_served(tmp_path: Path, settings: Any) ->
     assert second["files"] == {
         "text/notes.txt": "its output is missing from the destination"
     }
+
+
+def test_a_reference_to_a_removed_file_fails_in_a_fresh_container_as_stock_fails(
+    tmp_path: Path, settings: Any
+) -> None:
+    source, cache = first_build(tmp_path, settings)
+    (source / "img/h.svg").unlink()  # css/base.css still refers to it
+    ours(tmp_path, "kept", cache_dir=str(cache))  # build1 holds the old copy
+
+    use(settings, tmp_path / "stock", source, MANIFEST)
+    with pytest.raises(CommandError) as stock:
+        run_stock(verbosity=0)
+    use(settings, tmp_path / "build2", source, MANIFEST)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(verbosity=0, cache_dir=str(cache))
+
+    assert "The file 'img/h.svg' could not be found" in str(stock.value)
+    assert str(raised.value).split(" with <")[0] == str(stock.value).split(" with <")[0]
+    assert not (tmp_path / "build2/staticfiles.json").exists()
 
 
 @pytest.mark.parametrize("state", ["not JSON", "an unsafe path", "a bad md5"])

@@ -160,6 +160,9 @@ def plan(
             continue
         if row.consumed and (path in copied or path in listing):
             files[path] = "its original is there again; the storage removes it"
+        elif path in copied and path in listing:
+            # As recorded, yet copied: the destination held other bytes.
+            files[path] = "the destination held another version of it"
         elif any(name not in listing for name in row.outputs) or (
             row.hashed is not None and row.hashed not in listing
         ):

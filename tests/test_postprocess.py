@@ -653,3 +653,35 @@ def test_a_reference_to_a_folder_is_left_as_stock_leaves_it(
     assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
     hashed = json.loads(stock["staticfiles.json"])["paths"]["css/a.css"]
     assert stock[hashed] == b'p{background:url("../img")}\n'
+
+
+@pytest.mark.parametrize("backend", [MANIFEST, WHITENOISE, COMPRESSED])
+def test_outputs_a_stock_run_changed_are_made_again_when_ours_copies_back(
+    tmp_path: Path, static_root: Path, settings: Any, backend: str
+) -> None:
+    source = write_tree(
+        tmp_path / "src",
+        {"css/a.css": "@import url('b.css');\n", "css/b.css": "p{color:red}" * 40},
+    )
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, backend)
+    later = time.time()
+
+    def edit(text: str) -> None:
+        nonlocal later
+        later += 10  # stock copies by mtime
+        (source / "css/b.css").write_text(text)
+        os.utime(source / "css/b.css", (later, later))
+
+    def three_runs(runner: Any) -> dict[str, bytes]:
+        runner(verbosity=0)
+        edit("p{color:blue}" * 40)
+        run_stock(verbosity=0)  # stock writes over what the first run wrote
+        edit("p{color:red}" * 40)  # as the first run saw it
+        runner(verbosity=0)  # ours copies b.css back: its outputs are stock's
+        return {k: v for k, v in read_tree(static_root).items() if k != RECORD}
+
+    stock = three_runs(run_stock)
+    reset(static_root)
+
+    assert three_runs(run_collectstatic) == stock

@@ -39,6 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from django.contrib.staticfiles.finders import get_finders
 from django.core.files import File
 from django.core.files.storage import Storage
 
@@ -323,10 +324,26 @@ def why_unused(
         return "the destination is not on local disk"
     if not key:
         return "the storage does not post-process"
-    root = os.path.realpath(storage.path(""))
-    if folder and os.path.commonpath([root, os.path.realpath(folder)]) == root:
-        return f"'{folder}' is inside the destination (it would be served)"
+    if folder:
+        inside = partial(_inside, os.path.realpath(folder))
+        if inside(storage.path("")):
+            return f"'{folder}' is inside the destination (it would be served)"
+        for finder in get_finders():
+            for source in getattr(finder, "storages", {}).values():
+                if inside(getattr(source, "location", None)):
+                    return (
+                        f"'{folder}' is inside the static files folder "
+                        f"'{source.location}' (it would be collected)"
+                    )
     return vouch(storage)
+
+
+def _inside(folder: str, root: str | None) -> bool:
+    """Whether ``folder`` (a real path) is ``root`` or under it."""
+    if not root:
+        return False
+    root = os.path.realpath(root)
+    return os.path.commonpath([root, folder]) == root
 
 
 def _entries(folder: str) -> list[os.DirEntry[str]]:

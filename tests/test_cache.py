@@ -480,3 +480,15 @@ def test_states_of_other_settings_count_and_go_first(tmp_path: Path) -> None:
     cache.evict()
     assert sorted(p.name for p in states.iterdir()) == [f"{'b' * 64}.json"]
     assert (objects / "cc" / ("c" * 32)).exists()
+
+
+def test_a_cache_inside_a_static_files_folder_is_not_used(
+    tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    use(settings, tmp_path / "build", source, MANIFEST)
+    cache = source / "cache"
+    run = run_collectstatic(verbosity=1, cache_dir=str(cache))
+    why = f"'{cache}' is inside the static files folder '{source}' (it would be collected)"
+    assert run.stdout.startswith(f"The build cache is not used: {why}.\n")
+    assert not cache.exists()

@@ -41,7 +41,7 @@ from typing import Any, BinaryIO
 
 from django.contrib.staticfiles.finders import get_finders
 from django.core.files import File
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 
 from .backends.base import Listing, Remote
 from .digest import CHUNK
@@ -329,8 +329,10 @@ def why_unused(
         if inside(storage.path("")):
             return f"'{folder}' is inside the destination (it would be served)"
         for finder in get_finders():
-            for source in getattr(finder, "storages", {}).values():
-                if inside(getattr(source, "location", None)):
+            storages = getattr(finder, "storages", None)
+            found = [*(storages.values() if isinstance(storages, Mapping) else ())]
+            for source in [*found, getattr(finder, "storage", None)]:
+                if isinstance(source, FileSystemStorage) and inside(source.path("")):
                     return (
                         f"'{folder}' is inside the static files folder "
                         f"'{source.location}' (it would be collected)"

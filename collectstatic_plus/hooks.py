@@ -14,7 +14,7 @@ import os
 import posixpath
 import threading
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -44,9 +44,9 @@ class Hooks:
     time, in its own order, and skips a file that still has the name its last
     rewrite gave it and whose every reference resolves to the name it did
     then: its output would be the same bytes, and the pass says what its own
-    code would (the name it has, processed, no substitution). A complete
-    run's last pass, which only confirms that nothing moved, so reads and
-    rewrites nothing.
+    code would (the name it has, processed, no substitution). So Django's
+    last pass, which only confirms that nothing moved, reads and rewrites
+    nothing.
     """
 
     def __init__(
@@ -67,7 +67,8 @@ class Hooks:
         #: Per path rewritten without error: the name it got, and each
         #: reference it resolved with the name that came back.
         self.rewrites: dict[str, tuple[str, list[tuple[str, str]]]] = {}
-        self.resolving: list[tuple[str, str]] | None = None  # the file's now
+        #: The references of the file being rewritten now, as they resolve.
+        self.resolving: list[tuple[str, str]] | None = None
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -167,17 +168,26 @@ class Hooks:
 
     def _wrap_stored_name(self, stored_name: Callable[..., str]) -> Callable[..., str]:
         def resolve(name: str, hashed_files: dict[str, str]) -> str:
-            # The file it reads, as hashed_name() finds it.
-            target = urlsplit(unquote(posixpath.normpath(name))).path.strip()
-            target = self.storage.clean_name(target)
-            result = stored_name(name, ChainMap(hashed_files, self.outside))
+            names = ChainMap(hashed_files, self.outside)
+            result = stored_name(name, names)
             if self.rewriting is not None:
-                self.refs.setdefault(self.rewriting, set()).add(target)
+                self.refs.setdefault(self.rewriting, set()).add(
+                    self._target(name, names)
+                )
             if self.resolving is not None:
                 self.resolving.append((name, result))
             return result
 
         return resolve
+
+    def _target(self, name: str, names: Mapping[str, str]) -> str:
+        """The file a reference names: the one ``_stored_name`` finds by its
+        key, else the one ``hashed_name()`` reads (no query, unquoted)."""
+        clean = self.storage.clean_name
+        key = self.storage.hash_key(clean(posixpath.normpath(name)))
+        if key in names:
+            return str(key)
+        return str(clean(urlsplit(unquote(posixpath.normpath(name))).path.strip()))
 
     def _wrap_url_converter(
         self, url_converter: Callable[..., Any]

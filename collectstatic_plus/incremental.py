@@ -33,7 +33,7 @@ from django.core.files.storage import Storage
 
 from .backends.base import Listing
 from .record import Processed, Record
-from .vouch import compressing, vouch
+from .vouch import compressing, unhashed, vouch
 
 
 def subset(
@@ -56,6 +56,9 @@ def subset(
     referrers: dict[str, list[str]] = {}
     for path, old in previous.items():
         for target in old.refs:
+            original = unhashed(target)  # a hashed name of a collected file?
+            if target not in current and original is not None and original in current:
+                target = original
             referrers.setdefault(target, []).append(path)
     queue = [*why, *(target for target in referrers if target not in current)]
     while queue:

@@ -170,7 +170,9 @@ class Staging:
                 return True
             if self.force and (unhashed(name) in self.sources or name in self.hashed):
                 return False  # --force: a collected file's hashed copy is written again
-            if self.listing is not None:  # files; stock's local exists() sees folders
+            if self.listing is not None:
+                # It holds files; FileSystemStorage.exists() also says yes to
+                # a folder (a CSS url() may name one).
                 return name in self.listing or (
                     self.backend.local and os.path.isdir(self.main.storage.path(name))
                 )

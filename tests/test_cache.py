@@ -489,6 +489,7 @@ def test_a_cache_inside_a_static_files_folder_is_not_used(
     use(settings, tmp_path / "build", source, MANIFEST)
     cache = source / "cache"
     run = run_collectstatic(verbosity=1, cache_dir=str(cache))
-    why = f"'{cache}' is inside the static files folder '{source}' (it would be collected)"
+    why = f"'{cache}' is inside the static files folder '{source}'"
+    why += " (it would be collected)"
     assert run.stdout.startswith(f"The build cache is not used: {why}.\n")
     assert not cache.exists()

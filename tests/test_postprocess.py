@@ -601,6 +601,36 @@ def test_a_reference_to_a_name_a_later_pass_removes_ends_as_stock_ends(
 
     assert ours.stdout == stock_out.stdout  # "4 static files copied..."
     assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+    # A reference to a hashed name is one to its original: nothing changed.
+    again = run_collectstatic(verbosity=1)
+    assert "Post-processing up to date." in again.stdout
+    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+
+
+def test_a_percent_encoded_reference_leaves_a_rerun_up_to_date(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    settings.STATICFILES_DIRS = [
+        str(
+            write_tree(
+                tmp_path / "src",
+                {  # a file named "a%20b.png", which the CSS names quoted once more
+                    "css/a.css": "p{background:url(../img/x/a%2520b.png)}\n",
+                    "img/x/a%20b.png": b"png",
+                },
+            )
+        )
+    ]
+    use(settings, MANIFEST)
+    stock_out = run_stock(verbosity=1)
+    stock = read_tree(static_root)
+    reset(static_root)
+
+    assert run_collectstatic(verbosity=1).stdout == stock_out.stdout
+    again = run_collectstatic(verbosity=1)
+
+    assert "Post-processing up to date." in again.stdout
+    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
 
 
 def test_a_file_whose_hash_key_another_path_took_is_never_skipped_unread(

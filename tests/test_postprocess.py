@@ -651,11 +651,12 @@ def test_a_file_whose_hash_key_another_path_took_is_never_skipped_unread(
         )
     ]
     use(settings, MANIFEST)
-    with pytest.raises(CommandError):  # stock: "Max post-process passes exceeded."
+    failed = (CommandError, RuntimeError)  # (Django < 6.1 raises the error itself)
+    with pytest.raises(failed, match="Max post-process passes exceeded"):
         run_stock(verbosity=0)
     reset(static_root)
 
-    with pytest.raises(CommandError):
+    with pytest.raises(failed):
         run_collectstatic(verbosity=0)
     assert not (static_root / "staticfiles.json").exists()
 

@@ -527,7 +527,31 @@ def test_a_source_changed_during_the_run_is_never_served_under_the_old_hash(
     assert read_tree(static_root) == read_tree(theirs)
 
 
-PASSES = {
+def collect_from(
+    tmp_path: Path, settings: Any, backend: str, files: dict[str, bytes | str]
+) -> Path:
+    """``files`` as the only static files folder, collected with ``backend``."""
+    source = write_tree(tmp_path / "src", files)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, backend)
+    return source
+
+
+def stock_first(static_root: Path, verbosity: int = 1) -> tuple[str, dict[str, bytes]]:
+    """Stock's run into an empty ``static_root``: its stdout and the tree it
+    left; the root is emptied again for ours."""
+    out = run_stock(verbosity=verbosity).stdout
+    tree = read_tree(static_root)
+    reset(static_root)
+    return out, tree
+
+
+def collected(root: Path) -> dict[str, bytes]:
+    """What ``root`` holds, less our sync record."""
+    return {k: v for k, v in read_tree(root).items() if k != RECORD}
+
+
+PASSES: dict[str, bytes | str] = {
     "css/deep/a.css": "@import url('../b.css');\n",  # before b: a second pass
     "css/b.css": "p { background: url('../img/x.png'); }\n",
     "css/c.css": "@import url('deep/a.css');\n",  # after a's first pass: again
@@ -542,8 +566,7 @@ def test_later_passes_rewrite_only_files_whose_references_changed_name(
     from django.contrib.staticfiles import storage as hashing
     from django.core.files.base import ContentFile
 
-    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", PASSES))]
-    use(settings, backend)
+    collect_from(tmp_path, settings, backend, PASSES)
     rewrites: list[str] = []
 
     class Counted(ContentFile):  # type: ignore[type-arg]
@@ -556,10 +579,8 @@ def test_later_passes_rewrite_only_files_whose_references_changed_name(
             super().__init__(content, name)
 
     monkeypatch.setattr(hashing, "ContentFile", Counted)
-    stock_out = run_stock(verbosity=1)
-    stock = read_tree(static_root)
+    stock_out, stock = stock_first(static_root)
     assert sorted(rewrites) == ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
-    reset(static_root)
     rewrites.clear()
 
     ours = run_collectstatic(verbosity=1)
@@ -567,8 +588,8 @@ def test_later_passes_rewrite_only_files_whose_references_changed_name(
     # a twice (b got its name after a's first pass), c twice (after a's
     # second), b once; stock's third pass confirmed all three again.
     assert sorted(rewrites) == ["a", "a", "b", "c", "c"]
-    assert ours.stdout == stock_out.stdout
-    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+    assert ours.stdout == stock_out
+    assert collected(static_root) == stock
 
 
 def test_a_reference_to_a_name_a_later_pass_removes_ends_as_stock_ends(
@@ -579,78 +600,53 @@ def test_a_reference_to_a_name_a_later_pass_removes_ends_as_stock_ends(
     # file that pass writes, which b.css's second pass deletes.
     b_first = f'@import url("../c.{hashlib.md5(c_css).hexdigest()[:12]}.css");\n'
     b_name = f"css/b.{hashlib.md5(b_first.encode()).hexdigest()[:12]}.css"
-    settings.STATICFILES_DIRS = [
-        str(
-            write_tree(
-                tmp_path / "src",
-                {
-                    "css/b.css": "@import url('../c.css');\n",
-                    "c.css": c_css,
-                    "img/x.png": b"x",
-                    "x.css": f"@import url('{b_name}');\n",
-                },
-            )
-        )
-    ]
-    use(settings, MANIFEST)
-    stock_out = run_stock(verbosity=1)
-    stock = read_tree(static_root)
-    reset(static_root)
+    files: dict[str, bytes | str] = {
+        "css/b.css": "@import url('../c.css');\n",
+        "c.css": c_css,
+        "img/x.png": b"x",
+        "x.css": f"@import url('{b_name}');\n",
+    }
+    collect_from(tmp_path, settings, MANIFEST, files)
+    stock_out, stock = stock_first(static_root)
 
     ours = run_collectstatic(verbosity=1)
 
-    assert ours.stdout == stock_out.stdout  # "4 static files copied..."
-    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+    assert ours.stdout == stock_out  # "4 static files copied..."
+    assert collected(static_root) == stock
     # A reference to a hashed name is one to its original: nothing changed.
     again = run_collectstatic(verbosity=1)
     assert "Post-processing up to date." in again.stdout
-    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+    assert collected(static_root) == stock
 
 
 def test_a_percent_encoded_reference_leaves_a_rerun_up_to_date(
     tmp_path: Path, static_root: Path, settings: Any
 ) -> None:
-    settings.STATICFILES_DIRS = [
-        str(
-            write_tree(
-                tmp_path / "src",
-                {  # a file named "a%20b.png", which the CSS names quoted once more
-                    "css/a.css": "p{background:url(../img/x/a%2520b.png)}\n",
-                    "img/x/a%20b.png": b"png",
-                },
-            )
-        )
-    ]
-    use(settings, MANIFEST)
-    stock_out = run_stock(verbosity=1)
-    stock = read_tree(static_root)
-    reset(static_root)
+    files: dict[str, bytes | str] = {  # a file named "a%20b.png", quoted again
+        "css/a.css": "p{background:url(../img/x/a%2520b.png)}\n",
+        "img/x/a%20b.png": b"png",
+    }
+    collect_from(tmp_path, settings, MANIFEST, files)
+    stock_out, stock = stock_first(static_root)
 
-    assert run_collectstatic(verbosity=1).stdout == stock_out.stdout
+    assert run_collectstatic(verbosity=1).stdout == stock_out
     again = run_collectstatic(verbosity=1)
 
     assert "Post-processing up to date." in again.stdout
-    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+    assert collected(static_root) == stock
 
 
 def test_a_file_whose_hash_key_another_path_took_is_never_skipped_unread(
     tmp_path: Path, static_root: Path, settings: Any
 ) -> None:
-    settings.STATICFILES_DIRS = [
-        str(
-            write_tree(
-                tmp_path / "src",
-                {  # clean_name turns "\\" into "/": one key for both
-                    "css/a/b.css": "p{background:url('../../img/x.png')}\n",
-                    "css/a\\b.css": "p{background:url('../img/y.png')}\n",
-                    "css/c.css": "@import url('a/b.css');\n",
-                    "img/x.png": b"x",
-                    "img/y.png": b"y",
-                },
-            )
-        )
-    ]
-    use(settings, MANIFEST)
+    files: dict[str, bytes | str] = {  # clean_name turns "\\" into "/": one key
+        "css/a/b.css": "p{background:url('../../img/x.png')}\n",
+        "css/a\\b.css": "p{background:url('../img/y.png')}\n",
+        "css/c.css": "@import url('a/b.css');\n",
+        "img/x.png": b"x",
+        "img/y.png": b"y",
+    }
+    collect_from(tmp_path, settings, MANIFEST, files)
     failed = (CommandError, RuntimeError)  # (Django < 6.1 raises the error itself)
     with pytest.raises(failed, match="Max post-process passes exceeded"):
         run_stock(verbosity=0)
@@ -665,23 +661,17 @@ def test_a_file_whose_hash_key_another_path_took_is_never_skipped_unread(
 def test_a_reference_to_a_folder_is_left_as_stock_leaves_it(
     tmp_path: Path, static_root: Path, settings: Any, backend: str
 ) -> None:
-    settings.STATICFILES_DIRS = [
-        str(
-            write_tree(
-                tmp_path / "src",
-                {"css/a.css": "p{background:url('../img')}\n", "img/x.png": b"x"},
-            )
-        )
-    ]
-    use(settings, backend)
-    stock_out = run_stock(verbosity=1)
-    stock = read_tree(static_root)
-    reset(static_root)
+    files: dict[str, bytes | str] = {
+        "css/a.css": "p{background:url('../img')}\n",
+        "img/x.png": b"x",
+    }
+    collect_from(tmp_path, settings, backend, files)
+    stock_out, stock = stock_first(static_root)
 
     ours = run_collectstatic(verbosity=1)
 
-    assert ours.stdout == stock_out.stdout
-    assert {k: v for k, v in read_tree(static_root).items() if k != RECORD} == stock
+    assert ours.stdout == stock_out
+    assert collected(static_root) == stock
     hashed = json.loads(stock["staticfiles.json"])["paths"]["css/a.css"]
     assert stock[hashed] == b'p{background:url("../img")}\n'
 
@@ -690,12 +680,11 @@ def test_a_reference_to_a_folder_is_left_as_stock_leaves_it(
 def test_outputs_a_stock_run_changed_are_made_again_when_ours_copies_back(
     tmp_path: Path, static_root: Path, settings: Any, backend: str
 ) -> None:
-    source = write_tree(
-        tmp_path / "src",
-        {"css/a.css": "@import url('b.css');\n", "css/b.css": "p{color:red}" * 40},
-    )
-    settings.STATICFILES_DIRS = [str(source)]
-    use(settings, backend)
+    files: dict[str, bytes | str] = {
+        "css/a.css": "@import url('b.css');\n",
+        "css/b.css": "p{color:red}" * 40,
+    }
+    source = collect_from(tmp_path, settings, backend, files)
     later = time.time()
 
     def edit(text: str) -> None:
@@ -710,7 +699,7 @@ def test_outputs_a_stock_run_changed_are_made_again_when_ours_copies_back(
         run_stock(verbosity=0)  # stock writes over what the first run wrote
         edit("p{color:red}" * 40)  # as the first run saw it
         runner(verbosity=0)  # ours copies b.css back: its outputs are stock's
-        return {k: v for k, v in read_tree(static_root).items() if k != RECORD}
+        return collected(static_root)
 
     stock = three_runs(run_stock)
     reset(static_root)

@@ -29,6 +29,7 @@ from .plan import saw_same
 from .record import Record
 from .report import Report
 from .retry import PermanentError, Retry, first_few, first_line
+from .vouch import unhashed
 
 #: Derived files that post-processors write beside a kept file (WhiteNoise
 #: compresses to .gz and .br).
@@ -56,12 +57,14 @@ class Pruner:
         backend: Backend,
         retry: Retry,
         log: Callable[..., None],
+        warn: Callable[[str], None],
         options: RunOptions,
         report: Report,
     ) -> None:
         self.backend = backend
         self.retry = retry
         self.log = log
+        self.warn = warn
         self.options = options
         self.report = report
 
@@ -103,7 +106,7 @@ class Pruner:
         kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
         stale: list[str] = []
         unowned: list[str] = []
-        for name in sorted(candidates(listing, previous)):
+        for name in sorted(self.candidates(listing, previous)):
             if name in kept or not is_safe_path(name):
                 continue
             ours = name in owned and not self.written_over(name, previous, listing)
@@ -138,6 +141,16 @@ class Pruner:
         if remote.md5 is not None:
             return remote.md5 != entry.md5
         return not (self.backend.local and self.backend.digest(name) == entry.digest)
+
+    @staticmethod
+    def candidates(listing: Listing | None, previous: Record | None) -> Collection[str]:
+        """What the destination may hold: its listing, or, for a storage that
+        cannot list, what the record says is there."""
+        if listing is not None:
+            return listing.keys()
+        if previous is None:
+            return set()
+        return Pruner.owned(previous)
 
     @staticmethod
     def owned(previous: Record) -> set[str]:
@@ -183,12 +196,23 @@ class Pruner:
         return sorted(n for n in names if n not in named and n not in new.files)
 
     def delete(
-        self, stale: Collection[str], keep: set[str]
+        self, decided: Deletions, keep: set[str]
     ) -> tuple[list[str], CommandError | None]:
-        """Delete what was decided and is still not kept; each name is logged
-        once it is gone. The deleted, and the error if some were not."""
+        """Delete what was decided and is still not kept (post-processing may
+        have written a name again), and report it; the names are logged once
+        the deletions are done. The deleted, and the error if some were not."""
         kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
-        names = [name for name in stale if name not in kept]
+        # Said now: what a failed run's post-process left is this one's output.
+        unowned = [name for name in decided.unowned if name not in kept]
+        self.report.deletions["unowned"] = unowned
+        if unowned:
+            self.warn(
+                f"{len(unowned)} file(s) not written by collectstatic-plus kept "
+                f"(first: {', '.join(unowned[:3])}); --delete-unowned deletes "
+                "them too."
+            )
+        names = [name for name in decided.stale if name not in kept]
+        self.report.deletions["stale"] = names
         failed = None
         for name in names if self.options.dry_run else ():
             self.log(f"Would delete {name}", level=1)
@@ -221,26 +245,30 @@ class Pruner:
 
 
 def keep_set(
-    protected: Iterable[str], outputs: Iterable[str], manifests: list[list[str]]
+    protected: Collection[str],
+    outputs: Collection[str],
+    manifests: list[list[str]],
+    listed: Iterable[str],
 ) -> set[str]:
     """What ``--delete`` never removes: every collected file, the sync record
     and the manifest (``protected``), what post-processing wrote for the
-    current files, and the files named by the kept manifests."""
-    keep = set(protected)
-    keep.update(outputs)
+    current files and what they were made from (``outputs``), and the files
+    named by the kept manifests; of the ``listed`` names, the hashed copies
+    of a file no longer collected that a current one refers to (it names one
+    of them)."""
+    keep = {*protected, *outputs}
     for paths in manifests:
         keep.update(paths)
+    gone = {
+        name
+        for name in outputs
+        if name not in protected
+        and not name.endswith(DERIVED_SUFFIXES)
+        and unhashed(name) is None
+    }
+    if gone:
+        keep.update(name for name in listed if unhashed(name) in gone)
     return keep
-
-
-def candidates(listing: Listing | None, previous: Record | None) -> set[str]:
-    """What the destination may hold: its listing, or, for a storage that
-    cannot list, what the record says is there."""
-    if listing is not None:
-        return set(listing)
-    if previous is None:
-        return set()
-    return Pruner.owned(previous)
 
 
 def predicted_outputs(

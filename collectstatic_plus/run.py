@@ -114,7 +114,7 @@ class Run:
         self.post_processing = PostProcessing(
             storage, backend, self.retry, report, host, options, terminal
         )
-        self.pruner = Pruner(backend, self.retry, host.log, options, report)
+        self.pruner = Pruner(backend, self.retry, host.log, self.warn, options, report)
         #: Sources that could not be read to decide: failed after the others.
         self.unread: list[Failure] = []
         self.deletions = Deletions([], [])
@@ -368,7 +368,8 @@ class Run:
         manifests = history  # a manifest like the published one is not new
         if current is not None and (not history or set(current) != set(history[0])):
             manifests = [current, *history]
-        return keep_set(protected, outputs, manifests[: options.keep_manifests])
+        listed = Pruner.candidates(self.listing, previous)
+        return keep_set(protected, outputs, manifests[: options.keep_manifests], listed)
 
     def prune(self) -> tuple[list[str], CommandError | None]:
         """``--delete``: what was decided and is still stale; the deleted,
@@ -377,17 +378,8 @@ class Run:
             self.lease.check()
         done = self.post_processing
         keep = self.keep(done.outputs, done.manifest)
-        # Said now: what a failed run's post-process left is this one's output.
-        unowned = [name for name in self.deletions.unowned if name not in keep]
-        self.report.deletions["unowned"] = unowned
-        if unowned:
-            self.warn(
-                f"{len(unowned)} file(s) not written by collectstatic-plus kept "
-                f"(first: {', '.join(unowned[:3])}); --delete-unowned deletes "
-                "them too."
-            )
         with Progress(self.terminal, "Deleting", len(self.deletions.stale)) as shown:
-            deleted, failed = self.pruner.delete(self.deletions.stale, keep)
+            deleted, failed = self.pruner.delete(self.deletions, keep)
             shown.advance(len(deleted))
         for path in deleted:
             remote = None if self.listing is None else self.listing.get(path)

@@ -513,6 +513,23 @@ def test_keep_manifests_plans_what_it_deletes_when_post_processing_is_up_to_date
     )
 
 
+def test_a_reverted_file_keeps_its_hashed_copy_and_the_report_says_what_went(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    copies = manifests_of_a_changing(tmp_path, settings, static_root, 4)
+    (Path(settings.STATICFILES_DIRS[0]) / "a.css").write_text("a{color:#002}")
+    report = tmp_path / "report.json"
+    run = run_collectstatic(delete=True, verbosity=1, report=str(report))
+    # Planned before post-processing, the second copy looked stale; the run
+    # writes it again (the content of the second run), so only the first goes.
+    assert json.loads(report.read_text())["deletions"]["stale"] == [copies[0]]
+    assert run.stdout.count("Deleting stale") == 1
+    assert f"Deleting stale '{copies[0]}'" in run.stdout
+    assert sorted(path.name for path in static_root.glob("a.*.css")) == sorted(
+        copies[1:]
+    )
+
+
 def test_delete_removes_hashed_copies_of_manifests_dropped_by_runs_without_it(
     tmp_path: Path, settings: Any, static_root: Path
 ) -> None:
@@ -532,6 +549,31 @@ def test_delete_removes_hashed_copies_of_manifests_dropped_by_runs_without_it(
     )
     record = json.loads((static_root / ".collectstatic-plus.json").read_text())
     assert record["retired"] == []
+
+
+def test_delete_keeps_the_hashed_copy_a_kept_file_names_after_its_source_went(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    # img/bg.png is no longer collected but a.css still refers to it: its copy
+    # stays (post-processing resolves it there, as stock's does), and a.css's
+    # hashed copy names bg.png's hashed copy, which must stay with it.
+    files = {"css/a.css": "a{background:url(../img/bg.png)}", "img/bg.png": "png"}
+    source = write_tree(tmp_path / "src", {**files, "css/b.css": "b{}"})
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, "django.contrib.staticfiles.storage.ManifestStaticFilesStorage")
+    run_collectstatic()
+    (source / "img/bg.png").unlink()
+    for color in ("", "red", "blue"):  # changes elsewhere, each with --delete
+        (source / "css/b.css").write_text(f"b{{color:{color}}}")
+        run_collectstatic(delete=True, keep_manifests=1)
+    published = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+    css = (static_root / published["css/a.css"]).read_text()
+    assert css == 'a{background:url("../img/bg.bff139fa05ac.png")}'
+    assert (static_root / "img/bg.bff139fa05ac.png").read_text() == "png"
+    assert sorted(path.name for path in static_root.glob("img/*")) == [
+        "bg.bff139fa05ac.png",
+        "bg.png",
+    ]
 
 
 @pytest.mark.parametrize("keep_only_hashed", [False, True])

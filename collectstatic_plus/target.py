@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.files import File
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 
 from .digest import Digest, digest_file
 from .pool import Failure
@@ -91,8 +91,11 @@ class Target:
     def replace(self, name: str, content: File) -> bool:  # type: ignore[type-arg]
         """On local disk, write beside ``name`` and rename over it (atomic).
 
-        False if the storage has no local path.
+        False if the storage has no local path, or saves with its own
+        ``_save`` (which may act on the name it is given, as stock gives it).
         """
+        if type(self.storage)._save is not vars(FileSystemStorage)["_save"]:
+            return False
         try:
             final = self.storage.path(name)
         except NotImplementedError:

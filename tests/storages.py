@@ -15,6 +15,7 @@ from django.contrib.staticfiles.storage import (
     StaticFilesStorage,
 )
 from django.core.files import File
+from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.utils._os import safe_join
 from storages.backends.s3 import S3ManifestStaticStorage
@@ -238,6 +239,17 @@ class SaveLogManifestStorage(ManifestStaticFilesStorage):
         entry = (name, threading.current_thread().name, start, time.monotonic())
         type(self).saves.append(entry)
         return saved
+
+
+class BannerManifestStorage(ManifestStaticFilesStorage):
+    """Saves every CSS file with a banner first: its own ``_save`` decides by
+    the name it is given."""
+
+    def _save(self, name: str, content: Any) -> str:
+        if name.endswith(".css"):
+            content.seek(0)
+            content = ContentFile(b"/* (c) */\n" + content.read())
+        return str(super()._save(name, content))
 
 
 class RawReadManifestStorage(ManifestStaticFilesStorage):

@@ -32,8 +32,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+from django.core.files.storage import FileSystemStorage
 from django.core.management import CommandError
 from django.test import override_settings
 
@@ -69,9 +71,12 @@ WORKERS = 4
 #: writing, so that kills land mid-run; not for the sync record and the
 #: manifest, whose writes last microseconds in a real run (one request, one
 #: small file). ``$FAULT_PAUSE_ON=NAME=SECONDS`` makes the save of NAME sleep
-#: that long. Without these variables (in the test process) they are the
-#: storages they extend. Kept out of this module so that a killed run does
-#: not import pytest and the tests.
+#: that long. On local disk these go in FileSystemStorage's own _save (a
+#: storage with a _save of its own is post-processed as stock writes, not
+#: beside the name and renamed over it). Without these variables (in the
+#: test process) they are the storages they extend, counting saves.
+#: Kept out of this module so that a killed run does not import pytest and
+#: the tests.
 KILL_POINTS = """
 import importlib
 import os
@@ -99,25 +104,44 @@ def _event(name):
             os.close(fd)
 
 
-class KillPoints:
-    saves = 0
-
+class Created:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         _event("init")
 
+
+def _before_save(storage, name):
+    _event(name)
+    paused, _, seconds = os.environ.get("FAULT_PAUSE_ON", "").partition("=")
+    manifest = getattr(storage, "manifest_name", None)
+    quick = name.startswith(".collectstatic-plus") or (
+        manifest is not None and (name == manifest or name.startswith(manifest + "."))
+    )
+    if paused and (name == paused or name.startswith(paused + ".")):
+        time.sleep(float(seconds))
+    elif not quick:
+        time.sleep(float(os.environ.get("FAULT_SLOW_DELAY", "0")))
+
+
+class KillPoints(Created):
+    saves = 0
+
     def _save(self, name, content):
         KillPoints.saves += 1
-        _event(name)
-        paused, _, seconds = os.environ.get("FAULT_PAUSE_ON", "").partition("=")
-        quick = name.startswith(".collectstatic-plus") or name == getattr(
-            self, "manifest_name", None
-        )
-        if paused and (name == paused or name.startswith(paused + ".")):
-            time.sleep(float(seconds))
-        elif not quick:
-            time.sleep(float(os.environ.get("FAULT_SLOW_DELAY", "0")))
+        _before_save(self, name)
         return super()._save(name, content)
+
+
+def on_local_disk(save):
+    # FileSystemStorage's own _save with the kill points: post-processing
+    # writes beside a file's name and renames it over (as it does for a
+    # storage without a _save of its own) only through that one.
+    def _save(self, name, content):
+        KillPoints.saves += 1
+        _before_save(self, name)
+        return save(self, name, content)
+
+    return _save
 
 
 def __getattr__(name):
@@ -125,7 +149,15 @@ def __getattr__(name):
         raise AttributeError(name)
     module, base = BASES[name]
     parent = getattr(importlib.import_module(module), base)
-    cls = type(name, (KillPoints, parent), {"__module__": __name__})
+    local = module.startswith("django.")
+    if local and "FAULT_EVENTS" in os.environ:  # a killed run (the test's
+        # process patches it while it runs one: Runner.collect)
+        from django.core.files.storage import FileSystemStorage
+
+        FileSystemStorage._save = on_local_disk(FileSystemStorage._save)
+    # (The same class in both: its code is part of post-processing's key.)
+    bases = (Created, parent) if local else (KillPoints, parent)
+    cls = type(name, bases, {"__module__": __name__})
     globals()[name] = cls
     return cls
 """
@@ -667,7 +699,8 @@ class Runner:
         self.source = source
         settings_module(tmp_path, module, self.killed, source)
         monkeypatch.syspath_prepend(str(tmp_path))
-        self.points = importlib.import_module(module).KillPoints
+        self.module = importlib.import_module(module)
+        self.points = self.module.KillPoints
         self.events = tmp_path / "events"
         self.stderr = tmp_path / "stderr"
         self.env = {
@@ -686,7 +719,9 @@ class Runner:
     def collect(self, destination: Destination) -> int:
         """A clean run in this process; the number of saves it made."""
         self.points.saves = 0
-        collect_into(destination, self.source)
+        save = self.module.on_local_disk(FileSystemStorage._save)
+        with mock.patch.object(FileSystemStorage, "_save", save):
+            collect_into(destination, self.source)
         return int(self.points.saves)
 
     def seen(self) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.core.files.storage import FileSystemStorage
 from django.core.management.base import CommandError
 
 from .conftest import RECORD, read_tree, run_collectstatic, run_stock, write_tree
@@ -254,8 +255,15 @@ def test_a_post_processed_file_that_cannot_be_written_is_named_in_one_line(
 ) -> None:
     refused, named = REFUSED[kind]
     settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "chains", CHAINS))]
-    use(settings, "tests.storages.FailingManifestStorage")
-    monkeypatch.setenv("FAIL_ON", refused.format(pid=os.getpid()))
+    use(settings, MANIFEST)
+    save = FileSystemStorage._save  # (a storage's own _save is not called so)
+
+    def failing(self: FileSystemStorage, name: str, content: Any) -> str:
+        if refused.format(pid=os.getpid()) in name:
+            raise OSError(f"simulated failure writing {name}")
+        return str(save(self, name, content))
+
+    monkeypatch.setattr(FileSystemStorage, "_save", failing)
     stderr = io.StringIO()
     with pytest.raises(CommandError) as raised:
         run_collectstatic(verbosity=0, stderr=stderr, parallel=parallel)
@@ -705,3 +713,25 @@ def test_outputs_a_stock_run_changed_are_made_again_when_ours_copies_back(
     reset(static_root)
 
     assert three_runs(run_collectstatic) == stock
+
+
+def test_a_storage_whose_save_acts_on_the_name_writes_what_stock_writes(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    files: dict[str, bytes | str] = {
+        "css/a.css": "p{background:url(../img/x.png)}\n",
+        "img/x.png": b"png",
+    }
+    source = collect_from(
+        tmp_path, settings, "tests.storages.BannerManifestStorage", files
+    )
+    stock_out, stock = stock_first(static_root)
+
+    assert run_collectstatic(verbosity=1).stdout == stock_out
+    assert collected(static_root) == stock
+    assert sum(v.startswith(b"/* (c) */\n") for v in stock.values()) == 2
+    (source / "img/x.png").write_bytes(b"png2")  # a.css's incremental turn
+    run_collectstatic()
+    after = collected(static_root)
+    css = [name for name in after if name.startswith("css/a.") and name not in stock]
+    assert len(css) == 1 and after[css[0]].startswith(b"/* (c) */\n")

@@ -142,10 +142,11 @@ class Staging:
         for the sync record to hold as ours; on local disk, remove it first
         (stock leaves none; elsewhere deletes after a failure may fail too)
         and return what could not be removed."""
-        # Whether the manifest may have landed (a remote write can fail after
-        # it did): then every file it names must stay.
+        # Whether the manifest may have landed (a write can fail after it did,
+        # unless renamed into place): then every file it names must stay.
         landed = self.manifest_name in self.written
-        landed = landed or (self.manifest_due and not self.local)
+        renamed = self.local and self.manifest_target.renames
+        landed = landed or (self.manifest_due and not renamed)
         left: set[str] = set()
         if failed and self.listing is not None and not landed:
             left = set(self.written) - set(self.listing) - set(self.sources)

@@ -82,6 +82,9 @@ class Target:
         self.delete = storage.delete
         self._save = storage._save
         self.file_hash = getattr(storage, "file_hash", None)
+        #: Whether :meth:`replace` may write beside a name: not through a
+        #: storage's own ``_save`` (it may act on the name it is given).
+        self.renames = type(storage)._save is vars(FileSystemStorage)["_save"]
 
     def write(self, name: str, content: File, overwrites: bool) -> str:  # type: ignore[type-arg]
         if not overwrites and self.exists(name):
@@ -91,10 +94,9 @@ class Target:
     def replace(self, name: str, content: File) -> bool:  # type: ignore[type-arg]
         """On local disk, write beside ``name`` and rename over it (atomic).
 
-        False if the storage has no local path, or saves with its own
-        ``_save`` (which may act on the name it is given, as stock gives it).
+        False if the storage has no local path or a ``_save`` of its own.
         """
-        if type(self.storage)._save is not vars(FileSystemStorage)["_save"]:
+        if not self.renames:
             return False
         try:
             final = self.storage.path(name)

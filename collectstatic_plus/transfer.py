@@ -132,7 +132,9 @@ class Copier:
         else:
             self.log(f"Copying '{source_path}'", level=2)
             saved, written = self.retry(f"Writing '{name}'", lambda: self.save(source))
-            source.digest = source.digest or written or self.read(source)
+            # What landed, if the save read it through (a source edited since
+            # it was read to decide is recorded as its new bytes).
+            source.digest = written or source.digest or self.read(source)
             # A storage may save under another name (stock accepts that); the
             # sync record then does not claim this path holds the content.
             if saved == name:

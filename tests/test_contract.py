@@ -983,7 +983,7 @@ def test_a_manifest_that_landed_though_its_write_failed_keeps_what_it_names(
 
     def landed_then_failed(self: Any, name: str, content: Any) -> Any:
         saved = real_save(self, name, content)
-        if "staticfiles.json" in name:  # (local: a temporary name, renamed)
+        if "staticfiles.json" in name:  # (a _save of its own: under its name)
             raise OSError("timed out reading the answer")  # as a lost response
         return saved
 

@@ -166,6 +166,33 @@ def test_changed_content_is_copied_even_when_older(
     )
 
 
+def test_a_source_edited_while_it_is_copied_is_recorded_as_what_landed(
+    source: Path, static_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_collectstatic()
+    edited = source / "d0/f0.js"
+    edited.write_text("var v = 'x';\n")  # changed: read as this to decide
+    save = FileSystemStorage._save
+
+    def editing(self: FileSystemStorage, name: str, content: Any) -> str:
+        if name == "d0/f0.js":  # edited again before the copy reads it
+            edited.write_text("var v = 'yy';\n")
+        return str(save(self, name, content))
+
+    monkeypatch.setattr(FileSystemStorage, "_save", editing)
+    run_collectstatic()
+    monkeypatch.undo()
+    assert (static_root / "d0/f0.js").read_text() == "var v = 'yy';\n"
+    entry = record_files(json.loads((static_root / RECORD).read_bytes()))["d0/f0.js"]
+    assert entry["md5"] == hashlib.md5(b"var v = 'yy';\n").hexdigest()
+    edited.write_text("var v = 'x';\n")  # back to what the decision read
+
+    run = run_collectstatic(verbosity=1)
+
+    assert run.stdout.startswith("\n1 static file copied")
+    assert (static_root / "d0/f0.js").read_text() == "var v = 'x';\n"
+
+
 def test_a_rewrite_that_keeps_size_and_mtime_is_still_copied(
     source: Path, static_root: Path
 ) -> None:

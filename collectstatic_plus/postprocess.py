@@ -38,6 +38,10 @@ from .vouch import compressing, settings_key, vouch
 
 #: Django 6.1 turned a failed post-process into a CommandError with its notes.
 RAISES_COMMAND_ERROR = django.VERSION >= (6, 1)
+#: A dry run's status with a storage whose code we do not know.
+STOCK_DRY_RUN = (
+    "not simulated ({}.post_process() is called with dry_run=True, as by stock)"
+)
 
 
 class Host(Protocol):
@@ -236,7 +240,7 @@ class PostProcessing:
                 staging.flush()
             done = True
         except FlushError as error:  # (before the manifest too: write_staged)
-            raise self.unwritten(error) from None
+            raise error.said(self.host.stderr.write) from None
         finally:
             self.left += staging.close(failed=not done)
         self.remember(plan, digests, rows, hooks, names, owner, staging)
@@ -279,6 +283,7 @@ class PostProcessing:
                     if isinstance(done, RuntimeError) and incremental:
                         raise NotSettled  # its passes ran out: run them all
                     if isinstance(done, Exception):  # dry: the report says it
+                        progress.close()  # (its line before stock's, not after)
                         self.fail(original, done, quietly=simulated)
                     source = owner.get(original, original)
                     variant = processed_path in (f"{original}.gz", f"{original}.br")
@@ -370,30 +375,20 @@ class PostProcessing:
         return described
 
     def report_plan(self, plan: Plan, staging: Staging, names: dict[str, str]) -> None:
-        report = self.report
-        report.post_processing = {**self.described(plan), **staging.outcome()}
+        report, outcome = self.report, staging.outcome()
+        if staging.simulate and not staging.known:  # called as stock calls it
+            outcome = {"status": STOCK_DRY_RUN.format(type(self.target).__name__)}
+        report.post_processing = {**self.described(plan), **outcome}
         for original, hashed_name in names.items():
             if original in report.files:
                 action = report.files[original].action
                 report.file(original, action, hashed_name=hashed_name)
 
-    def unwritten(self, error: FlushError) -> CommandError:
-        """Each file that could not be written, said; the error to raise."""
-        failures = sorted(error.failures, key=lambda failure: failure.path)
-        for failed in failures:
-            self.host.stderr.write(f"Could not write '{failed.path}': {failed.reason}")
-        names = ", ".join(failure.path for failure in failures)
-        return CommandError(
-            f"{len(failures)} post-processed file(s) could not be written: "
-            f"{names}. The manifest was not updated."
-        )
-
     def fail(self, original: str, error: Exception, quietly: bool = False) -> None:
         """A failure the storage yielded: said and raised as stock does."""
         if quietly:
             raise error
-        self.host.stderr.write(f"Post-processing '{original}' failed!")
-        self.host.stderr.write()
+        self.host.stderr.write(f"Post-processing '{original}' failed!\n\n")
         if not RAISES_COMMAND_ERROR:
             raise error
         message = "\n".join([str(error), *getattr(error, "__notes__", ())])

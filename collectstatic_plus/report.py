@@ -184,10 +184,9 @@ class Report:
     def changes(self) -> int:
         """Files that would be (or were) written or deleted, manifest included."""
         totals = self.totals()
-        writes = self.post_processing.get("would_write") or []
-        return sum(totals[a]["files"] for a in ("new", "changed", "deleted")) + len(
-            writes
-        )
+        pp = self.post_processing
+        writes = len(pp.get("would_write") or []) + bool(pp.get("manifest_changes"))
+        return sum(totals[a]["files"] for a in ("new", "changed", "deleted")) + writes
 
     def to_json(self) -> dict[str, Any]:
         return {

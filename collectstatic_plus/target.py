@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
+from django.core.management.base import CommandError
 
 from .digest import Digest, digest_file
 from .pool import Failure
@@ -30,6 +31,17 @@ class FlushError(Exception):
     def __init__(self, failures: list[Failure]) -> None:
         super().__init__(f"{len(failures)} post-processed file(s) could not be written")
         self.failures = failures
+
+    def said(self, write: Callable[[str], object]) -> CommandError:
+        """Each file that could not be written, said; the error to raise."""
+        failures = sorted(self.failures, key=lambda failure: failure.path)
+        for failed in failures:
+            write(f"Could not write '{failed.path}': {failed.reason}")
+        names = ", ".join(failure.path for failure in failures)
+        return CommandError(
+            f"{len(failures)} post-processed file(s) could not be written: "
+            f"{names}. The manifest was not updated."
+        )
 
 
 class SourceChanged(OSError):

@@ -417,6 +417,62 @@ def test_a_progress_line_is_ended_before_the_next_message_after_ctrl_c(
     ), after
 
 
+def test_a_progress_line_is_ended_before_a_failed_post_process_says_so(
+    tmp_path: Path,
+) -> None:
+    env = progress_project(tmp_path, "tests.storages.CheckingStorage")
+    write_tree(tmp_path / "src", {"zz.css": "a{background:url(missing.png)}"})
+    shown, status = on_tty(env)
+    assert status == 1
+    before, _, after = shown.partition("Post-processing 'zz.css' failed!\n\n")
+    ended = r"\rPost-processing: \d+/201 files \(\d+%\), [\d.]+ s\x1b\[K\n$"
+    assert re.search(ended, before), before
+    assert "Post-processing: " not in after, after  # (stock's error follows)
+
+
+def test_check_fails_when_only_the_manifest_would_change(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    files = {"css/a.css": "a{}", "notes.txt": "n"}
+    source = write_tree(tmp_path / "src", files)
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    run_collectstatic()
+    (source / "notes.txt").unlink()  # its copies stay; the manifest drops it
+
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(check=True)
+
+    assert str(raised.value) == (
+        "The destination is not up to date: 1 change(s) would be made."
+    )
+
+
+@pytest.mark.parametrize(
+    "backend",
+    ["tests.storages.OwnFileHashStorage", "tests.storages.OwnPostProcessStorage"],
+)
+def test_check_fails_when_a_storage_we_cannot_simulate_would_post_process(
+    tmp_path: Path, settings: Any, static_root: Path, backend: str
+) -> None:
+    source = write_tree(tmp_path / "src", {"css/a.css": "a{}"})
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+    run_collectstatic()
+    hashed = json.loads((static_root / "staticfiles.json").read_text())["paths"]
+    (static_root / hashed["css/a.css"]).unlink()  # a real run writes it again
+
+    dry = run_collectstatic(dry_run=True)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(check=True)
+
+    name = backend.rpartition(".")[2]
+    status = f"not simulated ({name}.post_process() is called with dry_run=True"
+    status += ", as by stock)"
+    assert f"post-processing: {status}\n" in dry.stdout, dry.stdout
+    assert str(raised.value) == f"--check: post-processing {status}."
+
+
 def test_check_fails_when_post_processing_could_not_be_simulated(
     tmp_path: Path, settings: Any, static_root: Path
 ) -> None:

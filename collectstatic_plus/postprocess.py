@@ -34,7 +34,7 @@ from .retry import Retry, first_line
 from .sources import Source
 from .staging import Staging
 from .target import FlushError, Target
-from .vouch import compressing, settings_key, vouch
+from .vouch import settings_key, vouch
 
 #: Django 6.1 turned a failed post-process into a CommandError with its notes.
 RAISES_COMMAND_ERROR = django.VERSION >= (6, 1)
@@ -186,7 +186,7 @@ class PostProcessing:
         """Run the plan over the last complete post-process; None if it was
         incremental and a complete run would not settle (nothing written)."""
         storage = self.target
-        known = vouch(storage) is None and not compressing(storage)
+        known = vouch(storage) is None
         rows = last.processed if last is not None else {}
         staging = Staging(
             self.storage,

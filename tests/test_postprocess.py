@@ -735,3 +735,30 @@ def test_a_storage_whose_save_acts_on_the_name_writes_what_stock_writes(
     after = collected(static_root)
     css = [name for name in after if name.startswith("css/a.") and name not in stock]
     assert len(css) == 1 and after[css[0]].startswith(b"/* (c) */\n")
+
+
+def test_a_dry_run_names_what_compressed_static_files_storage_would_write(
+    tmp_path: Path, static_root: Path, settings: Any
+) -> None:
+    files: dict[str, bytes | str] = {
+        "css/a.css": "a { color: red }\n" * 50,
+        "img/x.png": b"\x89PNG" + bytes(200),  # (not compressed: an image)
+        "notes.txt": "notes " * 100,
+    }
+    source = collect_from(tmp_path, settings, COMPRESSED, files)
+    report = tmp_path / "report.json"
+    for change in ("cold", "notes.txt"):
+        if change != "cold":
+            (source / change).write_text("other notes " * 100)
+        run_collectstatic(dry_run=True, report=str(report))
+        planned = json.loads(report.read_text())["post_processing"]
+        before = collected(static_root)
+        run_collectstatic(report=str(report))
+        done = json.loads(report.read_text())["post_processing"]
+        after = collected(static_root)
+        new = sorted(name for name in after if after[name] != before.get(name))
+        variants = [name for name in new if name.endswith((".gz", ".br"))]
+
+        assert planned["status"] == "simulated", planned
+        assert planned["would_write"] == done["written"] == variants
+        assert len(variants) == (4 if change == "cold" else 2)

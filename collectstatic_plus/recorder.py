@@ -316,6 +316,14 @@ def recorder_for(
             f"The sync record's storage ({options.record_storage!r}, "
             f"RECORD_STORAGE) could not be set up: {first_line(error)}"
         ) from error
+    folder = backend.inside(keeper)
+    if folder is not None:  # served, and ours to delete? never
+        raise CommandError(
+            f"The sync record's storage ({options.record_storage!r}, "
+            "RECORD_STORAGE) is inside the destination: the record would be "
+            f"'{folder}{options.record_name}' there, served, and deleted by "
+            "--clear and --delete-unowned. Give it a place outside."
+        )
     retry = Retry(options.retries, options.retry_budget, errors=keeper)
     return Recorder(keeper, retry, options.record_name, warn, backend)
 

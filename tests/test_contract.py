@@ -636,6 +636,31 @@ def test_a_record_kept_in_another_storage_leaves_none_in_the_destination(
         assert again.requests == Counter(table.listing)
 
 
+def test_a_record_storage_inside_the_destination_is_refused(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    storage = destination.use(settings)
+    where = (
+        settings.STATIC_ROOT if destination.kind == "local" else destination.location
+    )
+    inside = {
+        **storage["OPTIONS"],
+        "location": f"{where}/private" if where else "private",
+    }
+    settings.STORAGES = {**settings.STORAGES, "records": {**storage, "OPTIONS": inside}}
+    settings.COLLECTSTATIC_PLUS = {"RECORD_STORAGE": "records"}
+
+    with pytest.raises(CommandError) as raised:
+        collect(destination)
+
+    assert str(raised.value) == (
+        "The sync record's storage ('records', RECORD_STORAGE) is inside the "
+        f"destination: the record would be 'private/{RECORD}' there, served, and "
+        "deleted by --clear and --delete-unowned. Give it a place outside."
+    )
+    assert destination.names() == []
+
+
 # --- dry runs and interruptions ---------------------------------------------
 
 

@@ -162,6 +162,26 @@ class Backend:
     def storage_class(self) -> type[Any]:
         return self.storage.__class__  # unwraps staticfiles_storage's LazyObject
 
+    def inside(self, other: Backend) -> str | None:
+        """If ``other`` writes inside this storage, the folder its names are
+        in among this one's ("" for the same place); else None (or unknown:
+        only the backends we know say all of where they write)."""
+        if type(self) is Backend or type(other) is not type(self):
+            return None
+        attributes = (*self.where, "account_name")
+        mine = {a: getattr(self.storage, a, None) for a in attributes}
+        theirs = {a: getattr(other.storage, a, None) for a in attributes}
+        root = self.root(mine.pop("location"))
+        under = other.root(theirs.pop("location"))
+        if mine != theirs or not (not root or f"{under}/".startswith(f"{root}/")):
+            return None
+        return f"{under[len(root) :].strip('/')}/".lstrip("/")
+
+    @staticmethod
+    def root(location: object) -> str:
+        """A ``location`` as :meth:`inside` compares it."""
+        return "" if location is None else str(location).strip("/")
+
     def fingerprint(self) -> str:
         """Identifies the destination: class and where it writes."""
         cls = self.storage_class

@@ -24,6 +24,10 @@ class LocalBackend(Backend):
     def handles(storage: Storage) -> bool:
         return isinstance(storage, FileSystemStorage)
 
+    @staticmethod
+    def root(location: object) -> str:
+        return os.path.realpath(str(location)).strip("/")
+
     def listing(self) -> Listing | None:
         root = str(self.storage.location)  # type: ignore[attr-defined]
         return _walk(root) if os.path.isdir(root) else {}

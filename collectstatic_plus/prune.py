@@ -120,6 +120,7 @@ class Pruner:
         ``--max-delete`` are stale, naming the first 20."""
         limit = self.options.max_delete
         if limit is not None and len(stale) > limit and not self.options.dry_run:
+            self.report.deletions["reason"] = f"more than --max-delete {limit}"
             raise CommandError(
                 f"--delete would remove {len(stale)} stale files, more than "
                 f"--max-delete {limit}; nothing was written or deleted: "

@@ -108,7 +108,7 @@ class Recorder:
         except Exception as error:  # still failing after retries: know nothing
             if self.backend.classify(error) == "unreachable":
                 return None  # the listing says so next, in one line
-            reason = f"cannot be read ({type(error).__name__}: {error})"
+            reason = f"cannot be read ({first_line(error)})"
             self.warn(f"Ignoring the sync record '{self.name}': {reason}.")
         return None
 

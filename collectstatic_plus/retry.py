@@ -76,9 +76,14 @@ class BuiltinErrors:
 def first_line(error: BaseException) -> str:
     """``Type: message`` on one line: SDK errors (Azure's) append the
     service's whole response over many lines."""
-    text = str(error).strip()
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     name = type(error).__name__
-    return f"{name}: {text.splitlines()[0]}" if text else name
+    if not lines:
+        return name
+    # "Parameter validation failed:" (botocore): its cause is the next line.
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{name}: {lines[0]} {lines[1]}"
+    return f"{name}: {lines[0]}"
 
 
 def first_few(items: list[str], shown: int) -> str:

@@ -350,8 +350,9 @@ class Run:
         keep = self.keep(outputs, current if self.options.post_process else None)
         self.deletions = deletions = self.pruner.plan(self.listing, self.previous, keep)
         self.report.deletions = {"stale": deletions.stale, "unowned": deletions.unowned}
-        if deletions.reason:
-            self.report.deletions["reason"] = deletions.reason
+        # (Until the deletions run: a run that fails first deletes nothing.)
+        reason = deletions.reason or "not run: the run stopped before them"
+        self.report.deletions["reason"] = reason
         self.pruner.check_limit(deletions.stale)
 
     def keep(self, outputs: set[str], current: list[str] | None) -> set[str]:
@@ -376,6 +377,8 @@ class Run:
         and the error if some could not be."""
         if not self.options.dry_run:  # held (there may have been no record due)
             self.lease.check()
+        if not self.deletions.reason:
+            del self.report.deletions["reason"]
         done = self.post_processing
         keep = self.keep(done.outputs, done.manifest)
         with Progress(self.terminal, "Deleting", len(self.deletions.stale)) as shown:

@@ -329,3 +329,10 @@ class ShortHashStorage(ManifestStaticFilesStorage):
     def file_hash(self, name: str, content: Any = None) -> str | None:
         digest = super().file_hash(name, content)
         return digest[:8] if digest else digest
+
+
+class UnbuildableStorage(Storage):
+    """Refuses to be built, as a backend missing a required option may."""
+
+    def __init__(self, **options: Any) -> None:
+        raise NotImplementedError("this storage needs an option")

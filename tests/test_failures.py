@@ -92,6 +92,10 @@ S3_PROBLEMS = {
     "no credentials": ({"access_key": None, "secret_key": None}, "NoCredentialsError"),
     "endpoint down": ({"endpoint_url": CLOSED}, "EndpointConnectionError"),
     "not an endpoint": ({"endpoint_url": "notaurl"}, "Invalid endpoint: notaurl"),
+    "a URL for a bucket name": (  # botocore names the cause on a second line
+        {"bucket_name": "s3://static"},
+        'Parameter validation failed: Invalid bucket name "s3://static"',
+    ),
 }
 
 

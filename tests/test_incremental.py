@@ -369,6 +369,26 @@ BROKEN_REASONS = {
 }
 
 
+def test_a_record_that_cannot_be_read_is_ignored_with_a_one_line_warning(
+    source: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collectstatic_plus.backends.local import LocalBackend
+
+    run_collectstatic()
+    settings.COLLECTSTATIC_PLUS = {"RETRIES": 1}
+
+    def failing(self: Any, name: str) -> Any:  # as an SDK's error says it
+        raise ValueError("The service refused the request\n<?xml?>\n<Error/>")
+
+    monkeypatch.setattr(LocalBackend, "stream", failing)
+    run = run_collectstatic(verbosity=1)
+
+    assert run.stderr == (
+        f"Ignoring the sync record '{RECORD}': cannot be read (ValueError: "
+        "The service refused the request).\n"
+    )
+
+
 @pytest.mark.parametrize("broken", BROKEN_LINES)
 def test_broken_record_line_is_ignored_with_a_warning(
     source: Path, static_root: Path, broken: str

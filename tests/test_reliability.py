@@ -424,6 +424,17 @@ def test_storage_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_a_storage_that_cannot_be_built_is_one_line(settings: Any) -> None:
+    backend = "tests.storages.UnbuildableStorage"
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic()
+    assert str(raised.value) == (
+        f"The static files storage ({backend}) could not be set up: "
+        "NotImplementedError: this storage needs an option"
+    )
+
+
 def test_static_root_that_is_a_file_fails_cleanly(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("a file")
     source = write_tree(tmp_path / "src", {"a.css": "a{}", "b.js": "1"})

@@ -138,7 +138,11 @@ def test_the_report_says_what_delete_removes_keeps_and_why(
         report_of(scene, delete=True, max_delete=0)
     refused = json.loads((scene / "report.json").read_text())
     jsonschema.validate(refused, SCHEMA)
-    assert refused["deletions"] == {"stale": ["stale.txt"], "unowned": ["theirs.txt"]}
+    assert refused["deletions"] == {
+        "stale": ["stale.txt"],
+        "unowned": ["theirs.txt"],
+        "reason": "more than --max-delete 0",
+    }
     done = report_of(scene, delete=True)
     jsonschema.validate(done, SCHEMA)
     assert done["schema_version"] == 2
@@ -428,6 +432,37 @@ def test_a_progress_line_is_ended_before_a_failed_post_process_says_so(
     ended = r"\rPost-processing: \d+/201 files \(\d+%\), [\d.]+ s\x1b\[K\n$"
     assert re.search(ended, before), before
     assert "Post-processing: " not in after, after  # (stock's error follows)
+
+
+def test_a_run_that_fails_before_its_deletions_reports_why_none_ran(
+    tmp_path: Path, settings: Any, static_root: Path, monkeypatch: Any
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a{}", "b.css": "b{}"})
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "tests.storages.FailingStorage"},
+    }
+    run_collectstatic()
+    (source / "a.css").unlink()
+    (source / "b.css").write_text("b{color:red}")
+    monkeypatch.setenv("FAIL_ON", "b.css")
+    report = tmp_path / "report.json"
+    with pytest.raises(CommandError):
+        run_collectstatic(delete=True, report=str(report))
+    assert json.loads(report.read_text())["deletions"] == {
+        "stale": ["a.css"],
+        "unowned": [],
+        "reason": "not run: the run stopped before them",
+    }
+    assert (static_root / "a.css").exists()
+    monkeypatch.delenv("FAIL_ON")
+    run_collectstatic(delete=True, report=str(report))
+    assert json.loads(report.read_text())["deletions"] == {
+        "stale": ["a.css"],
+        "unowned": [],
+    }
+    assert not (static_root / "a.css").exists()
 
 
 def test_check_fails_when_only_the_manifest_would_change(

@@ -83,7 +83,7 @@ class Command(stock.Command):
         keep_files = self.dry_run or options.get("report") is not None
         self.report = Report(self.dry_run, keep_files=keep_files)
         self.report.options = {key: options.get(key) for key in REPORTED_OPTIONS}
-        ours.storage_ready(lambda: self.local)
+        ours.storage_ready(lambda: (self.storage.path, self.local))  # (built first)
         own = self.run_options.own_files  # (the run deletes the record)
         self.hiding.enter_context(ours.listing_without(self.storage, own))
 

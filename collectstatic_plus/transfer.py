@@ -8,6 +8,7 @@ overwrite it. Called from the worker pool, one file per call.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from django.core.files.storage import Storage
@@ -139,6 +140,12 @@ class Copier:
             # sync record then does not claim this path holds the content.
             if saved == name:
                 self.written[name] = self.backend.saved(name, source.digest)
+            elif self.backend.local and os.path.isdir(storage.path(name)):
+                self.retry(f"Deleting '{saved}'", lambda: storage.delete(saved))
+                raise IsADirectoryError(
+                    "a folder is there: the storage saved the file as "
+                    f"'{saved}' (deleted again)"
+                )
             else:
                 self.renamed.append(saved)
         digest = source.digest = source.digest or self.read(source)  # a dry run's

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -547,6 +548,26 @@ def test_a_source_unreadable_on_a_later_run_fails_after_the_others_are_copied(
     summary = f"\n1 static file copied to '{static_root}', 2 unmodified.\n"
     assert run_collectstatic().stdout == summary  # a and c recorded as copied
     assert read_tree(static_root) == {"a.css": b"a2", "b.css": b"b2", "c.css": b"c2"}
+
+
+def test_a_folder_where_a_file_goes_fails_that_file_and_leaves_no_other_copy(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a1", "b.css": "b1"})
+    settings.STATICFILES_DIRS = [str(source)]
+    write_tree(static_root, {"b.css/x/keep.me": "theirs"})
+    stderr = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(stderr=stderr)
+    assert str(raised.value) == "1 static file could not be collected: b.css."
+    assert re.fullmatch(
+        r"Could not collect 'b\.css': IsADirectoryError: a folder is there: the "
+        r"storage saved the file as 'b_\w{7}\.css' \(deleted again\)\n",
+        stderr.getvalue(),
+    ), stderr.getvalue()
+    assert sorted(read_tree(static_root)) == ["a.css", "b.css/x/keep.me"]
+    record = record_files(json.loads((static_root / RECORD).read_bytes()))
+    assert sorted(record) == ["a.css"]
 
 
 def test_a_symlink_that_loops_is_one_line_before_anything_is_written(

@@ -271,6 +271,8 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
     for flag, given in (("--max-delete", max_delete), ("--keep-manifests", keep)):
         if given is not None and not deleting:
             raise _usage(f"{flag} applies only with --delete.")
+    if max_delete is not None and options.get("clear"):  # (no limit to --clear)
+        raise _usage("--max-delete cannot be combined with --clear.")
     count = workers(options.get("parallel"))
     if "\0" in os.fspath(options.get("cache_dir") or ""):
         raise _usage("--cache-dir cannot contain a NUL character.")

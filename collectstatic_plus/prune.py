@@ -69,14 +69,14 @@ class Pruner:
         self.report = report
 
     def clear(self, clear_dir: Callable[[str], None]) -> list[str]:
-        """``--clear`` (the record and lease left out): stock's ``clear_dir``
-        on local disk; elsewhere a listing and batched deletes (stock's
-        ``exists("")`` breaks S3 with no location). Each file deleted is
-        reported; the names returned are those stock's ``clear_dir`` did not
-        count (Django 6 counts its own)."""
+        """``--clear`` (the record and lease, and a name no storage call can
+        reach, left out): stock's ``clear_dir`` on local disk; elsewhere a
+        listing and batched deletes (stock's ``exists("")`` breaks S3 with no
+        location). Each file deleted is reported; the names returned are those
+        stock's ``clear_dir`` did not count (Django 6 counts its own)."""
         listing = self.retry("Listing the destination", self.backend.listing)
         ours = {self.backend.listed_name(name) for name in self.options.own_files}
-        names = sorted(name for name in listing or () if name not in ours)
+        names = sorted(n for n in listing or () if n not in ours and is_safe_path(n))
         counted = []
         if listing is None or self.backend.local:
             clear_dir("")
@@ -242,7 +242,7 @@ class Pruner:
                 f"not be deleted: {error.named}."
             ) from error
         except Exception as error:
-            raise CommandError(f"{what}: {first_line(error)}.") from error
+            raise CommandError(f"{what}: {first_line(error).rstrip('.')}.") from error
 
 
 def keep_set(

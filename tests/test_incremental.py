@@ -689,6 +689,10 @@ def test_delete_with_link_is_refused_naming_the_option_given(
     [
         ({"max_delete": -1}, "--max-delete must be a whole number >= 0, not -1."),
         ({"max_delete": "3"}, "--max-delete must be a whole number >= 0, not '3'."),
+        (  # --clear deletes everything, as stock's: no limit would hold
+            {"max_delete": 1, "delete": True, "clear": True},
+            "--max-delete cannot be combined with --clear.",
+        ),
     ],
 )
 def test_bad_option_values_are_clear_errors(

@@ -221,6 +221,22 @@ def test_clear_with_empty_location_uses_batched_deletes(
     assert len(bucket.contents()) == 10
 
 
+def test_clear_leaves_a_key_no_storage_call_can_name_and_clears_the_rest(
+    tmp_path: Path, settings: Any, bucket: Bucket
+) -> None:
+    settings.STATICFILES_DIRS = [str(many(tmp_path / "src", 10))]
+    use(settings, bucket.storage())
+    collect(bucket)
+    bucket.put("/odd.css", b"odd")  # (S3Storage refuses the name '/odd.css')
+    bucket.put("old/stale.css", b"old")
+    run = collect(bucket, clear=True, verbosity=2)
+    assert "Deleting 'old/stale.css'" in run.stdout
+    assert "odd.css" not in run.stdout
+    assert "/odd.css" in bucket.contents()
+    assert "old/stale.css" not in bucket.contents()
+    assert len(bucket.contents()) == 11
+
+
 def test_delete_many_tries_every_batch_and_names_the_keys_it_could_not_delete(
     bucket: Bucket, monkeypatch: pytest.MonkeyPatch
 ) -> None:

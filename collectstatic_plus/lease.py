@@ -137,6 +137,8 @@ class Lease:
         self.until = 0.0
         #: Why the lease was lost, if it was.
         self.lost: str | None = None
+        #: Why the last renewal failed, if it did (said if the lease runs out).
+        self.unrenewed: Exception | None = None
         #: Why this run goes without a lease: a storage we do not know that
         #: does not give back what was saved (it renames or cannot be read).
         self.unheld: str | None = None
@@ -266,8 +268,8 @@ class Lease:
     def release(self) -> None:
         """Delete the lease if it is still the one this run wrote."""
         version, self.version = self.version, None
-        if version is None:
-            return
+        if version is None or self.clock() >= self.until:
+            return  # (run out: any run may take it over; the service may hang)
         try:
             self.call("Giving back the lease", self.backend.remove, version)
         except Exception as error:  # the next run takes it over in time
@@ -290,9 +292,11 @@ class Lease:
             return
         try:
             if self.write("Renewing the lease", self.backend.replace, version):
+                self.unrenewed = None
                 return
             found = self.call("Reading the lease", self.backend.fetch)
-        except Exception:  # tried again at the next beat, while time is left
+        except Exception as error:  # tried again at the next beat, while time is left
+            self.unrenewed = error
             return
         if found is None or not self.mine(Holder.loads(found[0]), found[1]):
             self.lost = "another run replaced it"
@@ -313,7 +317,10 @@ class Lease:
         return self.clock() < self.until - self.ttl / 3
 
     def why_lost(self) -> str:
-        return self.lost or f"it ran out at {_clock(self.until)} without renewal"
+        if self.lost is not None:
+            return self.lost
+        why = f": {first_line(self.unrenewed)}" if self.unrenewed else ""
+        return f"it ran out at {_clock(self.until)} without renewal{why}"
 
     def guard(self) -> None:
         """Before each of the run's requests while the lease is held: Stopped

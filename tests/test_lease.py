@@ -21,7 +21,7 @@ from django.core.management import CommandError
 from collectstatic_plus.backends.base import Backend
 from collectstatic_plus.backends.local import LocalBackend
 from collectstatic_plus.lease import POLL, Holder, Lease
-from collectstatic_plus.retry import Retry
+from collectstatic_plus.retry import Retry, Stopped
 
 from .conftest import RECORD, many, run_collectstatic
 from .storages import RemoteLikeStorage
@@ -134,6 +134,37 @@ def test_renewing_moves_the_end_of_the_lease(backend: Backend) -> None:
     assert stored is not None and stored.until == clock.now + TTL
     clock.now += TTL / 2
     assert held.holds()
+
+
+def test_a_lease_that_ran_out_says_why_renewing_failed_and_is_not_given_back(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service stopped answering: the run's line names what renewing
+    met, and giving back a lease that ran out is not tried (it would hang
+    on the same service; any run may take it over by then)."""
+    clock, said = Clock(), []
+    held = lease(backend, clock, said)
+    held.acquire()
+
+    def unreachable(*args: Any) -> Any:
+        raise ConnectionRefusedError("the service does not answer")
+
+    monkeypatch.setattr(backend, "replace", unreachable)
+    monkeypatch.setattr(backend, "remove", unreachable)
+    clock.now += TTL / 3
+    held.renew()
+    clock.now += TTL
+    with pytest.raises(Stopped) as raised:
+        held.guard()
+    assert re.fullmatch(
+        r"This run lost its lease on the destination \(it ran out at "
+        r"\d\d:\d\d:\d\d UTC without renewal: ConnectionRefusedError: the "
+        r"service does not answer\) and stopped writing",
+        str(raised.value),
+    ), str(raised.value)
+    held.release()
+    assert said == []
+    assert backend.fetch("x.lease") is not None  # (run out: anyone's)
 
 
 def test_what_is_not_a_lease_is_taken_over_without_a_word(backend: Backend) -> None:

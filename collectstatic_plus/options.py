@@ -276,6 +276,8 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
     count = workers(options.get("parallel"))
     if "\0" in os.fspath(options.get("cache_dir") or ""):
         raise _usage("--cache-dir cannot contain a NUL character.")
+    if options.get("cache_dir") == "":  # (the setting's check refuses it too)
+        raise _usage("--cache-dir needs a directory.")
     return RunOptions(
         dry_run=bool(options.get("dry_run")),
         clear=bool(options.get("clear")),

@@ -269,10 +269,20 @@ def test_every_default_passes_its_own_check_and_is_what_the_run_uses(
         assert getattr(conf, setting.key) == setting.convert(setting.default)
 
 
-def test_a_cache_dir_option_with_a_nul_character_is_one_line(static_root: Any) -> None:
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("a\0b", "--cache-dir cannot contain a NUL character."),
+        ("", "--cache-dir needs a directory."),  # (not the setting's, silently)
+    ],
+)
+def test_a_cache_dir_option_that_names_no_directory_is_one_line(
+    static_root: Any, settings: Any, tmp_path: Path, given: str, message: str
+) -> None:
+    settings.COLLECTSTATIC_PLUS = {"CACHE_DIR": str(tmp_path / "cache")}
     with pytest.raises(CommandError) as raised:
-        call_command("collectstatic", interactive=False, cache_dir="a\0b")
-    assert str(raised.value) == "--cache-dir cannot contain a NUL character."
+        call_command("collectstatic", interactive=False, cache_dir=given)
+    assert str(raised.value) == message
     assert not static_root.exists()
 
 

@@ -324,6 +324,11 @@ def why_unused(
         return "the destination is not on local disk"
     if not key:
         return "the storage does not post-process"
+    if type(storage)._save is not vars(FileSystemStorage)["_save"]:  # type: ignore[attr-defined]
+        return (
+            f"{type(storage).__name__} saves with a _save of its own (what it "
+            "writes is not what it was given)"
+        )
     if folder:
         inside = partial(_inside, os.path.realpath(folder))
         if inside(storage.path("")):

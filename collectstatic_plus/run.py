@@ -351,7 +351,7 @@ class Run:
         self.deletions = deletions = self.pruner.plan(self.listing, self.previous, keep)
         self.report.deletions = {"stale": deletions.stale, "unowned": deletions.unowned}
         # (Until the deletions run: a run that fails first deletes nothing.)
-        reason = deletions.reason or "not run: the run stopped before them"
+        reason = deletions.reason or "not run: an error or an interrupt came first"
         self.report.deletions["reason"] = reason
         self.pruner.check_limit(deletions.stale)
 

@@ -343,11 +343,7 @@ class Staging:
         if not self.simulate:
             changes = self.manifest_name in self.written
         else:
-            changes = manifest is not None and not (
-                self.manifest_target is self.main
-                and self.manifest_name is not None
-                and self._holds(self.manifest_name, manifest.digest)
-            )
+            changes = manifest is not None and not self._published(manifest.digest)
         written = set(self.queue) | set(self.written) | set(self.variants)
         writes = sorted(written - {self.manifest_name})
         return {
@@ -356,6 +352,15 @@ class Staging:
             "already_there": sorted(set(self.identical)),
             "manifest_changes": changes,
         }
+
+    def _published(self, digest: Digest) -> bool:
+        """Whether the manifest is already this one (where it is kept)."""
+        name, target = self.manifest_name, self.manifest_target
+        if name is None or target is self.main:
+            return name is not None and self._holds(name, digest)
+        with contextlib.suppress(Exception):  # not there, or unreadable: no
+            return digest_file(target.storage, name) == digest
+        return False
 
     def flush(self) -> None:
         """Write what is staged, then deletions, then the manifest."""

@@ -85,6 +85,28 @@ def test_a_fresh_container_reuses_the_cache_and_leaves_what_stock_leaves(
     assert second["cache"]["restored"] > 0 and "damaged" not in second["cache"]
 
 
+def test_a_storage_with_a_save_of_its_own_gets_no_cache_and_what_stock_leaves(
+    tmp_path: Path, settings: Any
+) -> None:
+    backend = "tests.storages.BannerManifestStorage"
+    source = write_tree(tmp_path / "src", TREE)
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, backend)
+    first = ours(tmp_path, "first", cache_dir=str(cache))
+    use(settings, tmp_path / "stock", source, backend)
+    run_stock(verbosity=0)
+    use(settings, tmp_path / "build2", source, backend)  # a new, empty root
+    second = ours(tmp_path, "second", cache_dir=str(cache))
+
+    # What it writes may not be what was given it: the cache cannot hold it.
+    unused = {
+        "unused": "BannerManifestStorage saves with a _save of its own (what "
+        "it writes is not what it was given)"
+    }
+    assert first["cache"] == second["cache"] == unused
+    assert without_record(tmp_path / "build2") == read_tree(tmp_path / "stock")
+
+
 def test_a_damaged_cache_entry_is_never_served(tmp_path: Path, settings: Any) -> None:
     source, cache = first_build(tmp_path, settings)
     hashed = json.loads((tmp_path / "build1/staticfiles.json").read_bytes())["paths"]

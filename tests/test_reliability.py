@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 from django.core.management import CommandError
 
 from collectstatic_plus.backends.base import Backend
@@ -738,3 +738,44 @@ def test_a_record_that_cannot_be_renamed_into_place_leaves_no_temporary(
         "Could not write the sync record: IsADirectoryError: [Errno 21] Is a directory:"
     )
     assert sorted(p.name for p in root.iterdir()) == [RECORD, "a.css"]
+
+
+def test_a_record_storage_is_inside_the_destination_only_where_it_writes_there(
+    tmp_path: Path,
+) -> None:
+    from storages.backends.azure_storage import AzureStorage
+    from storages.backends.s3 import S3Storage
+
+    from collectstatic_plus.backends import backend_for
+
+    def inside(destination: Any, record: Any) -> str | None:
+        return backend_for(destination).inside(backend_for(record))
+
+    local = FileSystemStorage
+    root = str(tmp_path / "static")
+    assert inside(local(location=root), local(location=root + "/")) == ""
+    assert inside(local(location=root), local(location=root + "/p")) == "p/"
+    assert inside(local(location=root), local(location=root + "-private")) is None
+    assert inside(local(location=root), local(location=str(tmp_path))) is None
+
+    def s3(**options: Any) -> Any:
+        return S3Storage(access_key="a", secret_key="b", bucket_name="b", **options)
+
+    assert inside(s3(), s3(location="p")) == "p/"
+    assert inside(s3(location="static"), s3(location="static-p")) is None
+    assert inside(s3(endpoint_url="http://127.0.0.1:1"), s3(location="p")) is None
+    assert (
+        inside(s3(), S3Storage(access_key="a", secret_key="b", bucket_name="c")) is None
+    )
+
+    def azure(port: int, **options: Any) -> Any:
+        connection = (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+            f"AccountKey=Zm9v;BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        )
+        return AzureStorage(
+            connection_string=connection, azure_container="c", **options
+        )
+
+    assert inside(azure(10000), azure(10000, location="p")) == "p/"
+    assert inside(azure(10000), azure(20000, location="p")) is None

@@ -453,7 +453,7 @@ def test_a_run_that_fails_before_its_deletions_reports_why_none_ran(
     assert json.loads(report.read_text())["deletions"] == {
         "stale": ["a.css"],
         "unowned": [],
-        "reason": "not run: the run stopped before them",
+        "reason": "not run: an error or an interrupt came first",
     }
     assert (static_root / "a.css").exists()
     monkeypatch.delenv("FAIL_ON")
@@ -465,14 +465,18 @@ def test_a_run_that_fails_before_its_deletions_reports_why_none_ran(
     assert not (static_root / "a.css").exists()
 
 
+@pytest.mark.parametrize(
+    "backend", [MANIFEST, "tests.storages.SeparateManifestStorage"]
+)
 def test_check_fails_when_only_the_manifest_would_change(
-    tmp_path: Path, settings: Any, static_root: Path
+    tmp_path: Path, settings: Any, static_root: Path, backend: str
 ) -> None:
     files = {"css/a.css": "a{}", "notes.txt": "n"}
     source = write_tree(tmp_path / "src", files)
     settings.STATICFILES_DIRS = [str(source)]
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
     run_collectstatic()
+    run_collectstatic(check=True)  # up to date (the manifest kept elsewhere too)
     (source / "notes.txt").unlink()  # its copies stay; the manifest drops it
 
     with pytest.raises(CommandError) as raised:

@@ -168,7 +168,15 @@ class Backend:
         only the backends we know say all of where they write)."""
         if type(self) is Backend or type(other) is not type(self):
             return None
-        attributes = (*self.where, "account_name")
+        # (Azure's account is also where its endpoint is: a suffix, a domain
+        # or a connection string's BlobEndpoint.)
+        azure = (
+            "account_name",
+            "endpoint_suffix",
+            "custom_domain",
+            "connection_string",
+        )
+        attributes = (*self.where, *azure)
         mine = {a: getattr(self.storage, a, None) for a in attributes}
         theirs = {a: getattr(other.storage, a, None) for a in attributes}
         root = self.root(mine.pop("location"))

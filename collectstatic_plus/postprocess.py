@@ -388,6 +388,7 @@ class PostProcessing:
         """A failure the storage yielded: said and raised as stock does."""
         if quietly:
             raise error
+        self.report.error(original, first_line(error))
         self.host.stderr.write(f"Post-processing '{original}' failed!\n\n")
         if not RAISES_COMMAND_ERROR:
             raise error

@@ -465,6 +465,22 @@ def test_a_run_that_fails_before_its_deletions_reports_why_none_ran(
     assert not (static_root / "a.css").exists()
 
 
+def test_a_failed_post_process_is_reported_against_its_file(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    files = {"css/b.css": "b { background: url(../img/gone.png) }\n"}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    report = tmp_path / "report.json"
+    with pytest.raises((CommandError, ValueError)):  # (ValueError before 6.1)
+        run_collectstatic(report=str(report))
+    [error] = json.loads(report.read_text())["errors"]
+    assert error["path"] == "css/b.css"
+    assert error["reason"].startswith(
+        "ValueError: The file 'img/gone.png' could not be found with <"
+    ), error
+
+
 @pytest.mark.parametrize(
     "backend", [MANIFEST, "tests.storages.SeparateManifestStorage"]
 )

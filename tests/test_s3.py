@@ -232,6 +232,7 @@ def test_clear_leaves_a_key_no_storage_call_can_name_and_clears_the_rest(
     run = collect(bucket, clear=True, verbosity=2)
     assert "Deleting 'old/stale.css'" in run.stdout
     assert "odd.css" not in run.stdout
+    assert run.stderr == "--clear left /odd.css: no storage call names it.\n"
     assert "/odd.css" in bucket.contents()
     assert "old/stale.css" not in bucket.contents()
     assert len(bucket.contents()) == 11

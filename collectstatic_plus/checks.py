@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
-from django.core.management.base import CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from .conf import SETTING_NAME, problems
 
@@ -27,6 +27,13 @@ STATICFILES = "django.contrib.staticfiles"
 def register() -> None:
     checks.register(check_app_order, checks.Tags.staticfiles)
     checks.register(check_settings, checks.Tags.staticfiles)
+
+
+def require_staticfiles() -> None:
+    """The app check's error as one line, for a run that skipped the checks
+    (stock's ``set_options`` would trace back without the staticfiles app)."""
+    for error in check_app_order():
+        raise CommandError(error.msg)
 
 
 def check_app_order(**kwargs: Any) -> list[checks.CheckMessage]:

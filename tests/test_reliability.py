@@ -408,6 +408,25 @@ def test_missing_static_root_is_one_line_on_the_command_line(tmp_path: Path) -> 
     )
 
 
+def test_without_the_staticfiles_app_a_run_that_skips_checks_is_one_line(
+    tmp_path: Path,
+) -> None:
+    env = settings_module(
+        tmp_path,
+        "no_staticfiles",
+        """
+        STATIC_ROOT = "/tmp/never"
+        INSTALLED_APPS = ["collectstatic_plus"]
+        """,
+    )
+    result = cli(env, "--skip-checks")
+    assert (result.returncode, result.stderr) == (
+        1,
+        "CommandError: collectstatic_plus needs django.contrib.staticfiles in "
+        "INSTALLED_APPS.\n",
+    )
+
+
 def test_storage_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
     env = settings_module(
         tmp_path,

@@ -20,6 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser, OutputWrapper
 
 from ... import options as ours
+from ...checks import require_staticfiles
 from ...pool import Failed
 from ...progress import Cleared, Terminal
 from ...report import Report, check_target
@@ -76,6 +77,7 @@ class Command(stock.Command):
         storage now (stock first touches it right after, for its prompt)."""
         if options.get("check"):
             options["dry_run"] = True
+        require_staticfiles()
         super().set_options(**options)
         self.given = options
         normalised = {**options, "ignore_patterns": self.ignore_patterns}  # stock's

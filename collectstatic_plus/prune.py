@@ -77,12 +77,14 @@ class Pruner:
         listing = self.retry("Listing the destination", self.backend.listing)
         ours = {self.backend.listed_name(name) for name in self.options.own_files}
         names = sorted(n for n in listing or () if n not in ours and is_safe_path(n))
-        if odd := sorted(n for n in listing or () if not is_safe_path(n)):
-            self.warn(f"--clear left {first_few(odd, 3)}: no storage call names it.")
         counted = []
         if listing is None or self.backend.local:
             clear_dir("")
         else:
+            if odd := sorted(n for n in listing if not is_safe_path(n)):
+                self.warn(
+                    f"--clear left {first_few(odd, 3)}: no storage call names it."
+                )
             for name in names:
                 verb = "Pretending to delete" if self.options.dry_run else "Deleting"
                 self.log(f"{verb} '{name}'", level=NOTICE_LEVEL)

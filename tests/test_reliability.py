@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 from django.core.files.storage import FileSystemStorage, Storage
-from django.core.management import CommandError
+from django.core.management import CommandError, call_command
 
 from collectstatic_plus.backends.base import Backend
 from collectstatic_plus.backends.s3 import S3Backend
@@ -427,6 +427,29 @@ def test_without_the_staticfiles_app_a_run_that_skips_checks_is_one_line(
     )
 
 
+def test_our_command_listed_after_stocks_app_still_runs_when_called_itself(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    from collectstatic_plus.management.commands.collectstatic import Command
+
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    settings.INSTALLED_APPS = [
+        app for app in settings.INSTALLED_APPS if app != "collectstatic_plus"
+    ] + ["collectstatic_plus"]  # (E001 says so; a project may call it itself)
+    call_command(Command(), interactive=False, verbosity=0)
+    assert (static_root / "a.css").read_text() == "a"
+
+
+def test_clear_on_local_disk_deletes_an_odd_name_without_a_word(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    write_tree(static_root, {"odd\\name.css": "x"})  # (stock's clear_dir: gone)
+    run = run_collectstatic(clear=True, verbosity=1)
+    assert run.stderr == ""
+    assert sorted(read_tree(static_root)) == ["a.css"]
+
+
 def test_storage_that_cannot_be_imported_is_one_line(tmp_path: Path) -> None:
     env = settings_module(
         tmp_path,
@@ -798,3 +821,21 @@ def test_a_record_storage_is_inside_the_destination_only_where_it_writes_there(
 
     assert inside(azure(10000), azure(10000, location="p")) == "p/"
     assert inside(azure(10000), azure(20000, location="p")) is None
+
+    def account(**options: Any) -> Any:
+        key = {"account_name": "acct", "account_key": "Zm9v"}
+        return AzureStorage(**key, azure_container="c", **options)
+
+    connection = (
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Zm9v;"
+        "EndpointSuffix=core.windows.net"
+    )
+    given = AzureStorage(
+        connection_string=connection, azure_container="c", location="p"
+    )
+    # (A CDN's domain changes the URLs only; a connection string, not where.)
+    assert (
+        inside(account(custom_domain="cdn.example.com"), account(location="p")) == "p/"
+    )
+    assert inside(account(), given) == "p/"
+    assert inside(account(), account(endpoint_suffix="core.chinacloudapi.cn")) is None

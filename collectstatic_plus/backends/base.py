@@ -168,22 +168,19 @@ class Backend:
         only the backends we know say all of where they write)."""
         if type(self) is Backend or type(other) is not type(self):
             return None
-        # (Azure's account is also where its endpoint is: a suffix, a domain
-        # or a connection string's BlobEndpoint.)
-        azure = (
-            "account_name",
-            "endpoint_suffix",
-            "custom_domain",
-            "connection_string",
-        )
-        attributes = (*self.where, *azure)
-        mine = {a: getattr(self.storage, a, None) for a in attributes}
-        theirs = {a: getattr(other.storage, a, None) for a in attributes}
+        mine, theirs = self.place(self.storage), self.place(other.storage)
         root = self.root(mine.pop("location"))
         under = other.root(theirs.pop("location"))
         if mine != theirs or not (not root or f"{under}/".startswith(f"{root}/")):
             return None
         return f"{under[len(root) :].strip('/')}/".lstrip("/")
+
+    def place(self, storage: Storage) -> dict[str, object]:
+        """Where ``storage`` writes, for :meth:`inside`; Azure's account and
+        endpoint are its service client's URL (built without a request)."""
+        place = {a: getattr(storage, a, None) for a in self.where}
+        place["url"] = getattr(getattr(storage, "service_client", None), "url", None)
+        return place
 
     @staticmethod
     def root(location: object) -> str:

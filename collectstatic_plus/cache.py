@@ -47,6 +47,7 @@ from .backends.base import Listing, Remote
 from .digest import CHUNK
 from .paths import is_safe_path
 from .record import MD5, Processed, Record, RecordError, add_processed
+from .target import saves_as_files
 from .vouch import vouch
 
 #: A state file larger than this is not read.
@@ -324,7 +325,7 @@ def why_unused(
         return "the destination is not on local disk"
     if not key:
         return "the storage does not post-process"
-    if type(storage)._save is not vars(FileSystemStorage)["_save"]:  # type: ignore[attr-defined]
+    if not saves_as_files(storage):
         return (
             f"{type(storage).__name__} saves with a _save of its own (what it "
             "writes is not what it was given)"

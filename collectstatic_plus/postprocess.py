@@ -375,9 +375,12 @@ class PostProcessing:
         return described
 
     def report_plan(self, plan: Plan, staging: Staging, names: dict[str, str]) -> None:
-        report, outcome = self.report, staging.outcome()
+        report = self.report
+        outcome: dict[str, object]
         if staging.simulate and not staging.known:  # called as stock calls it
             outcome = {"status": STOCK_DRY_RUN.format(type(self.target).__name__)}
+        else:
+            outcome = staging.outcome()
         report.post_processing = {**self.described(plan), **outcome}
         for original, hashed_name in names.items():
             if original in report.files:

@@ -83,6 +83,12 @@ def staged_from(content: Any) -> tuple[Staged, bytes | None]:
     return Staged(Digest(md5, len(data))), data
 
 
+def saves_as_files(storage: Storage) -> bool:
+    """Whether ``storage`` saves with FileSystemStorage's own ``_save`` (one of
+    its own may act on the name it is given, or on the bytes)."""
+    return type(storage)._save is vars(FileSystemStorage)["_save"]  # type: ignore[attr-defined]
+
+
 class Target:
     """A storage being post-processed into, and its own (unpatched) methods."""
 
@@ -96,7 +102,7 @@ class Target:
         self.file_hash = getattr(storage, "file_hash", None)
         #: Whether :meth:`replace` may write beside a name: not through a
         #: storage's own ``_save`` (it may act on the name it is given).
-        self.renames = type(storage)._save is vars(FileSystemStorage)["_save"]
+        self.renames = saves_as_files(storage)
 
     def write(self, name: str, content: File, overwrites: bool) -> str:  # type: ignore[type-arg]
         if not overwrites and self.exists(name):

@@ -10,7 +10,9 @@ minify is returned unchanged, with the reason. Left alone by default:
   the reference and would make the map wrong;
 - JS with template literals nested inside ``${...}``, or a backtick in a
   string, comment or regular expression there, which rjsmin mangles (spaces
-  inside the template are removed; rjsmin issues #18 and #22);
+  inside the template are removed; rjsmin issues #18 and #22); JS with a
+  regular expression where rjsmin expects a division (after ``=>``, or
+  ``yield``), or an escape in a name;
 - CSS whose minified ``url(...)`` references would differ from the source's
   (rcssmin 1.3 drops the spaces inside ``url("a b.png")``);
 - JS in which a manifest storage's own patterns would find other references
@@ -31,6 +33,7 @@ import posixpath
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import rcssmin
@@ -38,13 +41,14 @@ import rjsmin
 from django.core.files import File
 from django.core.files.storage import Storage
 
+from .jsscan import js_trouble
 from .options import MinifySettings
 from .report import Report
 from .sources import Source, mixed
 
 SOURCE_MAP = re.compile(rb"[#@]\s*sourceMappingURL\s*=")
 #: Changed when what is left unminified changes: files are then decided again.
-RULES = 3  # 2: CSS url()s; 3: a backtick in ${...}, a storage's references
+RULES = 4  # 2: CSS url()s; 3: a backtick in ${...}, a storage's references; 4: regexes
 #: A CSS ``url(...)``: its quoted or bare reference.
 CSS_URL = re.compile(
     r"""url\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)'|([^)"'\s]*))\s*\)""", re.I
@@ -76,7 +80,7 @@ class Minifier:
         patterns = getattr(destination, "_patterns", None)
         self.patterns: dict[str, list[tuple[Any, ...]]] = patterns or {}
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Identifies settings and minifier versions: a change re-minifies."""
         settings = self.settings
@@ -87,6 +91,14 @@ class Minifier:
             "rcssmin": rcssmin.__version__,
             "rjsmin": rjsmin.__version__,
             "rules": RULES,
+            # What is left unminified depends on what the storage rewrites.
+            "patterns": {
+                extension: [
+                    [getattr(part, "pattern", part) for part in entry]
+                    for entry in entries
+                ]
+                for extension, entries in self.patterns.items()
+            },
         }
         text = json.dumps(parts, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -154,7 +166,7 @@ class Minifier:
             return "already minified (content)"
         if SOURCE_MAP.search(data) and not self.settings.source_mapped:
             return "references a source map"
-        return template_trouble(data) if kind == "js" else ""
+        return js_trouble(data) if kind == "js" else ""
 
 
 def named_minified(path: str) -> str:
@@ -196,128 +208,6 @@ def _looks_minified(data: bytes) -> bool:
             return True
         start = last + 1
     return False
-
-
-#: After these characters (or these words) a "/" starts a regular expression.
-REGEX_AFTER = set("(,=:[!&|?{};+-*%<>~^")
-REGEX_WORDS = ("return", "typeof", "case", "do", "else", "in", "of", "void", "yield")
-SPECIAL = re.compile(r"[`'\"/{}\\$]")
-#: A string literal, on one line unless a backslash continues it.
-STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"', re.S)
-
-
-NESTED = "nested template literals"
-#: rjsmin does not see a string, comment or regex inside ``${...}``: the
-#: backtick in it ends the template, for rjsmin, and what follows is mangled.
-HIDDEN_BACKTICK = "a backtick in a string, comment or regex inside ${...}"
-UNFOLLOWED = "template literals it cannot follow"
-
-
-def template_trouble(data: bytes) -> str:
-    """Why rjsmin may mangle the file's template literals ("" if it will not).
-
-    A small scanner over strings, comments, regular expressions and
-    templates. On anything it cannot follow it gives a reason: the file is
-    then left as it is, which is always safe.
-    """
-    if b"`" not in data:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    stack: list[str] = []  # "`" in a template, "${" in its expression, "{" a block
-    i, n = 0, len(text)
-    while i < n:
-        # Jump to the next character that can change the scanner's state.
-        found = SPECIAL.search(text, i)
-        if found is None:
-            break
-        i = found.start()
-        c = text[i]
-        if stack and stack[-1] == "`":
-            if c == "\\":
-                i += 2
-                continue
-            if c == "`":
-                stack.pop()
-            elif text.startswith("${", i):
-                stack.append("${")
-                i += 2
-                continue
-            i += 1
-            continue
-        end = _skipped(text, i)
-        if end is not None:
-            if end < 0:
-                return UNFOLLOWED
-            if "${" in stack and text.find("`", i, end) >= 0:
-                return HIDDEN_BACKTICK
-            i = end
-            continue
-        if c == "`":
-            if "${" in stack:
-                return NESTED
-            stack.append("`")
-        elif c == "{":
-            stack.append("{")
-        elif c == "}":
-            if not stack:
-                return UNFOLLOWED
-            stack.pop()
-        i += 1
-    return UNFOLLOWED if stack else ""
-
-
-def _skipped(text: str, i: int) -> int | None:
-    """Where the string, comment or regex at ``i`` ends (the index after it);
-    -1 if it does not end, None if there is none at ``i``."""
-    c = text[i]
-    if c in "\"'":
-        string = STRING.match(text, i)
-        return -1 if string is None else string.end()
-    if text.startswith("//", i):
-        end = text.find("\n", i)
-        return len(text) if end < 0 else end + 1
-    if text.startswith("/*", i):
-        end = text.find("*/", i + 2)
-        return end if end < 0 else end + 2
-    if c == "/" and _regex_may_start(text, i, _previous(text, i)):
-        end = _regex_end(text, i)
-        return end if end < 0 else end + 1
-    return None
-
-
-def _previous(text: str, i: int) -> str:
-    """The last character before ``i`` that is not white space."""
-    j = i - 1
-    while j >= 0 and text[j] in " \t\r\n":
-        j -= 1
-    return text[j] if j >= 0 else ""
-
-
-def _regex_may_start(text: str, i: int, prev: str) -> bool:
-    if prev == "" or prev in REGEX_AFTER:
-        return True
-    word = re.search(r"([A-Za-z_$]+)\s*$", text[max(0, i - 12) : i])
-    return word is not None and word.group(1) in REGEX_WORDS
-
-
-def _regex_end(text: str, start: int) -> int:
-    """Index of the "/" closing the regular expression that starts at start."""
-    i, in_class = start + 1, False
-    while i < len(text):
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "\n":
-            return -1
-        if c == "[":
-            in_class = True
-        elif c == "]":
-            in_class = False
-        elif c == "/" and not in_class:
-            return i
-        i += 1
-    return -1
 
 
 class MinifyingStorage:
@@ -390,7 +280,7 @@ class SourceMinifier:
         trouble = outcome.reason.startswith(("not UTF-8", "would change", "minifier"))
         if trouble and path not in self.warned:
             self.warned.add(path)
-            self.warn(f"Not minified '{path}' ({outcome.reason}); copied as it is.")
+            self.warn(f"Not minified '{path}' ({outcome.reason}); left as it is.")
         entry = asdict(outcome)  # minified, before, after and any reason
         if not outcome.reason:
             del entry["reason"]

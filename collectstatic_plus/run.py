@@ -86,8 +86,12 @@ class Run:
             terminal.retries = lambda: self.retry.retried
         self.minifying: SourceMinifier | None = None
         if options.minify.enabled:
-            from .minify import SourceMinifier  # here: rcssmin, rjsmin
-
+            try:
+                from .minify import SourceMinifier  # here: rcssmin, rjsmin
+            except ImportError as error:
+                raise CommandError(
+                    f"--minify needs rcssmin and rjsmin: {error}"
+                ) from error
             self.minifying = SourceMinifier(options.minify, report, self.warn, storage)
         self.recorder = recorder_for(options, backend, self.retry, self.warn)
         self.lease = Lease.beside(self.recorder.backend, options, self.warn)

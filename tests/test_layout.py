@@ -77,7 +77,7 @@ def test_the_package_has_no_import_cycle_type_only_imports_included() -> None:
 
 def test_leaf_modules_import_nothing_from_the_package() -> None:
     known = modules()
-    for leaf in ("digest", "paths", "retry", "progress"):
+    for leaf in ("digest", "paths", "retry", "progress", "jsscan"):
         name = f"collectstatic_plus.{leaf}"
         assert imports_of(name, known[name], known) == set(), leaf
 

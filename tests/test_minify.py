@@ -8,22 +8,24 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import django
 import pytest
+import rjsmin
 import tinycss2
 from django.core.files import File
 from django.core.management.base import CommandError
 
+from collectstatic_plus.jsscan import ESCAPED_NAME, MISREAD_REGEX, js_trouble
 from collectstatic_plus.minify import (
     LONG_LINE,
     Minifier,
     MinifyingStorage,
     MinifySettings,
     Outcome,
-    template_trouble,
 )
 
 from .conftest import (
@@ -43,12 +45,12 @@ ON = Minifier(MinifySettings(enabled=True))
 
 
 def test_nested_template_literals_are_detected() -> None:
-    assert template_trouble(b"const a = `x ${y} z`;") == ""
+    assert js_trouble(b"const a = `x ${y} z`;") == ""
     nested = b'const a = `x ${ b ? `<i class="a">` : "" } z`;'
-    assert template_trouble(nested) == "nested template literals"
-    assert template_trouble(b'var s = "}`"; var t = `${ {a: 1}.a }`;') == ""
+    assert js_trouble(nested) == "nested template literals"
+    assert js_trouble(b'var s = "}`"; var t = `${ {a: 1}.a }`;') == ""
     broken = b"var broken = `unterminated ${ x "
-    assert template_trouble(broken) == "template literals it cannot follow"
+    assert js_trouble(broken) == "template literals it cannot follow"
 
 
 @pytest.mark.parametrize(
@@ -68,6 +70,54 @@ def test_a_backtick_in_a_string_regex_or_comment_inside_a_template_is_left_alone
     assert output == data
     assert not outcome.minified
     assert outcome.reason == "a backtick in a string, comment or regex inside ${...}"
+
+
+@pytest.mark.parametrize(
+    ("data", "mangled", "reason"),
+    [
+        (
+            b"const isBlank = s => /^ *$/.test(s);\n",
+            "const isBlank=s=>/^*$/.test(s);",
+            MISREAD_REGEX,
+        ),
+        (
+            b"const img = f => /^image\\//.test(f.type);\n",
+            "const img=f=>/^image\\",
+            MISREAD_REGEX,
+        ),
+        (b"function* g() { yield / a/; }\n", "function*g(){yield/a/;}", MISREAD_REGEX),
+        (b"x = a % / b/.source.length;\n", "x=a%/b/.source.length;", MISREAD_REGEX),
+        (b"var \\u0061bc = 1;\n", "var\\u0061bc=1;", ESCAPED_NAME),
+    ],
+)
+def test_js_that_rjsmin_would_mangle_is_left_alone(
+    data: bytes, mangled: str, reason: str
+) -> None:
+    assert rjsmin.jsmin(data.decode(), keep_bang_comments=True) == mangled
+    output, outcome = ON.apply("a.js", data)
+    assert (output, outcome) == (data, Outcome(False, len(data), len(data), reason))
+
+
+@pytest.mark.parametrize(
+    ("data", "minified"),
+    [
+        (b"f( // a comment\n  /a b/, 1);\n", b"f(/a b/,1);"),
+        (
+            b"function t(s) { return /a b/.test(s); }\n",
+            b"function t(s){return/a b/.test(s);}",
+        ),
+        (
+            b'var r = /a b/, s = "a\\tb";\nx = (y) / 2 / z;\n',
+            b'var r=/a b/,s="a\\tb";x=(y)/2/z;',
+        ),
+    ],
+)
+def test_regexes_and_escapes_rjsmin_reads_right_are_minified(
+    data: bytes, minified: bytes
+) -> None:
+    output, outcome = ON.apply("a.js", data)
+    assert outcome.minified
+    assert output == minified
 
 
 def test_backticks_in_strings_outside_templates_do_not_stop_minifying() -> None:
@@ -330,7 +380,7 @@ def test_bad_file_is_copied_as_is_with_a_warning(
     settings.STATICFILES_DIRS = [str(source)]
     stderr = io.StringIO()
     run_collectstatic(minify=True, stderr=stderr)
-    assert stderr.getvalue() == "Not minified 'bad.css' (not UTF-8); copied as it is.\n"
+    assert stderr.getvalue() == "Not minified 'bad.css' (not UTF-8); left as it is.\n"
     assert (static_root / "bad.css").read_bytes() == b"a { content: '\xff' }\n"
 
 
@@ -402,9 +452,50 @@ def test_an_export_the_storage_would_no_longer_rewrite_is_not_minified(
     assert served == main.replace("c.js", paths["js/c.js"].split("/")[-1])
     assert stderr.getvalue() == (
         "Not minified 'js/main.js' (would change a reference the storage "
-        "rewrites); copied as it is.\n"
+        "rewrites); left as it is.\n"
     )
     assert (static_root / paths["js/c.js"]).read_text() == "export const c=2;"
+
+
+def test_a_storage_that_starts_rewriting_a_reference_gets_the_file_unminified(
+    tmp_path: Path, settings: Any, static_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .storages import JSModuleManifestStorage
+
+    agg = 'export * from "./lib.js";\nexport   const   z = 1;\n'
+    lib = "export function f() {\n    return 42;\n}\n"
+    source = write_tree(tmp_path / "src", {"js/agg.js": agg, "js/lib.js": lib})
+    settings.STATICFILES_DIRS = [str(source)]
+    storages = {"BACKEND": "tests.storages.JSModuleManifestStorage"}
+    aggregates = "support_js_module_import_aggregation"
+    monkeypatch.setattr(JSModuleManifestStorage, aggregates, False)
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": storages}
+    run_collectstatic(minify=True)
+    assert (
+        static_root / "js/agg.js"
+    ).read_text() == 'export*from"./lib.js";export const z=1;'
+    monkeypatch.setattr(
+        JSModuleManifestStorage, aggregates, True
+    )  # (as an upgrade may)
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": storages}
+    stderr = io.StringIO()
+    run_collectstatic(minify=True, stderr=stderr)
+    assert (static_root / "js/agg.js").read_text() == agg  # as a clean run leaves it
+    assert stderr.getvalue() == (
+        "Not minified 'js/agg.js' (would change a reference the storage "
+        "rewrites); left as it is.\n"
+    )
+
+
+def test_minifying_without_rcssmin_or_rjsmin_is_one_line(
+    static_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "rjsmin", None)  # (an import of it fails)
+    monkeypatch.delitem(sys.modules, "collectstatic_plus.minify")
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(minify=True)
+    halted = "import of rjsmin halted; None in sys.modules"
+    assert str(raised.value) == f"--minify needs rcssmin and rjsmin: {halted}"
 
 
 def test_imports_the_storage_still_rewrites_are_minified(settings: Any) -> None:

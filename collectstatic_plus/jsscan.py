@@ -1,0 +1,158 @@
+"""Where rjsmin may mangle a JS file: a small scanner, and its reasons.
+
+rjsmin (1.3) follows strings and comments but not template literals, and
+takes a "/" for a regular expression only after a few characters or
+``return``; :func:`js_trouble` finds what it would get wrong. A leaf module:
+it imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: After these characters (or these words) a "/" starts a regular expression.
+REGEX_AFTER = set("(,=:[!&|?{};+-*%<>~^")
+REGEX_WORDS = {"return", "typeof", "case", "do", "else", "in", "of", "void", "yield"}
+REGEX_WORDS.update(("await", "throw", "delete", "new"))
+#: Where rjsmin 1.3 reads a "/" as a regular expression: after these, or "return".
+RJSMIN_BEFORE = set("(,=:[!&|?{};+*-")
+SPECIAL = re.compile(r"[`'\"/{}\\$]")
+#: A string literal, on one line unless a backslash continues it.
+STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"', re.S)
+
+
+NESTED = "nested template literals"
+#: rjsmin does not see a string, comment or regex inside ``${...}``: the
+#: backtick in it ends the template, for rjsmin, and what follows is mangled.
+HIDDEN_BACKTICK = "a backtick in a string, comment or regex inside ${...}"
+UNFOLLOWED = "template literals it cannot follow"
+#: rjsmin reads it as a division: spaces in it go, a "//" in it starts a comment.
+MISREAD_REGEX = "a regular expression rjsmin reads as a division"
+#: ``var \u0061b`` becomes ``var\u0061b``.
+ESCAPED_NAME = "an escape in a name"
+
+
+def js_trouble(data: bytes) -> str:
+    """Why rjsmin may mangle the file ("" if it will not).
+
+    A small scanner over strings, comments, regular expressions and
+    templates. On anything it cannot follow it gives a reason: the file is
+    then left as it is, which is always safe.
+    """
+    text = data.decode("utf-8", errors="replace")
+    stack: list[str] = []  # "`" in a template, "${" in its expression, "{" a block
+    i, n = 0, len(text)
+    comment = (0, "")  # where the last comment ended, and what came before it
+    while i < n:
+        # Jump to the next character that can change the scanner's state.
+        found = SPECIAL.search(text, i)
+        if found is None:
+            break
+        i = found.start()
+        c = text[i]
+        if stack and stack[-1] == "`":
+            if c == "\\":
+                i += 2
+                continue
+            if c == "`":
+                stack.pop()
+            elif text.startswith("${", i):
+                stack.append("${")
+                i += 2
+                continue
+            i += 1
+            continue
+        prev = _previous(text, i)
+        if comment[0] and not text[comment[0] : i].strip():
+            prev = comment[1]  # what a comment follows is what follows it
+        comment = (0, "")
+        end = _skipped(text, i, prev)
+        if end is not None:
+            if end < 0:
+                return UNFOLLOWED
+            if text.startswith(("//", "/*"), i):
+                comment = (end, prev)
+            elif c == "/" and _misread(text, i, prev):
+                return MISREAD_REGEX
+            if "${" in stack and text.find("`", i, end) >= 0:
+                return HIDDEN_BACKTICK
+            i = end
+            continue
+        if c == "\\":
+            return ESCAPED_NAME
+        if c == "`":
+            if "${" in stack:
+                return NESTED
+            stack.append("`")
+        elif c == "{":
+            stack.append("{")
+        elif c == "}":
+            if not stack:
+                return UNFOLLOWED
+            stack.pop()
+        i += 1
+    return UNFOLLOWED if stack else ""
+
+
+def _skipped(text: str, i: int, prev: str) -> int | None:
+    """Where the string, comment or regex at ``i`` ends (the index after it);
+    -1 if it does not end, None if there is none at ``i``. ``prev``: the
+    last character of code before ``i``."""
+    c = text[i]
+    if c in "\"'":
+        string = STRING.match(text, i)
+        return -1 if string is None else string.end()
+    if text.startswith("//", i):
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end + 1
+    if text.startswith("/*", i):
+        end = text.find("*/", i + 2)
+        return end if end < 0 else end + 2
+    if c == "/" and _regex_may_start(text, i, prev):
+        end = _regex_end(text, i)
+        return end if end < 0 else end + 1
+    return None
+
+
+def _previous(text: str, i: int) -> str:
+    """The last character before ``i`` that is not white space."""
+    j = i - 1
+    while j >= 0 and text[j] in " \t\r\n":
+        j -= 1
+    return text[j] if j >= 0 else ""
+
+
+def _regex_may_start(text: str, i: int, prev: str) -> bool:
+    if prev == "" or prev in REGEX_AFTER:
+        return True
+    return _word_before(text, i) in REGEX_WORDS
+
+
+def _misread(text: str, i: int, prev: str) -> bool:
+    """Whether rjsmin takes the regular expression at ``i`` for a division."""
+    return prev not in RJSMIN_BEFORE and _word_before(text, i) != "return"
+
+
+def _word_before(text: str, i: int) -> str:
+    word = re.search(r"(?<![\w$])([A-Za-z_$]+)\s*$", text[max(0, i - 12) : i])
+    return "" if word is None else word.group(1)
+
+
+def _regex_end(text: str, start: int) -> int:
+    """Index of the "/" closing the regular expression that starts at start."""
+    i, in_class = start + 1, False
+    while i < len(text):
+        c = text[i]
+        if c == "\\":
+            i += 2
+            continue
+        if c == "\n":
+            return -1
+        if c == "[":
+            in_class = True
+        elif c == "]":
+            in_class = False
+        elif c == "/" and not in_class:
+            return i
+        i += 1
+    return -1

@@ -71,7 +71,8 @@ class Cached:
 class Restored:
     """What :meth:`BuildCache.restore` did."""
 
-    outputs: int = 0
+    #: The outputs put back (a dry run: that would be).
+    outputs: list[str] = field(default_factory=list)
     #: Objects that were missing or did not match their MD5.
     damaged: list[str] = field(default_factory=list)
     #: Outputs the storage could not write (post-processed again instead,
@@ -88,6 +89,7 @@ class BuildCache:
         self.key = key
         #: What this run did with the cache, for the report.
         self.report: dict[str, Any] = {}
+        self.restored = Restored()
         self._state: Cached | None = None
         self._loaded = False
 
@@ -151,7 +153,7 @@ class BuildCache:
         storage; None only checks them)."""
         cached = self.state()
         assert cached is not None
-        listing, done = dict(listing), Restored()
+        listing, done = dict(listing), self.restored
         for path, row in cached.rows.items():
             if digests.get(path) != row.md5 or path in again:
                 continue
@@ -170,8 +172,8 @@ class BuildCache:
                     done.unwritten.append(name)
                     break
                 listing[name] = Remote(len(data))
-                done.outputs += 1
-        self.report["restored"] = done.outputs
+                done.outputs.append(name)
+        self.report["restored"] = len(done.outputs)
         if done.damaged:
             self.report["damaged"] = done.damaged
         if done.unwritten:

@@ -14,11 +14,11 @@ Either way the storage's I/O is staged (see :mod:`.staging`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import django
 from django.core.files.storage import Storage
-from django.core.management.base import CommandError, OutputWrapper
+from django.core.management.base import CommandError
 
 from .backends.base import Backend, Listing, unwrap
 from .cache import BuildCache, why_unused
@@ -27,7 +27,7 @@ from .incremental import Plan, full_order, rows_after, settles, subset, would_pu
 from .incremental import plan as plan_for
 from .options import RunOptions
 from .pool import INTERRUPTED
-from .progress import Progress, Terminal
+from .progress import Output, Progress, Terminal
 from .record import Processed, Record
 from .report import Report
 from .retry import Retry, first_line
@@ -44,15 +44,6 @@ STOCK_DRY_RUN = (
 )
 
 
-class Host(Protocol):
-    """The command's output."""
-
-    stderr: OutputWrapper
-    verbosity: int
-
-    def log(self, msg: str, level: int = 2) -> None: ...
-
-
 class PostProcessing:
     """The post-process step of a run, and what it leaves for the next steps."""
 
@@ -62,7 +53,7 @@ class PostProcessing:
         backend: Backend,
         retry: Retry,
         report: Report,
-        host: Host,
+        host: Output,
         options: RunOptions,
         terminal: Terminal | None,
     ) -> None:
@@ -149,12 +140,15 @@ class PostProcessing:
             again = subset(digests, last.processed)
             write = None if self.options.dry_run else Target(self.target).replace
             listing = self.cache.restore(digests, listing, write, again)
+            if write is None:
+                for name in sorted(self.cache.restored.outputs):
+                    self.host.log(f"Would restore {name} from the build cache", 1)
         flag = self.options.distrust
         plan = plan_for(self.target, self.key, digests, listing, last, copied, flag)
         if plan.mode == "up to date":
             assert last is not None
             self.processed = dict(last.processed)
-            self.report.post_processing = {"status": "up to date"}
+            self.report.post_processing = self.described({"status": "up to date"})
             self.keep_in_cache(plan)
             self.host.log("Post-processing up to date.", level=1)
             return []
@@ -223,7 +217,7 @@ class PostProcessing:
         hooks = Hooks(
             storage, outside, order, before_manifest, simulate=staging.simulate
         )
-        self.report.post_processing = self.described(plan)
+        self.report.post_processing = self.described(plan.described())
         done = False
         try:
             try:
@@ -365,11 +359,15 @@ class PostProcessing:
         if problem and self.host.verbosity >= 1:
             self.host.stderr.write(problem)
 
-    def described(self, plan: Plan) -> dict[str, Any]:
-        """How post-processing runs and why, for the report."""
-        described = plan.described()
+    def described(self, outcome: Mapping[str, object]) -> dict[str, Any]:
+        """How post-processing ran and why, for the report; outputs the build
+        cache put back are written too (so --check fails on them)."""
+        described: dict[str, Any] = dict(outcome)
         if self.cache is not None and self.cache.report:
             described["cache"] = dict(self.cache.report)
+            key = "would_write" if self.options.dry_run else "written"
+            if restored := self.cache.restored.outputs:
+                described[key] = sorted({*described.get(key, ()), *restored})
         if self.no_cache:
             described["cache"] = {"unused": self.no_cache}
         return described
@@ -381,7 +379,7 @@ class PostProcessing:
             outcome = {"status": STOCK_DRY_RUN.format(type(self.target).__name__)}
         else:
             outcome = staging.outcome()
-        report.post_processing = {**self.described(plan), **outcome}
+        report.post_processing = self.described({**plan.described(), **outcome})
         for original, hashed_name in names.items():
             if original in report.files:
                 action = report.files[original].action

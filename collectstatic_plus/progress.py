@@ -18,10 +18,21 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
+
+from django.core.management.base import OutputWrapper
 
 #: Seconds between two redraws.
 INTERVAL = 0.1
+
+
+class Output(Protocol):
+    """The command's output, as the steps of a run write to it."""
+
+    stderr: OutputWrapper
+    verbosity: int
+
+    def log(self, msg: str, level: int = 2) -> None: ...
 
 
 class Terminal:

@@ -25,9 +25,8 @@ from .lease import Lease
 from .options import RunOptions
 from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failed, Failure, TransferPool, interrupts_end_the_command
-from .postprocess import Host as Output
 from .postprocess import PostProcessing
-from .progress import Progress, Terminal
+from .progress import Output, Progress, Terminal
 from .prune import NOTICE_LEVEL, Deletions, Pruner, keep_set, predicted_outputs
 from .record import Record
 from .recorder import recorder_for

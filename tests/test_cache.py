@@ -517,3 +517,36 @@ def test_a_cache_inside_a_static_files_folder_is_not_used(
     why += " (it would be collected)"
     assert run.stdout.startswith(f"The build cache is not used: {why}.\n")
     assert not cache.exists()
+
+
+def test_outputs_the_cache_puts_back_are_writes_the_report_and_check_count(
+    tmp_path: Path, settings: Any
+) -> None:
+    source, cache = first_build(tmp_path, settings)
+    build = tmp_path / "build1"
+    hashed = json.loads((build / "staticfiles.json").read_bytes())["paths"].values()
+    (build / RECORD).unlink()  # (as a build over stock's originals and manifest)
+    for name in hashed:
+        (build / name).unlink()
+    restored = sorted(hashed)
+    dry = ours(tmp_path, "dry", cache_dir=str(cache), dry_run=True)
+    assert dry == {
+        "status": "up to date",
+        "cache": {"restored": len(restored)},
+        "would_write": restored,
+    }
+    said = run_collectstatic(cache_dir=str(cache), dry_run=True, verbosity=1).stdout
+    lines = [f"Would restore {name} from the build cache\n" for name in restored]
+    assert said.startswith("".join(lines))
+    with pytest.raises(
+        CommandError, match=f": {len(restored)} change\\(s\\) would be made"
+    ):
+        run_collectstatic(cache_dir=str(cache), check=True, verbosity=0)
+    assert ours(tmp_path, "real", cache_dir=str(cache)) == {
+        "status": "up to date",
+        "cache": {"restored": len(restored)},
+        "written": restored,
+    }
+    use(settings, tmp_path / "stock", source, MANIFEST)
+    run_stock(verbosity=0)
+    assert without_record(build) == read_tree(tmp_path / "stock")

@@ -30,6 +30,7 @@ from .backends import backend_for
 from .backends.base import Backend, Listing, Remote, content_version
 from .digest import digest_stream
 from .options import RunOptions
+from .paths import is_safe_path
 from .plan import saw_same
 from .record import MAX_BYTES, Entry, Key, Processed, Record, RecordError, read
 from .retry import PermanentError, Retry, Unreachable, first_line
@@ -140,7 +141,8 @@ class Recorder:
             written = {p: seen or now.get(named(p)) for p, seen in written.items()}
         files: dict[str, Entry] = {}
         for path, source in sources.items():
-            if source.digest is None:
+            # (A name its reader refuses, as "a\\b", is decided by the listing.)
+            if source.digest is None or not is_safe_path(path):
                 continue
             was = old.get(path)
             if path in consumed:
@@ -166,6 +168,7 @@ class Recorder:
         if postprocess is not None:
             state["postprocess"] = postprocess
         fingerprint = self.destination.fingerprint()
+        processed = {p: row for p, row in processed.items() if _holds(p, row)}
         return Record(fingerprint, files, manifests, state, processed)
 
     def listing_again(self) -> Listing:
@@ -350,3 +353,9 @@ def gunzipped(data: bytes) -> bytes:
     if len(inflated) > MAX_BYTES:
         raise RecordError(f"larger than {MAX_BYTES} bytes")
     return inflated
+
+
+def _holds(path: str, row: Processed) -> bool:
+    """Whether a record can hold the row (its reader refuses "a\\b")."""
+    names = (path, *row.refs, *row.outputs, *([row.hashed] if row.hashed else []))
+    return all(map(is_safe_path, names))

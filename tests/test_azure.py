@@ -549,3 +549,41 @@ def test_a_file_named_as_azure_stores_the_record_is_refused_before_any_write(
         "['RECORD_NAME'] to another name."
     )
     assert container.names() == []
+
+
+def test_delete_unowned_deletes_the_dot_ended_blob_not_the_one_azure_maps_it_to(
+    tmp_path: Path, settings: Any, container: Container
+) -> None:
+    """AzureStorage maps 'd/data.' to 'd/data': a listed name is deleted as
+    listed, never through that mapping (it deleted the collected file)."""
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"d/data": "x"}))]
+    use(settings, container.storage(location="st"))
+    collect(container)
+    container.put("st/d/data.", b"not ours")
+    run = collect(container, delete=True, delete_unowned=True)
+    assert run.batches() == [["st/d/data."]]
+    assert container.names() == ["st/.collectstatic-plus.json", "st/d/data"]
+
+
+def test_a_location_azure_writes_without_its_dot_is_listed_where_it_writes(
+    tmp_path: Path, settings: Any, container: Container
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    use(settings, container.storage(location=".static"))
+    collect(container)
+    run = collect(container)
+    assert run.stdout == "\n0 static files copied, 1 unmodified.\n"
+    assert container.names() == ["static/.collectstatic-plus.json", "static/a.css"]
+
+
+def test_no_container_is_one_line(
+    tmp_path: Path, settings: Any, container: Container
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    use(settings, container.storage(azure_container=None))
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(dry_run=True)
+    assert str(raised.value) == (
+        "The static files storage (storages.backends.azure_storage.AzureStorage) "
+        "could not be set up: ValueError: Please specify a container name."
+    )

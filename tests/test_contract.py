@@ -452,6 +452,47 @@ def test_a_name_that_is_not_utf8_fails_a_dry_run_where_the_upload_would(
     )
 
 
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_location_the_storage_refuses_is_one_line_before_any_request(
+    make: MakeDestination, source: Path, settings: Any, dry_run: bool
+) -> None:
+    destination = make("a/../../b")
+    destination.use(settings)
+    if isinstance(destination, LocalDestination):  # a folder: any path is one
+        run = collect(destination, dry_run=dry_run)
+        assert "\n30 static files copied to '" in run.stdout
+        return
+    destination.start()
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(dry_run=dry_run)
+    backend = destination.class_path
+    assert str(raised.value) == (
+        f"The static files storage ({backend}) could not be set up: "
+        "SuspiciousOperation: Attempted access to 'x' denied."
+    )
+    assert destination.requests() == Counter()
+
+
+def test_a_name_with_a_backslash_is_found_unchanged_where_the_storage_maps_it(
+    destination: Destination, source: Path, settings: Any
+) -> None:
+    """django-storages stores 'd0/a\\b.css' as 'd0/a/b.css' (stock then finds
+    it there); FileSystemStorage saves it under a new name every run, for
+    stock too. The sync record never holds such a name (its reader refuses
+    it): the listing decides."""
+    (source / "d0" / "a\\b.css").write_text("b")
+    destination.use(settings)
+    collect(destination)
+    for _ in range(2):
+        run = collect(destination)
+        assert run.stderr == ""
+        local = isinstance(destination, LocalDestination)
+        assert run.stdout == f"\n{summary(destination, int(local), 30 + (not local))}\n"
+    record = json.loads(destination.get(destination.record_key))
+    assert "d0/a\\b.css" not in record_files(record)
+    assert len(record_files(record)) == 30
+
+
 def test_max_delete_stops_the_run_before_anything_is_written(
     destination: Destination, source: Path, settings: Any
 ) -> None:

@@ -441,8 +441,12 @@ def test_a_blob_without_md5_is_known_by_its_generation() -> None:
     assert Remote(5, _etag(composite)).md5 is None
 
 
+@pytest.mark.parametrize(
+    ("status", "reason", "kind"),
+    [(403, "Forbidden", "permanent"), (503, "Service Unavailable", "throttled")],
+)
 def test_delete_many_raises_naming_the_blobs_it_could_not_delete(
-    bucket: GCSBucket,
+    bucket: GCSBucket, status: int, reason: str, kind: str
 ) -> None:
     from storages.backends.gcloud import GoogleCloudStorage
 
@@ -465,7 +469,7 @@ def test_delete_many_raises_naming_the_blobs_it_could_not_delete(
                 responses, batch._requests, strict=True
             ):
                 if url.split("?")[0].endswith("%2Fb.css"):
-                    response.status_code, response.reason = 403, "Forbidden"
+                    response.status_code, response.reason = status, reason
             return responses
 
         batch.finish = finish_then_refuse
@@ -476,8 +480,10 @@ def test_delete_many_raises_naming_the_blobs_it_could_not_delete(
     storage.client.batch = batch_refusing_b
     with pytest.raises(DeleteFailed) as raised:
         backend.delete_many(["a.css", "b.css", "gone.css"])
-    assert str(raised.value) == "could not delete 1 file(s): 'b.css' (403 Forbidden)"
-    assert raised.value.failures == [("b.css", "403 Forbidden")]
+    said = f"{status} {reason}"
+    assert str(raised.value) == f"could not delete 1 file(s): 'b.css' ({said})"
+    assert raised.value.failures == [("b.css", said)]
+    assert backend.classify(raised.value) == kind  # (a 503 is retried)
     assert sorted(bucket.contents()) == ["static/c.css"]
 
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from django.core.exceptions import SuspiciousOperation
 from django.core.files.storage import Storage
 
 from ..digest import Digest
@@ -72,10 +73,14 @@ class AzureBackend(Backend):
     def azure(self) -> Any:
         return self.storage
 
+    def ready(self) -> None:
+        self.azure.client  # noqa: B018 (no container: fails here, in one line)
+        self.prefix  # noqa: B018 (and a location AzureStorage refuses)
+
     @property
     def prefix(self) -> str:
-        location = str(self.azure.location or "").strip("/")
-        return location + "/" if location else ""
+        """The location as AzureStorage writes it (``.static`` as ``static/``)."""
+        return self.blob_name("x")[:-1]
 
     def blob_name(self, name: str) -> str:
         """The blob that the storage reads and writes for ``name``.
@@ -122,7 +127,7 @@ class AzureBackend(Backend):
         location, ``.collectstatic-plus.json`` is listed without its dot."""
         try:
             return self.blob_name(name)[len(self.prefix) :]
-        except ValueError:  # a name Azure refuses: its upload fails, named
+        except (ValueError, SuspiciousOperation):  # refused: an upload fails, named
             return name
 
     def check_name(self, name: str) -> None:
@@ -221,7 +226,9 @@ class AzureBackend(Backend):
         """
         from azure.core.exceptions import HttpResponseError
 
-        name_of = {self.blob_name(name): name for name in names}
+        # Listed names: the blob is exactly the prefix and the name (blob_name
+        # would strip a dot that ends it, and delete another blob).
+        name_of = {self.prefix + name: name for name in names}
         blobs = list(name_of)
         failed: list[tuple[str, str]] = []
         first: tuple[int | None, str | None] | None = None

@@ -31,6 +31,10 @@ GCS_DELETE_BATCH = 100
 LIST_FIELDS = "items(name,size,md5Hash,generation,etag),nextPageToken"
 
 
+#: A blob a delete left, why, and the HTTP status if there was one.
+Failed = tuple[str, str, "int | None"]
+
+
 class GCSBackend(Backend):
     """django-storages GoogleCloudStorage: ``objects.list`` pages, batched deletes.
 
@@ -70,6 +74,7 @@ class GCSBackend(Backend):
 
     def ready(self) -> None:
         self.gcs.client  # noqa: B018 (built on first use: no credentials fails here)
+        self.blob_name("x")  # a location it refuses ("./s") fails here too
 
     @property
     def prefix(self) -> str:
@@ -90,6 +95,10 @@ class GCSBackend(Backend):
     def overwrites_in_place(self) -> bool:
         """GS_FILE_OVERWRITE (default True): ``save`` replaces the blob."""
         return bool(getattr(self.gcs, "file_overwrite", True))
+
+    def listed_name(self, name: str) -> str:
+        """django-storages stores ``a\\b`` as ``a/b`` (``clean_name``)."""
+        return name.replace("\\", "/")
 
     def listing(self) -> Listing | None:
         found: Listing = {}
@@ -190,14 +199,16 @@ class GCSBackend(Backend):
         """
         name_of = {self.blob_name(name): name for name in names}
         blobs = list(name_of)
-        failed: list[tuple[str, str]] = []
+        failed: list[Failed] = []
         for start in range(0, len(blobs), GCS_DELETE_BATCH):
             failed += self._delete_batch(blobs[start : start + GCS_DELETE_BATCH])
         if failed:
-            raise DeleteFailed([(name_of[blob], why) for blob, why in failed])
+            named = [(name_of[blob], why) for blob, why, _status in failed]
+            raise DeleteFailed(named, failed[0][2])  # (a 503 in it is retried)
 
-    def _delete_batch(self, blobs: list[str]) -> list[tuple[str, str]]:
-        """Delete ``blobs`` in one batch request; the (blob, reason) that failed."""
+    def _delete_batch(self, blobs: list[str]) -> list[Failed]:
+        """Delete ``blobs`` in one batch request; the (blob, reason, HTTP
+        status) that failed."""
         bucket = self.gcs.bucket
         try:
             batch = self.gcs.client.batch(raise_exception=False)
@@ -215,25 +226,26 @@ class GCSBackend(Backend):
         responses = getattr(batch, "_responses", None)
         if responses is None or len(responses) != len(blobs):
             return self._delete_each(blobs)
-        failed = []
+        failed: list[Failed] = []
         for blob, response in zip(blobs, responses, strict=True):
             status = int(response.status_code)
             if not (200 <= status < 300 or status == 404):
-                failed.append((blob, f"{status} {response.reason or ''}".strip()))
+                reason = f"{status} {response.reason or ''}".strip()
+                failed.append((blob, reason, status))
         return failed
 
-    def _delete_each(self, blobs: list[str]) -> list[tuple[str, str]]:
+    def _delete_each(self, blobs: list[str]) -> list[Failed]:
         """One request per blob, where batch outcomes cannot be read."""
         from google.api_core.exceptions import NotFound
 
-        failed = []
+        failed: list[Failed] = []
         for blob in blobs:
             try:
                 self.gcs.bucket.delete_blob(blob)
             except NotFound:
                 pass
             except Exception as error:
-                failed.append((blob, first_line(error)))
+                failed.append((blob, first_line(error), self.describe(error)[0]))
         return failed
 
     def classify(self, error: BaseException) -> str:

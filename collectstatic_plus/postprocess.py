@@ -389,7 +389,7 @@ class PostProcessing:
         """A failure the storage yielded: said and raised as stock does."""
         if quietly:
             raise error
-        self.report.error(original, first_line(error))
+        self.report.error(original, first_line(error), landed=True)
         self.host.stderr.write(f"Post-processing '{original}' failed!\n\n")
         if not RAISES_COMMAND_ERROR:
             raise error

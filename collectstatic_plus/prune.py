@@ -119,17 +119,24 @@ class Pruner:
             stale, unowned = sorted(stale + unowned), []
         return Deletions(stale, unowned)
 
-    def check_limit(self, stale: list[str]) -> None:
+    def check_limit(self, stale: list[str]) -> str:
         """A CommandError (before anything is written) when more than
-        ``--max-delete`` are stale, naming the first 20."""
+        ``--max-delete`` are stale, naming the first 20; a dry run says so
+        and goes on (the reason returned: "" if within the limit)."""
         limit = self.options.max_delete
-        if limit is not None and len(stale) > limit and not self.options.dry_run:
-            self.report.deletions["reason"] = f"more than --max-delete {limit}"
-            raise CommandError(
-                f"--delete would remove {len(stale)} stale files, more than "
-                f"--max-delete {limit}; nothing was written or deleted: "
-                f"{first_few(stale, NAMED)}."
-            )
+        if limit is None or len(stale) <= limit:
+            return ""
+        over = f"more than --max-delete {limit}"
+        said = f"--delete would remove {len(stale)} stale files, {over}"
+        if self.options.dry_run:
+            self.warn(f"{said}: a real run stops there, writing nothing.")
+            reason = f"a real run stops: {over}"
+            self.report.deletions["reason"] = reason
+            return reason
+        self.report.deletions["reason"] = over
+        raise CommandError(
+            f"{said}; nothing was written or deleted: {first_few(stale, NAMED)}."
+        )
 
     def written_over(
         self, name: str, previous: Record, listing: Listing | None

@@ -10,11 +10,12 @@ version
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -27,16 +28,26 @@ from .progress import human_size
 
 SCHEMA_VERSION = 2
 
+#: Stock's options that the report repeats as given, then ours.
+GIVEN_OPTIONS = (
+    *("dry_run", "clear", "link", "post_process", "ignore_patterns"),
+    *("use_default_ignore_patterns", "parallel", "force", "verify"),
+    *("max_delete", "keep_manifests", "check"),
+)
+#: Ours as the run takes them (settings and implied options resolved).
+RUN_OPTIONS = ("delete", "delete_unowned", "cache_dir")
+
 #: Per-file actions, in the order the summary table lists them.
 ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")
 
 
 def check_target(target: str | os.PathLike[str] | None, storage: Any = None) -> None:
     """Fail in one line, before a run starts, if ``--report`` names a file
-    that cannot be written, or one inside a local ``storage``'s root
-    (a dry run writes nothing there; the report is no static file). An
-    existing file is emptied (a run that stops before it collects leaves no
-    earlier run's report); a new one is removed again."""
+    that cannot be written, or one inside a local ``storage``'s root or a
+    folder the finders collect from (a dry run writes nothing there; the
+    report is no static file). An existing file is removed (a run that stops
+    before it collects leaves no earlier run's report); a device or a pipe
+    is opened to check it."""
     if target is None or target == "-":
         return
     folder = os.path.dirname(os.path.abspath(target))
@@ -50,12 +61,21 @@ def check_target(target: str | os.PathLike[str] | None, storage: Any = None) -> 
             f"Cannot write the report to '{target}': it is inside the "
             f"destination ('{root}'); choose a path outside it."
         )
+    for found in _source_folders():
+        if os.path.commonpath([found, where]) == found:
+            raise CommandError(
+                f"Cannot write the report to '{target}': it is inside a static "
+                f"files folder ('{found}'), so it would be collected; choose a "
+                "path outside it."
+            )
     try:
         if not os.path.isdir(folder):
             missing = (
                 "is not a directory" if os.path.exists(folder) else "does not exist"
             )
             raise FileNotFoundError(f"'{folder}' {missing}")
+        if os.path.isfile(target):
+            os.remove(target)
         if os.path.lexists(target):
             with open(target, "w", encoding="utf-8"):
                 pass
@@ -110,6 +130,12 @@ class Report:
 
     # Filling it in ----------------------------------------------------------
 
+    def describe_options(self, given: Mapping[str, Any], run: Any) -> None:
+        """The options as given, and as the run (a RunOptions) takes them."""
+        self.options = {key: given.get(key) for key in GIVEN_OPTIONS}
+        self.options.update((key, getattr(run, key)) for key in RUN_OPTIONS)
+        self.options["minify"] = run.minify.enabled
+
     def file(self, path: str, action: str, **fields: Any) -> None:
         if not self.keep_files:
             if action in ("new", "changed") and fields.get("size") is not None:
@@ -143,10 +169,12 @@ class Report:
         with self.lock:
             self.extra.append(FileEntry(path, action, **fields))
 
-    def error(self, path: str, reason: str) -> None:
+    def error(self, path: str, reason: str, landed: bool = False) -> None:
+        """A file that failed (``landed``: copied; its post-processing failed)."""
         with self.lock:
             self.errors.append({"path": path, "reason": reason})
-        self.file(path, "failed", reason=reason)
+        if not landed:
+            self.file(path, "failed", reason=reason)
 
     def count_request(self, kind: str) -> None:
         with self.lock:
@@ -227,13 +255,30 @@ class Report:
             stdout.write(self.dumps(), ending="")
             return
         try:
-            with open(target, "w", encoding="utf-8") as handle:
-                handle.write(self.dumps())
+            self._write_file(target)
         except OSError as error:
             said = f"Could not write the report: {error}"
             if failing is None:
                 raise CommandError(said) from error
             failing.write(said)
+
+    def _write_file(self, target: str) -> None:
+        """Whole or not at all: written beside the file, then renamed over it
+        (a device or a pipe is written to as it is)."""
+        final = os.path.realpath(target)
+        if os.path.exists(final) and not os.path.isfile(final):
+            with open(target, "w", encoding="utf-8") as handle:
+                handle.write(self.dumps())
+            return
+        beside = f"{final}.{os.getpid()}.tmp"
+        try:
+            with open(beside, "w", encoding="utf-8") as handle:
+                handle.write(self.dumps())
+            os.replace(beside, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(beside)
+            raise
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"
@@ -305,3 +350,16 @@ class Report:
 
 def _count(files: int) -> str:
     return f"{files:,} file" + ("" if files == 1 else "s")
+
+
+def _source_folders() -> list[str]:
+    """The folders the finders collect from, on local disk."""
+    from django.contrib.staticfiles.finders import get_finders
+
+    folders = []
+    for finder in get_finders():
+        for storage in getattr(finder, "storages", {}).values():
+            location = getattr(storage, "location", None)
+            if location:
+                folders.append(os.path.realpath(location))
+    return folders

@@ -356,7 +356,8 @@ class Run:
         # (Until the deletions run: a run that fails first deletes nothing.)
         reason = deletions.reason or "not run: an error or an interrupt came first"
         self.report.deletions["reason"] = reason
-        self.pruner.check_limit(deletions.stale)
+        if over := self.pruner.check_limit(deletions.stale):  # (a dry run's)
+            self.deletions = deletions._replace(reason=over)
 
     def keep(self, outputs: set[str], current: list[str] | None) -> set[str]:
         """What --delete never removes; ``current``: the names of the manifest

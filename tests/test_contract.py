@@ -511,10 +511,23 @@ def test_max_delete_stops_the_run_before_anything_is_written(
     )
     assert destination.written_by_last == []  # type: ignore[attr-defined]
     assert destination.contents(record=True) == before
-    # A dry run lists them all, and does not fail for it.
-    dry = collect(destination, delete=True, max_delete=1, dry_run=True)
+    # A dry run lists them all, and does not fail for it: it says why a real
+    # run would.
+    report = source.parent / "dry.json"
+    dry = collect(
+        destination, delete=True, max_delete=1, dry_run=True, report=str(report)
+    )
     assert "Would delete d0/f0.css\n" in dry.stdout
     assert "Would delete d1/f1.css\n" in dry.stdout
+    assert dry.stderr == (
+        "--delete would remove 2 stale files, more than --max-delete 1: a real "
+        "run stops there, writing nothing.\n"
+    )
+    assert json.loads(report.read_text())["deletions"] == {
+        "stale": ["d0/f0.css", "d1/f1.css"],
+        "unowned": [],
+        "reason": "a real run stops: more than --max-delete 1",
+    }
 
 
 def test_no_deletion_after_a_failed_write_and_the_record_lists_what_landed(

@@ -267,17 +267,16 @@ def test_report_to_stdout_asks_its_question_on_stderr(
     ("where", "why"),
     [
         ("missing/report.json", "'{tmp}/missing' does not exist"),
-        (
-            "first/css/site.css/report.json",
-            "'{tmp}/first/css/site.css' is not a directory",
-        ),
-        ("first", "Is a directory"),
+        ("notes.txt/report.json", "'{tmp}/notes.txt' is not a directory"),
+        ("out", "Is a directory"),
     ],
 )
 def test_unwritable_report_path_fails_before_anything_is_written(
     scene: Path, static_root: Path, dry_run: bool, where: str, why: str
 ) -> None:
     shutil.rmtree(static_root)
+    (scene / "notes.txt").write_text("notes")
+    (scene / "out").mkdir()
     target = scene / where
     with pytest.raises(CommandError) as raised:
         run_collectstatic(report=str(target), dry_run=dry_run)
@@ -474,8 +473,14 @@ def test_a_failed_post_process_is_reported_against_its_file(
     report = tmp_path / "report.json"
     with pytest.raises((CommandError, ValueError)):  # (ValueError before 6.1)
         run_collectstatic(report=str(report))
-    [error] = json.loads(report.read_text())["errors"]
+    document = json.loads(report.read_text())
+    [error] = document["errors"]
     assert error["path"] == "css/b.css"
+    # It was copied, and is there: its post-processing failed.
+    assert [(f["path"], f["action"]) for f in document["files"]] == [
+        ("css/b.css", "new")
+    ]
+    assert document["totals"]["new"]["files"] == 1
     assert error["reason"].startswith(
         "ValueError: The file 'img/gone.png' could not be found with <"
     ), error
@@ -518,9 +523,13 @@ def test_check_fails_when_a_storage_we_cannot_simulate_would_post_process(
     (static_root / hashed["css/a.css"]).unlink()  # a real run writes it again
 
     dry = run_collectstatic(dry_run=True)
+    stdout = io.StringIO()
     with pytest.raises(CommandError) as raised:
-        run_collectstatic(check=True)
+        run_collectstatic(check=True, stdout=stdout)
 
+    assert stdout.getvalue().endswith(
+        f"\n0 static files copied to '{static_root}', 1 unmodified.\n"
+    )  # stock's summary, as when files would change
     name = backend.rpartition(".")[2]
     status = f"not simulated ({name}.post_process() is called with dry_run=True"
     status += ", as by stock)"
@@ -664,4 +673,70 @@ def test_a_run_that_stops_before_collecting_leaves_no_earlier_report(
     assert json.loads(report.read_text())["errors"] == []
     with pytest.raises(CommandError):
         run_collectstatic(report=str(report), max_delete=1)  # (no --delete)
-    assert report.read_text() == ""
+    assert not report.exists()
+
+
+@pytest.mark.parametrize("where", ["first/css/site.css", "first/new.json"])
+def test_a_report_in_a_static_files_folder_is_refused(
+    scene: Path, static_root: Path, where: str
+) -> None:
+    """It would be collected next time (and a source was emptied)."""
+    before = read_tree(scene / "first")
+    target = scene / where
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(report=str(target))
+    assert str(raised.value) == (
+        f"Cannot write the report to '{target}': it is inside a static files "
+        f"folder ('{scene / 'first'}'), so it would be collected; choose a path "
+        "outside it."
+    )
+    assert read_tree(scene / "first") == before
+
+
+def test_a_report_is_written_whole_or_not_at_all(
+    scene: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collectstatic_plus import report as report_module
+
+    replace = os.replace
+
+    def full(source: str, target: str) -> None:
+        if not target.endswith("report.json"):
+            return replace(source, target)
+        raise OSError(28, "No space left on device")  # (the disk filled up)
+
+    monkeypatch.setattr(report_module.os, "replace", full)
+    target = scene / "report.json"
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(report=str(target))
+    assert str(raised.value) == (
+        "Could not write the report: [Errno 28] No space left on device"
+    )
+    assert sorted(path.name for path in scene.iterdir()) == [
+        "first",
+        "second",
+        "static_root",
+    ]
+
+
+def test_the_report_gives_the_options_as_the_run_takes_them(scene: Path) -> None:
+    report = scene / "report.json"
+    run_collectstatic(report=str(report), delete_unowned=True, parallel=2)
+    assert json.loads(report.read_text())["options"] == {
+        "dry_run": False,
+        "clear": False,
+        "link": False,
+        "post_process": True,
+        "ignore_patterns": ["CVS", ".*", "*~"],
+        "use_default_ignore_patterns": True,
+        "parallel": 2,
+        "force": False,
+        "verify": False,
+        "max_delete": None,
+        "keep_manifests": None,
+        "check": False,
+        "delete": True,
+        "delete_unowned": True,
+        "cache_dir": None,
+        "minify": False,
+    }

@@ -27,22 +27,6 @@ from ...report import Report, check_target
 from ...retry import PermanentError, first_line
 from ...run import Run
 
-#: Stock's options that the report repeats, then ours.
-REPORTED_OPTIONS = (
-    "dry_run",
-    "clear",
-    "link",
-    "post_process",
-    "ignore_patterns",
-    "use_default_ignore_patterns",
-    "parallel",
-    "force",
-    "verify",
-    "delete",
-    "max_delete",
-    "keep_manifests",
-)
-
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
@@ -84,7 +68,7 @@ class Command(stock.Command):
         self.run_options = ours.run_options(normalised, self.symlink)
         keep_files = self.dry_run or options.get("report") is not None
         self.report = Report(self.dry_run, keep_files=keep_files)
-        self.report.options = {key: options.get(key) for key in REPORTED_OPTIONS}
+        self.report.describe_options(options, self.run_options)
         ours.storage_ready(lambda: (self.storage.path, self.local))  # (built first)
         own = self.run_options.own_files  # (the run deletes the record)
         self.hiding.enter_context(ours.listing_without(self.storage, own))
@@ -136,11 +120,12 @@ class Command(stock.Command):
                 people_on_stderr.enter_context(contextlib.redirect_stdout(sys.stderr))
             summary: str | None = super().handle(**options)
         status = str(self.report.post_processing.get("status", ""))
-        if self.given.get("check") and status.startswith("not simulated"):
-            raise CommandError(f"--check: post-processing {status}.", returncode=1)
-        if self.given.get("check") and self.report.changes:
+        unsimulated = status.startswith("not simulated")
+        if self.given.get("check") and (unsimulated or self.report.changes):
             if summary:
-                self.stdout.write(summary)
+                self.stdout.write(summary)  # (stock's, as the run ends)
+            if unsimulated:
+                raise CommandError(f"--check: post-processing {status}.", returncode=1)
             raise CommandError(
                 f"The destination is not up to date: {self.report.changes} "
                 "change(s) would be made.",

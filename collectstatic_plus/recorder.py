@@ -141,10 +141,11 @@ class Recorder:
             written = {p: seen or now.get(named(p)) for p, seen in written.items()}
         files: dict[str, Entry] = {}
         for path, source in sources.items():
-            # (A name its reader refuses, as "a\\b", is decided by the listing.)
-            if source.digest is None or not is_safe_path(path):
+            if source.digest is None:
                 continue
             was = old.get(path)
+            if was is None and not is_safe_path(path):
+                continue  # its reader refuses it ("a\\b"): the listing decides
             if path in consumed:
                 seen = None
             elif path in written:
@@ -168,7 +169,12 @@ class Recorder:
         if postprocess is not None:
             state["postprocess"] = postprocess
         fingerprint = self.destination.fingerprint()
-        processed = {p: row for p, row in processed.items() if _holds(p, row)}
+        last = previous.processed if previous is not None else {}
+        processed = {
+            path: row
+            for path, row in processed.items()
+            if last.get(path) == row or _holds(path, row)  # (read: checked then)
+        }
         return Record(fingerprint, files, manifests, state, processed)
 
     def listing_again(self) -> Listing:

@@ -16,6 +16,8 @@ REGEX_WORDS = {"return", "typeof", "case", "do", "else", "in", "of", "void", "yi
 REGEX_WORDS.update(("await", "throw", "delete", "new"))
 #: Where rjsmin 1.3 reads a "/" as a regular expression: after these, or "return".
 RJSMIN_BEFORE = set("(,=:[!&|?{};+*-")
+#: What rjsmin changes in a regex it reads as code: white space, a string, a comment.
+RISKY = re.compile(r"[\s'\"`]|//|/\*")
 SPECIAL = re.compile(r"[`'\"/{}\\$]")
 #: A string literal, on one line unless a backslash continues it.
 STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"', re.S)
@@ -42,7 +44,7 @@ def js_trouble(data: bytes) -> str:
     text = data.decode("utf-8", errors="replace")
     stack: list[str] = []  # "`" in a template, "${" in its expression, "{" a block
     i, n = 0, len(text)
-    comment = (0, "")  # where the last comment ended, and what came before it
+    comment = (0, 0)  # where the last comment ended, and the code before it
     while i < n:
         # Jump to the next character that can change the scanner's state.
         found = SPECIAL.search(text, i)
@@ -62,17 +64,17 @@ def js_trouble(data: bytes) -> str:
                 continue
             i += 1
             continue
-        prev = _previous(text, i)
+        code = _code_end(text, i)
         if comment[0] and not text[comment[0] : i].strip():
-            prev = comment[1]  # what a comment follows is what follows it
-        comment = (0, "")
-        end = _skipped(text, i, prev)
+            code = comment[1]  # what a comment follows is what follows it
+        comment = (0, 0)
+        end = _skipped(text, i, code)
         if end is not None:
             if end < 0:
                 return UNFOLLOWED
             if text.startswith(("//", "/*"), i):
-                comment = (end, prev)
-            elif c == "/" and _misread(text, i, prev):
+                comment = (end, code)
+            elif c == "/" and _misread(text, i, end, code):
                 return MISREAD_REGEX
             if "${" in stack and text.find("`", i, end) >= 0:
                 return HIDDEN_BACKTICK
@@ -94,10 +96,10 @@ def js_trouble(data: bytes) -> str:
     return UNFOLLOWED if stack else ""
 
 
-def _skipped(text: str, i: int, prev: str) -> int | None:
+def _skipped(text: str, i: int, code: int) -> int | None:
     """Where the string, comment or regex at ``i`` ends (the index after it);
-    -1 if it does not end, None if there is none at ``i``. ``prev``: the
-    last character of code before ``i``."""
+    -1 if it does not end, None if there is none at ``i``. ``code``: where
+    the code before ``i`` ends."""
     c = text[i]
     if c in "\"'":
         string = STRING.match(text, i)
@@ -108,34 +110,46 @@ def _skipped(text: str, i: int, prev: str) -> int | None:
     if text.startswith("/*", i):
         end = text.find("*/", i + 2)
         return end if end < 0 else end + 2
-    if c == "/" and _regex_may_start(text, i, prev):
+    if c == "/" and _regex_may_start(text, code):
         end = _regex_end(text, i)
         return end if end < 0 else end + 1
     return None
 
 
-def _previous(text: str, i: int) -> str:
-    """The last character before ``i`` that is not white space."""
-    j = i - 1
-    while j >= 0 and text[j] in " \t\r\n":
-        j -= 1
-    return text[j] if j >= 0 else ""
+def _code_end(text: str, i: int) -> int:
+    """Where the code before ``i`` ends: white space before ``i`` left out."""
+    while i > 0 and text[i - 1] in " \t\r\n":
+        i -= 1
+    return i
 
 
-def _regex_may_start(text: str, i: int, prev: str) -> bool:
-    if prev == "" or prev in REGEX_AFTER:
+def _regex_may_start(text: str, code: int) -> bool:
+    """Whether a "/" after the code ending at ``code`` starts a regex."""
+    if text[max(0, code - 2) : code] in ("++", "--"):
+        return False  # i++ / 2
+    if code == 0 or text[code - 1] in REGEX_AFTER:
         return True
-    return _word_before(text, i) in REGEX_WORDS
+    return _word_before(text, code) in REGEX_WORDS
 
 
-def _misread(text: str, i: int, prev: str) -> bool:
-    """Whether rjsmin takes the regular expression at ``i`` for a division."""
-    return prev not in RJSMIN_BEFORE and _word_before(text, i) != "return"
+def _misread(text: str, start: int, end: int, code: int) -> bool:
+    """Whether rjsmin takes the regex ``text[start:end]`` for a division and
+    mangles it: white space, a quote or a comment start in it."""
+    before = text[code - 1] if code else ""
+    if before in RJSMIN_BEFORE or _word_before(text, code) == "return":
+        return False
+    # (From its first character to the one after it: an escaped "/" at its
+    # end, as in /a\//, makes a "//" with the closing one.)
+    return RISKY.search(text, start + 1, end + 1) is not None
 
 
-def _word_before(text: str, i: int) -> str:
-    word = re.search(r"(?<![\w$])([A-Za-z_$]+)\s*$", text[max(0, i - 12) : i])
-    return "" if word is None else word.group(1)
+def _word_before(text: str, code: int) -> str:
+    """The word that ends at ``code`` ("" if none, or if it is a property:
+    ``a.yield`` is no keyword)."""
+    start = code
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_$"):
+        start -= 1
+    return "" if start > 0 and text[start - 1] == "." else text[start:code]
 
 
 def _regex_end(text: str, start: int) -> int:

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import json
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -45,9 +46,9 @@ def check_target(target: str | os.PathLike[str] | None, storage: Any = None) -> 
     """Fail in one line, before a run starts, if ``--report`` names a file
     that cannot be written, or one inside a local ``storage``'s root or a
     folder the finders collect from (a dry run writes nothing there; the
-    report is no static file). An existing file is removed (a run that stops
-    before it collects leaves no earlier run's report); a device or a pipe
-    is opened to check it."""
+    report is no static file). An existing file is emptied (a run that stops
+    before it collects leaves no earlier run's report); a new one is removed
+    again."""
     if target is None or target == "-":
         return
     folder = os.path.dirname(os.path.abspath(target))
@@ -74,8 +75,6 @@ def check_target(target: str | os.PathLike[str] | None, storage: Any = None) -> 
                 "is not a directory" if os.path.exists(folder) else "does not exist"
             )
             raise FileNotFoundError(f"'{folder}' {missing}")
-        if os.path.isfile(target):
-            os.remove(target)
         if os.path.lexists(target):
             with open(target, "w", encoding="utf-8"):
                 pass
@@ -263,22 +262,27 @@ class Report:
             failing.write(said)
 
     def _write_file(self, target: str) -> None:
-        """Whole or not at all: written beside the file, then renamed over it
-        (a device or a pipe is written to as it is)."""
-        final = os.path.realpath(target)
-        if os.path.exists(final) and not os.path.isfile(final):
-            with open(target, "w", encoding="utf-8") as handle:
-                handle.write(self.dumps())
-            return
-        beside = f"{final}.{os.getpid()}.tmp"
+        """Whole or not at all: a regular file is written beside, then renamed
+        over; through a symlink, to a device or a pipe, or where nothing can
+        be created beside it, written in place."""
         try:
-            with open(beside, "w", encoding="utf-8") as handle:
-                handle.write(self.dumps())
-            os.replace(beside, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(beside)
-            raise
+            regular = stat.S_ISREG(os.lstat(target).st_mode)
+        except FileNotFoundError:
+            regular = True
+        if regular:
+            beside = f"{target}.{os.getpid()}.tmp"
+            try:
+                with open(beside, "x", encoding="utf-8") as handle:
+                    handle.write(self.dumps())
+                os.replace(beside, target)
+                return
+            except BaseException as error:
+                with contextlib.suppress(OSError):
+                    os.remove(beside)
+                if not isinstance(error, PermissionError):
+                    raise
+        with open(target, "w", encoding="utf-8") as handle:
+            handle.write(self.dumps())
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n"

@@ -87,6 +87,11 @@ def test_a_backtick_in_a_string_regex_or_comment_inside_a_template_is_left_alone
         ),
         (b"function* g() { yield / a/; }\n", "function*g(){yield/a/;}", MISREAD_REGEX),
         (b"x = a % / b/.source.length;\n", "x=a%/b/.source.length;", MISREAD_REGEX),
+        (
+            b"function* g() { yield /* sep */ /, +and/; }\n",
+            "function*g(){yield/,+and/;}",
+            MISREAD_REGEX,
+        ),
         (b"var \\u0061bc = 1;\n", "var\\u0061bc=1;", ESCAPED_NAME),
     ],
 )
@@ -102,6 +107,8 @@ def test_js_that_rjsmin_would_mangle_is_left_alone(
     ("data", "minified"),
     [
         (b"f( // a comment\n  /a b/, 1);\n", b"f(/a b/,1);"),
+        (b"f(x => /^\\d+$/.test(x));\n", b"f(x=>/^\\d+$/.test(x));"),
+        (b"x = i++ / 2;\ny = a.yield / 2 / b;\n", b"x=i++/2;y=a.yield/2/b;"),
         (
             b"function t(s) { return /a b/.test(s); }\n",
             b"function t(s){return/a b/.test(s);}",

@@ -673,7 +673,7 @@ def test_a_run_that_stops_before_collecting_leaves_no_earlier_report(
     assert json.loads(report.read_text())["errors"] == []
     with pytest.raises(CommandError):
         run_collectstatic(report=str(report), max_delete=1)  # (no --delete)
-    assert not report.exists()
+    assert report.read_text() == ""
 
 
 @pytest.mark.parametrize("where", ["first/css/site.css", "first/new.json"])
@@ -740,3 +740,12 @@ def test_the_report_gives_the_options_as_the_run_takes_them(scene: Path) -> None
         "cache_dir": None,
         "minify": False,
     }
+
+
+def test_a_report_through_a_symlink_is_written_where_it_points(scene: Path) -> None:
+    real, link = scene / "real.json", scene / "link.json"
+    real.write_text("old")
+    link.symlink_to(real.name)
+    run_collectstatic(report=str(link))
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["errors"] == []

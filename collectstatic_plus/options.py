@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,10 @@ from django.core.management.base import CommandError, CommandParser
 from .backends.base import Backend
 from .conf import LOCAL_WORKERS, REMOTE_WORKERS, conf
 from .retry import first_line
+
+#: A hashed copy's name (Django's: the MD5's first 12 hex digits before the
+#: extension): the original's name, and its extension.
+COPY = re.compile(r"(.*)\.[0-9a-f]{12}((?:\.[^./]*)?)")
 
 AUTO = "auto"
 
@@ -95,7 +100,11 @@ class RunOptions:
             parts = name.split("/")
             above = {"/".join(parts[:end]) for end in range(1, len(parts)) if local}
             inside = f"{name}/" if local else "\0"  # (no name starts with it)
-            if any(n == name or n in above or n.startswith(inside) for n in names):
+            # A hashed or compressed copy of a file is post-processing's output.
+            base = COPY.sub(r"\1\2", name.removesuffix(".gz").removesuffix(".br"))
+            if any(
+                n in (name, base) or n in above or n.startswith(inside) for n in names
+            ):
                 raise CommandError(
                     f"'{name}' is both the sync record's name (or its lease's) "
                     "and a file this run writes: set COLLECTSTATIC_PLUS"
@@ -274,9 +283,14 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
     if max_delete is not None and options.get("clear"):  # (no limit to --clear)
         raise _usage("--max-delete cannot be combined with --clear.")
     count = workers(options.get("parallel"))
-    if "\0" in os.fspath(options.get("cache_dir") or ""):
+    cache_dir = options.get("cache_dir")
+    if isinstance(cache_dir, os.PathLike):
+        cache_dir = os.fspath(cache_dir)
+    if cache_dir is not None and not isinstance(cache_dir, str):  # (bytes, a number)
+        raise _usage(f"--cache-dir must be a directory path, not {cache_dir!r}.")
+    if "\0" in (cache_dir or ""):
         raise _usage("--cache-dir cannot contain a NUL character.")
-    if options.get("cache_dir") == "":  # (the setting's check refuses it too)
+    if cache_dir == "":  # (the setting's check refuses it too)
         raise _usage("--cache-dir needs a directory.")
     return RunOptions(
         dry_run=bool(options.get("dry_run")),
@@ -295,7 +309,7 @@ def run_options(options: dict[str, Any], symlink: bool) -> RunOptions:
         record_storage=conf.RECORD_STORAGE,
         retries=conf.RETRIES,
         retry_budget=conf.RETRY_BUDGET,
-        cache_dir=options.get("cache_dir") or conf.CACHE_DIR,
+        cache_dir=cache_dir or conf.CACHE_DIR,
         cache_max_bytes=conf.CACHE_MAX_SIZE,
         lease_wait=conf.LEASE_WAIT,
         lease_ttl=conf.LEASE_TTL,

@@ -33,10 +33,10 @@ SCHEMA_VERSION = 2
 GIVEN_OPTIONS = (
     *("dry_run", "clear", "link", "post_process", "ignore_patterns"),
     *("use_default_ignore_patterns", "parallel", "force", "verify"),
-    *("max_delete", "keep_manifests", "check"),
+    *("max_delete", "check"),
 )
 #: Ours as the run takes them (settings and implied options resolved).
-RUN_OPTIONS = ("delete", "delete_unowned", "cache_dir")
+RUN_OPTIONS = ("delete", "delete_unowned", "keep_manifests", "cache_dir")
 
 #: Per-file actions, in the order the summary table lists them.
 ACTIONS = ("new", "changed", "unchanged", "deleted", "conflict", "failed")

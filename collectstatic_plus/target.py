@@ -120,9 +120,11 @@ class Target:
             final = self.storage.path(name)
         except NotImplementedError:
             return False
-        saved = f"{name}.{os.getpid()}.tmp"
+        saved = asked = f"{name}.{os.getpid()}.tmp"
         try:
             saved = self._save(saved, content)
+            if saved == asked.replace("\\", "/"):  # (it says "a\\b" as "a/b")
+                saved = asked
             os.replace(self.storage.path(saved), final)
         except BaseException:  # Ctrl-C included: leave no temporary behind
             with contextlib.suppress(OSError):

@@ -550,3 +550,14 @@ def test_outputs_the_cache_puts_back_are_writes_the_report_and_check_count(
     use(settings, tmp_path / "stock", source, MANIFEST)
     run_stock(verbosity=0)
     assert without_record(build) == read_tree(tmp_path / "stock")
+
+
+def test_a_cache_dir_given_as_a_path_object_is_used_and_reported(
+    tmp_path: Path, settings: Any
+) -> None:
+    source = write_tree(tmp_path / "src", TREE)
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    first = ours(tmp_path, "first", cache_dir=tmp_path / "cache")
+    assert first["cache"]["stored"] > 0
+    options = json.loads((tmp_path / "first.json").read_text())["options"]
+    assert options["cache_dir"] == str(tmp_path / "cache")

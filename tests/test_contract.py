@@ -468,7 +468,7 @@ def test_a_location_the_storage_refuses_is_one_line_before_any_request(
     backend = destination.class_path
     assert str(raised.value) == (
         f"The static files storage ({backend}) could not be set up: "
-        "SuspiciousOperation: Attempted access to 'x' denied."
+        "SuspiciousOperation: the storage refuses its location 'a/../../b'"
     )
     assert destination.requests() == Counter()
 

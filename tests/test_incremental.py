@@ -428,6 +428,14 @@ CLASHES: dict[str, tuple[str, str | None, dict[str, str]]] = {
     "the manifest": ("staticfiles.json", "staticfiles.json", {}),
     "inside a static file": ("d0/f0.js/r.json", "d0/f0.js/r.json", {}),
     "a folder of static files": ("d0", "d0", {}),
+    # Post-processing's outputs (WhiteNoise's, Django's hashed copies).
+    "a compressed copy": ("d0/f0.js.gz", "d0/f0.js.gz", {}),
+    "a hashed copy": ("d0/f0.0c9bad953e8c.js", "d0/f0.0c9bad953e8c.js", {}),
+    "a compressed hashed copy": (
+        "d0/f0.0c9bad953e8c.js.br",
+        "d0/f0.0c9bad953e8c.js.br",
+        {},
+    ),
 }
 
 
@@ -693,6 +701,8 @@ def test_delete_with_link_is_refused_naming_the_option_given(
             {"max_delete": 1, "delete": True, "clear": True},
             "--max-delete cannot be combined with --clear.",
         ),
+        ({"cache_dir": 123}, "--cache-dir must be a directory path, not 123."),
+        ({"cache_dir": b"/c"}, "--cache-dir must be a directory path, not b'/c'."),
     ],
 )
 def test_bad_option_values_are_clear_errors(

@@ -762,3 +762,20 @@ def test_a_dry_run_names_what_compressed_static_files_storage_would_write(
         assert planned["status"] == "simulated", planned
         assert planned["would_write"] == done["written"] == variants
         assert len(variants) == (4 if change == "cold" else 2)
+
+
+def test_a_name_with_a_backslash_is_post_processed_as_stock_does(
+    tmp_path: Path, settings: Any
+) -> None:
+    """FileSystemStorage._save gives 'a\\b' back as 'a/b' (for Windows): the
+    hashed copy written beside its name was looked for there, and failed."""
+    files = {"css/a\\b.css": "a { background: url(../ok.txt) }", "ok.txt": "ok"}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    settings.STATIC_ROOT = str(tmp_path / "stock")
+    run_stock()
+    settings.STATIC_ROOT = str(tmp_path / "ours")
+    run_collectstatic()
+    ours = read_tree(tmp_path / "ours")
+    assert ours == read_tree(tmp_path / "stock")
+    assert not [name for name in ours if name.endswith(".tmp")]

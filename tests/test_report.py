@@ -733,10 +733,10 @@ def test_the_report_gives_the_options_as_the_run_takes_them(scene: Path) -> None
         "force": False,
         "verify": False,
         "max_delete": None,
-        "keep_manifests": None,
         "check": False,
         "delete": True,
         "delete_unowned": True,
+        "keep_manifests": 3,
         "cache_dir": None,
         "minify": False,
     }

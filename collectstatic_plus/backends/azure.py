@@ -75,7 +75,7 @@ class AzureBackend(Backend):
 
     def ready(self) -> None:
         self.azure.client  # noqa: B018 (no container: fails here, in one line)
-        self.prefix  # noqa: B018 (and a location AzureStorage refuses)
+        self.check_location(self.blob_name)
 
     @property
     def prefix(self) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any, NamedTuple, Protocol
 
+from django.core.exceptions import SuspiciousOperation
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 
@@ -321,6 +322,17 @@ class Backend:
 
     def ready(self) -> None:
         """Build the storage's client now (a bad endpoint fails here)."""
+
+    def check_location(self, name_for: Callable[[str], object]) -> None:
+        """A location the storage refuses ("a/../../b"), said with its value:
+        ``name_for`` is how the storage names a file."""
+        try:
+            name_for("x")
+        except SuspiciousOperation:
+            location = getattr(self.storage, "location", "")
+            raise SuspiciousOperation(
+                f"the storage refuses its location {location!r}"
+            ) from None
 
     @contextmanager
     def prepared_for_threads(self, workers: int) -> Iterator[None]:

@@ -74,7 +74,7 @@ class GCSBackend(Backend):
 
     def ready(self) -> None:
         self.gcs.client  # noqa: B018 (built on first use: no credentials fails here)
-        self.blob_name("x")  # a location it refuses ("./s") fails here too
+        self.check_location(self.blob_name)
 
     @property
     def prefix(self) -> str:

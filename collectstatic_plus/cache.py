@@ -39,14 +39,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from django.contrib.staticfiles.finders import get_finders
 from django.core.files import File
-from django.core.files.storage import FileSystemStorage, Storage
+from django.core.files.storage import Storage
 
 from .backends.base import Listing, Remote
 from .digest import CHUNK
 from .paths import is_safe_path
 from .record import MD5, Processed, Record, RecordError, add_processed
+from .sources import source_folders
 from .target import saves_as_files
 from .vouch import vouch
 
@@ -336,15 +336,12 @@ def why_unused(
         inside = partial(_inside, os.path.realpath(folder))
         if inside(storage.path("")):
             return f"'{folder}' is inside the destination (it would be served)"
-        for finder in get_finders():
-            storages = getattr(finder, "storages", None)
-            found = [*(storages.values() if isinstance(storages, Mapping) else ())]
-            for source in [*found, getattr(finder, "storage", None)]:
-                if isinstance(source, FileSystemStorage) and inside(source.path("")):
-                    return (
-                        f"'{folder}' is inside the static files folder "
-                        f"'{source.location}' (it would be collected)"
-                    )
+        for found in source_folders():
+            if inside(found):
+                return (
+                    f"'{folder}' is inside the static files folder "
+                    f"'{found}' (it would be collected)"
+                )
     return vouch(storage)
 
 

@@ -34,7 +34,7 @@ from .paths import is_safe_path
 from .plan import saw_same
 from .record import MAX_BYTES, Entry, Key, Processed, Record, RecordError, read
 from .retry import PermanentError, Retry, Unreachable, first_line
-from .sources import Source
+from .sources import Source, source_folders
 
 #: A record larger than this is spooled to a temporary file while it is
 #: saved, not held in memory (50,000 files make about 7 MB).
@@ -325,14 +325,24 @@ def recorder_for(
             f"The sync record's storage ({options.record_storage!r}, "
             f"RECORD_STORAGE) could not be set up: {first_line(error)}"
         ) from error
-    folder = backend.inside(keeper)
+    folder = backend.inside(keeper, options.record_name)
     if folder is not None:  # served, and ours to delete? never
+        there = folder + os.path.basename(options.record_name)
         raise CommandError(
             f"The sync record's storage ({options.record_storage!r}, "
             "RECORD_STORAGE) is inside the destination: the record would be "
-            f"'{folder}{options.record_name}' there, served, and deleted by "
-            "--clear and --delete-unowned. Give it a place outside."
+            f"'{there}' there, served, and deleted by --clear and "
+            "--delete-unowned. Give it a place outside."
         )
+    if keeper.local:  # (it would be collected, and served)
+        where = os.path.realpath(keeper.storage.path(options.record_name))
+        for found in map(os.path.realpath, source_folders()):
+            if os.path.commonpath([found, where]) == found:
+                raise CommandError(
+                    f"The sync record's storage ({options.record_storage!r}, "
+                    f"RECORD_STORAGE) is inside the static files folder '{found}': "
+                    "the record would be collected. Give it a place outside."
+                )
     retry = Retry(options.retries, options.retry_budget, errors=keeper)
     return Recorder(keeper, retry, options.record_name, warn, backend)
 

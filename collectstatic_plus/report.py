@@ -26,6 +26,7 @@ from django.core.management.base import CommandError
 
 from . import __version__
 from .progress import human_size
+from .sources import source_folders
 
 SCHEMA_VERSION = 2
 
@@ -62,7 +63,7 @@ def check_target(target: str | os.PathLike[str] | None, storage: Any = None) -> 
             f"Cannot write the report to '{target}': it is inside the "
             f"destination ('{root}'); choose a path outside it."
         )
-    for found in _source_folders():
+    for found in map(os.path.realpath, source_folders()):
         if os.path.commonpath([found, where]) == found:
             raise CommandError(
                 f"Cannot write the report to '{target}': it is inside a static "
@@ -354,16 +355,3 @@ class Report:
 
 def _count(files: int) -> str:
     return f"{files:,} file" + ("" if files == 1 else "s")
-
-
-def _source_folders() -> list[str]:
-    """The folders the finders collect from, on local disk."""
-    from django.contrib.staticfiles.finders import get_finders
-
-    folders = []
-    for finder in get_finders():
-        for storage in getattr(finder, "storages", {}).values():
-            location = getattr(storage, "location", None)
-            if location:
-                folders.append(os.path.realpath(location))
-    return folders

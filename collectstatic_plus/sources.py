@@ -100,6 +100,17 @@ def keyed_by_sources(
     return keyed
 
 
+def source_folders() -> Iterator[str]:
+    """The folders on local disk the finders collect from (what is put
+    there is collected, and served)."""
+    for finder in get_finders():
+        storages = getattr(finder, "storages", None)
+        found = [*(storages.values() if isinstance(storages, Mapping) else ())]
+        for storage in [*found, getattr(finder, "storage", None)]:
+            if isinstance(storage, FileSystemStorage):
+                yield str(storage.location)
+
+
 def own_path(sources: Mapping[str, Source]) -> Callable[[str], str]:
     """A path as the sources hold it (the same string object), else itself."""
 

@@ -767,6 +767,47 @@ def test_a_record_storage_that_cannot_be_built_is_one_line(
     assert not (tmp_path / "root").exists()
 
 
+@pytest.mark.parametrize(
+    ("location", "record_name", "said"),
+    [
+        (
+            "src/meta",
+            "sync.json",
+            "is inside the static files folder '{tmp}/src': the record would "
+            "be collected. Give it a place outside.",
+        ),
+        (
+            "",
+            "root/sync.json",
+            "is inside the destination: the record would be 'sync.json' there, "
+            "served, and deleted by --clear and --delete-unowned. Give it a "
+            "place outside.",
+        ),
+    ],
+)
+def test_a_record_storage_where_the_record_is_collected_or_served_is_refused(
+    tmp_path: Path, settings: Any, location: str, record_name: str, said: str
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    settings.STATIC_ROOT = str(tmp_path / "root")
+    records = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(tmp_path / location)},
+    }
+    settings.STORAGES = {**settings.STORAGES, "records": records}
+    settings.COLLECTSTATIC_PLUS = {
+        "RECORD_STORAGE": "records",
+        "RECORD_NAME": record_name,
+    }
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic()
+    assert str(raised.value) == (
+        "The sync record's storage ('records', RECORD_STORAGE) "
+        + said.format(tmp=tmp_path)
+    )
+    assert not (tmp_path / "root").exists()
+
+
 def test_a_record_that_cannot_be_renamed_into_place_leaves_no_temporary(
     tmp_path: Path, settings: Any
 ) -> None:
@@ -799,11 +840,18 @@ def test_a_record_storage_is_inside_the_destination_only_where_it_writes_there(
     assert inside(local(location=root), local(location=root + "/p")) == "p/"
     assert inside(local(location=root), local(location=root + "-private")) is None
     assert inside(local(location=root), local(location=str(tmp_path))) is None
+    # Above it, with a RECORD_NAME that leads into it.
+    above = backend_for(local(location=str(tmp_path)))
+    assert backend_for(local(location=root)).inside(above, "static/r.json") == ""
+    assert backend_for(local(location=root)).inside(above, "static/p/r.json") == "p/"
+    assert backend_for(local(location=root)).inside(above, "other/r.json") is None
 
     def s3(**options: Any) -> Any:
         return S3Storage(access_key="a", secret_key="b", bucket_name="b", **options)
 
     assert inside(s3(), s3(location="p")) == "p/"
+    top = backend_for(s3())
+    assert backend_for(s3(location="static")).inside(top, "static/p/r.json") == "p/"
     assert inside(s3(location="static"), s3(location="static-p")) is None
     assert inside(s3(endpoint_url="http://127.0.0.1:1"), s3(location="p")) is None
     assert (

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import posixpath
 import re
 import socket
 import ssl
@@ -163,15 +164,19 @@ class Backend:
     def storage_class(self) -> type[Any]:
         return self.storage.__class__  # unwraps staticfiles_storage's LazyObject
 
-    def inside(self, other: Backend) -> str | None:
-        """If ``other`` writes inside this storage, the folder its names are
-        in among this one's ("" for the same place); else None (or unknown:
-        only the backends we know say all of where they write)."""
+    def inside(self, other: Backend, name: str = "") -> str | None:
+        """If ``other`` writes inside this storage (a file ``name`` in it, if
+        given), the folder its names are in among this one's ("" for the same
+        place); else None (or unknown: only the backends we know say all of
+        where they write)."""
         if type(self) is Backend or type(other) is not type(self):
             return None
         mine, theirs = self.place(self.storage), self.place(other.storage)
         root = self.root(mine.pop("location"))
-        under = other.root(theirs.pop("location"))
+        location = posixpath.join(
+            str(theirs.pop("location") or ""), posixpath.dirname(name)
+        )
+        under = other.root(location)
         if mine != theirs or not (not root or f"{under}/".startswith(f"{root}/")):
             return None
         return f"{under[len(root) :].strip('/')}/".lstrip("/")

@@ -31,7 +31,7 @@ from .progress import Output, Progress, Terminal
 from .record import Processed, Record
 from .report import Report
 from .retry import Retry, first_line
-from .sources import Source
+from .sources import Source, found_files
 from .staging import Staging
 from .target import FlushError, Target
 from .vouch import settings_key, vouch
@@ -270,7 +270,7 @@ class PostProcessing:
         simulated = staging.simulate and staging.known  # by us, to the end
         try:
             with staging.active(), hooks.installed():
-                paths = staging.paths(files)
+                paths = found_files(staging.sources, files)
                 for original, processed_path, done in post_process(
                     paths, dry_run=as_stock
                 ):
@@ -326,6 +326,8 @@ class PostProcessing:
             self.host.log(f"Would post-process {source} -> {name}", level=1)
         if outcome["manifest_changes"] and staging.manifest_name:
             self.host.log(f"Would write {staging.manifest_name}", level=1)
+        for name in outcome.get("would_delete", ()):  # type: ignore[attr-defined]
+            self.host.log(f"Would delete {name}", level=1)
 
     def remember(
         self,

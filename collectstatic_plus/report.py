@@ -214,6 +214,7 @@ class Report:
         totals = self.totals()
         pp = self.post_processing
         writes = len(pp.get("would_write") or []) + bool(pp.get("manifest_changes"))
+        writes += len(pp.get("would_delete") or [])
         return sum(totals[a]["files"] for a in ("new", "changed", "deleted")) + writes
 
     def to_json(self) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import fnmatch
 import os
 import re
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any, TypeVar
@@ -267,6 +267,20 @@ class OriginStorage:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._storage, name)
+
+
+def found_files(
+    sources: Mapping[str, Source], only: Iterable[str]
+) -> dict[str, tuple[Storage, str]]:
+    """What ``post_process`` is given: stock's ``found_files`` for the
+    sources in ``only``, with storages that remember the file's origin."""
+    return {
+        name: (
+            OriginStorage(sources[name].storage, sources[name].digest),  # type: ignore[misc]
+            sources[name].path,
+        )
+        for name in only
+    }
 
 
 def duplicate_message(path: str) -> str:

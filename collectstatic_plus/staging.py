@@ -32,7 +32,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -45,11 +45,9 @@ from .digest import Digest, HashingFile, digest_file
 from .pool import TransferPool
 from .record import Processed
 from .retry import Retry
-from .sources import OriginStorage, Source
+from .sources import Source
 from .target import FlushError, SourceChanged, Staged, Target, named, staged_from
 from .vouch import unhashed
-
-FoundFiles = dict[str, tuple[Storage, str]]
 
 
 class Staging:
@@ -94,9 +92,11 @@ class Staging:
         self.queue: dict[str, Staged] = {}
         self.manifest: Staged | None = None
         self.manifest_due = False
-        #: Names written to the destination, and saves skipped as identical.
+        #: Names written to the destination, saves skipped as identical, and
+        #: names deleted (stock deletes intermediate hashed copies).
         self.written: list[str] = []
         self.identical: list[str] = []
+        self.removed: list[str] = []
         #: What a dry run's compressor would write beside the outputs (its
         #: variants never pass through the storage: WhiteNoise writes them).
         self.variants: list[str] = []
@@ -104,17 +104,6 @@ class Staging:
         self.landed: dict[str, Digest] = {}
         self.lock = threading.RLock()
         self._spool_dir: str | None = None
-
-    def paths(self, only: Iterable[str] | None = None) -> FoundFiles:
-        """What ``post_process`` is given: stock's ``found_files`` for the
-        sources (or those in ``only``), with sources that remember their origin
-        when opened."""
-        paths: FoundFiles = {}
-        for name in self.sources if only is None else only:
-            source = self.sources[name]
-            opener = OriginStorage(source.storage, source.digest)
-            paths[name] = (opener, source.path)  # type: ignore[assignment]
-        return paths
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -346,12 +335,15 @@ class Staging:
             changes = manifest is not None and not self._published(manifest.digest)
         written = set(self.queue) | set(self.written) | set(self.variants)
         writes = sorted(written - {self.manifest_name})
-        return {
+        outcome: dict[str, object] = {
             "status": "simulated" if self.simulate else "ran",
             "would_write" if self.simulate else "written": writes,
             "already_there": sorted(set(self.identical)),
             "manifest_changes": changes,
         }
+        if removed := self.deletions() if self.simulate else self.removed:
+            outcome["would_delete" if self.simulate else "deleted"] = removed
+        return outcome
 
     def _published(self, digest: Digest) -> bool:
         """Whether the manifest is already this one (where it is kept)."""
@@ -365,16 +357,21 @@ class Staging:
     def flush(self) -> None:
         """Write what is staged, then deletions, then the manifest."""
         self.write_staged()
-        # Deletions left standing (stock deletes intermediate hashed copies);
-        # a name this run staged and dropped never reached the destination.
-        for name in sorted(self.deleted - set(self.staged)):
-            listed = not self.local and self.listing is not None
-            if name in self.listing if listed else self.main.exists(name):  # type: ignore[operator]
-                self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
+        for name in self.deletions():
+            self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
+            self.removed.append(name)
         if self.manifest is not None and self.manifest_name is not None:
             self.manifest_due = True  # (from now on it may land, failing or not)
             with named(self.manifest_name):
                 self._flush_manifest(self.manifest_name, self.manifest)
+
+    def deletions(self) -> list[str]:
+        """The deletions left standing (stock deletes intermediate hashed
+        copies) of what is there: a name staged again is no deletion."""
+        names = sorted(self.deleted - set(self.staged))
+        if not self.local and self.listing is not None:
+            return [name for name in names if name in self.listing]
+        return [name for name in names if self.main.exists(name)]
 
     def _flush_manifest(self, name: str, staged: Staged) -> None:
         target = self.manifest_target

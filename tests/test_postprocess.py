@@ -779,3 +779,30 @@ def test_a_name_with_a_backslash_is_post_processed_as_stock_does(
     ours = read_tree(tmp_path / "ours")
     assert ours == read_tree(tmp_path / "stock")
     assert not [name for name in ours if name.endswith(".tmp")]
+
+
+def test_what_post_processing_deletes_is_in_the_dry_run_the_report_and_check(
+    tmp_path: Path, settings: Any, static_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stock deletes an intermediate hashed copy it no longer keeps."""
+    from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+
+    files = {"css/a.css": "a { background: url(b.css) }", "css/b.css": "b {}"}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    monkeypatch.setattr(ManifestStaticFilesStorage, "keep_intermediate_files", True)
+    run_collectstatic()
+    before = set(read_tree(static_root))
+    monkeypatch.setattr(ManifestStaticFilesStorage, "keep_intermediate_files", False)
+    settings.STORAGES = {**settings.STORAGES}  # (a storage built anew)
+
+    report = tmp_path / "dry.json"
+    dry = run_collectstatic(dry_run=True, report=str(report))
+    planned = json.loads(report.read_text())["post_processing"]["would_delete"]
+    with pytest.raises(CommandError):
+        run_collectstatic(check=True)
+    run_collectstatic(report=str(report))
+    deleted = json.loads(report.read_text())["post_processing"]["deleted"]
+    gone = sorted(before - set(read_tree(static_root)))
+    assert planned == deleted == gone != []
+    assert all(f"Would delete {name}\n" in dry.stdout for name in gone)

@@ -117,6 +117,9 @@ def passes_needed(
     return passes
 
 
+SETTINGS_CHANGED = "the storage's settings or versions changed"
+
+
 class Plan(NamedTuple):
     """How a run post-processes: "up to date", "incremental" or "full"."""
 
@@ -125,6 +128,13 @@ class Plan(NamedTuple):
     files: dict[str, str]
     #: Why the run is not incremental (empty if it is).
     reason: str = ""
+
+    @property
+    def resaves(self) -> bool:
+        """Whether what the storage saves is written even where the
+        destination holds those bytes: its settings (ACLs, headers, gzip)
+        changed, and stock's saves would give the new ones."""
+        return self.reason == SETTINGS_CHANGED
 
     def described(self) -> dict[str, Any]:
         """For the report: the mode, why, and the files of an incremental run."""
@@ -189,7 +199,7 @@ def why_full(
     if previous is None or not previous.processed:
         return "no record of a complete post-process"
     if previous.state.get("postprocess") != key:
-        return "the storage's settings or versions changed"
+        return SETTINGS_CHANGED
     if listing is None:
         return "the destination cannot be listed"
     manifest_storage = getattr(storage, "manifest_storage", storage)

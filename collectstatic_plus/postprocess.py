@@ -193,6 +193,7 @@ class PostProcessing:
             known=known,
             force=self.options.force,
             last=rows,
+            resave=plan.resaves,
         )
         incremental = plan.mode == "incremental"
         outside = {}

@@ -63,6 +63,7 @@ class Staging:
         known: bool = False,
         force: bool = False,
         last: Mapping[str, Processed] | None = None,
+        resave: bool = False,
     ) -> None:
         main = unwrap(storage)
         #: Dry run: stage and compare, write nothing at all.
@@ -84,6 +85,8 @@ class Staging:
         self.force = force
         rows = (last or {}).values() if force else ()
         self.hashed = {row.hashed for row in rows if row.hashed}
+        #: Every save is written, even of the bytes there (Plan.resaves).
+        self.resave = resave
         self.overwrites = backend.overwrites_in_place
         self.staged: dict[str, Staged] = {}
         self.deleted: set[str] = set()
@@ -270,7 +273,7 @@ class Staging:
         with self.lock:
             if self.landed.get(name) == digest:
                 return True
-        if self.force:
+        if self.force or self.resave:
             return False
         remote = None if self.listing is None else self.listing.get(name)
         if self.local:

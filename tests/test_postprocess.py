@@ -806,3 +806,31 @@ def test_what_post_processing_deletes_is_in_the_dry_run_the_report_and_check(
     gone = sorted(before - set(read_tree(static_root)))
     assert planned == deleted == gone != []
     assert all(f"Would delete {name}\n" in dry.stdout for name in gone)
+
+
+def test_after_the_storage_options_change_its_saves_are_written_as_stock_writes_them(
+    tmp_path: Path, settings: Any
+) -> None:
+    """Stock saves rewritten CSS and the manifest again each run: after an
+    option changes (here the files' mode) they have the new one, the hashed
+    copies it finds there keep theirs."""
+    files = {"css/a.css": "a { background: url(b.png) }", "css/b.png": "png"}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+
+    def modes(root: Path) -> dict[str, int]:
+        return {
+            str(path.relative_to(root)): path.stat().st_mode & 0o777
+            for path in root.rglob("*")
+            if path.is_file() and path.name != RECORD
+        }
+
+    for name, run in (("stock", run_stock), ("ours", run_collectstatic)):
+        settings.STATIC_ROOT = str(tmp_path / name)
+        for mode in (0o644, 0o600):
+            options = {"file_permissions_mode": mode}
+            storage = {"BACKEND": MANIFEST, "OPTIONS": options}
+            settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
+            run(verbosity=0)
+    assert modes(tmp_path / "ours") == modes(tmp_path / "stock")
+    assert 0o600 in modes(tmp_path / "stock").values()
+    assert read_tree(tmp_path / "ours") == read_tree(tmp_path / "stock")

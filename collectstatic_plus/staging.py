@@ -378,8 +378,8 @@ class Staging:
 
     def _flush_manifest(self, name: str, staged: Staged) -> None:
         target = self.manifest_target
-        if target is self.main and self._holds(name, staged.digest):
-            self.identical.append(name)
+        if self._published(staged.digest) and not (self.force or self.resave):
+            self.identical.append(name)  # (as a dry run said: no change)
             return
         overwrites = self.overwrites
         if target is not self.main:

@@ -749,3 +749,24 @@ def test_a_report_through_a_symlink_is_written_where_it_points(scene: Path) -> N
     run_collectstatic(report=str(link))
     assert link.is_symlink()
     assert json.loads(real.read_text())["errors"] == []
+
+
+def test_a_manifest_kept_elsewhere_is_not_written_again_when_it_is_the_same(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    """As a dry run says: no manifest change, and none made."""
+    source = write_tree(tmp_path / "src", {"css/a.css": "a{}"})
+    settings.STATICFILES_DIRS = [str(source)]
+    backend = "tests.storages.SeparateManifestStorage"
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+    run_collectstatic()
+    manifest = tmp_path / "manifest" / "staticfiles.json"
+    before = manifest.stat()
+    report = tmp_path / "report.json"
+    run_collectstatic(dry_run=True, report=str(report))
+    dry = json.loads(report.read_text())["post_processing"]
+    run_collectstatic(report=str(report))
+    real = json.loads(report.read_text())["post_processing"]
+    assert dry["manifest_changes"] is real["manifest_changes"] is False
+    after = manifest.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)

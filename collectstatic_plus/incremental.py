@@ -117,7 +117,8 @@ def passes_needed(
     return passes
 
 
-SETTINGS_CHANGED = "the storage's settings or versions changed"
+SETTINGS_CHANGED = "the storage's settings changed"
+VERSIONS_CHANGED = "the storage's code or versions changed"
 
 
 class Plan(NamedTuple):
@@ -198,8 +199,10 @@ def why_full(
         return reason
     if previous is None or not previous.processed:
         return "no record of a complete post-process"
-    if previous.state.get("postprocess") != key:
-        return SETTINGS_CHANGED
+    last = previous.state.get("postprocess") or ""
+    if last != key:  # (the key says how files are saved first: vouch.settings_key)
+        same = last.partition("-")[0] == key.partition("-")[0]
+        return VERSIONS_CHANGED if same else SETTINGS_CHANGED
     if listing is None:
         return "the destination cannot be listed"
     manifest_storage = getattr(storage, "manifest_storage", storage)

@@ -25,7 +25,7 @@ from .retry import first_line
 
 #: A hashed copy's name (Django's: the MD5's first 12 hex digits before the
 #: extension): the original's name, and its extension.
-COPY = re.compile(r"(.*)\.[0-9a-f]{12}((?:\.[^./]*)?)")
+COPY = re.compile(r"((?:.*/)?[^/]*)\.[0-9a-f]{12}((?:\.[^./]*)?)")
 
 AUTO = "auto"
 
@@ -101,7 +101,9 @@ class RunOptions:
             above = {"/".join(parts[:end]) for end in range(1, len(parts)) if local}
             inside = f"{name}/" if local else "\0"  # (no name starts with it)
             # A hashed or compressed copy of a file is post-processing's output.
-            base = COPY.sub(r"\1\2", name.removesuffix(".gz").removesuffix(".br"))
+            plain = name.removesuffix(".gz").removesuffix(".br")
+            copy = COPY.fullmatch(plain)
+            base = copy[1] + copy[2] if copy else plain
             if any(
                 n in (name, base) or n in above or n.startswith(inside) for n in names
             ):

@@ -362,7 +362,8 @@ class Staging:
         self.write_staged()
         for name in self.deletions():
             self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
-            self.removed.append(name)
+            if name not in self.landed:  # (one this run wrote changed nothing)
+                self.removed.append(name)
         if self.manifest is not None and self.manifest_name is not None:
             self.manifest_due = True  # (from now on it may land, failing or not)
             with named(self.manifest_name):
@@ -378,7 +379,7 @@ class Staging:
 
     def _flush_manifest(self, name: str, staged: Staged) -> None:
         target = self.manifest_target
-        if self._published(staged.digest) and not (self.force or self.resave):
+        if not (self.force or self.resave) and self._published(staged.digest):
             self.identical.append(name)  # (as a dry run said: no change)
             return
         overwrites = self.overwrites

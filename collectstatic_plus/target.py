@@ -21,6 +21,8 @@ from django.core.management.base import CommandError
 from .digest import Digest, digest_file
 from .pool import Failure
 
+#: The longest file name most file systems take, in bytes.
+NAME_MAX = 255
 #: The storage methods Staging replaces while post_process runs.
 PATCHED = ("exists", "open", "delete", "_save", "size", "file_hash")
 
@@ -121,6 +123,8 @@ class Target:
         except NotImplementedError:
             return False
         saved = asked = f"{name}.{os.getpid()}.tmp"
+        if len(os.fsencode(os.path.basename(asked))) > NAME_MAX:
+            return False  # (no room for the suffix: written in place, as stock)
         try:
             saved = self._save(saved, content)
             if saved == asked.replace("\\", "/"):  # (it says "a\\b" as "a/b")

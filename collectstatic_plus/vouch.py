@@ -127,8 +127,13 @@ def vouch(storage: Storage) -> str | None:
     return None
 
 
+#: Django's settings for the modes of the files and folders it saves.
+MODES = ("FILE_UPLOAD_PERMISSIONS", "FILE_UPLOAD_DIRECTORY_PERMISSIONS")
+
+
 def settings_key(storage: Storage) -> str:
-    """Everything but the sources that post-processing depends on, as a hash:
+    """Everything but the sources that post-processing depends on, as a hash
+    (after the part of it that says how files are saved, and a "-"):
     the storage's class, options and hashing attributes, STATIC_URL, the
     versions of Python, zlib, Django and this package (and, for WhiteNoise's
     storages, of WhiteNoise and Brotli), WhiteNoise's settings, and the code
@@ -141,27 +146,34 @@ def settings_key(storage: Storage) -> str:
     storages = any(_module_of(c) == "storages" for c in cls.__mro__)
     deconstruct = getattr(storage, "deconstruct", None)
     options = deconstruct()[1:] if callable(deconstruct) else ()
-    inputs = {
+    # What decides how a file is saved (headers, an ACL, gzip, its mode): a
+    # change there resaves every output (incremental.Plan.resaves).
+    saving = {
         "class": f"{cls.__module__}.{cls.__qualname__}",
         "options": stable(options),
         "attributes": {
             a: stable(getattr(storage, a, None)) for a in HASHING_ATTRIBUTES
         },
-        "django": django.get_version(),
-        "collectstatic_plus": __version__,
         "static_url": str(settings.STATIC_URL),
-        "whitenoise": _version_of("whitenoise") if whitenoise else None,
         "whitenoise_settings": {
             name: stable(getattr(settings, name, None)) for name in WHITENOISE_SETTINGS
         },
+        "modes": [stable(getattr(settings, name, None)) for name in MODES],
+    }
+    inputs = {
+        **saving,
+        "django": django.get_version(),
+        "collectstatic_plus": __version__,
+        "whitenoise": _version_of("whitenoise") if whitenoise else None,
         "brotli": _version_of("brotli") if whitenoise else None,
         "django_storages": _version_of("django-storages") if storages else None,
         "python": list(sys.version_info[:3]),
         "zlib": zlib.ZLIB_RUNTIME_VERSION,
         "code": [_code_of(c) for c in cls.__mro__ if _module_of(c) not in VERSIONED],
     }
+    saved = hashlib.sha256(json.dumps(saving, sort_keys=True).encode()).hexdigest()
     text = json.dumps(inputs, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return f"{saved[:16]}-{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def _module_of(cls: type) -> str:

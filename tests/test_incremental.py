@@ -863,3 +863,32 @@ def test_a_dry_run_with_delete_names_the_old_hashed_copies_the_run_deletes(
     done = run_collectstatic(delete=True, keep_manifests=1, verbosity=1)
     assert f"Deleting stale '{old['css/b.css']}'" in done.stdout
     assert not (static_root / old["css/b.css"]).exists()
+
+
+def test_a_folder_linked_into_static_root_is_listed_through_the_link(
+    source: Path, static_root: Path
+) -> None:
+    """Stock's storage calls go through the link: so does the listing (a
+    changed file there was kept stale, a copy saved beside it every run)."""
+    run_collectstatic()
+    outside = static_root.parent / "outside"
+    (static_root / "d0").rename(outside)
+    (static_root / "d0").symlink_to(outside, target_is_directory=True)
+    (outside / "loop").symlink_to(static_root, target_is_directory=True)
+    (source / "d0/f0.js").write_text("var v0 = 'changed';\n")
+    first = run_collectstatic(verbosity=1)
+    second = run_collectstatic(verbosity=1)
+    assert (
+        first.stdout == f"\n1 static file copied to '{static_root}', 11 unmodified.\n"
+    )
+    assert (
+        second.stdout == f"\n0 static files copied to '{static_root}', 12 unmodified.\n"
+    )
+    assert (outside / "f0.js").read_text() == "var v0 = 'changed';\n"
+    assert sorted(p.name for p in outside.iterdir()) == [
+        "f0.js",
+        "f3.js",
+        "f6.js",
+        "f9.js",
+        "loop",
+    ]

@@ -808,8 +808,9 @@ def test_what_post_processing_deletes_is_in_the_dry_run_the_report_and_check(
     assert all(f"Would delete {name}\n" in dry.stdout for name in gone)
 
 
+@pytest.mark.parametrize("by_option", [True, False], ids=["option", "setting"])
 def test_after_the_storage_options_change_its_saves_are_written_as_stock_writes_them(
-    tmp_path: Path, settings: Any
+    tmp_path: Path, settings: Any, by_option: bool
 ) -> None:
     """Stock saves rewritten CSS and the manifest again each run: after an
     option changes (here the files' mode) they have the new one, the hashed
@@ -827,10 +828,52 @@ def test_after_the_storage_options_change_its_saves_are_written_as_stock_writes_
     for name, run in (("stock", run_stock), ("ours", run_collectstatic)):
         settings.STATIC_ROOT = str(tmp_path / name)
         for mode in (0o644, 0o600):
-            options = {"file_permissions_mode": mode}
+            options = {"file_permissions_mode": mode} if by_option else {}
+            settings.FILE_UPLOAD_PERMISSIONS = None if by_option else mode
             storage = {"BACKEND": MANIFEST, "OPTIONS": options}
             settings.STORAGES = {**settings.STORAGES, "staticfiles": storage}
             run(verbosity=0)
     assert modes(tmp_path / "ours") == modes(tmp_path / "stock")
     assert 0o600 in modes(tmp_path / "stock").values()
     assert read_tree(tmp_path / "ours") == read_tree(tmp_path / "stock")
+
+
+def test_a_hashed_name_near_the_file_name_limit_is_written_as_stock_writes_it(
+    tmp_path: Path, settings: Any
+) -> None:
+    """No room for a temporary suffix beside it: written in place."""
+    name = "css/" + "l" * 236 + ".css"  # its hashed name: 253 bytes
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {name: "a{}"}))]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    settings.STATIC_ROOT = str(tmp_path / "stock")
+    run_stock()
+    settings.STATIC_ROOT = str(tmp_path / "ours")
+    run_collectstatic()
+    assert read_tree(tmp_path / "ours") == read_tree(tmp_path / "stock")
+
+
+def test_after_an_upgrade_check_passes_where_nothing_would_be_written(
+    tmp_path: Path, settings: Any, static_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another Django version: a complete post-process, whose saves find
+    their bytes there (only changed settings write them again)."""
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", CHAINS))]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    run_collectstatic()
+    monkeypatch.setattr("django.get_version", lambda: "99.0")
+    run_collectstatic(check=True)
+
+
+def test_an_intermediate_this_run_wrote_and_deleted_is_no_deletion_in_its_report(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    files = {
+        "css/a.css": "@import url('b.css');",
+        "css/b.css": "p{background:url('../i/y.png')}",
+        "i/y.png": "y",
+    }
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": MANIFEST}}
+    report = tmp_path / "report.json"
+    run_collectstatic(report=str(report))
+    assert "deleted" not in json.loads(report.read_text())["post_processing"]

@@ -373,10 +373,7 @@ def test_changed_settings_mean_a_complete_run(
     else:
         extra = {"base_url": "/other/"}
     done = twin.run(settings, backend, **extra)
-    assert (done["mode"], done["reason"]) == (
-        "full",
-        "the storage's settings or versions changed",
-    )
+    assert (done["mode"], done["reason"]) == ("full", "the storage's settings changed")
     assert twin.run(settings, backend, **extra) == {"status": "up to date"}
 
 
@@ -404,7 +401,7 @@ UNVOUCHED = {
     ),
     "no sync record": (MANIFEST, "no record of a complete post-process"),
     "an unreadable sync record": (MANIFEST, "no record of a complete post-process"),
-    "another Django version": (MANIFEST, "the storage's settings or versions changed"),
+    "another Django version": (MANIFEST, "the storage's code or versions changed"),
 }
 
 

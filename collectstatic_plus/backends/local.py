@@ -125,14 +125,20 @@ def _remote(stat: os.stat_result, link: bool | None = None) -> Remote:
 
 
 def _walk(root: str) -> Listing:
-    """Every file below ``root`` (symlinks to directories not followed)."""
+    """Every file below ``root``, through symlinks to folders as the storage's
+    own calls go (each folder once: a link to a folder above is no loop)."""
     found: Listing = {}
     stack = [(root, "")]
+    seen: set[tuple[int, int]] = set()
     while stack:
         directory, prefix = stack.pop()
+        folder = os.stat(directory)
+        if (folder.st_dev, folder.st_ino) in seen:
+            continue
+        seen.add((folder.st_dev, folder.st_ino))
         with os.scandir(directory) as entries:
             for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
+                if entry.is_dir():
                     stack.append((entry.path, prefix + entry.name + "/"))
                     continue
                 try:

@@ -46,7 +46,7 @@ from .backends.base import Listing, Remote
 from .digest import CHUNK
 from .paths import is_safe_path
 from .record import MD5, Processed, Record, RecordError, add_processed
-from .sources import source_folders
+from .sources import source_folder_of
 from .target import saves_as_files
 from .vouch import vouch
 
@@ -336,12 +336,11 @@ def why_unused(
         inside = partial(_inside, os.path.realpath(folder))
         if inside(storage.path("")):
             return f"'{folder}' is inside the destination (it would be served)"
-        for found in source_folders():
-            if inside(found):
-                return (
-                    f"'{folder}' is inside the static files folder "
-                    f"'{found}' (it would be collected)"
-                )
+        if found := source_folder_of(folder):
+            return (
+                f"'{folder}' is inside the static files folder "
+                f"'{found}' (it would be collected)"
+            )
     return vouch(storage)
 
 

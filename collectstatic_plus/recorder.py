@@ -34,7 +34,7 @@ from .paths import is_safe_path
 from .plan import saw_same
 from .record import MAX_BYTES, Entry, Key, Processed, Record, RecordError, read
 from .retry import PermanentError, Retry, Unreachable, first_line
-from .sources import Source, source_folders
+from .sources import Source, source_folder_of
 
 #: A record larger than this is spooled to a temporary file while it is
 #: saved, not held in memory (50,000 files make about 7 MB).
@@ -334,15 +334,13 @@ def recorder_for(
             f"'{there}' there, served, and deleted by --clear and "
             "--delete-unowned. Give it a place outside."
         )
-    if keeper.local:  # (it would be collected, and served)
-        where = os.path.realpath(keeper.storage.path(options.record_name))
-        for found in map(os.path.realpath, source_folders()):
-            if os.path.commonpath([found, where]) == found:
-                raise CommandError(
-                    f"The sync record's storage ({options.record_storage!r}, "
-                    f"RECORD_STORAGE) is inside the static files folder '{found}': "
-                    "the record would be collected. Give it a place outside."
-                )
+    found = keeper.local and source_folder_of(keeper.storage.path(options.record_name))
+    if found:  # (it would be collected, and served)
+        raise CommandError(
+            f"The sync record's storage ({options.record_storage!r}, "
+            f"RECORD_STORAGE) is inside the static files folder '{found}': "
+            "the record would be collected. Give it a place outside."
+        )
     retry = Retry(options.retries, options.retry_budget, errors=keeper)
     return Recorder(keeper, retry, options.record_name, warn, backend)
 

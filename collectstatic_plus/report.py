@@ -26,7 +26,7 @@ from django.core.management.base import CommandError
 
 from . import __version__
 from .progress import human_size
-from .sources import source_folders
+from .sources import source_folder_of
 
 SCHEMA_VERSION = 2
 
@@ -63,13 +63,12 @@ def check_target(target: str | os.PathLike[str] | None, storage: Any = None) -> 
             f"Cannot write the report to '{target}': it is inside the "
             f"destination ('{root}'); choose a path outside it."
         )
-    for found in map(os.path.realpath, source_folders()):
-        if os.path.commonpath([found, where]) == found:
-            raise CommandError(
-                f"Cannot write the report to '{target}': it is inside a static "
-                f"files folder ('{found}'), so it would be collected; choose a "
-                "path outside it."
-            )
+    if found := source_folder_of(target):
+        raise CommandError(
+            f"Cannot write the report to '{target}': it is inside a static "
+            f"files folder ('{found}'), so it would be collected; choose a "
+            "path outside it."
+        )
     try:
         if not os.path.isdir(folder):
             missing = (

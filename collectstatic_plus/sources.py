@@ -100,15 +100,19 @@ def keyed_by_sources(
     return keyed
 
 
-def source_folders() -> Iterator[str]:
-    """The folders on local disk the finders collect from (what is put
-    there is collected, and served)."""
+def source_folder_of(path: str | os.PathLike[str]) -> str | None:
+    """The folder on local disk a finder collects from that holds ``path``
+    (what is put there is collected, and served), if one does."""
+    where = os.path.realpath(path)
     for finder in get_finders():
         storages = getattr(finder, "storages", None)
         found = [*(storages.values() if isinstance(storages, Mapping) else ())]
         for storage in [*found, getattr(finder, "storage", None)]:
             if isinstance(storage, FileSystemStorage):
-                yield str(storage.location)
+                folder = os.path.realpath(storage.location)
+                if os.path.commonpath([folder, where]) == folder:
+                    return str(storage.location)
+    return None
 
 
 def own_path(sources: Mapping[str, Source]) -> Callable[[str], str]:

@@ -19,6 +19,8 @@ RJSMIN_BEFORE = set("(,=:[!&|?{};+*-")
 #: What rjsmin changes in a regex it reads as code: white space, a string, a comment.
 RISKY = re.compile(r"[\s'\"`]|//|/\*")
 SPECIAL = re.compile(r"[`'\"/{}\\$]")
+#: Outside templates braces and "$" change nothing (most of a file's).
+CODE = re.compile(r"[`'\"/\\]")
 #: A string literal, on one line unless a backslash continues it.
 STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"', re.S)
 
@@ -47,7 +49,7 @@ def js_trouble(data: bytes) -> str:
     comment = (0, 0)  # where the last comment ended, and the code before it
     while i < n:
         # Jump to the next character that can change the scanner's state.
-        found = SPECIAL.search(text, i)
+        found = (SPECIAL if stack else CODE).search(text, i)
         if found is None:
             break
         i = found.start()

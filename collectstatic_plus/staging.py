@@ -375,7 +375,10 @@ class Staging:
         names = sorted(self.deleted - set(self.staged))
         if not self.local and self.listing is not None:
             return [name for name in names if name in self.listing]
-        return [name for name in names if self.main.exists(name)]
+        for name in names:  # each asked once (as _exists asks), unless written
+            if name not in self.asked or name in self.landed:
+                self.asked[name] = bool(self.main.exists(name))
+        return [name for name in names if self.asked[name]]
 
     def _flush_manifest(self, name: str, staged: Staged) -> None:
         target = self.manifest_target

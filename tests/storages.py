@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.staticfiles.storage import (
+    ManifestFilesMixin,
     ManifestStaticFilesStorage,
     StaticFilesStorage,
 )
@@ -68,6 +69,24 @@ class RemoteLikeStorage(Storage):
     def get_modified_time(self, name: str) -> Any:
         stamp = os.path.getmtime(self._full(name))
         return datetime.datetime.fromtimestamp(stamp, tz=datetime.timezone.utc)
+
+
+class CountingRemoteLikeStorage(RemoteLikeStorage):
+    """Counts the ``exists`` calls it gets, by name; has URLs."""
+
+    asked: dict[str, int] = {}
+
+    def exists(self, name: str) -> bool:
+        counts = CountingRemoteLikeStorage.asked
+        counts[name] = counts.get(name, 0) + 1
+        return super().exists(name)
+
+    def url(self, name: str | None) -> str:
+        return f"{settings.STATIC_URL}{name}"
+
+
+class RemoteLikeManifestStorage(ManifestFilesMixin, CountingRemoteLikeStorage):
+    """Django's manifest storage over a storage that cannot list."""
 
 
 class FailingStorage(StaticFilesStorage):

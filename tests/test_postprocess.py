@@ -877,3 +877,35 @@ def test_an_intermediate_this_run_wrote_and_deleted_is_no_deletion_in_its_report
     report = tmp_path / "report.json"
     run_collectstatic(report=str(report))
     assert "deleted" not in json.loads(report.read_text())["post_processing"]
+
+
+def test_a_dry_run_asks_a_storage_that_cannot_list_once_per_name_it_would_delete(
+    tmp_path: Path, settings: Any, static_root: Path
+) -> None:
+    """An intermediate hashed copy left in a destination that cannot be
+    listed: the dry run names it as a deletion (once per run, not once per
+    line that says so)."""
+    from .storages import CountingRemoteLikeStorage
+
+    files = {"css/a.css": "a { background: url(b.css) }", "css/b.css": "b {}"}
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", files))]
+    use(settings, "tests.storages.RemoteLikeManifestStorage")
+    run_collectstatic(verbosity=0)
+    digest = hashlib.md5(files["css/a.css"].encode()).hexdigest()[:12]
+    intermediate = f"css/a.{digest}.css"
+    (static_root / intermediate).write_text(files["css/a.css"])
+
+    CountingRemoteLikeStorage.asked = {}
+    report = tmp_path / "dry.json"
+    dry = run_collectstatic(dry_run=True, report=str(report))
+    planned = json.loads(report.read_text())["post_processing"]["would_delete"]
+    assert planned == [intermediate]
+    assert f"Would delete {intermediate}\n" in dry.stdout
+    assert CountingRemoteLikeStorage.asked[intermediate] == 1
+
+    CountingRemoteLikeStorage.asked = {}
+    run_collectstatic(report=str(report))
+    deleted = json.loads(report.read_text())["post_processing"]["deleted"]
+    assert deleted == [intermediate]
+    assert not (static_root / intermediate).exists()
+    assert CountingRemoteLikeStorage.asked[intermediate] == 1

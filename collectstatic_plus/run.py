@@ -152,7 +152,7 @@ class Run:
                 self.hash(known)
             if options.delete:
                 self.plan_deletions()
-            with phase("transfer"), self.backend.saving():
+            with phase("transfer"), self.backend.saving(), self.copier.watching():
                 self.transfer(known)
             if options.post_process:
                 with phase("post-process"):

@@ -9,11 +9,13 @@ overwrite it. Called from the worker pool, one file per call.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from django.core.files.storage import Storage
 
-from .backends.base import Backend, Remote
+from .backends.base import Backend, Remote, unwrap
 from .digest import Digest, HashingFile, digest_file
 from .plan import Action, Decision
 from .progress import human_size
@@ -58,6 +60,28 @@ class Copier:
         self.kept: dict[str, None] = {}  # (a set: 5x the memory at 5,000 files)
         #: Names the storage saved files under other than their paths.
         self.renamed: list[str] = []
+        #: In each worker, the last name the storage's exists() was asked
+        #: about and its answer (see :meth:`watching`).
+        self.answer = threading.local()
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """While files are copied, keep what the storage's ``exists`` says:
+        stock's rule asks it, and a file the rule replaces was there (no
+        request more to know it)."""
+        storage = unwrap(self.storage)
+        exists = storage.exists
+
+        def watched(name: str) -> bool:
+            found = exists(name)
+            self.answer.said = (name, bool(found))
+            return found
+
+        storage.exists = watched  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            vars(storage).pop("exists", None)
 
     def run(self, source: Source, decision: Decision) -> None:
         action = decision.action
@@ -91,8 +115,11 @@ class Copier:
         content decides for a minified source (its time is the original's)."""
         if getattr(source.storage, "transforms", False):
             self.check(source, None, None)
-        elif self.stock_rule(source.path, source.prefixed_path, source.storage):
-            self.copy(source, exists=False)
+            return
+        name, self.answer.said = source.prefixed_path, None
+        if self.stock_rule(source.path, name, source.storage):
+            # It said and made the deletion if its exists() found the file.
+            self.copy(source, False, replaced=self.answer.said == (name, True))
         else:
             self.keep(source, reason="modification time")
 
@@ -111,11 +138,18 @@ class Copier:
             )
 
     def copy(
-        self, source: Source, exists: bool | None, old_size: int | None = None
+        self,
+        source: Source,
+        exists: bool | None,
+        old_size: int | None = None,
+        replaced: bool = False,
     ) -> None:
+        """Save the source, deleting first what ``exists`` there (unless
+        stock's rule ``replaced`` it: deleted it, or pretended to)."""
         storage, name = self.storage, source.prefixed_path
         if exists is None:
             exists = self.retry(f"Checking '{name}'", lambda: storage.exists(name))
+        change = "changed" if exists or replaced else "new"
         if exists and self.dry_run:
             self.log(f"Pretending to delete '{source.path}'")
         elif exists:  # (said as stock says it, even where a write replaces it)
@@ -128,7 +162,6 @@ class Copier:
             self.log(f"Pretending to copy '{source_path}'", level=1)  # stock's
             size = human_size((source.digest or self.read(source)).size)
             verb = "copy" if self.backend.local else "upload"
-            change = "changed" if exists else "new"
             self.log(f"Would {verb} ({change}) {name} ({size})", level=1)
         else:
             self.log(f"Copying '{source_path}'", level=2)
@@ -152,7 +185,7 @@ class Copier:
         self.copied.append(name)
         self.report.file(
             name,
-            "changed" if exists else "new",
+            change,
             source=source.origin,
             size=digest.size,
             old_size=old_size if exists else None,

@@ -892,3 +892,35 @@ def test_a_folder_linked_into_static_root_is_listed_through_the_link(
         "f9.js",
         "loop",
     ]
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_unknown_storage_reports_a_file_stocks_rule_replaces_as_changed(
+    source: Path, static_root: Path, settings: Any, tmp_path: Path, dry_run: bool
+) -> None:
+    """With no record, stock's rule decides (exists, then modification
+    times): the file it replaces was there, as its exists() said; no request
+    more is made to know it."""
+    from .storages import CountingRemoteLikeStorage
+
+    use(settings, "tests.storages.CountingRemoteLikeStorage")
+    run_stock(verbosity=0)  # collected before, by stock: no record
+    later = time.time() + 3600
+    os.utime(source / "d0/f0.js", (later, later))
+    (source / "d1/new.js").write_text("var n;\n")
+
+    CountingRemoteLikeStorage.asked = {}
+    report = tmp_path / "report.json"
+    result = run_collectstatic(dry_run=dry_run, report=str(report), verbosity=2)
+    files = {e["path"]: e for e in json.loads(report.read_text())["files"]}
+    assert files["d0/f0.js"]["action"] == "changed"
+    assert files["d1/new.js"]["action"] == "new"
+    assert files["d1/f1.js"]["action"] == "unchanged"
+    said = "Pretending to delete" if dry_run else "Deleting"
+    assert result.stdout.count(f"{said} 'd0/f0.js'\n") == 1  # (by stock's rule)
+    if dry_run:
+        assert "Would upload (changed) d0/f0.js (12 B)\n" in result.stdout
+        assert "Would upload (new) d1/new.js (7 B)\n" in result.stdout
+    # Stock's rule asks once, the save once more (Storage.get_available_name).
+    asked = CountingRemoteLikeStorage.asked
+    assert asked["d0/f0.js"] == asked["d1/new.js"] == (1 if dry_run else 2)

@@ -172,8 +172,13 @@ def plan(
     for path, row in rows.items():
         if path not in digests or path in files:
             continue
+        overwritten = sorted(name for name in row.outputs if name in copied)
         if row.consumed and (path in copied or path in listing):
             files[path] = "its original is there again; the storage removes it"
+        elif overwritten:
+            # A collected file of that name (a shipped a.js.gz beside a.js)
+            # replaced what the storage made: a complete run makes it again.
+            files[path] = f"a collected file replaced its output {overwritten[0]}"
         elif path in copied and path in listing:
             # As recorded, yet copied: the destination held other bytes.
             files[path] = "the destination held another version of it"

@@ -324,8 +324,10 @@ class Staging:
     def note_variant(self, name: str, variant: str, copied: set[str]) -> None:
         """A dry run's compressor would write ``variant`` of ``name``: a write
         unless it would be rewritten alike (``name``'s content not new, and
-        the variant there); a real run's compressor wrote it."""
+        the variant there, not replaced by a collected file); a real run's
+        compressor wrote it."""
         new = name in copied or name in self.queue or name in self.written
+        new = new or variant in copied
         if not self.simulate or new or variant not in (self.listing or {}):
             self.variants.append(variant)
 

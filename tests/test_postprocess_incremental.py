@@ -10,6 +10,7 @@ which the report says (``post_processing.mode`` and ``files``).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -742,3 +743,37 @@ def test_a_record_naming_a_hashed_copy_that_is_not_there_has_it_processed_again(
 
     done = twin.run(settings, MANIFEST)  # equal to stock's destination
     assert done["files"]["css/base.css"] == "its output is missing from the destination"
+
+
+#: A package that ships its own compressed files beside their source: the
+#: compressor's output has the same name (js/a.js.gz, js/a.js.br).
+SHIPPED: dict[str, bytes | str] = {
+    "js/a.js": "var shipped = 1;\n" * 200,
+    "js/a.js.gz": gzip.compress(b"shipped by the package " * 10, mtime=0),
+    "js/a.js.br": b"shipped, not the compressor's",
+    "text/notes.txt": "notes " * 100,
+}
+
+
+@pytest.mark.parametrize("backend", [WHITENOISE, COMPRESSED])
+def test_a_shipped_compressed_file_is_compressed_over_on_every_run_as_stock_does(
+    tmp_path: Path, settings: Any, backend: str
+) -> None:
+    """Stock copies the shipped js/a.js.gz, then the compressor writes its own
+    over it, on every run: ours post-processes js/a.js again whenever the
+    collection put the shipped file back over its output."""
+    from .destinations import LocalDestination
+
+    root = tmp_path
+    twin = Twin(root, lambda side: LocalDestination(root / side / "root"), SHIPPED)
+    assert twin.run(settings, backend)["mode"] == "full"  # (each run: as stock's)
+    _printed, planned = twin.dry_run(settings, backend)  # (it writes nothing)
+    again = twin.run(settings, backend)
+    why = "a collected file replaced its output js/a.js.br"
+    assert (again["mode"], again["files"]["js/a.js"]) == ("incremental", why)
+    assert planned["files"] == again["files"]
+    assert {"js/a.js.br", "js/a.js.gz"} <= set(planned["would_write"])
+    twin.change(edit("text/notes.txt", "other notes " * 100))
+    changed = twin.run(settings, backend)
+    assert changed["files"]["text/notes.txt"] == "changed"
+    assert changed["files"]["js/a.js"] == why

@@ -14,7 +14,8 @@ survives builds (a cache mount), a complete post-process leaves there:
   storage settings and versions (``key``, see ``vouch.settings_key``).
 
 The next build restores the outputs of every unchanged source from there
-(through the storage, as post-processing writes them), then post-processes
+(as post-processing writes them: through the storage, but for WhiteNoise's
+compressed files, which it writes with a plain ``open()``), then post-processes
 incrementally. Every object is checked against its MD5 as it is read: a
 damaged or foreign one is dropped, and its source post-processed again.
 The cache keeps at most ``CACHE_MAX_SIZE`` bytes of objects, dropping the
@@ -47,7 +48,7 @@ from .digest import CHUNK
 from .paths import is_safe_path
 from .record import MD5, Processed, Record, RecordError, add_processed
 from .sources import source_folder_of
-from .target import saves_as_files
+from .target import Target, saves_as_files
 from .vouch import vouch
 
 #: A state file larger than this is not read.
@@ -145,29 +146,33 @@ class BuildCache:
         self,
         digests: Mapping[str, str],
         listing: Listing,
-        write: Callable[[str, Any], object] | None,
+        target: Target | None,
         again: Collection[str] = (),
     ) -> Listing:
         """The listing with the outputs of each unchanged source but those
-        post-processed ``again`` put back (``write`` saves one through the
-        storage; None only checks them)."""
+        post-processed ``again`` put back, each written as post-processing
+        writes it (None only checks them): the storage saves hashed copies
+        and rewritten files, WhiteNoise's compressor writes its own files."""
         cached = self.state()
         assert cached is not None
         listing, done = dict(listing), self.restored
         for path, row in cached.rows.items():
             if digests.get(path) != row.md5 or path in again:
                 continue
+            plain = compressed(path, row)
             for name in row.outputs:
                 if name in listing:
                     continue
                 md5 = cached.outputs.get(name)
-                data = self._read(md5, write is not None) if md5 is not None else None
+                data = self._read(md5, target is not None) if md5 is not None else None
                 if data is None:
                     done.damaged.append(name)
                     break  # the source is post-processed again
                 try:
-                    if write is not None:
-                        write(name, File(io.BytesIO(data), name=name))
+                    if target is not None and name in plain:
+                        target.write_plain(name, data)
+                    elif target is not None:
+                        target.replace(name, File(io.BytesIO(data), name=name))
                 except Exception:  # said when post-processing writes it again
                     done.unwritten.append(name)
                     break
@@ -342,6 +347,14 @@ def why_unused(
                 f"'{found}' (it would be collected)"
             )
     return vouch(storage)
+
+
+def compressed(path: str, row: Processed) -> set[str]:
+    """The outputs of ``path`` a compressor wrote: a file it was given (the
+    source, or a hashed copy of it) with ".gz" or ".br" added."""
+    given = {path, *row.outputs}
+    variants = (name for name in row.outputs if name.endswith((".gz", ".br")))
+    return {name for name in variants if name[:-3] in given}
 
 
 def _inside(folder: str, root: str | None) -> bool:

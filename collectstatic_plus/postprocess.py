@@ -138,9 +138,9 @@ class PostProcessing:
             # old outputs) come back from the build cache (a dry run checks them).
             assert last is not None
             again = subset(digests, last.processed)
-            write = None if self.options.dry_run else Target(self.target).replace
-            listing = self.cache.restore(digests, listing, write, again)
-            if write is None:
+            target = None if self.options.dry_run else Target(self.target)
+            listing = self.cache.restore(digests, listing, target, again)
+            if target is None:
                 for name in sorted(self.cache.restored.outputs):
                     self.host.log(f"Would restore {name} from the build cache", 1)
         flag = self.options.distrust

@@ -136,6 +136,25 @@ class Target:
             raise
         return True
 
+    def write_plain(self, name: str, data: bytes) -> None:
+        """Write ``name`` as WhiteNoise's compressor writes its .gz and .br: a
+        plain ``open()``, not the storage's save, so its mode follows the
+        umask, not FILE_UPLOAD_PERMISSIONS. Beside it and renamed over it
+        (atomic), unless its name leaves no room for the suffix (in place)."""
+        final = self.storage.path(name)
+        beside = f"{final}.{os.getpid()}.tmp"
+        if len(os.fsencode(os.path.basename(beside))) > NAME_MAX:
+            beside = final
+        try:
+            with open(beside, "wb") as out:
+                out.write(data)
+            os.replace(beside, final)
+        except BaseException:  # Ctrl-C included: leave no temporary behind
+            if beside != final:
+                with contextlib.suppress(OSError):
+                    os.remove(beside)
+            raise
+
     def restore(self) -> None:
         for name in PATCHED:
             self.storage.__dict__.pop(name, None)

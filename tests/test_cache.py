@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from django.core.management.base import CommandError
 
 from .conftest import RECORD, read_tree, run_collectstatic, run_stock, write_tree
-from .test_postprocess_incremental import MANIFEST, TREE, WHITENOISE
+from .test_postprocess_incremental import COMPRESSED, MANIFEST, TREE, WHITENOISE
 
 
 def use(settings: Any, root: Path, source: Path, backend: str) -> None:
@@ -558,3 +559,44 @@ def test_a_cache_dir_given_as_a_path_object_is_used_and_reported(
     assert first["cache"]["stored"] > 0
     options = json.loads((tmp_path / "first.json").read_text())["options"]
     assert options["cache_dir"] == str(tmp_path / "cache")
+
+
+def modes(root: Path) -> dict[str, str]:
+    """The permission bits of everything under ``root`` but the sync record."""
+    return {
+        path.relative_to(root).as_posix(): oct(stat.S_IMODE(path.stat().st_mode))
+        for path in sorted(root.rglob("*"))
+        if path.name != RECORD
+    }
+
+
+@pytest.mark.parametrize(
+    ("backend", "keep_only_hashed"),
+    [(MANIFEST, False), (WHITENOISE, False), (WHITENOISE, True), (COMPRESSED, False)],
+)
+def test_outputs_restored_from_the_cache_get_the_modes_stock_gives_them(
+    tmp_path: Path, settings: Any, backend: str, keep_only_hashed: bool
+) -> None:
+    """The storage's saves get FILE_UPLOAD_PERMISSIONS; WhiteNoise writes its
+    .gz and .br with open(), so theirs follow the umask, restored or not."""
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = keep_only_hashed
+    settings.FILE_UPLOAD_PERMISSIONS = 0o600
+    umask = os.umask(0o027)
+    try:
+        source = write_tree(tmp_path / "src", TREE)
+        cache = tmp_path / "cache"
+        use(settings, tmp_path / "build1", source, backend)
+        ours(tmp_path, "first", cache_dir=str(cache))
+        change(source)
+        use(settings, tmp_path / "stock", source, backend)
+        run_stock(verbosity=0)
+        use(settings, tmp_path / "build2", source, backend)  # a new, empty root
+        second = ours(tmp_path, "second", cache_dir=str(cache))
+    finally:
+        os.umask(umask)
+
+    assert second["cache"]["restored"] > 0
+    assert without_record(tmp_path / "build2") == read_tree(tmp_path / "stock")
+    assert modes(tmp_path / "build2") == modes(tmp_path / "stock")
+    if backend != MANIFEST:  # (both kinds are there to compare)
+        assert {"0o600", "0o640"} <= set(modes(tmp_path / "stock").values())

@@ -172,7 +172,9 @@ class BuildCache:
                     if target is not None and name in plain:
                         target.write_plain(name, data)
                     elif target is not None:
-                        target.replace(name, File(io.BytesIO(data), name=name))
+                        content = File(io.BytesIO(data), name=name)
+                        if not target.replace(name, content):  # (no room beside)
+                            target.write(name, content, overwrites=False)
                 except Exception:  # said when post-processing writes it again
                     done.unwritten.append(name)
                     break

@@ -600,3 +600,20 @@ def test_outputs_restored_from_the_cache_get_the_modes_stock_gives_them(
     assert modes(tmp_path / "build2") == modes(tmp_path / "stock")
     if backend != MANIFEST:  # (both kinds are there to compare)
         assert {"0o600", "0o640"} <= set(modes(tmp_path / "stock").values())
+
+
+def test_an_output_whose_name_leaves_no_room_beside_it_is_restored_in_place(
+    tmp_path: Path, settings: Any
+) -> None:
+    """A hashed name of 246-255 bytes has no room for the temporary suffix
+    it is written beside its final name under: it is saved in place."""
+    source = write_tree(tmp_path / "src", {"a" * 236 + ".txt": "hello " * 50})
+    cache = tmp_path / "cache"
+    use(settings, tmp_path / "build1", source, MANIFEST)
+    ours(tmp_path, "first", cache_dir=str(cache))
+    use(settings, tmp_path / "stock", source, MANIFEST)
+    run_stock(verbosity=0)
+    use(settings, tmp_path / "build2", source, MANIFEST)  # a new, empty root
+    second = ours(tmp_path, "second", cache_dir=str(cache))
+    assert second["cache"] == {"restored": 1}
+    assert without_record(tmp_path / "build2") == read_tree(tmp_path / "stock")

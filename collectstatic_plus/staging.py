@@ -322,12 +322,10 @@ class Staging:
             raise FlushError(pool.failures)
 
     def note_variant(self, name: str, variant: str, copied: set[str]) -> None:
-        """A dry run's compressor would write ``variant`` of ``name``: a write
-        unless it would be rewritten alike (``name``'s content not new, and
-        the variant there, not replaced by a collected file); a real run's
-        compressor wrote it."""
-        new = name in copied or name in self.queue or name in self.written
-        new = new or variant in copied
+        """A compressor's ``variant`` of ``name``: written (a dry run's would
+        be, unless alike: nothing new, collected over or resaved, and there)."""
+        new = {name, variant} & copied or name in self.queue or name in self.written
+        new = new or self.force or self.resave
         if not self.simulate or new or variant not in (self.listing or {}):
             self.variants.append(variant)
 

@@ -21,7 +21,7 @@ from typing import Any
 import django
 from django.conf import settings
 from django.contrib.staticfiles.storage import HashedFilesMixin, ManifestFilesMixin
-from django.core.files.storage import Storage
+from django.core.files.storage import FileSystemStorage, Storage
 
 from . import __version__
 
@@ -144,6 +144,7 @@ def settings_key(storage: Storage) -> str:
     # (and reading them loads importlib.metadata: 1.3 MB).
     whitenoise = any(_module_of(c) == "whitenoise" for c in cls.__mro__)
     storages = any(_module_of(c) == "storages" for c in cls.__mro__)
+    files = isinstance(storage, FileSystemStorage)
     deconstruct = getattr(storage, "deconstruct", None)
     options = deconstruct()[1:] if callable(deconstruct) else ()
     # What decides how a file is saved (headers, an ACL, gzip, its mode): a
@@ -155,10 +156,15 @@ def settings_key(storage: Storage) -> str:
             a: stable(getattr(storage, a, None)) for a in HASHING_ATTRIBUTES
         },
         "static_url": str(settings.STATIC_URL),
+        # (Read only by WhiteNoise's storages, and by FileSystemStorage's saves:
+        # None for others, so that changing them changes nothing here.)
         "whitenoise_settings": {
-            name: stable(getattr(settings, name, None)) for name in WHITENOISE_SETTINGS
+            name: stable(getattr(settings, name, None)) if whitenoise else None
+            for name in WHITENOISE_SETTINGS
         },
-        "modes": [stable(getattr(settings, name, None)) for name in MODES],
+        "modes": [
+            stable(getattr(settings, name, None)) if files else None for name in MODES
+        ],
     }
     inputs = {
         **saving,

@@ -363,6 +363,8 @@ def test_changed_settings_mean_a_complete_run(
     compared: tuple[Twin, str], settings: Any, what: str
 ) -> None:
     twin, backend = compared
+    if what == "whitenoise setting" and backend != WHITENOISE:
+        pytest.skip("only WhiteNoise's storages read it (see the test below)")
     assert twin.run(settings, backend)["mode"] == "full"
     extra: dict[str, Any] = {}
     if what == "static url":
@@ -373,9 +375,32 @@ def test_changed_settings_mean_a_complete_run(
         extra = {"querystring_expire": 60}
     else:
         extra = {"base_url": "/other/"}
+    _, planned = twin.dry_run(settings, backend, **extra)
     done = twin.run(settings, backend, **extra)
     assert (done["mode"], done["reason"]) == ("full", "the storage's settings changed")
+    # What the dry run said would be written is what was (.gz/.br included).
+    assert planned["would_write"] == done["written"]
     assert twin.run(settings, backend, **extra) == {"status": "up to date"}
+
+
+@pytest.mark.parametrize("what", ["whitenoise setting", "file mode"])
+def test_a_setting_the_storage_never_reads_changes_nothing(
+    twin: Twin, settings: Any, what: str
+) -> None:
+    backend = storage_for(twin, MANIFEST)
+    assert twin.run(settings, backend)["mode"] == "full"
+    if what == "whitenoise setting":  # (read by WhiteNoise's storages only)
+        settings.WHITENOISE_SKIP_COMPRESS_EXTENSIONS = ["txt", "png"]
+    else:  # (read by FileSystemStorage's saves only)
+        settings.FILE_UPLOAD_PERMISSIONS = 0o600
+    done = twin.run(settings, backend)
+    if what == "file mode" and backend == MANIFEST:
+        assert (done["mode"], done["reason"]) == (
+            "full",
+            "the storage's settings changed",
+        )
+    else:
+        assert done == {"status": "up to date"}
 
 
 #: What the package cannot vouch for, and the reason the report gives.

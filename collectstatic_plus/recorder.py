@@ -286,8 +286,9 @@ class Recorder:
                 self.version = version or self.version
                 return version is not None
             if backend.local:
-                temporary = storage.save(f"{name}.{os.getpid()}.tmp", content)
-                try:
+                temporary = f"{name}.{os.getpid()}.tmp"
+                try:  # (the save too: an interrupt there leaves a part written)
+                    temporary = storage.save(temporary, content)
                     if self.current_version() != self.version:
                         storage.delete(temporary)
                         return False

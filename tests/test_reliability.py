@@ -702,6 +702,57 @@ def test_sigterm_stops_cleanly_and_records_only_what_landed(tmp_path: Path) -> N
     assert 10 <= len(landed) < 200
 
 
+def test_sigterm_at_the_prompt_ends_the_process_as_stocks_does(tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "src", {"a.css": "a"})
+    root = write_tree(tmp_path / "root", {"old.css": "old"})  # (or no prompt)
+    env = settings_module(
+        tmp_path,
+        "prompt_settings",
+        f"""
+        STATIC_ROOT = {str(root)!r}
+        STATICFILES_DIRS = [{str(source)!r}]
+        """,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django", "collectstatic"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = ""
+    while not seen.endswith("or 'no' to cancel: "):
+        seen += (char := process.stdout.read(1))
+        assert char, process.communicate()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert (process.returncode, out, err) == (-signal.SIGTERM, "", "")
+    assert read_tree(root) == {"old.css": b"old"}
+
+
+def test_an_interrupt_while_the_record_is_saved_leaves_no_part_of_it(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.STATICFILES_DIRS = [str(write_tree(tmp_path / "src", {"a.css": "a"}))]
+    root = tmp_path / "root"
+    settings.STATIC_ROOT = str(root)
+    save = FileSystemStorage._save
+
+    def interrupted(self: FileSystemStorage, name: str, content: Any) -> str:
+        saved: str = save(self, name, content)
+        if name.endswith(".tmp"):  # as if Ctrl-C came as it was written
+            raise KeyboardInterrupt
+        return saved
+
+    monkeypatch.setattr(FileSystemStorage, "_save", interrupted)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic()
+    assert raised.value.returncode == 130
+    assert sorted(p.name for p in root.iterdir()) == ["a.css"]
+
+
 def test_a_listing_that_fails_as_the_record_is_made_still_names_the_failed_file(
     tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

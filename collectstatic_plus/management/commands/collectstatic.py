@@ -81,9 +81,8 @@ class Command(stock.Command):
             super().log(msg, level)
 
     def execute(self, *args: Any, **options: Any) -> str | None:
-        """SIGTERM stops the run like Ctrl-C; user mistakes print as one line;
-        the GC leaves the objects from before the run alone."""
-        previous = _on_sigterm(_interrupt)
+        """User mistakes print as one line; the GC leaves the objects from
+        before the run alone."""
         from_command_line = getattr(self, "_called_from_command_line", False)
         # The cyclic GC's full passes (and the one at exit) skip what existed
         # before the run (Django, the project): a tenth of a no-change run.
@@ -102,7 +101,6 @@ class Command(stock.Command):
                 self.stdout, self.report_out = self.report_out, None
             if not from_command_line:  # a process about to exit need not
                 gc.unfreeze()
-            _on_sigterm(previous)
 
     def handle(self, **options: Any) -> str | None:
         """Stock's handle; ``--check`` then fails if anything would change.
@@ -148,6 +146,8 @@ class Command(stock.Command):
         shown = self.stdout, self.stderr
         if terminal is not None:  # other messages clear the progress line
             self.stdout, self.stderr = (cast(Any, Cleared(o, terminal)) for o in shown)
+        # SIGTERM stops the run like Ctrl-C (elsewhere, as stock: it ends it).
+        previous = _on_sigterm(_interrupt)
         try:
             outcome = run.run()
         except Failed as failed:
@@ -167,6 +167,7 @@ class Command(stock.Command):
                 raise CommandError(str(error)) from error
             raise
         finally:
+            _on_sigterm(previous)
             self.hiding.close()
             self.stdout, self.stderr = shown
             failing = self.stderr if self.report.errors else None  # (this run's)

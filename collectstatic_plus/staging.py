@@ -151,8 +151,6 @@ class Staging:
             self._spool_dir = None
         return sorted(left)
 
-    # Reads -------------------------------------------------------------
-
     def _exists(self, name: str) -> bool:
         with self.lock:
             if name in self.staged:
@@ -209,8 +207,6 @@ class Staging:
             return digest.md5[:12]
         assert self.main.file_hash is not None
         return self.main.file_hash(name, content)  # type: ignore[no-any-return]
-
-    # Writes ------------------------------------------------------------
 
     def _delete(self, name: str) -> None:
         with self.lock:
@@ -362,7 +358,9 @@ class Staging:
         self.write_staged()
         for name in self.deletions():
             self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
-            if name not in self.landed:  # (one this run wrote changed nothing)
+            if name in self.landed:  # this run's (on local disk): it wrote nothing
+                self.written = [n for n in self.written if n != name]
+            else:
                 self.removed.append(name)
         if self.manifest is not None and self.manifest_name is not None:
             self.manifest_due = True  # (from now on it may land, failing or not)

@@ -292,6 +292,26 @@ def test_after_a_change_the_destination_is_what_a_complete_run_leaves(
     assert twin.run(settings, backend) == {"status": "up to date"}
 
 
+def test_an_intermediate_copy_written_then_deleted_is_not_reported_written(
+    tmp_path: Path, settings: Any
+) -> None:
+    from .destinations import LocalDestination
+
+    tree: dict[str, bytes | str] = {
+        "css/ref.css": "a { background: url(img.png) }\n",
+        "sub/x.css": "@import url('../css/ref.css');\n",
+        "css/img.png": "v1",
+    }
+    make = lambda side: LocalDestination(tmp_path / side / "root")  # noqa: E731
+    twin = Twin(tmp_path, make, tree)
+    twin.run(settings, MANIFEST)
+    twin.change(edit("css/img.png", "v2"))
+    _, planned = twin.dry_run(settings, MANIFEST)
+    done = twin.run(settings, MANIFEST)  # (a later pass gave sub/x.css another name)
+    assert done["written"] == planned["would_write"]
+    assert len(done["written"]) == 3  # img.png's, ref.css's and x.css's copies
+
+
 @pytest.mark.parametrize("keep_only_hashed", [False, True])
 @pytest.mark.parametrize("change", CHANGES)
 def test_whitenoise_compresses_only_what_is_new_and_leaves_what_stock_leaves(

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
+from django.core.files.storage import Storage
 from django.core.management.base import OutputWrapper
 
 #: Seconds between two redraws.
@@ -33,6 +34,15 @@ class Output(Protocol):
     verbosity: int
 
     def log(self, msg: str, level: int = 2) -> None: ...
+
+
+class Host(Output, Protocol):
+    """What a run needs of the command: its output and two of stock's rules."""
+
+    def delete_file(
+        self, path: str, prefixed_path: str, source_storage: Storage
+    ) -> bool: ...
+    def clear_dir(self, path: str) -> None: ...
 
 
 class Terminal:

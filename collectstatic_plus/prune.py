@@ -12,11 +12,15 @@ ours, and nothing is deleted.
 stops a run before it copies anything, and a dry run lists every deletion);
 :meth:`Pruner.delete` carries out, after a run without errors, what was
 decided and is still stale then (post-processing may produce a name again).
+The sync record is rewritten without what was deleted; stopped midway (an
+interrupt, an error) it is rewritten as :meth:`Pruner.unclaimed`: claiming
+none of what was being deleted, which is still ours where it is left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import replace
 from typing import NamedTuple
 
 import django
@@ -107,7 +111,7 @@ class Pruner:
             reason = "no sync record yet: nothing here is known to be ours"
             return Deletions([], [], reason)
         owned = self.owned(previous)
-        kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
+        kept = kept_with_derived(keep)
         stale: list[str] = []
         unowned: list[str] = []
         for name in sorted(self.candidates(listing, previous)):
@@ -213,7 +217,7 @@ class Pruner:
         """Delete what was decided and is still not kept (post-processing may
         have written a name again), and report it; the names are logged once
         the deletions are done. The deleted, and the error if some were not."""
-        kept = keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
+        kept = kept_with_derived(keep)
         # Said now: what a failed run's post-process left is this one's output.
         unowned = [name for name in decided.unowned if name not in kept]
         self.report.deletions["unowned"] = unowned
@@ -223,7 +227,7 @@ class Pruner:
                 f"(first: {', '.join(unowned[:3])}); --delete-unowned deletes "
                 "them too."
             )
-        names = [name for name in decided.stale if name not in kept]
+        names = self.doomed(decided, keep)
         self.report.deletions["stale"] = names
         failed = None
         for name in names if self.options.dry_run else ():
@@ -240,6 +244,24 @@ class Pruner:
                 self.log(f"Deleting stale '{name}'", level=1)
         return names, failed
 
+    @staticmethod
+    def doomed(decided: Deletions, keep: set[str]) -> list[str]:
+        """What :meth:`delete` deletes: the stale still not kept."""
+        kept = kept_with_derived(keep)
+        return [name for name in decided.stale if name not in kept]
+
+    @staticmethod
+    def unclaimed(record: Record, names: Collection[str]) -> Record:
+        """``record`` claiming none of ``names``, which a run stopped while it
+        deleted them (any may be gone); those it listed stay ours while they
+        are there (retired), for a later --delete."""
+        gone = {name for name in names if name in record.files}
+        if not gone:
+            return record
+        files = {path: e for path, e in record.files.items() if path not in gone}
+        retired = sorted(gone.union(record.retired))
+        return replace(record, files=files, retired=retired)
+
     def delete_all(self, what: str, names: list[str]) -> None:
         """Delete ``names`` (in batches where the backend can); what could
         not be deleted ends the run in one line, once every file was tried."""
@@ -254,6 +276,11 @@ class Pruner:
             ) from error
         except Exception as error:
             raise CommandError(f"{what}: {first_line(error).rstrip('.')}.") from error
+
+
+def kept_with_derived(keep: set[str]) -> set[str]:
+    """``keep`` and the .gz/.br post-processors write beside each."""
+    return keep | {name + suffix for name in keep for suffix in DERIVED_SUFFIXES}
 
 
 def keep_set(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from django.core.files.storage import Storage
 from django.core.management.base import CommandError
@@ -26,7 +26,7 @@ from .options import RunOptions
 from .plan import Action, Knowledge, decide, needs_digest, recorded_digest
 from .pool import Failed, Failure, TransferPool, interrupts_end_the_command
 from .postprocess import PostProcessing
-from .progress import Output, Progress, Terminal
+from .progress import Host, Progress, Terminal
 from .prune import NOTICE_LEVEL, Deletions, Pruner, keep_set, predicted_outputs
 from .record import Record
 from .recorder import recorder_for
@@ -49,15 +49,6 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     #: Later files for a path already found (not collected).
     skipped: list[str] = field(default_factory=list)
-
-
-class Host(Output, Protocol):
-    """What a run needs of the command: its output and two of stock's rules."""
-
-    def delete_file(
-        self, path: str, prefixed_path: str, source_storage: Storage
-    ) -> bool: ...
-    def clear_dir(self, path: str) -> None: ...
 
 
 class Run:
@@ -134,7 +125,9 @@ class Run:
         ):
             if options.clear:
                 with phase("clear"):
-                    self.clear()
+                    if not options.dry_run:
+                        self.recorder.forget()  # first, silently
+                    self.outcome.deleted += self.pruner.clear(self.host.clear_dir)
             with phase("read destination"):
                 self.learn()
             consumed: dict[str, str] = {}
@@ -165,20 +158,10 @@ class Run:
                 with phase("record"):
                     record = self.save_record(complete=True)
             if options.delete:
-                with phase("delete"):
-                    deleted, failed = self.prune()
-                if deleted and not options.dry_run:  # (written before: all ours)
-                    with phase("record"):
-                        self.recorder.save(record.without(deleted), record, not failed)
+                failed = self.prune(None if options.dry_run else record)
                 if failed:
                     raise failed
         return self.outcome
-
-    def clear(self) -> None:
-        """``--clear``: the sync record first, silently; then Pruner.clear."""
-        if not self.options.dry_run:
-            self.recorder.forget()
-        self.outcome.deleted += self.pruner.clear(self.host.clear_dir)
 
     def find(self) -> None:
         """The sources in finder order; later files for a path are duplicates."""
@@ -376,23 +359,39 @@ class Run:
         listed = Pruner.candidates(self.listing, previous)
         return keep_set(protected, outputs, manifests[: options.keep_manifests], listed)
 
-    def prune(self) -> tuple[list[str], CommandError | None]:
-        """``--delete``: what was decided and is still stale; the deleted,
-        and the error if some could not be."""
-        if not self.options.dry_run:  # held (there may have been no record due)
-            self.lease.check()
-        if not self.deletions.reason:
-            del self.report.deletions["reason"]
-        done = self.post_processing
-        keep = self.keep(done.outputs, done.manifest)
-        with Progress(self.terminal, "Deleting", len(self.deletions.stale)) as shown:
-            deleted, failed = self.pruner.delete(self.deletions, keep)
-            shown.advance(len(deleted))
-        for path in deleted:
-            remote = None if self.listing is None else self.listing.get(path)
-            self.report.other(path, "deleted", size=remote.size if remote else None)
-            self.outcome.deleted.append(path)
-        return deleted, failed
+    def prune(self, record: Record | None) -> CommandError | None:
+        """``--delete``: what was decided and is still stale; then ``record``
+        (None in a dry run) without the deleted. The error if some could not
+        be. Stopped (an interrupt, an error) as it deletes or rewrites the
+        record, the record then claims none of what it was deleting."""
+        phase = self.report.phase
+        with phase("delete"):
+            if not self.options.dry_run:  # held (there may have been no record)
+                self.lease.check()
+            if not self.deletions.reason:
+                del self.report.deletions["reason"]
+            done, stale = self.post_processing, len(self.deletions.stale)
+            keep = self.keep(done.outputs, done.manifest)
+        deleted: list[str] = []
+        try:
+            with phase("delete"), Progress(self.terminal, "Deleting", stale) as shown:
+                deleted, failed = self.pruner.delete(self.deletions, keep)
+                shown.advance(len(deleted))
+            for path in deleted:
+                remote = None if self.listing is None else self.listing.get(path)
+                self.report.other(path, "deleted", size=remote.size if remote else None)
+                self.outcome.deleted.append(path)
+            if deleted and record is not None:  # (written before: all ours)
+                with phase("record"):
+                    self.recorder.save(record.without(deleted), record, not failed)
+        except BaseException as error:  # (a failed rewrite has said why)
+            if record is not None and (
+                not deleted or isinstance(error, KeyboardInterrupt)
+            ):
+                gone = deleted or self.pruner.doomed(self.deletions, keep)
+                self.recorder.save(Pruner.unclaimed(record, gone), record, False)
+            raise
+        return failed
 
     def warn(self, message: str) -> None:
         if self.host.verbosity >= 1:

@@ -753,6 +753,90 @@ def test_an_interrupt_while_the_record_is_saved_leaves_no_part_of_it(
     assert sorted(p.name for p in root.iterdir()) == ["a.css"]
 
 
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.contrib.staticfiles.storage.StaticFilesStorage",
+        "tests.storages.RemoteLikeStorage",
+    ],
+)
+def test_an_interrupted_delete_leaves_no_claim_of_what_it_deleted(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """Ctrl-C after --delete removed one stale file: the record does not
+    claim it (on a storage that cannot list, that claim was all the next run
+    had), so when it comes back with the same bytes it is copied again; the
+    stale file not reached is still ours for the next --delete."""
+    from django.utils.module_loading import import_string
+
+    files = {"a.css": "a", "gone.css": "body{}", "old.css": "old"}
+    source = write_tree(tmp_path / "src", files)
+    root = tmp_path / "root"
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STATIC_ROOT = str(root)
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": backend}}
+    run_collectstatic()
+    (source / "gone.css").unlink()
+    (source / "old.css").unlink()
+    storage = import_string(backend)
+    delete = storage.delete
+    deleted: list[str] = []
+
+    def interrupted(self: Storage, name: str) -> None:
+        if name in files:  # (not the record or the lease)
+            if deleted:  # as if Ctrl-C came after the first delete
+                raise KeyboardInterrupt
+            deleted.append(name)
+        delete(self, name)
+
+    monkeypatch.setattr(storage, "delete", interrupted)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(delete=True)
+    assert raised.value.returncode == 130
+    monkeypatch.setattr(storage, "delete", delete)
+    assert deleted == ["gone.css"]
+    assert read_tree(root) == {"a.css": b"a", "old.css": b"old"}
+    record = record_files(json.loads((root / RECORD).read_bytes()))
+    assert "gone.css" not in record
+
+    write_tree(source, {"gone.css": "body{}"})  # back, with the same bytes
+    assert "1 static file copied" in run_collectstatic().stdout
+    assert (root / "gone.css").read_bytes() == b"body{}"
+    run_collectstatic(delete=True)  # old.css: still ours, and stale
+    assert read_tree(root) == {"a.css": b"a", "gone.css": b"body{}"}
+
+
+def test_an_interrupt_as_the_record_is_rewritten_after_delete_claims_none_deleted(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C as the record is rewritten without what --delete removed: the
+    record left does not claim the deleted file either."""
+    source = write_tree(tmp_path / "src", {"a.css": "a", "gone.css": "body{}"})
+    root = tmp_path / "root"
+    settings.STATICFILES_DIRS = [str(source)]
+    settings.STATIC_ROOT = str(root)
+    run_collectstatic()
+    (source / "gone.css").unlink()
+    save = FileSystemStorage._save
+    records: list[str] = []
+
+    def interrupted(self: FileSystemStorage, name: str, content: Any) -> str:
+        saved: str = save(self, name, content)
+        if name.endswith(".tmp"):
+            records.append(name)
+            if len(records) == 1:  # the rewrite after the deletion (the run's
+                raise KeyboardInterrupt  # own record is not new: not written)
+        return saved
+
+    monkeypatch.setattr(FileSystemStorage, "_save", interrupted)
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(delete=True)
+    assert raised.value.returncode == 130
+    assert "gone.css" not in record_files(json.loads((root / RECORD).read_bytes()))
+    assert read_tree(root) == {"a.css": b"a"}
+    assert len(records) == 2  # the rewrite, and the one after Ctrl-C
+
+
 def test_a_listing_that_fails_as_the_record_is_made_still_names_the_failed_file(
     tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

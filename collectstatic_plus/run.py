@@ -237,7 +237,7 @@ class Run:
 
     def transfer(self, known: Knowledge) -> None:
         """Decide each file in finder order, and copy on the pool."""
-        copier, outcome = self.copier, self.outcome
+        copier, outcome = self.copier.claim(self.sources, self.listing), self.outcome
         unread = {failure.path for failure in self.unread}
         # Bytes are shown only if every size is known (not on a cold run).
         digests = [source.digest for source in self.sources.values()]

@@ -93,11 +93,39 @@ def keyed_by_sources(
     storage may store it under another name): each path is held once."""
     own = own_path(sources)
     keyed = {own(path): value for path, value in found.items()}
-    for path in sources:
-        name = listed_name(path)
-        if name != path and name in keyed and path not in keyed:
+    renamed = stored_names(sources, listed_name)
+    later = shadowed(sources, renamed)  # (the name is an earlier source's)
+    for path, name in renamed.items():
+        if name in keyed and path not in keyed and path not in later:
             keyed[path] = keyed.pop(name)
     return keyed
+
+
+def stored_names(
+    sources: Mapping[str, Source], listed_name: Callable[[str], str]
+) -> dict[str, str]:
+    """The sources a storage stores under another name than their path
+    (``listed_name``), with that name, in the sources' order."""
+    named = ((path, listed_name(path)) for path in sources)
+    return {path: name for path, name in named if name != path}
+
+
+def shadowed(sources: Iterable[str], renamed: Mapping[str, str]) -> dict[str, str]:
+    """Each source the storage stores under the name of an earlier one (in
+    finder order), with the earlier one's path: django-storages stores
+    ``a\\b.css`` as ``a/b.css``, AzureStorage ``x.`` as ``x``. Stock saves
+    the first; the later one finds that file there, newer, and is left
+    ("unmodified"), every run."""
+    if not renamed:  # (the usual case: no storage name is shared)
+        return {}
+    names = set(renamed.values())
+    first: dict[str, str] = {}
+    later: dict[str, str] = {}
+    for path in sources:
+        name = renamed.get(path, path)
+        if name in names and (winner := first.setdefault(name, path)) != path:
+            later[path] = winner
+    return later
 
 
 def source_folder_of(path: str | os.PathLike[str]) -> str | None:

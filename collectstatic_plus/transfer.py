@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from django.core.files.storage import Storage
 
-from .backends.base import Backend, Remote, unwrap
+from .backends.base import Backend, Listing, Remote, unwrap
 from .digest import Digest, HashingFile, digest_file
 from .plan import Action, Decision
 from .progress import human_size
 from .report import Report
 from .retry import Retry
-from .sources import Source
+from .sources import Source, shadowed, stored_names
 
 #: Stock's rule for a destination we know nothing about (its ``delete_file``):
 #: False if the file is unmodified (stock then counts and logs it itself).
@@ -60,6 +60,9 @@ class Copier:
         self.kept: dict[str, None] = {}  # (a set: 5x the memory at 5,000 files)
         #: Names the storage saved files under other than their paths.
         self.renamed: list[str] = []
+        #: Sources stored under an earlier source's name, with its path
+        #: (see :meth:`claim`).
+        self.shadowed: dict[str, str] = {}
         #: In each worker, the last name the storage's exists() was asked
         #: about and its answer (see :meth:`watching`).
         self.answer = threading.local()
@@ -83,9 +86,23 @@ class Copier:
         finally:
             vars(storage).pop("exists", None)
 
+    def claim(self, sources: Mapping[str, Source], listing: Listing | None) -> Copier:
+        """Note the sources that the storage stores under the name of an
+        earlier one: the first is saved there, as by stock, and the later
+        ones are left. A dry run writes nothing, so stock's finds a later
+        one's file only where it was there before."""
+        later = shadowed(sources, stored_names(sources, self.backend.listed_name))
+        if self.dry_run:
+            there = listing or {}  # (keyed by the sources: the first holds it)
+            later = {path: first for path, first in later.items() if first in there}
+        self.shadowed = later
+        return self
+
     def run(self, source: Source, decision: Decision) -> None:
         action = decision.action
-        if action is Action.COPY:
+        if source.prefixed_path in self.shadowed:
+            self.shadow(source)
+        elif action is Action.COPY:
             self.copy(source, decision.exists, decision.old_size)
         elif action is Action.SKIP:
             self.skip(source)
@@ -95,9 +112,22 @@ class Copier:
             self.stock(source)
 
     def skip(self, source: Source) -> None:
+        if source.prefixed_path in self.shadowed:
+            self.shadow(source)
+            return
         self.keep(source)
         self.unmodified.append(source.prefixed_path)
         self.log(f"Skipping '{source.path}' (not modified)")
+
+    def shadow(self, source: Source) -> None:
+        """Not saved: an earlier source is saved under the name the storage
+        gives this one. Stock finds that file there, newer: "unmodified".
+        Not kept either: the sync record does not claim its content."""
+        name, first = source.prefixed_path, self.shadowed[source.prefixed_path]
+        self.unmodified.append(name)
+        self.log(f"Skipping '{source.path}' (not modified)")
+        reason = f"stored under the same name as '{first}', which came first"
+        self.report.file(name, "conflict", source=source.origin, reason=reason)
 
     def check(self, source: Source, exists: bool | None, old_size: int | None) -> None:
         """Read what the destination holds and compare it with the source."""

@@ -40,6 +40,7 @@ from .conftest import (
     RECORD,
     default_sigint,
     many,
+    md5,
     read_tree,
     record_files,
     run_collectstatic,
@@ -491,6 +492,82 @@ def test_a_name_with_a_backslash_is_found_unchanged_where_the_storage_maps_it(
     record = json.loads(destination.get(destination.record_key))
     assert "d0/a\\b.css" not in record_files(record)
     assert len(record_files(record)) == 30
+
+
+#: Sources that some storages store under one name: django-storages turns
+#: a backslash into a slash (S3, GCS, Azure); AzureStorage drops a dot at
+#: the end (on local disk, each is a file of its own).
+ONE_NAME = {
+    "a\\b.css": "backslash",
+    "a/b.css": "slash",
+    "s/trail.": "with a dot",
+    "s/trail": "without",
+    "k.css": "k",
+}
+#: Per backend: the sources stored under another's name (later in finder
+#: order than it), so not written.
+SHADOWED = {"local": 0, "s3": 1, "gcs": 1, "azure": 2}
+
+
+@pytest.mark.parametrize("slash_first", [False, True])
+def test_sources_stored_under_one_name_leave_the_first_as_stock_and_settle(
+    make: MakeDestination, tmp_path: Path, settings: Any, slash_first: bool
+) -> None:
+    """Stock saves the first source (in finder order) and the later one
+    finds that file there, newer: 'unmodified', every run. The sync record
+    names only what landed; --delete deletes neither."""
+    from django.contrib.staticfiles.storage import staticfiles_storage
+    from django.utils.functional import empty
+
+    tree = {**ONE_NAME}
+    later = write_tree(tmp_path / "later", {"a/b.css": tree.pop("a/b.css")})
+    roots = [str(write_tree(tmp_path / "src", tree)), str(later)]
+    settings.STATICFILES_DIRS = roots[::-1] if slash_first else roots
+    theirs, ours = make(), make()
+    kind, files = theirs.kind, len(ONE_NAME)
+    if kind == "local":  # (it saves 'a\\b.css' under a new name every run)
+        (tmp_path / "src" / "a\\b.css").unlink()
+        files -= 1
+    theirs.use(settings)
+    root = str(settings.STATIC_ROOT)
+    stock = [run_stock(dry_run=True).stdout, run_stock().stdout, run_stock().stdout]
+    staticfiles_storage._wrapped = empty
+    ours.use(settings)
+    stock = [line.replace(root, str(settings.STATIC_ROOT)) for line in stock]
+    cold_dry = collect(ours, dry_run=True)
+    first, again = collect(ours), collect(ours)
+    dry = collect(ours, dry_run=True, verbosity=2)
+    pruned = collect(ours, delete=True)
+
+    shadowed = SHADOWED[kind]
+    assert first.stdout == f"\n{summary(ours, files - shadowed, shadowed)}\n"
+    assert [first.stdout, again.stdout] == stock[1:]
+    assert contents(ours) == contents(theirs)
+    if kind != "local":
+        first_one = b"slash" if slash_first else b"backslash"
+        assert contents(ours)["a/b.css"] == first_one  # the first: stock's
+    settled = f"\n{summary(ours, 0, files)}\n"
+    assert again.stdout == pruned.stdout == settled
+    assert again.written == dry.written == pruned.written == []
+    assert contents(ours) == contents(theirs)
+    # A dry run says what stock's says: on a cold destination each file
+    # would be copied (none is there yet); later, stock's line for each.
+    said = [line for line in cold_dry.stdout.splitlines() if line[:7] == "Pretend"]
+    assert said == [line for line in stock[0].splitlines() if line[:7] == "Pretend"]
+    assert len(said) == files
+    assert cold_dry.stdout.endswith(f"\n{summary(ours, files)}\n")
+    assert dry.stdout.count("(not modified)") == files
+    assert dry.stdout.endswith(settled)
+    # The record claims no content for a file it did not write.
+    rows = record_files(json.loads(ours.get(ours.record_key)))
+    landed, stored = contents(ours), {"s/trail.": "s/trail"} if kind == "azure" else {}
+    assert rows and all(
+        md5(landed[stored.get(name, name)]) == row["md5"] for name, row in rows.items()
+    )
+    # After --clear, as on the first run.
+    cleared = collect(ours, clear=True)
+    assert cleared.stdout.endswith(f"{summary(ours, files - shadowed, shadowed)}\n")
+    assert contents(ours) == contents(theirs)
 
 
 def test_max_delete_stops_the_run_before_anything_is_written(

@@ -288,10 +288,12 @@ class Run:
             raise Failed(failures)
 
     def post_process(self) -> None:
-        """The storage's own ``post_process``, staged (see postprocess.py)."""
-        self.outcome.post_processed = self.post_processing.run(
-            self.sources, self.listing, self.previous, set(self.copier.copied)
-        )
+        """Post-process (see postprocess.py); a copy it wrote over is listed again."""
+        copied, post_processing = set(self.copier.copied), self.post_processing
+        done = post_processing.run(self.sources, self.listing, self.previous, copied)
+        self.outcome.post_processed = done
+        for name in copied.intersection(self.report.post_processing.get("written", ())):
+            self.copier.written[name] = None  # (a shipped a.js.gz WhiteNoise replaced)
 
     def save_partial_record(self) -> None:
         """After a failure or an interrupt: record what landed, and only that."""

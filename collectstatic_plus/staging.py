@@ -358,10 +358,11 @@ class Staging:
         self.write_staged()
         for name in self.deletions():
             self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
-            if name in self.landed:  # this run's (on local disk): it wrote nothing
-                self.written = [n for n in self.written if n != name]
-            else:
-                self.removed.append(name)
+            self.removed.append(name)
+        # One this run wrote (on local disk) was not written, in the end.
+        gone = {name for name in self.removed if name in self.landed}
+        self.written = [name for name in self.written if name not in gone]
+        self.removed = [name for name in self.removed if name not in gone]
         if self.manifest is not None and self.manifest_name is not None:
             self.manifest_due = True  # (from now on it may land, failing or not)
             with named(self.manifest_name):

@@ -73,7 +73,7 @@ class Copier:
         stock's rule asks it, and a file the rule replaces was there (no
         request more to know it)."""
         storage = unwrap(self.storage)
-        exists = storage.exists
+        had, exists = vars(storage).get("exists"), storage.exists
 
         def watched(name: str) -> bool:
             found = exists(name)
@@ -83,8 +83,11 @@ class Copier:
         storage.exists = watched  # type: ignore[method-assign]
         try:
             yield
-        finally:
-            vars(storage).pop("exists", None)
+        finally:  # (as it was: one the project set on the instance stays)
+            if had is None:
+                del storage.exists
+            else:
+                storage.exists = had  # type: ignore[method-assign]
 
     def claim(self, sources: Mapping[str, Source], listing: Listing | None) -> Copier:
         """Note the sources that the storage stores under the name of an

@@ -894,6 +894,28 @@ def test_a_folder_linked_into_static_root_is_listed_through_the_link(
     ]
 
 
+def test_an_exists_the_project_set_on_the_storage_is_left_in_place(
+    static_root: Path, sources: Path
+) -> None:
+    from django.contrib.staticfiles.storage import staticfiles_storage
+
+    staticfiles_storage._setup()
+    storage = staticfiles_storage._wrapped
+    asked: list[str] = []
+
+    def exists(name: str) -> bool:  # (a project's wrapper, or a test's mock)
+        asked.append(name)
+        return FileSystemStorage.exists(storage, name)
+
+    storage.exists = exists
+    try:
+        run_collectstatic(verbosity=0)
+        assert vars(storage)["exists"] is exists
+        assert asked  # (it was asked during the run too)
+    finally:
+        del storage.exists
+
+
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_unknown_storage_reports_a_file_stocks_rule_replaces_as_changed(
     source: Path, static_root: Path, settings: Any, tmp_path: Path, dry_run: bool

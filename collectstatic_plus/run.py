@@ -184,8 +184,7 @@ class Run:
         self.options.check_own_names(self.sources, manifest, self.backend)
 
     def learn(self) -> None:
-        """The sync record, and a listing if the backend lists (none after
-        ``--clear``: nothing is there)."""
+        """The sync record, and a listing if the backend lists (none after --clear)."""
         if self.options.clear:
             self.listing = {}
             return
@@ -237,7 +236,8 @@ class Run:
 
     def transfer(self, known: Knowledge) -> None:
         """Decide each file in finder order, and copy on the pool."""
-        copier, outcome = self.copier.claim(self.sources, self.listing), self.outcome
+        copier, outcome = self.copier, self.outcome
+        copier.claim(self.sources, self.listing)  # (sources sharing a stored name)
         unread = {failure.path for failure in self.unread}
         # Bytes are shown only if every size is known (not on a cold run).
         digests = [source.digest for source in self.sources.values()]

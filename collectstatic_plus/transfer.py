@@ -89,7 +89,7 @@ class Copier:
             else:
                 storage.exists = had  # type: ignore[method-assign]
 
-    def claim(self, sources: Mapping[str, Source], listing: Listing | None) -> Copier:
+    def claim(self, sources: Mapping[str, Source], listing: Listing | None) -> None:
         """Note the sources that the storage stores under the name of an
         earlier one: the first is saved there, as by stock, and the later
         ones are left. A dry run writes nothing, so stock's finds a later
@@ -99,7 +99,6 @@ class Copier:
             there = listing or {}  # (keyed by the sources: the first holds it)
             later = {path: first for path, first in later.items() if first in there}
         self.shadowed = later
-        return self
 
     def run(self, source: Source, decision: Decision) -> None:
         action = decision.action

@@ -325,11 +325,18 @@ class BuildCache:
             total -= size
 
 
-def why_unused(
-    storage: Storage, key: str, local: bool, folder: str | None = None
-) -> str | None:
-    """Why a build cache (in ``folder``) cannot serve this run's
-    post-processing, if it cannot."""
+def build_cache(
+    storage: Storage, key: str, local: bool, folder: str | None, max_bytes: int
+) -> tuple[BuildCache | None, str | None]:
+    """The build cache in ``folder`` (if given), else why it cannot serve
+    this run's post-processing."""
+    why = why_unused(storage, key, local, folder) if folder else None
+    cache = BuildCache(folder, max_bytes, key) if folder and not why else None
+    return cache, why
+
+
+def why_unused(storage: Storage, key: str, local: bool, folder: str) -> str | None:
+    """Why a build cache in ``folder`` cannot serve this run, if it cannot."""
     if not local:
         return "the destination is not on local disk"
     if not key:
@@ -339,15 +346,13 @@ def why_unused(
             f"{type(storage).__name__} saves with a _save of its own (what it "
             "writes is not what it was given)"
         )
-    if folder:
-        inside = partial(_inside, os.path.realpath(folder))
-        if inside(storage.path("")):
-            return f"'{folder}' is inside the destination (it would be served)"
-        if found := source_folder_of(folder):
-            return (
-                f"'{folder}' is inside the static files folder "
-                f"'{found}' (it would be collected)"
-            )
+    if _inside(os.path.realpath(folder), storage.path("")):
+        return f"'{folder}' is inside the destination (it would be served)"
+    if found := source_folder_of(folder):
+        return (
+            f"'{folder}' is inside the static files folder "
+            f"'{found}' (it would be collected)"
+        )
     return vouch(storage)
 
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 from django.contrib.staticfiles.utils import matches_patterns
 from django.core.files.storage import Storage
 
-from .backends.base import Listing
+from .backends.base import Backend, Listing
 from .record import Processed, Record
 from .vouch import compressing, unhashed, vouch
 
@@ -127,7 +127,8 @@ class Plan(NamedTuple):
     mode: str
     #: The files to give ``post_process``, each with why.
     files: dict[str, str]
-    #: Why the run is not incremental (empty if it is).
+    #: Why the run is full; of an incremental one, why the manifest is
+    #: written again.
     reason: str = ""
 
     @property
@@ -154,6 +155,7 @@ def plan(
     listing: Listing | None,
     previous: Record | None,
     copied: set[str],
+    backend: Backend,
     distrust: str = "",
 ) -> Plan:
     """Which files to post-process this run, and why.
@@ -188,11 +190,29 @@ def plan(
             files[path] = "its output is missing from the destination"
     files = {path: files[path] for path in digests if path in files}
     removed = any(path not in digests for path in rows)
-    name = getattr(storage, "manifest_name", None)
-    manifest_there = name is None or compressing(storage) or name in listing
-    if not files and not removed and manifest_there:
+    moved = manifest_moved(storage, listing, previous, backend)
+    if not files and not removed and not moved:
         return Plan("up to date", {})
-    return Plan("incremental", files)
+    return Plan("incremental", files, moved)
+
+
+def manifest_moved(
+    storage: Storage, listing: Listing, previous: Record, backend: Backend
+) -> str:
+    """Why the manifest the last run published is not there now ("" if it
+    is): gone, or other bytes where the record knows its MD5 (another run,
+    stock's say, wrote one naming other files)."""
+    name = getattr(storage, "manifest_name", None)
+    if name is None or compressing(storage):
+        return ""
+    remote, md5 = listing.get(name), previous.state.get("manifest")
+    if remote is None:
+        return f"{name} is missing from the destination"
+    now = backend.digest(name) if backend.local and md5 else None  # (cheap)
+    there = now.md5 if now is not None else remote.md5
+    if md5 is None or there is None or there == md5:  # (not known: trusted)
+        return ""
+    return f"{name} is not the one the last run wrote"
 
 
 def why_full(

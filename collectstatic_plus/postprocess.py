@@ -21,7 +21,7 @@ from django.core.files.storage import Storage
 from django.core.management.base import CommandError
 
 from .backends.base import Backend, Listing, unwrap
-from .cache import BuildCache, why_unused
+from .cache import build_cache
 from .hooks import Hooks, NotSettled
 from .incremental import Plan, full_order, rows_after, settles, subset, would_publish
 from .incremental import plan as plan_for
@@ -75,16 +75,14 @@ class PostProcessing:
         #: attempts left in the destination (see Staging.close).
         self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
+        self.state: dict[str, str] = {}  # (its settings, its manifest's MD5)
         self.left: list[str] = []
         #: The build cache (local destinations, storages we know), or if one
         #: is given but cannot be used, why.
-        self.cache: BuildCache | None = None
-        why = why_unused(self.target, self.key, backend.local, options.cache_dir)
-        if options.cache_dir and why is None:
-            self.cache = BuildCache(
-                options.cache_dir, options.cache_max_bytes, self.key
-            )
-        self.no_cache = why if options.cache_dir else None
+        folder, size = options.cache_dir, options.cache_max_bytes
+        self.cache, self.no_cache = build_cache(
+            self.target, self.key, backend.local, folder, size
+        )
 
     @property
     def outputs(self) -> set[str]:
@@ -114,8 +112,7 @@ class PostProcessing:
         last = self.last(previous)
         if last is None or last.state.get("postprocess") != self.key:
             return {}
-        rows = last.processed.items()
-        return {path: row.md5 for path, row in rows if row.consumed}
+        return {path: row.md5 for path, row in last.processed.items() if row.consumed}
 
     def run(
         self,
@@ -143,11 +140,14 @@ class PostProcessing:
             if target is None:
                 for name in sorted(self.cache.restored.outputs):
                     self.host.log(f"Would restore {name} from the build cache", 1)
-        flag = self.options.distrust
-        plan = plan_for(self.target, self.key, digests, listing, last, copied, flag)
+        flag, backend = self.options.distrust, self.backend
+        plan = plan_for(
+            self.target, self.key, digests, listing, last, copied, backend, flag
+        )
         if plan.mode == "up to date":
             assert last is not None
             self.processed = dict(last.processed)
+            self.state = {**last.state, "postprocess": self.key}
             self.report.post_processing = self.described({"status": "up to date"})
             self.keep_in_cache(plan)
             self.host.log("Post-processing up to date.", level=1)
@@ -196,13 +196,11 @@ class PostProcessing:
             resave=plan.resaves,
         )
         incremental = plan.mode == "incremental"
-        outside = {}
-        if incremental:
-            outside = {
-                path: row.hashed
-                for path, row in rows.items()
-                if path in digests and path not in plan.files and row.hashed
-            }
+        outside = {
+            path: row.hashed
+            for path, row in rows.items()
+            if incremental and path in digests and path not in plan.files and row.hashed
+        }
 
         def before_manifest() -> None:
             """Every file is processed: a complete run would have settled
@@ -266,7 +264,8 @@ class PostProcessing:
         processed: list[str] = []
         names: dict[str, str] = {}
         owner: dict[str, str] = {}  # an output's source
-        saved = dict(vars(staging.main.storage))
+        state = ("hashed_files", "manifest_hash")
+        saved = {k: v for k, v in vars(staging.main.storage).items() if k in state}
         as_stock = staging.simulate and not staging.known
         simulated = staging.simulate and staging.known  # by us, to the end
         try:
@@ -313,9 +312,7 @@ class PostProcessing:
             return None
         finally:
             if staging.simulate:  # a dry run leaves the storage's state alone
-                for name in ("hashed_files", "manifest_hash"):
-                    if name in saved:
-                        vars(staging.main.storage)[name] = saved[name]
+                vars(staging.main.storage).update(saved)
             progress.close()
         return processed, names, owner
 
@@ -344,6 +341,8 @@ class PostProcessing:
         if staging.simulate:  # what its manifest would publish: --delete keeps it
             self.manifest = would_publish(self.target, plan, digests, rows, names)
             return
+        manifest = staging.manifest.digest.md5 if staging.manifest else ""
+        self.state = {"postprocess": self.key, "manifest": manifest}
         outputs: dict[str, list[str]] = {}  # by source
         for output, source in owner.items():
             outputs.setdefault(source, []).append(output)

@@ -39,6 +39,8 @@ from .sources import Source, source_folder_of
 #: A record larger than this is spooled to a temporary file while it is
 #: saved, not held in memory (50,000 files make about 7 MB).
 SPOOL_BYTES = 256 * 1024
+#: What the record's state says of the last complete post-process.
+POSTPROCESS = ("postprocess", "manifest")
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -121,7 +123,7 @@ class Recorder:
         written: Mapping[str, Remote | None],
         kept: Collection[str],
         manifests: list[list[str]],
-        postprocess: str | None,
+        postprocess: Mapping[str, str],
         processed: dict[str, Processed],
         consumed: Collection[str] = (),
     ) -> Record:
@@ -132,7 +134,8 @@ class Recorder:
         ``kept`` holds the files found up to date; ``consumed`` the originals
         post-processing removed (recorded as written, with nothing seen);
         ``processed`` and ``postprocess`` say what the last complete
-        post-process did, and with which settings.
+        post-process did, with which settings ("postprocess") and the MD5 of
+        the manifest it published ("manifest").
         """
         old = previous.files if previous is not None else {}
         if listing is not None and None in written.values():
@@ -166,8 +169,7 @@ class Recorder:
         # serves STATIC_ROOT), and versions help fingerprint a site.
         versions = f"{django.get_version()}\0{__version__}".encode()
         state = {"versions": hashlib.sha256(versions).hexdigest()[:16]}
-        if postprocess is not None:
-            state["postprocess"] = postprocess
+        state.update((k, postprocess[k]) for k in POSTPROCESS if postprocess.get(k))
         fingerprint = self.destination.fingerprint()
         last = previous.processed if previous is not None else {}
         processed = {

@@ -337,6 +337,8 @@ class Report:
         files: dict[str, str] = pp.get("files", {})
         verb = "would be" if self.dry_run else "were"
         lines = [f"post-processing: incremental, {len(files)} file(s) {verb} processed"]
+        if reason := pp.get("reason"):  # (files or none, the manifest is written)
+            lines[0] += f"; the manifest {verb} written again: {reason}"
         lines += [f"  {path}: {why}" for path, why in files.items()]
         return lines
 

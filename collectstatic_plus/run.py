@@ -307,11 +307,11 @@ class Run:
         manifest = done.manifest
         if complete and manifest is not None and manifests[:1] != [manifest]:
             manifests = [manifest, *manifests][: self.options.keep_manifests]
-        key, processed = None, {}
+        state, processed = {}, {}
         if complete and done.processed is not None:
-            key, processed = done.key, done.processed
+            state, processed = done.state, done.processed
         elif previous is not None:
-            key, processed = previous.state.get("postprocess"), previous.processed
+            state, processed = previous.state, previous.processed
         new = self.recorder.next(
             self.sources,
             previous,
@@ -319,7 +319,7 @@ class Run:
             self.copier.written,
             self.copier.kept,
             manifests,
-            key,
+            state,
             processed,
             done.consumed,
         )

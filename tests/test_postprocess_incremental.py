@@ -292,6 +292,41 @@ def test_after_a_change_the_destination_is_what_a_complete_run_leaves(
     assert twin.run(settings, backend) == {"status": "up to date"}
 
 
+def test_a_manifest_another_run_published_is_written_again(
+    compared: tuple[Twin, str], settings: Any
+) -> None:
+    """Stock, run over the same destination without css/plain.css, publishes
+    a manifest that does not name it; with every file still there, ours
+    writes the complete manifest again instead of finding it up to date."""
+    twin, backend = compared
+    backend = storage_for(twin, backend)
+    assert twin.run(settings, backend)["mode"] == "full"
+    plain = twin.sources["ours"] / "css/plain.css"
+    text, stamp = plain.read_text(), plain.stat().st_mtime
+    plain.unlink()
+    twin.use("ours", settings, backend)
+    run_stock(verbosity=0)
+    plain.write_text(text)
+    os.utime(plain, (stamp, stamp))
+    published = json.loads(twin.contents("ours")["staticfiles.json"])
+    assert "css/plain.css" not in published["paths"]
+    printed, planned = twin.dry_run(settings, backend)
+    why = "staticfiles.json is not the one the last run wrote"
+    assert (planned["mode"], planned["files"], planned["reason"]) == (
+        "incremental",
+        {},
+        why,
+    )
+    assert printed[0] == (
+        "post-processing: incremental, 0 file(s) would be processed; "
+        f"the manifest would be written again: {why}"
+    )
+    assert planned["manifest_changes"] is True
+    done = twin.run(settings, backend)  # (equal to stock's, file for file)
+    assert (done["mode"], done["files"], done["written"]) == ("incremental", {}, [])
+    assert twin.run(settings, backend) == {"status": "up to date"}
+
+
 def test_an_intermediate_copy_written_then_deleted_is_not_reported_written(
     tmp_path: Path, settings: Any
 ) -> None:

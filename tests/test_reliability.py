@@ -223,7 +223,7 @@ def test_a_no_change_record_holds_each_path_and_entry_once(tmp_path: Path) -> No
 
     recorder = Recorder(LocalBackend(storage), Retry(attempts=1), RECORD, print)
     kept = set(sources)
-    new = recorder.next(sources, previous, listing, {}, kept, [], None, {})
+    new = recorder.next(sources, previous, listing, {}, kept, [], {}, {})
     assert list(new.files) == list(sources)  # gone.css is not in the listing
     for path in sources:
         assert new.files[path] is previous.files[path]

@@ -29,8 +29,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from functools import partial
@@ -46,7 +44,7 @@ from .pool import TransferPool
 from .record import Processed
 from .retry import Retry
 from .sources import Source
-from .target import FlushError, SourceChanged, Staged, Target, named, staged_from
+from .target import FlushError, SourceChanged, Spool, Staged, Target, named, staged_from
 from .vouch import unhashed
 
 
@@ -106,7 +104,7 @@ class Staging:
         #: What this run wrote, by name.
         self.landed: dict[str, Digest] = {}
         self.lock = threading.RLock()
-        self._spool_dir: str | None = None
+        self.spool = Spool()
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
@@ -146,9 +144,7 @@ class Staging:
             with contextlib.suppress(Exception):  # (Stopped: no lease, no delete)
                 self.retry(f"Deleting '{name}'", partial(self.main.delete, name))
                 left.discard(name)
-        if self._spool_dir is not None:
-            shutil.rmtree(self._spool_dir, ignore_errors=True)
-            self._spool_dir = None
+        self.spool.close()
         return sorted(left)
 
     def _exists(self, name: str) -> bool:
@@ -222,7 +218,7 @@ class Staging:
         with self.lock:
             self.deleted.discard(name)
         if self.manifest_target is self.main and name == self.manifest_name:
-            self.manifest = self._spooled(staged, data)
+            self.manifest = self.spool.keep(staged, data)
             return name
         if self._holds(name, staged.digest):
             with self.lock:
@@ -238,7 +234,7 @@ class Staging:
             with self.lock:
                 self.staged[name] = staged
             return name
-        staged = self._spooled(staged, data)
+        staged = self.spool.keep(staged, data)
         with self.lock:
             self.staged[name] = self.queue[name] = staged
         return name
@@ -249,18 +245,8 @@ class Staging:
             self.manifest_target.delete(name)
 
     def _save_manifest(self, name: str, content: Any) -> str:
-        self.manifest = self._spooled(*staged_from(content))
+        self.manifest = self.spool.keep(*staged_from(content))
         return name
-
-    def _spooled(self, staged: Staged, data: bytes | None) -> Staged:
-        """Bytes kept for later go to a temporary file, not memory."""
-        if data is None:
-            return staged
-        if self._spool_dir is None:
-            self._spool_dir = tempfile.mkdtemp(prefix="collectstatic-plus-")
-        with tempfile.NamedTemporaryFile(dir=self._spool_dir, delete=False) as spool:
-            spool.write(data)
-        return Staged(staged.digest, spool=spool.name)
 
     def _holds(self, name: str, digest: Digest) -> bool:
         """Whether the destination already has exactly this content at name:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +85,29 @@ def staged_from(content: Any) -> tuple[Staged, bytes | None]:
     data = data.encode() if isinstance(data, str) else data
     md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
     return Staged(Digest(md5, len(data))), data
+
+
+class Spool:
+    """Bytes kept for later, each in a temporary file (never all in memory)."""
+
+    def __init__(self) -> None:
+        self.folder: str | None = None
+
+    def keep(self, staged: Staged, data: bytes | None) -> Staged:
+        """``staged``, its bytes (if any) moved to a file of the spool."""
+        if data is None:
+            return staged
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix="collectstatic-plus-")
+        with tempfile.NamedTemporaryFile(dir=self.folder, delete=False) as spool:
+            spool.write(data)
+        return Staged(staged.digest, spool=spool.name)
+
+    def close(self) -> None:
+        """Remove every file kept."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 def saves_as_files(storage: Storage) -> bool:

@@ -200,17 +200,19 @@ def manifest_moved(
     storage: Storage, listing: Listing, previous: Record, backend: Backend
 ) -> str:
     """Why the manifest the last run published is not there now ("" if it
-    is): gone, or other bytes where the record knows its MD5 (another run,
-    stock's say, wrote one naming other files)."""
+    is): gone, or another one (another run, stock's say, wrote one naming
+    other files). The record has its ETag or MD5 (Staging.published): on
+    local disk it is read, elsewhere the listing's ETag (or MD5) says."""
     name = getattr(storage, "manifest_name", None)
     if name is None or compressing(storage):
         return ""
-    remote, md5 = listing.get(name), previous.state.get("manifest")
+    remote, published = listing.get(name), previous.state.get("manifest")
     if remote is None:
         return f"{name} is missing from the destination"
-    now = backend.digest(name) if backend.local and md5 else None  # (cheap)
-    there = now.md5 if now is not None else remote.md5
-    if md5 is None or there is None or there == md5:  # (not known: trusted)
+    there = remote.etag
+    if backend.local and published:  # (cheap)
+        there = getattr(backend.digest(name), "md5", None)
+    if published is None or there is None or there == published:  # (trusted)
         return ""
     return f"{name} is not the one the last run wrote"
 

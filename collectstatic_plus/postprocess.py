@@ -341,8 +341,7 @@ class PostProcessing:
         if staging.simulate:  # what its manifest would publish: --delete keeps it
             self.manifest = would_publish(self.target, plan, digests, rows, names)
             return
-        manifest = staging.manifest.digest.md5 if staging.manifest else ""
-        self.state = {"postprocess": self.key, "manifest": manifest}
+        self.state = {"postprocess": self.key, "manifest": staging.published or ""}
         outputs: dict[str, list[str]] = {}  # by source
         for output, source in owner.items():
             outputs.setdefault(source, []).append(output)

@@ -93,6 +93,9 @@ class Staging:
         self.queue: dict[str, Staged] = {}
         self.manifest: Staged | None = None
         self.manifest_due = False
+        #: The manifest this run left: its upload's ETag where the backend
+        #: saw one (S3), else its MD5 (see incremental.manifest_moved).
+        self.published: str | None = None
         #: Names written to the destination, saves skipped as identical, and
         #: names deleted (stock deletes intermediate hashed copies).
         self.written: list[str] = []
@@ -367,6 +370,7 @@ class Staging:
 
     def _flush_manifest(self, name: str, staged: Staged) -> None:
         target = self.manifest_target
+        self.published = staged.digest.md5
         if not (self.force or self.resave) and self._published(staged.digest):
             self.identical.append(name)  # (as a dry run said: no change)
             return
@@ -381,5 +385,9 @@ class Staging:
                 if not target.replace(name, content):
                     target.write(name, content, overwrites)
 
-        self.retry(f"Writing '{name}'", attempt)
+        with self.backend.saving():
+            self.retry(f"Writing '{name}'", attempt)
+            seen = self.backend.saved(name, staged.digest)
         self.written.append(name)
+        if seen is not None and seen.etag and target is self.main:
+            self.published = seen.etag

@@ -299,18 +299,37 @@ def test_a_manifest_another_run_published_is_written_again(
     a manifest that does not name it; with every file still there, ours
     writes the complete manifest again instead of finding it up to date."""
     twin, backend = compared
-    backend = storage_for(twin, backend)
-    assert twin.run(settings, backend)["mode"] == "full"
+    republished(twin, storage_for(twin, backend), settings)
+
+
+@pytest.mark.s3
+def test_a_multipart_manifest_another_run_published_is_written_again(
+    s3_server: Any, tmp_path: Path, settings: Any
+) -> None:
+    """Its ETag is no MD5: the one its upload answered with tells."""
+    from boto3.s3.transfer import TransferConfig
+
+    twin = Twin(tmp_path, lambda side: S3Destination(s3_server))
+    multipart = TransferConfig(multipart_threshold=256)
+    republished(twin, S3_MANIFEST, settings, transfer_config=multipart)
+    destination = twin.destinations["ours"]
+    assert isinstance(destination, S3Destination)
+    assert destination.bucket.etags()["staticfiles.json"].endswith("-1")
+
+
+def republished(twin: Twin, backend: str, settings: Any, **extra: Any) -> None:
+    """A complete run; stock without css/plain.css; ours writes the manifest."""
+    assert twin.run(settings, backend, **extra)["mode"] == "full"
     plain = twin.sources["ours"] / "css/plain.css"
     text, stamp = plain.read_text(), plain.stat().st_mtime
     plain.unlink()
-    twin.use("ours", settings, backend)
+    twin.use("ours", settings, backend, **extra)
     run_stock(verbosity=0)
     plain.write_text(text)
     os.utime(plain, (stamp, stamp))
     published = json.loads(twin.contents("ours")["staticfiles.json"])
     assert "css/plain.css" not in published["paths"]
-    printed, planned = twin.dry_run(settings, backend)
+    printed, planned = twin.dry_run(settings, backend, **extra)
     why = "staticfiles.json is not the one the last run wrote"
     assert (planned["mode"], planned["files"], planned["reason"]) == (
         "incremental",
@@ -322,9 +341,40 @@ def test_a_manifest_another_run_published_is_written_again(
         f"the manifest would be written again: {why}"
     )
     assert planned["manifest_changes"] is True
-    done = twin.run(settings, backend)  # (equal to stock's, file for file)
+    done = twin.run(settings, backend, **extra)  # (equal to stock's, file for file)
     assert (done["mode"], done["files"], done["written"]) == ("incremental", {}, [])
-    assert twin.run(settings, backend) == {"status": "up to date"}
+    assert twin.run(settings, backend, **extra) == {"status": "up to date"}
+
+
+@pytest.mark.parametrize(
+    ("listed", "moved"),
+    [
+        ("9b2cf535f27731c974343645a3985328-2", False),  # as its upload answered
+        ("0123456789abcdef0123456789abcdef-3", True),  # another object since
+        (None, False),  # a listing that gives no ETag cannot tell
+    ],
+)
+def test_a_manifest_is_known_by_the_etag_its_upload_answered_with(
+    listed: str | None, moved: bool
+) -> None:
+    """An ETag that is no MD5 (a multipart upload, SSE-KMS) is compared as
+    the upload answered, not taken for another manifest on every run."""
+    from django.contrib.staticfiles.storage import ManifestStaticFilesStorage
+
+    from collectstatic_plus.backends.base import Remote
+    from collectstatic_plus.incremental import manifest_moved
+    from collectstatic_plus.record import Record
+
+    class Remote_:
+        local = False
+
+    previous = Record("f", state={"manifest": "9b2cf535f27731c974343645a3985328-2"})
+    listing = {"staticfiles.json": Remote(10, listed)}
+    storage = ManifestStaticFilesStorage(location="/nowhere")
+    why = manifest_moved(storage, listing, previous, Remote_())  # type: ignore[arg-type]
+    assert why == (
+        "staticfiles.json is not the one the last run wrote" if moved else ""
+    )
 
 
 def test_an_intermediate_copy_written_then_deleted_is_not_reported_written(

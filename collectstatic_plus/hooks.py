@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .incremental import full_order
+from .staging import Staging
 from .vouch import vouch
 
 
@@ -55,10 +56,14 @@ class Hooks:
         outside: dict[str, str],
         manifest_order: list[str] | None,
         before_manifest: Callable[[], None] = lambda: None,
-        simulate: bool = False,
+        staging: Staging | None = None,
     ) -> None:
         self.storage = storage
-        self.simulate = simulate
+        #: A simulated run's: the storage's own writes (WhiteNoise unlinks and
+        #: compresses by path) are dry, and with --verify its compressor puts
+        #: the variants it finds with other bytes in ``staging.altered``.
+        self.staging = staging
+        self.simulate = staging is not None and staging.simulate
         self.outside = outside
         self.manifest_order = manifest_order
         self.before_manifest = before_manifest
@@ -112,14 +117,18 @@ class Hooks:
                 )
             if original["create_compressor"] is not None:
                 create = original["create_compressor"]
-                wrap = dry_compressor if self.simulate else (lambda c, s: c)
-                storage.create_compressor = lambda **kw: wrap(
-                    once_per_content(create(**kw)), storage
-                )
+                storage.create_compressor = lambda **kw: self._compressor(create(**kw))
             yield
         finally:
             for name in names:
                 storage.__dict__.pop(name, None)
+
+    def _compressor(self, compressor: Any) -> Any:
+        compressor = once_per_content(compressor)
+        if self.staging is None or not self.simulate:
+            return compressor
+        altered = self.staging.altered if self.staging.verify else None
+        return dry_compressor(compressor, self.storage, altered)
 
     def _paired(self, names: Iterable[str]) -> list[str]:
         """``names`` with each hashed copy next to its original."""
@@ -273,28 +282,47 @@ def once_per_content(compressor: Any) -> Any:
     return compressor
 
 
-def dry_compressor(compressor: Any, storage: Any) -> Any:
+def dry_compressor(
+    compressor: Any, storage: Any, altered: set[str] | None = None
+) -> Any:
     """WhiteNoise's compressor for a dry run: it reads what post-processing
     staged (through the storage, not from disk) and writes nothing, naming
     the variants its ``compress`` would write (whitenoise 5-6: Brotli first,
-    gzip only where Brotli paid off, each kept if it is effective)."""
+    gzip only where Brotli paid off, each kept if it is effective).
+
+    Given ``altered`` (--verify), it reads each of those variants where
+    WhiteNoise writes it (on disk, by path) and adds the name of one that
+    holds other bytes (edited by hand: gzip without a timestamp and Brotli
+    depend on the input alone) or is missing."""
 
     def compress(path: str) -> list[str]:
         name = os.path.relpath(path, storage.path("")).replace(os.sep, "/")
         with storage.open(name) as handle:
             data = handle.read()
-        names: list[str] = []
+        outputs: list[tuple[str, bytes]] = []
         effective = compressor.is_compressed_effectively
         if compressor.use_brotli:
-            if not effective(
-                "Brotli", path, len(data), compressor.compress_brotli(data)
-            ):
-                return names
-            names.append(path + ".br")
+            brotli = compressor.compress_brotli(data)
+            if not effective("Brotli", path, len(data), brotli):
+                return []
+            outputs.append((".br", brotli))
         gzip = compressor.use_gzip and compressor.compress_gzip(data)
         if gzip and effective("Gzip", path, len(data), gzip):
-            names.append(path + ".gz")
-        return names
+            outputs.append((".gz", gzip))
+        if altered is not None:
+            for suffix, output in outputs:
+                if not same_bytes(path + suffix, output):
+                    altered.add(name + suffix)  # (atomic: WhiteNoise's threads)
+        return [path + suffix for suffix, _output in outputs]
 
     compressor.compress = compress
     return compressor
+
+
+def same_bytes(path: str, data: bytes) -> bool:
+    """Whether the file at ``path`` holds ``data`` (False if it is missing)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read() == data
+    except FileNotFoundError:
+        return False

@@ -194,6 +194,7 @@ class PostProcessing:
             force=self.options.force,
             last=rows,
             resave=plan.resaves,
+            verify=self.options.verify,
         )
         incremental = plan.mode == "incremental"
         outside = {
@@ -213,9 +214,7 @@ class PostProcessing:
             staging.write_staged()
 
         order = full_order(list(sources)) if incremental else None
-        hooks = Hooks(
-            storage, outside, order, before_manifest, simulate=staging.simulate
-        )
+        hooks = Hooks(storage, outside, order, before_manifest, staging)
         self.report.post_processing = self.described(plan.described())
         done = False
         try:

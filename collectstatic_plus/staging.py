@@ -62,6 +62,7 @@ class Staging:
         force: bool = False,
         last: Mapping[str, Processed] | None = None,
         resave: bool = False,
+        verify: bool = False,
     ) -> None:
         main = unwrap(storage)
         #: Dry run: stage and compare, write nothing at all.
@@ -104,6 +105,10 @@ class Staging:
         #: What a dry run's compressor would write beside the outputs (its
         #: variants never pass through the storage: WhiteNoise writes them).
         self.variants: list[str] = []
+        #: --verify: its compressor compares each with the destination's, and
+        #: puts there those with other bytes (see hooks.dry_compressor).
+        self.verify = verify
+        self.altered: set[str] = set()
         #: What this run wrote, by name.
         self.landed: dict[str, Digest] = {}
         self.lock = threading.RLock()
@@ -310,7 +315,7 @@ class Staging:
         """A compressor's ``variant`` of ``name``: written (a dry run's would
         be, unless alike: nothing new, collected over or resaved, and there)."""
         new = {name, variant} & copied or name in self.queue or name in self.written
-        new = new or self.force or self.resave
+        new = new or self.force or self.resave or variant in self.altered
         if not self.simulate or new or variant not in (self.listing or {}):
             self.variants.append(variant)
 

@@ -764,6 +764,58 @@ def test_a_dry_run_names_what_compressed_static_files_storage_would_write(
         assert len(variants) == (4 if change == "cold" else 2)
 
 
+@pytest.mark.parametrize("backend", [WHITENOISE, COMPRESSED])
+def test_check_verify_finds_compressed_variants_edited_by_hand(
+    tmp_path: Path, static_root: Path, settings: Any, backend: str
+) -> None:
+    """--verify trusts no record: its run compresses every file again, over
+    a .gz or .br holding other bytes under its name (gzip without a
+    timestamp and Brotli depend on the input alone), so its dry run and
+    --check name those. Without --verify the record is trusted."""
+    files = {"css/a.css": "a { color: red }\n" * 50, "notes.txt": "notes " * 100}
+    collect_from(tmp_path, settings, backend, files)
+    _out, stock = stock_first(static_root)
+    run_collectstatic()
+    assert collected(static_root) == stock
+    hashed: dict[str, str] = {}
+    if backend == WHITENOISE:
+        hashed = json.loads(stock["staticfiles.json"])["paths"]
+    css = hashed.get("css/a.css", "css/a.css")  # a hashed copy, or the original
+    source = {
+        f"{name}.{ext}": unhashed
+        for unhashed, name in (("css/a.css", css), ("notes.txt", "notes.txt"))
+        for ext in ("br", "gz")
+    }
+    edited = sorted(source)
+    for name in edited:
+        (static_root / name).write_bytes(b"edited by hand")
+    before = read_tree(static_root)
+    run_collectstatic(check=True)  # (the record says they are as written)
+
+    said, report = io.StringIO(), tmp_path / "check.json"
+    with pytest.raises(CommandError) as raised:
+        run_collectstatic(
+            check=True, verify=True, verbosity=1, stdout=said, report=str(report)
+        )
+    assert (str(raised.value), raised.value.returncode) == (
+        "The destination is not up to date: 4 change(s) would be made.",
+        1,
+    )
+    dry = run_collectstatic(dry_run=True, verify=True, verbosity=1)
+    assert read_tree(static_root) == before
+    planned = json.loads(report.read_text())["post_processing"]
+    assert planned["would_write"] == edited
+    lines = [f"Would post-process {source[name]} -> {name}" for name in edited]
+    for printed in (said.getvalue(), dry.stdout):
+        assert [
+            line for line in printed.splitlines() if line.startswith("Would")
+        ] == lines
+
+    run_collectstatic(verify=True)
+    assert collected(static_root) == stock
+    run_collectstatic(check=True, verify=True)
+
+
 def test_a_name_with_a_backslash_is_post_processed_as_stock_does(
     tmp_path: Path, settings: Any
 ) -> None:

@@ -47,7 +47,7 @@ class Requests:
     #: Writing the sync record (on the condition that it is as read).
     record: dict[str, int]
     #: Listing again after writes, where an upload's answer does not say
-    #: what landed (Azure, GCS).
+    #: what landed (Azure).
     relist: dict[str, int]
     #: One batch of deletions.
     batch: dict[str, int]
@@ -82,7 +82,7 @@ REQUESTS = {
         read={"DOWNLOAD": 1, "LIST": 1},
         write={"META": 1, "UPLOAD": 1},
         record={"UPLOAD": 1},
-        relist={"LIST": 1},
+        relist={},
         batch={"BATCH": 1},
         listing={"LIST": 1},
         lease={"UPLOAD": 1, "DELETE": 1},

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import io
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, NamedTuple
 
 from django.core.files.storage import Storage
 
 from ..digest import Digest
 from ..retry import first_line
 from .base import Backend, DeleteFailed, Listing, Payload, Remote
+from .gcs_http import HashingSink, request_kind, widen_pools
 
 #: Calls in one batch request (the service's limit; the client allows more).
 GCS_DELETE_BATCH = 100
@@ -59,6 +59,14 @@ class GCSBackend(Backend):
     #: google-api-core retries a refused connection for 120 s, then raises a
     #: RetryError whose ``cause`` is the last failure.
     sdk_retries_connections = True
+
+    def __init__(self, storage: Storage) -> None:
+        super().__init__(storage)
+        #: What uploads answered, by blob name, within :meth:`saving` (each
+        #: until :meth:`saved` asks for it).
+        self.uploaded: dict[str, Remote] = {}
+        self.remembering = False
+        self._lock = threading.Lock()
 
     @staticmethod
     def handles(storage: Storage) -> bool:
@@ -126,7 +134,7 @@ class GCSBackend(Backend):
         from google.api_core.exceptions import NotFound
 
         blob = self.gcs.bucket.blob(self.blob_name(name))
-        sink = _HashingSink()
+        sink = HashingSink()
         try:
             blob.download_to_file(sink)
         except NotFound:
@@ -276,7 +284,7 @@ class GCSBackend(Backend):
             yield
             return
         saved = adapters.copy()
-        widened = _widen_pools(session, workers)
+        widened = widen_pools(session, workers)
         try:
             yield
         finally:
@@ -294,7 +302,10 @@ class GCSBackend(Backend):
 
         def on_response(response: Any, *args: Any, **kwargs: Any) -> None:
             request = response.request
-            count(request_kind(str(request.method), str(request.url)))
+            kind = request_kind(str(request.method), str(request.url))
+            count(kind)
+            if kind == "objects.insert" and self.remembering:
+                self._remember(response)
 
         hooks.setdefault("response", []).append(on_response)
         try:
@@ -302,29 +313,45 @@ class GCSBackend(Backend):
         finally:
             hooks["response"].remove(on_response)
 
+    @contextmanager
+    def saving(self) -> Iterator[None]:
+        """Remember what the uploads within answered (see :meth:`saved`)."""
+        self.remembering = True
+        try:
+            yield
+        finally:
+            self.remembering = False
+            with self._lock:
+                self.uploaded.clear()
 
-def request_kind(method: str, url: str) -> str:
-    """The JSON API method a request calls, e.g. ``objects.list``."""
-    parts = urlsplit(url)
-    path = parts.path
-    if path.endswith("/batch/storage/v1"):
-        return "batch"
-    if path.startswith("/upload/"):
-        return "objects.insert"
-    if path.startswith("/download/") or "media" in parse_qs(parts.query).get("alt", []):
-        return "objects.download"
-    segments = path.split("/")
-    if "o" in segments:
-        after = segments[segments.index("o") + 1 :]
-        if not after:
-            return "objects.list" if method == "GET" else f"objects.{method.lower()}"
-        verbs = {"GET": "get", "DELETE": "delete", "PATCH": "patch", "PUT": "update"}
-        if len(after) == 1 and method in verbs:
-            return f"objects.{verbs[method]}"
-        return f"objects.{after[-1]}"  # copyTo, rewriteTo, compose, acl
-    if "b" in segments and method == "GET":
-        return "buckets.get"
-    return method
+    def saved(self, name: str, content: Digest) -> Remote | None:
+        """The blob as a listing would show it, from its upload's answer:
+        the stored bytes' MD5 (of the gzipped bytes, if the storage gzipped
+        them); None if that was not seen (the caller lists again)."""
+        with self._lock:
+            return self.uploaded.pop(self.blob_name(name), None)
+
+    def _remember(self, response: Any) -> None:
+        """The object an upload's answer describes (the last request of a
+        resumable one), by its blob name."""
+        try:
+            found = response.json() if response.ok else None
+        except ValueError:  # (a resumable upload's first request: no body)
+            return
+        if isinstance(found, dict) and isinstance(found.get("name"), str):
+            blob = _Listed(found.get("md5Hash"), found.get("generation"), None)
+            with self._lock:
+                self.uploaded[found["name"]] = Remote(
+                    int(found.get("size") or 0), _etag(blob)
+                )
+
+
+class _Listed(NamedTuple):
+    """What an upload's answer says of the blob, as a listing's blob."""
+
+    md5_hash: str | None
+    generation: str | None
+    etag: str | None
 
 
 def _etag(blob: Any) -> str | None:
@@ -339,50 +366,6 @@ def _etag(blob: Any) -> str | None:
     if blob.generation is not None:
         return f"generation:{blob.generation}"
     return str(blob.etag) if blob.etag else None
-
-
-class _HashingSink:
-    """A write-only stream that hashes what is downloaded into it."""
-
-    def __init__(self) -> None:
-        self.seek(0)
-
-    def write(self, data: bytes) -> int:
-        self.md5.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        # The client rewinds when the service sends a whole gzipped blob
-        # decompressed (decompressive transcoding) in answer to a range.
-        if offset or whence:
-            raise OSError("a hashing sink can only be rewound to its start")
-        self.md5 = hashlib.md5(usedforsecurity=False)
-        self.size = 0
-        return 0
-
-    def tell(self) -> int:
-        return self.size
-
-
-def _widen_pools(session: Any, workers: int) -> list[Any]:
-    """Mount adapters with ``workers`` connections per host; the new adapters."""
-    from requests.adapters import HTTPAdapter
-
-    widened = []
-    for prefix, adapter in list(session.adapters.items()):
-        # Only requests' own adapter: a custom one (mTLS) is left as it is.
-        if type(adapter) is not HTTPAdapter or adapter._pool_maxsize >= workers:
-            continue
-        wider = HTTPAdapter(
-            pool_connections=adapter._pool_connections,
-            pool_maxsize=workers,
-            max_retries=adapter.max_retries,
-            pool_block=adapter._pool_block,
-        )
-        session.mount(prefix, wider)
-        widened.append(wider)
-    return widened
 
 
 BACKEND = GCSBackend

@@ -106,10 +106,11 @@ class Hooks:
                 )
             if original["delete_files"] is not None and self.simulate:
                 storage.delete_files = lambda names: None  # it unlinks: not dry
-            elif original["delete_files"] is not None and self.outside:
-                spared = set(self.outside.values())
+            elif original["delete_files"] is not None:
                 delete_files = original["delete_files"]
-                storage.delete_files = lambda names: delete_files(set(names) - spared)
+                storage.delete_files = lambda names: self._delete_files(
+                    delete_files, set(names) - set(self.outside.values())
+                )
             if original["compress_files"] is not None:
                 compress_files = original["compress_files"]
                 storage.compress_files = lambda names: compress_files(
@@ -122,6 +123,17 @@ class Hooks:
         finally:
             for name in names:
                 storage.__dict__.pop(name, None)
+
+    def _delete_files(
+        self, delete_files: Callable[[set[str]], None], names: set[str]
+    ) -> None:
+        """WhiteNoise's, which unlinks (not through the storage): what this
+        run wrote there is not written, in the end."""
+        try:
+            delete_files(names)
+        finally:
+            if self.staging is not None:
+                self.staging.unlinked(names)
 
     def _compressor(self, compressor: Any) -> Any:
         compressor = once_per_content(compressor)

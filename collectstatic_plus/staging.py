@@ -78,9 +78,8 @@ class Staging:
         self.workers = workers
         self.local = backend.local
         self.known = known
-        #: --force: write each output again, whatever the destination holds;
-        #: a hashed copy is known by its name (Django's pattern) or as the
-        #: ``last`` post-process named it.
+        #: --force: write each output again, whatever is there; a hashed copy
+        #: is known by its name (Django's pattern) or as ``last`` named it.
         self.force = force
         rows = (last or {}).values() if force else ()
         self.hashed = {row.hashed for row in rows if row.hashed}
@@ -94,19 +93,16 @@ class Staging:
         self.queue: dict[str, Staged] = {}
         self.manifest: Staged | None = None
         self.manifest_due = False
-        #: The manifest this run left: its upload's ETag where the backend
-        #: saw one (S3), else its MD5 (see incremental.manifest_moved).
+        #: The manifest left: its upload's ETag (S3), else MD5 (manifest_moved).
         self.published: str | None = None
         #: Names written to the destination, saves skipped as identical, and
         #: names deleted (stock deletes intermediate hashed copies).
         self.written: list[str] = []
         self.identical: list[str] = []
         self.removed: list[str] = []
-        #: What a dry run's compressor would write beside the outputs (its
-        #: variants never pass through the storage: WhiteNoise writes them).
+        #: A dry run's compressor's variants (WhiteNoise writes them itself).
         self.variants: list[str] = []
-        #: --verify: its compressor compares each with the destination's, and
-        #: puts there those with other bytes (see hooks.dry_compressor).
+        #: --verify: variants found with other bytes (hooks.dry_compressor).
         self.verify = verify
         self.altered: set[str] = set()
         #: What this run wrote, by name.
@@ -318,6 +314,12 @@ class Staging:
         new = new or self.force or self.resave or variant in self.altered
         if not self.simulate or new or variant not in (self.listing or {}):
             self.variants.append(variant)
+
+    def unlinked(self, names: set[str]) -> None:
+        """The storage removed these by itself (WhiteNoise's delete_files)."""
+        with self.lock:
+            self.written = [name for name in self.written if name not in names]
+            self.landed = {k: v for k, v in self.landed.items() if k not in names}
 
     def outcome(self) -> dict[str, object]:
         """What post-processing wrote (or, simulated, would write)."""

@@ -739,6 +739,32 @@ def test_a_whitenoise_dry_run_names_what_the_run_then_writes_and_touches_nothing
     ]
 
 
+def test_what_whitenoise_unlinks_after_writing_it_is_not_reported_written(
+    tmp_path: Path, settings: Any
+) -> None:
+    """WHITENOISE_KEEP_ONLY_HASHED_FILES: WhiteNoise unlinks the intermediate
+    hashed copies itself (not through the storage): the report's 'written'
+    names only files that are there, as the dry run's 'would_write' does."""
+    from .destinations import LocalDestination
+
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+    tree: dict[str, bytes | str] = {
+        "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
+        "css/b.css": "p { background: url('../i/y.png') }\n",
+        "i/x.png": "x" * 100,
+        "i/y.png": "y" * 100,
+    }
+    make = lambda side: LocalDestination(tmp_path / side / "root")  # noqa: E731
+    twin = Twin(tmp_path, make, tree)
+    twin.run(settings, WHITENOISE)
+    twin.change(edit("css/b.css", "p { background: url('../i/y.png') } /* 2 */\n"))
+    _, planned = twin.dry_run(settings, WHITENOISE)
+    done = twin.run(settings, WHITENOISE)
+    there = set(twin.contents("ours"))
+    assert [name for name in done["written"] if name not in there] == []
+    assert done["written"] == planned["would_write"]
+
+
 def test_whitenoise_and_brotli_versions_key_only_whitenoise_storages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,7 +32,7 @@ from django.contrib.staticfiles.utils import matches_patterns
 from django.core.files.storage import Storage
 
 from .backends.base import Backend, Listing
-from .record import Processed, Record
+from .record import MD5, Processed, Record
 from .vouch import compressing, unhashed, vouch
 
 
@@ -209,7 +209,9 @@ def manifest_moved(
     remote, published = listing.get(name), previous.state.get("manifest")
     if remote is None:
         return f"{name} is missing from the destination"
-    there = remote.etag
+    # Like with like: an MD5 with the listed MD5 (none, as of a blob put in
+    # blocks on Azure: not known), an upload's ETag with the listed ETag.
+    there = remote.md5 if published and MD5.fullmatch(published) else remote.etag
     if backend.local and published:  # (cheap)
         there = getattr(backend.digest(name), "md5", None)
     if published is None or there is None or there == published:  # (trusted)

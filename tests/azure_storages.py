@@ -64,3 +64,17 @@ class QuickRetryAzureStorage(QuickRetries, AzureStorage):  # type: ignore[misc]
 
 class QuickRetryAzureManifestStorage(QuickRetries, AzureManifestStorage):
     pass
+
+
+class AzureBlockManifestStorage(AzureManifestStorage):
+    """Every blob over 64 bytes put in blocks (as any over the SDK's
+    ``max_single_put_size`` is): the service keeps no Content-MD5 for it."""
+
+    connection_string: str
+
+    def _get_service_client(self, **kwargs: Any) -> Any:
+        from azure.storage.blob import BlobServiceClient
+
+        return BlobServiceClient.from_connection_string(
+            self.connection_string, max_single_put_size=64, max_block_size=64
+        )

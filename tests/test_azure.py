@@ -587,3 +587,19 @@ def test_no_container_is_one_line(
         "The static files storage (storages.backends.azure_storage.AzureStorage) "
         "could not be set up: ValueError: Please specify a container name."
     )
+
+
+def test_a_manifest_put_in_blocks_is_not_written_again_by_a_no_change_run(
+    tmp_path: Path, settings: Any, container: Container
+) -> None:
+    """Its listing shows an ETag, no Content-MD5: not the MD5 the record
+    keeps of it, and no sign another run published it either."""
+    source = write_tree(tmp_path / "src", MANIFEST_TREE)
+    settings.STATICFILES_DIRS = [str(source)]
+    use(settings, container.storage("tests.azure_storages.AzureBlockManifestStorage"))
+    collect(container)
+    assert container.md5s()["staticfiles.json"] == ""  # (put in blocks)
+    run = collect(container)
+    puts = ("PutBlob", "PutBlock", "PutBlockList")
+    assert [blob for kind in puts for blob in run.blobs(kind)] == []  # (no change)
+    collect(container, check=True, verbosity=0)

@@ -128,12 +128,11 @@ class Hooks:
         self, delete_files: Callable[[set[str]], None], names: set[str]
     ) -> None:
         """WhiteNoise's, which unlinks (not through the storage): what this
-        run wrote there is not written, in the end."""
-        try:
-            delete_files(names)
-        finally:
-            if self.staging is not None:
-                self.staging.unlinked(names)
+        run wrote there is not written, in the end. If it fails, all are
+        still written (a failed attempt removes what it wrote)."""
+        delete_files(names)
+        if self.staging is not None:
+            self.staging.unlinked(names)
 
     def _compressor(self, compressor: Any) -> Any:
         compressor = once_per_content(compressor)

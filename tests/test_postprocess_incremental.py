@@ -939,3 +939,42 @@ def test_a_shipped_compressed_file_is_compressed_over_as_stock_does_and_settles(
     assert changed["files"] == {"text/notes.txt": "changed"}
     assert twin.run(settings, backend) == {"status": "up to date"}
     assert twin.written == []
+
+
+def test_what_whitenoise_fails_to_unlink_is_removed_as_any_failed_write(
+    tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WHITENOISE_KEEP_ONLY_HASHED_FILES, its delete_files failing before it
+    unlinked anything: the intermediate hashed copy this attempt wrote is
+    still there, so the failed attempt removes it with the rest of what it
+    wrote (not taken for unlinked and left behind, claimed by no record)."""
+    from whitenoise.storage import CompressedManifestStaticFilesStorage
+
+    from .destinations import LocalDestination
+
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+    tree: dict[str, bytes | str] = {
+        "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
+        "css/b.css": "p { background: url('../i/y.png') }\n",
+        "i/x.png": "x" * 100,
+        "i/y.png": "y" * 100,
+    }
+    make = lambda side: LocalDestination(tmp_path / side / "root")  # noqa: E731
+    twin = Twin(tmp_path, make, tree)
+    twin.run(settings, WHITENOISE)
+    twin.change(edit("css/b.css", "p { background: url('../i/y.png') } /* 2 */\n"))
+    before = set(twin.contents("ours"))
+    given: list[str] = []
+
+    def delete_files(self: Any, names: Any) -> None:
+        given.extend(names)
+        raise PermissionError("denied")
+
+    storage = CompressedManifestStaticFilesStorage
+    monkeypatch.setattr(storage, "delete_files", delete_files)
+    twin.use("ours", settings, WHITENOISE)
+    with pytest.raises(PermissionError):
+        run_collectstatic(verbosity=0)
+    written = [name for name in given if name not in before and name not in tree]
+    assert written  # intermediate hashed copies this attempt wrote
+    assert set(written) & set(twin.contents("ours")) == set()

@@ -338,7 +338,8 @@ class Report:
         verb = "would be" if self.dry_run else "were"
         lines = [f"post-processing: incremental, {len(files)} file(s) {verb} processed"]
         if reason := pp.get("reason"):  # (files or none, the manifest is written)
-            lines[0] += f"; the manifest {verb} written again: {reason}"
+            was = "would be" if self.dry_run else "was"
+            lines[0] += f"; the manifest {was} written again: {reason}"
         lines += [f"  {path}: {why}" for path, why in files.items()]
         return lines
 

@@ -770,3 +770,23 @@ def test_a_manifest_kept_elsewhere_is_not_written_again_when_it_is_the_same(
     assert dry["manifest_changes"] is real["manifest_changes"] is False
     after = manifest.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize(
+    ("dry_run", "said"),
+    [
+        (True, "0 file(s) would be processed; the manifest would be written"),
+        (False, "0 file(s) were processed; the manifest was written"),
+    ],
+)
+def test_the_manifest_written_again_is_said_in_the_singular(
+    dry_run: bool, said: str
+) -> None:
+    from collectstatic_plus.report import Report
+
+    report = Report(dry_run=dry_run)
+    why = "staticfiles.json is not the one the last run wrote"
+    report.post_processing = {"mode": "incremental", "files": {}, "reason": why}
+    assert report.post_processing_plan() == [
+        f"post-processing: incremental, {said} again: {why}"
+    ]

@@ -75,7 +75,7 @@ class PostProcessing:
         #: attempts left in the destination (see Staging.close).
         self.processed: dict[str, Processed] | None = None
         self.manifest: list[str] | None = None
-        self.state: dict[str, str] = {}  # (its settings, its manifest's MD5)
+        self.state: dict[str, str] = {}  # (its settings; Staging.published)
         self.left: list[str] = []
         #: The build cache (local destinations, storages we know), or if one
         #: is given but cannot be used, why.

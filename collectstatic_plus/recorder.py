@@ -134,8 +134,8 @@ class Recorder:
         ``kept`` holds the files found up to date; ``consumed`` the originals
         post-processing removed (recorded as written, with nothing seen);
         ``processed`` and ``postprocess`` say what the last complete
-        post-process did, with which settings ("postprocess") and the MD5 of
-        the manifest it published ("manifest").
+        post-process did, with which settings ("postprocess") and the
+        manifest it published ("manifest": Staging.published, ETag or MD5).
         """
         old = previous.files if previous is not None else {}
         if listing is not None and None in written.values():

@@ -93,7 +93,7 @@ class Staging:
         self.queue: dict[str, Staged] = {}
         self.manifest: Staged | None = None
         self.manifest_due = False
-        #: The manifest left: its upload's ETag (S3), else MD5 (manifest_moved).
+        #: The manifest left: its upload's ETag (S3, GCS), else MD5 (manifest_moved).
         self.published: str | None = None
         #: Names written to the destination, saves skipped as identical, and
         #: names deleted (stock deletes intermediate hashed copies).

@@ -273,7 +273,8 @@ class Backend:
 
     @contextmanager
     def saving(self) -> Iterator[None]:
-        """Around the saves whose :meth:`saved` is asked (the copies)."""
+        """Around the saves whose :meth:`saved` is asked (the copies, the
+        manifest)."""
         yield
 
     def saved(self, name: str, content: Digest) -> Remote | None:

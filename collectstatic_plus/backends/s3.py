@@ -280,8 +280,8 @@ class S3Backend(Backend):
 
     @contextmanager
     def saving(self) -> Iterator[None]:
-        """Remember upload ETags only for the copies (not, say, the hashed
-        copies post-processing uploads: nobody asks for those)."""
+        """Remember upload ETags only within (the copies, the manifest), not
+        for, say, the hashed copies post-processing uploads: nobody asks."""
         self.remembering = True
         try:
             yield

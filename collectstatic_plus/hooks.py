@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .incremental import full_order
+from .record import Processed
 from .staging import Staging
 from .vouch import vouch
 
@@ -39,7 +40,9 @@ class Hooks:
     WHITENOISE_KEEP_ONLY_HASHED_FILES) spares the hashed files of the files
     outside the subset: a complete run keeps them, as its own output; its
     ``compress_files`` gets each hashed copy beside its original (a set
-    before), so that its compressor can reuse one's output for the other.
+    before), so that its compressor can reuse one's output for the other, and
+    in an incremental run not the names whose variants the last run left
+    (:meth:`_kept`), which it yields as its own, not written again.
 
     For a storage whose code we know, ``_post_process`` goes one file at a
     time, in its own order, and skips a file that still has the name its last
@@ -57,6 +60,8 @@ class Hooks:
         manifest_order: list[str] | None,
         before_manifest: Callable[[], None] = lambda: None,
         staging: Staging | None = None,
+        last: Mapping[str, Processed] | None = None,
+        copied: set[str] | None = None,
     ) -> None:
         self.storage = storage
         #: A simulated run's: the storage's own writes (WhiteNoise unlinks and
@@ -74,6 +79,11 @@ class Hooks:
         self.rewrites: dict[str, tuple[str, list[tuple[str, str]]]] = {}
         #: The references of the file being rewritten now, as they resolve.
         self.resolving: list[tuple[str, str]] | None = None
+        #: The last complete run's rows, the files collected this run, and
+        #: the variants left as they were (:meth:`_kept`: there, not written).
+        self.last = last or {}
+        self.copied = copied or set()
+        self.kept: set[str] = set()
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -113,8 +123,8 @@ class Hooks:
                 )
             if original["compress_files"] is not None:
                 compress_files = original["compress_files"]
-                storage.compress_files = lambda names: compress_files(
-                    self._paired(names)
+                storage.compress_files = lambda names: self._compress_files(
+                    compress_files, list(names)
                 )
             if original["create_compressor"] is not None:
                 create = original["create_compressor"]
@@ -140,6 +150,48 @@ class Hooks:
             return compressor
         altered = self.staging.altered if self.staging.verify else None
         return dry_compressor(compressor, self.storage, altered)
+
+    def _compress_files(
+        self, compress_files: Callable[[list[str]], Iterable[Any]], names: list[str]
+    ) -> Iterator[Any]:
+        """WhiteNoise's, over the names whose variants are not kept: those
+        are yielded as it yields them (the record keeps them as outputs)."""
+        kept = self._kept(names)
+        for name, variants in sorted(kept.items()):
+            for variant in variants:
+                self.kept.add(variant)
+                yield name, variant
+        yield from compress_files(self._paired(n for n in names if n not in kept))
+
+    def _kept(self, names: list[str]) -> dict[str, list[str]]:
+        """Of an incremental run's ``names``, those a dry run would call alike
+        (Staging.note_variant: nothing new, collected, written or forced),
+        with the variants the last complete run recorded, all there: the
+        same input (an unchanged original's MD5, a hashed name), so the same
+        bytes (gzip without a timestamp and Brotli depend on the input
+        alone). A full run, like stock, compresses them all."""
+        staging, rows = self.staging, self.last
+        if staging is None or staging.simulate or self.manifest_order is None:
+            return {}
+        listing = staging.listing
+        if listing is None or staging.force or staging.resave:
+            return {}
+        source_of = {row.hashed: path for path, row in rows.items() if row.hashed}
+        # Collected, saved or deleted by this run: not as the last run left it.
+        new = self.copied | set(staging.queue) | set(staging.written) | staging.deleted
+        kept: dict[str, list[str]] = {}
+        for name in names:
+            path = name if name in rows else source_of.get(name)
+            row = rows.get(path or "")
+            source = staging.sources.get(name)
+            digest = source.digest if source is not None else None
+            if row is None or (name == path and getattr(digest, "md5", 0) != row.md5):
+                continue  # unknown, or another content
+            suffixed = (f"{name}.gz", f"{name}.br")
+            variants = [output for output in row.outputs if output in suffixed]
+            if not {name, *variants} & new and all(v in listing for v in variants):
+                kept[name] = variants
+        return kept
 
     def _paired(self, names: Iterable[str]) -> list[str]:
         """``names`` with each hashed copy next to its original."""

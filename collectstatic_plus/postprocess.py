@@ -214,7 +214,9 @@ class PostProcessing:
             staging.write_staged()
 
         order = full_order(list(sources)) if incremental else None
-        hooks = Hooks(storage, outside, order, before_manifest, staging)
+        hooks = Hooks(
+            storage, outside, order, before_manifest, staging, rows, self.copied
+        )
         self.report.post_processing = self.described(plan.described())
         done = False
         try:
@@ -283,7 +285,8 @@ class PostProcessing:
                     if variant and progress.total is not None:
                         progress.close()  # the outputs' turn: no total known
                         progress = Progress(self.terminal, "Compressing", None)
-                    if variant and (simulated or not staging.simulate):
+                    noted = simulated or not staging.simulate  # (stock's dry: no)
+                    if variant and noted and processed_path not in hooks.kept:
                         staging.note_variant(original, processed_path, self.copied)
                     if isinstance(processed_path, str):
                         names.setdefault(source, processed_path)

@@ -427,6 +427,45 @@ def test_whitenoise_compresses_only_what_is_new_and_leaves_what_stock_leaves(
     assert twin.run(settings, WHITENOISE) == {"status": "up to date"}
 
 
+def test_whitenoise_leaves_the_variants_of_an_unchanged_original_as_they_are(
+    tmp_path: Path, settings: Any
+) -> None:
+    """css/main.css is post-processed again (it imports css/base.css, which
+    changed) but is itself unchanged: its .gz and .br, and those of the
+    hashed copies already there, are left as they are (not written again,
+    as the dry run says), kept as outputs (--delete spares them), and one
+    that is missing is made again."""
+    from .destinations import LocalDestination
+
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = False
+    tree: dict[str, bytes | str] = {
+        "css/main.css": "@import url('base.css');\n" + "p { color: red }\n" * 20,
+        "css/base.css": "h1 { color: blue }\n" * 20,
+    }
+    make = lambda side: LocalDestination(tmp_path / side / "root")  # noqa: E731
+    twin = Twin(tmp_path, make, tree)
+    twin.run(settings, WHITENOISE)
+    root = tmp_path / "ours/root"
+    variants = ["css/main.css.gz", "css/main.css.br"]
+    before = {name: (root / name).stat() for name in variants}
+    twin.change(edit("css/base.css", "h1 { color: green }\n" * 20))
+    _, planned = twin.dry_run(settings, WHITENOISE)
+    done = twin.run(settings, WHITENOISE)
+    for name, stat in before.items():  # (WhiteNoise sets the mtime it had)
+        now = (root / name).stat()
+        assert (now.st_ino, now.st_ctime_ns) == (stat.st_ino, stat.st_ctime_ns)
+    assert done["written"] == planned["would_write"]
+    assert not set(variants) & set(done["written"])
+    twin.use("ours", settings, WHITENOISE)
+    run_collectstatic(verbosity=0, delete=True)
+    assert twin.contents("ours") == twin.contents("stock")
+    (root / "css/main.css.br").unlink()
+    twin.change(edit("css/base.css", "h1 { color: gray }\n" * 20))
+    done = twin.run(settings, WHITENOISE)  # (equal to stock's, .br included)
+    assert set(variants) <= set(done["written"])  # (compressed as stock does)
+    assert "css/main.css.br" in twin.written
+
+
 def test_compressed_storage_compresses_only_changed_files(
     tmp_path: Path, settings: Any
 ) -> None:

@@ -778,25 +778,34 @@ def test_a_whitenoise_dry_run_names_what_the_run_then_writes_and_touches_nothing
     ]
 
 
+IMPORT_TREE: dict[str, bytes | str] = {
+    "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
+    "css/b.css": "p { background: url('../i/y.png') }\n",
+    "i/x.png": "x" * 100,
+    "i/y.png": "y" * 100,
+}
+
+
+def imported_css_changed(tmp_path: Path, settings: Any) -> Twin:
+    """WhiteNoise keeping only hashed files, after a complete run: css/a.css
+    imports css/b.css, which then changes (a.css gets an intermediate name)."""
+    from .destinations import LocalDestination
+
+    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+    make = lambda side: LocalDestination(tmp_path / side / "root")  # noqa: E731
+    twin = Twin(tmp_path, make, IMPORT_TREE)
+    twin.run(settings, WHITENOISE)
+    twin.change(edit("css/b.css", "p { background: url('../i/y.png') } /* 2 */\n"))
+    return twin
+
+
 def test_what_whitenoise_unlinks_after_writing_it_is_not_reported_written(
     tmp_path: Path, settings: Any
 ) -> None:
     """WHITENOISE_KEEP_ONLY_HASHED_FILES: WhiteNoise unlinks the intermediate
     hashed copies itself (not through the storage): the report's 'written'
     names only files that are there, as the dry run's 'would_write' does."""
-    from .destinations import LocalDestination
-
-    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = True
-    tree: dict[str, bytes | str] = {
-        "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
-        "css/b.css": "p { background: url('../i/y.png') }\n",
-        "i/x.png": "x" * 100,
-        "i/y.png": "y" * 100,
-    }
-    make = lambda side: LocalDestination(tmp_path / side / "root")  # noqa: E731
-    twin = Twin(tmp_path, make, tree)
-    twin.run(settings, WHITENOISE)
-    twin.change(edit("css/b.css", "p { background: url('../i/y.png') } /* 2 */\n"))
+    twin = imported_css_changed(tmp_path, settings)
     _, planned = twin.dry_run(settings, WHITENOISE)
     done = twin.run(settings, WHITENOISE)
     there = set(twin.contents("ours"))
@@ -989,19 +998,7 @@ def test_what_whitenoise_fails_to_unlink_is_removed_as_any_failed_write(
     wrote (not taken for unlinked and left behind, claimed by no record)."""
     from whitenoise.storage import CompressedManifestStaticFilesStorage
 
-    from .destinations import LocalDestination
-
-    settings.WHITENOISE_KEEP_ONLY_HASHED_FILES = True
-    tree: dict[str, bytes | str] = {
-        "css/a.css": "@import url('b.css');\np { background: url(../i/x.png) }\n",
-        "css/b.css": "p { background: url('../i/y.png') }\n",
-        "i/x.png": "x" * 100,
-        "i/y.png": "y" * 100,
-    }
-    make = lambda side: LocalDestination(tmp_path / side / "root")  # noqa: E731
-    twin = Twin(tmp_path, make, tree)
-    twin.run(settings, WHITENOISE)
-    twin.change(edit("css/b.css", "p { background: url('../i/y.png') } /* 2 */\n"))
+    twin = imported_css_changed(tmp_path, settings)
     before = set(twin.contents("ours"))
     given: list[str] = []
 
@@ -1014,6 +1011,6 @@ def test_what_whitenoise_fails_to_unlink_is_removed_as_any_failed_write(
     twin.use("ours", settings, WHITENOISE)
     with pytest.raises(PermissionError):
         run_collectstatic(verbosity=0)
-    written = [name for name in given if name not in before and name not in tree]
+    written = [n for n in given if n not in before and n not in IMPORT_TREE]
     assert written  # intermediate hashed copies this attempt wrote
     assert set(written) & set(twin.contents("ours")) == set()
